@@ -1,0 +1,76 @@
+"""The small interface every detector backend implements, and the config they share.
+
+A detector is stateless after load: `load()` builds it from a config, `warmup()` runs one
+dummy batch so the first real call is not slow, and `predict_batch(images)` maps a list of
+BGR uint8 HxWx3 arrays to one `Detections` per image, boxes in that image's pixels.
+Batching, tiling and threading live outside it (vision/batcher.py, vision/tiling.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from vision.detections import Detections
+
+
+class DetectorConfigBase(BaseModel):
+    """Fields every backend understands."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: Path = Field(description="Path to the weights: .onnx for onnxruntime, .pt for ultralytics.")
+    imgsz: int | None = Field(default=None, ge=32, le=4096,
+                              description="Square input size; None takes it from the model.")
+    conf: float = Field(default=0.05, ge=0.0, le=1.0,
+                        description="Score floor applied by the backend. Per-class operating "
+                                    "thresholds from the model card are applied later, above it.")
+    iou: float = Field(default=0.5, gt=0.0, le=1.0, description="NMS IoU threshold (class-aware).")
+    max_det: int = Field(default=300, ge=1, le=10_000, description="Most boxes kept per image.")
+
+
+class OnnxRuntimeConfig(DetectorConfigBase):
+    type: Literal["onnxruntime"] = "onnxruntime"
+    device: Literal["cpu", "cuda", "tensorrt"] = Field(
+        default="cpu", description="Execution provider; cuda and tensorrt need onnxruntime-gpu.")
+    intra_op_threads: int = Field(default=0, ge=0, le=256,
+                                  description="Threads inside one operator; 0 = one per physical core.")
+    inter_op_threads: int = Field(default=1, ge=1, le=64,
+                                  description="Operators run in parallel; 1 (sequential) is fastest "
+                                              "for YOLO-shaped graphs.")
+
+
+class UltralyticsConfig(DetectorConfigBase):
+    type: Literal["ultralytics"] = "ultralytics"
+    device: str = Field(default="cpu", description="torch device string, e.g. 'cpu' or 'cuda:0'.")
+    half: bool = Field(default=False, description="fp16 inference (CUDA only).")
+
+
+DetectorConfig = OnnxRuntimeConfig | UltralyticsConfig
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """What the pipeline needs of a backend."""
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The model's class labels, indexed by class id."""
+
+    @property
+    def input_size(self) -> int:
+        """The square network input size in pixels."""
+
+    @property
+    def max_batch(self) -> int:
+        """The largest batch the loaded model accepts (1 for static-batch exports)."""
+
+    def warmup(self) -> None:
+        """Run one dummy batch so the first real request is not slow."""
+
+    def predict_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """One Detections per image (BGR uint8 HxWx3), boxes in that image's pixels."""

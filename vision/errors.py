@@ -1,0 +1,49 @@
+"""Exceptions raised at the vision core's boundaries.
+
+Each one names what was wrong and where, so that a CLI run or an API call can report it
+per file and carry on with the next one.
+"""
+
+from __future__ import annotations
+
+
+class PatrolVisionError(Exception):
+    """Base of every error the vision core raises on purpose."""
+
+
+class ImageLoadError(PatrolVisionError):
+    """An image could not be used: unknown format, too many pixels, truncated or corrupt.
+
+    `path` is the file (or a label such as "<upload>"), `reason` a short machine-readable
+    cause, one of REASONS.
+    """
+
+    REASONS = ("not_found", "empty", "unsupported_format", "too_many_pixels", "corrupt", "too_large")
+
+    def __init__(self, path: str, reason: str, detail: str) -> None:
+        if reason not in self.REASONS:
+            raise ValueError(f"expected reason in {self.REASONS}, got {reason!r}")
+        self.path = path
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{path}: {reason}: {detail}")
+
+
+class TaxonomyError(PatrolVisionError):
+    """A taxonomy file or a class mapping is malformed or refers to unknown classes."""
+
+
+class ModelError(PatrolVisionError):
+    """A model file or its card is missing, inconsistent, or fails its checksum."""
+
+
+class UnknownBackendError(ModelError):
+    """A detector config names a backend type that is not registered."""
+
+
+class BackendUnavailableError(ModelError):
+    """A backend's library (onnxruntime, ultralytics, a CUDA provider) is not installed."""
+
+
+class QueueFullError(PatrolVisionError):
+    """The inference queue stayed full for longer than the caller was willing to wait."""
