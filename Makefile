@@ -1,0 +1,52 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+# Both create $(VENV) if needed and install from the lock (requirements/constraints.txt)
+# with uv, which resolves this dependency set in seconds where pip backtracks for minutes.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+UV_VERSION := 0.13.9
+BIN := $(VENV)/bin
+UV := $(BIN)/uv
+# Wheel folders some machines keep on disk (torch and its CUDA wheels among them); used when present.
+LOCAL_WHEELS := $(foreach d,/opt/pypi/files /opt/pypi-more/files /opt/wheels,$(if $(wildcard $(d)),--find-links $(d)))
+UV_INSTALL = $(UV) pip install --python $(BIN)/python -c requirements/constraints.txt \
+	--overrides requirements/overrides.txt $(LOCAL_WHEELS)
+PYTEST_ARGS ?=
+
+.PHONY: demo test install-serve install-dev lock lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(UV): | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# The serving install: no torch, no ultralytics.
+install-serve: $(UV)
+	$(UV_INSTALL) -e .
+
+# Everything the test suite needs: training extra (torch, ultralytics) and dev tools.
+install-dev: $(UV)
+	$(UV_INSTALL) -e '.[train,dev]'
+
+demo: install-serve
+	@mkdir -p out
+	$(BIN)/patrol detect samples/photos --annotate out/annotated --out out/detections.jsonl
+
+test: install-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Regenerate the lock after changing dependencies in pyproject.toml.
+lock: $(UV)
+	$(UV) pip compile -q pyproject.toml --extra train --extra dev \
+		--overrides requirements/overrides.txt --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 -o requirements/constraints.txt
+
+lint: install-dev
+	$(BIN)/ruff check vision service training tests benchmarks
+
+bench: install-dev
+	$(BIN)/python benchmarks/inference.py --quick
+
+clean:
+	rm -rf out var runs .pytest_cache
