@@ -1,0 +1,294 @@
+"""ONNX Runtime backend: the serving path. Imports neither torch nor ultralytics.
+
+Reads what ultralytics' exporter writes into the ONNX metadata (names, imgsz, stride,
+batch, end2end) and lets the caller override labels and end2end (a model card knows best).
+Stateless after construction: `InferenceSession.run` is thread-safe and nothing per call is
+kept on `self`, so one detector can serve several threads.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vision.detections import Detections
+from vision.detectors.base import OnnxRuntimeConfig
+from vision.errors import BackendUnavailableError, ModelError
+from vision.postprocess import RawBoxes, decode_output
+from vision.preprocess import LetterboxMeta, letterbox_batch
+
+# What `max_batch` reports for a dynamic-batch model: large enough never to be the limit;
+# the batcher's own size decides.
+DYNAMIC_MAX_BATCH = 1024
+
+_PROVIDERS: dict[str, tuple[str, ...]] = {
+    "cpu": ("CPUExecutionProvider",),
+    "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
+    # TensorRT builds engines for the shapes it supports and hands the rest to CUDA.
+    "tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+}
+
+
+def _import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "onnxruntime is not installed; pip install onnxruntime (or onnxruntime-gpu for "
+            "cuda/tensorrt) -c requirements/constraints.txt") from exc
+    return onnxruntime
+
+
+def _ort_errors() -> tuple[type[BaseException], ...]:
+    """onnxruntime's own exception classes (Fail, InvalidProtobuf, ...; they derive from Exception)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("Fail", "InvalidArgument", "NoSuchFile", "NoModel", "InvalidProtobuf", "InvalidGraph",
+             "RuntimeException", "NotImplemented", "EPFail", "ModelLoaded", "EngineError")
+    return tuple(c for n in names if isinstance(c := getattr(state, n, None), type))
+
+
+def physical_core_count() -> int:
+    """Physical cores this process may use: min(cores, CPUs in the affinity mask)."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count() or 1
+    try:
+        import psutil  # optional: present with the train extra; without it, count logical CPUs
+        physical = psutil.cpu_count(logical=False) or usable
+    except ImportError:
+        physical = usable
+    return max(1, min(usable, physical))
+
+
+@dataclass(frozen=True)
+class OnnxModelInfo:
+    """What the ONNX file says about itself."""
+
+    input_name: str
+    output_name: str
+    labels: tuple[str, ...]
+    imgsz: int | None          # from metadata, or from a static input shape
+    static_hw: tuple[int, int] | None
+    static_batch: int | None
+    end2end: bool
+    stride: int
+
+
+def parse_labels(raw: str) -> tuple[str, ...]:
+    """ultralytics' `names` metadata ("{0: 'a', 1: 'b'}") -> ('a', 'b'); literal_eval, never eval."""
+    try:
+        names = ast.literal_eval(raw)
+    except (ValueError, SyntaxError) as exc:
+        raise ModelError(f"expected the ONNX metadata 'names' to be a dict literal, got {raw[:80]!r}") from exc
+    if isinstance(names, (list, tuple)):
+        names = dict(enumerate(names))
+    if not isinstance(names, dict) or not names:
+        raise ModelError(f"expected the ONNX metadata 'names' to map class ids to labels, got {raw[:80]!r}")
+    try:
+        ids = sorted(int(k) for k in names)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"expected integer class ids in 'names', got {list(names)[:5]}") from exc
+    if ids != list(range(len(ids))):
+        raise ModelError(f"expected class ids 0..{len(ids) - 1} in 'names', got {ids}")
+    return tuple(str(names[k] if k in names else names[str(k)]) for k in ids)
+
+
+def _parse_imgsz(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError) as exc:
+        raise ModelError(f"expected the ONNX metadata 'imgsz' like '[640, 640]', got {raw!r}") from exc
+    if isinstance(value, int):
+        return value
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        if value[0] != value[1]:
+            raise ModelError(f"expected a square model input, got imgsz {list(value)}; "
+                             f"export with a single imgsz")
+        return int(value[0])
+    raise ModelError(f"expected the ONNX metadata 'imgsz' like '[640, 640]', got {raw!r}")
+
+
+def read_model_info(session: Any) -> OnnxModelInfo:
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1:
+        raise ModelError(f"expected one model input (images), got {[i.name for i in inputs]}")
+    shape = inputs[0].shape
+    if len(shape) != 4:
+        raise ModelError(f"expected an NCHW image input, got shape {shape}")
+    if isinstance(shape[1], int) and shape[1] != 3:
+        raise ModelError(f"expected 3 input channels, got {shape[1]}")
+    meta: Mapping[str, str] = session.get_modelmeta().custom_metadata_map
+    static_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+    h, w = shape[2], shape[3]
+    static_hw = (h, w) if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0 else None
+    imgsz = _parse_imgsz(meta.get("imgsz"))
+    if static_hw is not None:
+        if static_hw[0] != static_hw[1]:
+            raise ModelError(f"expected a square model input, got {static_hw[0]}x{static_hw[1]}")
+        imgsz = static_hw[0]
+    labels = parse_labels(meta["names"]) if "names" in meta else ()
+    end2end = meta.get("end2end", "False").strip().lower() == "true"
+    out_shape = outputs[0].shape
+    if "end2end" not in meta and len(out_shape) == 3 and out_shape[-1] == 6:
+        end2end = True  # (B, K, 6) without metadata: the layout of end-to-end heads
+    return OnnxModelInfo(
+        input_name=inputs[0].name,
+        output_name=outputs[0].name,
+        labels=labels,
+        imgsz=imgsz,
+        static_hw=static_hw,
+        static_batch=static_batch,
+        end2end=end2end,
+        stride=int(meta.get("stride", "32")),
+    )
+
+
+def session_options(config: OnnxRuntimeConfig) -> Any:
+    """Session options chosen by measurement on the project's 2-core CPU (see module notes)."""
+    ort = _import_onnxruntime()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # YOLO graphs are one chain of convolutions: parallel operator execution only adds
+    # scheduling; inter_op_threads applies only to ORT_PARALLEL.
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = config.intra_op_threads or physical_core_count()
+    options.inter_op_num_threads = config.inter_op_threads
+    options.log_severity_level = 3  # errors only: ORT's warnings about unused initialisers are noise
+    return options
+
+
+def choose_providers(device: str, available: Sequence[str]) -> list[str]:
+    wanted = _PROVIDERS.get(device)
+    if wanted is None:
+        raise BackendUnavailableError(f"unknown onnxruntime device {device!r}; valid: {', '.join(_PROVIDERS)}")
+    if wanted[0] not in available:
+        hint = "" if device == "cpu" else " (install onnxruntime-gpu with matching CUDA/TensorRT libraries)"
+        raise BackendUnavailableError(
+            f"device {device!r} needs {wanted[0]}, which this onnxruntime does not offer; "
+            f"available providers: {', '.join(available) or 'none'}{hint}")
+    return [p for p in wanted if p in available]
+
+
+class OnnxRuntimeDetector:
+    """A YOLO model exported to ONNX by ultralytics, run with ONNX Runtime."""
+
+    def __init__(
+        self,
+        session: Any,
+        *,
+        conf: float,
+        iou: float,
+        max_det: int,
+        imgsz: int | None = None,
+        labels: Sequence[str] | None = None,
+        end2end: bool | None = None,
+        model_name: str = "",
+    ) -> None:
+        info = read_model_info(session)
+        size = imgsz or info.imgsz
+        if size is None:
+            raise ModelError("the model input size is dynamic and its metadata has no imgsz; set imgsz")
+        if info.static_hw is not None and size != info.static_hw[0]:
+            raise ModelError(f"the model takes {info.static_hw[0]}x{info.static_hw[1]} input, "
+                             f"got imgsz {size}; re-export with dynamic=True or use imgsz {info.static_hw[0]}")
+        names = tuple(labels) if labels is not None else info.labels
+        if not names:
+            raise ModelError("the model has no 'names' metadata; pass labels (e.g. from its model card)")
+        self._session = session
+        self._info = info
+        self._size = int(size)
+        self._labels = names
+        self._label_array = np.asarray(names, dtype=str)
+        self._end2end = info.end2end if end2end is None else end2end
+        self._conf, self._iou, self._max_det = conf, iou, max_det
+        self._model_name = model_name
+
+    @classmethod
+    def from_config(
+        cls,
+        config: OnnxRuntimeConfig,
+        *,
+        labels: Sequence[str] | None = None,
+        end2end: bool | None = None,
+    ) -> OnnxRuntimeDetector:
+        """Open the model; `labels`/`end2end` override the ONNX metadata (e.g. from a model card)."""
+        ort = _import_onnxruntime()
+        path = Path(config.model)
+        if not path.is_file():
+            raise ModelError(f"ONNX model {path} does not exist")
+        providers = choose_providers(config.device, ort.get_available_providers())
+        try:
+            session = ort.InferenceSession(str(path), sess_options=session_options(config),
+                                           providers=providers)
+        except (*_ort_errors(), RuntimeError, ValueError) as exc:
+            raise ModelError(f"onnxruntime cannot load {path}: {exc}") from exc
+        return cls(session, conf=config.conf, iou=config.iou, max_det=config.max_det, imgsz=config.imgsz,
+                   labels=labels, end2end=end2end, model_name=path.parent.name if path.name == "model.onnx"
+                   else path.stem)
+
+    # -- Detector protocol --------------------------------------------------------------
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self._labels
+
+    @property
+    def input_size(self) -> int:
+        return self._size
+
+    @property
+    def max_batch(self) -> int:
+        return self._info.static_batch or DYNAMIC_MAX_BATCH
+
+    @property
+    def end2end(self) -> bool:
+        return self._end2end
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self._session.get_providers())
+
+    def warmup(self) -> None:
+        self.predict_batch([np.full((self._size, self._size, 3), 114, np.uint8)])
+
+    def predict_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        results: list[Detections] = []
+        step = self.max_batch
+        for start in range(0, len(images), step):
+            results.extend(self._predict_chunk(images[start:start + step]))
+        return results
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _predict_chunk(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        static = self._info.static_batch
+        blob, metas = letterbox_batch(images, self._size, batch_size=static)
+        # A C-contiguous float32 array is handed to ORT without a copy; io_binding would only
+        # pay off for device memory (cuda/tensorrt), where the input is copied either way.
+        (output,) = self._session.run([self._info.output_name], {self._info.input_name: blob})
+        decoded = decode_output(output[:len(images)], end2end=self._end2end, conf=self._conf,
+                                iou=self._iou, max_det=self._max_det)
+        return [self._to_detections(raw, meta) for raw, meta in zip(decoded, metas, strict=True)]
+
+    def _to_detections(self, raw: RawBoxes, meta: LetterboxMeta) -> Detections:
+        class_id = raw.class_id
+        if len(class_id) and (class_id.min() < 0 or class_id.max() >= len(self._labels)):
+            raise ModelError(f"the model returned class ids up to {int(class_id.max())}, but has "
+                             f"{len(self._labels)} labels; pass labels that match the model")
+        return Detections(
+            xyxy=meta.to_source(raw.xyxy),
+            confidence=raw.confidence,
+            class_id=class_id,
+            data={"class_name": self._label_array[class_id]},
+            metadata={"resolution_wh": meta.resolution_wh, "model": self._model_name},
+        )

@@ -1,0 +1,121 @@
+"""PyTorch backend through ultralytics: `YOLO(weights).predict` on BGR arrays.
+
+The only module in vision/ that may import torch/ultralytics, and only lazily, through
+`import_ultralytics()` (offline, no downloads). ultralytics' Results never leave this
+module: they become Detections here.
+
+Letterboxing is square (`rect=False`) so that both backends see the same network input and
+give the same boxes for the same weights; ultralytics' own default for a batch of
+same-sized images is the minimum rectangle, which is faster but changes the numbers.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vision.detections import Detections
+from vision.detectors.base import UltralyticsConfig
+from vision.detectors.ultralytics_offline import import_ultralytics
+from vision.errors import ModelError
+
+# ultralytics accepts any batch size; the batcher's own size decides.
+DYNAMIC_MAX_BATCH = 1024
+
+
+class UltralyticsDetector:
+    """A .pt detection model run with ultralytics' predictor."""
+
+    def __init__(self, yolo: Any, config: UltralyticsConfig, *, labels: Sequence[str] | None = None) -> None:
+        names = yolo.names
+        model_labels = tuple(str(names[i]) for i in range(len(names)))
+        self._labels = tuple(labels) if labels is not None else model_labels
+        if len(self._labels) != len(model_labels):
+            raise ModelError(f"expected {len(model_labels)} labels for {config.model}, got {len(self._labels)}")
+        self._label_array = np.asarray(self._labels, dtype=str)
+        overrides = getattr(yolo, "overrides", {}) or {}
+        model_args = getattr(getattr(yolo, "model", None), "args", {}) or {}
+        imgsz = config.imgsz or overrides.get("imgsz") or model_args.get("imgsz") or 640
+        self._size = int(imgsz if isinstance(imgsz, int) else max(imgsz))
+        self._yolo = yolo
+        self._config = config
+        self._model_name = Path(config.model).stem
+        # ultralytics keeps its predictor (and the current batch) on the model object, so one
+        # YOLO cannot predict from two threads at once; callers get serialised here.
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: UltralyticsConfig, *, labels: Sequence[str] | None = None) -> UltralyticsDetector:
+        path = Path(config.model)
+        # Checked here because YOLO("name.pt") would otherwise try to download a missing file.
+        if not path.is_file():
+            raise ModelError(f"weights {path} do not exist")
+        if path.suffix != ".pt":
+            raise ModelError(f"expected a .pt weights file for the ultralytics backend, got {path.name}; "
+                             f"use type: onnxruntime for .onnx")
+        ultralytics = import_ultralytics()
+        try:
+            yolo = ultralytics.YOLO(str(path), task="detect")
+        except (RuntimeError, ValueError, KeyError, AttributeError, OSError) as exc:
+            raise ModelError(f"ultralytics cannot load {path}: {exc}") from exc
+        if getattr(yolo, "task", "detect") != "detect":
+            raise ModelError(f"expected a detection model, got task {yolo.task!r} for {path}")
+        return cls(yolo, config, labels=labels)
+
+    # -- Detector protocol --------------------------------------------------------------
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self._labels
+
+    @property
+    def input_size(self) -> int:
+        return self._size
+
+    @property
+    def max_batch(self) -> int:
+        return DYNAMIC_MAX_BATCH
+
+    def warmup(self) -> None:
+        self.predict_batch([np.full((self._size, self._size, 3), 114, np.uint8)])
+
+    def predict_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        if not images:
+            return []
+        for i, image in enumerate(images):
+            if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
+                    or image.shape[2] != 3:
+                got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+                raise ValueError(f"image {i}: expected BGR uint8 of shape (H, W, 3), got {got}")
+        kwargs: dict[str, Any] = {
+            "conf": self._config.conf,
+            "iou": self._config.iou,
+            "max_det": self._config.max_det,
+            "imgsz": self._size,
+            "device": self._config.device,
+            "batch": len(images),
+            "rect": False,
+            "verbose": False,
+            "save": False,
+        }
+        if self._config.half:
+            kwargs["quantize"] = 16
+        with self._lock:
+            results = self._yolo.predict(list(images), **kwargs)
+        return [self._to_detections(r) for r in results]
+
+    def _to_detections(self, result: Any) -> Detections:
+        boxes = result.boxes
+        class_id = boxes.cls.cpu().numpy().astype(np.int64)
+        h, w = result.orig_shape
+        return Detections(
+            xyxy=boxes.xyxy.cpu().numpy().astype(np.float32),
+            confidence=boxes.conf.cpu().numpy().astype(np.float32),
+            class_id=class_id,
+            data={"class_name": self._label_array[class_id]},
+            metadata={"resolution_wh": (int(w), int(h)), "model": self._model_name},
+        )
