@@ -9,8 +9,10 @@ so tests set a score by choosing the paint's brightness.
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -93,3 +95,28 @@ class PaintedBoxDetector:
             class_id=np.array(classes, np.int64),
             data={"class_name": np.array([FAKE_LABELS[c] for c in classes], dtype=str)},
         )
+
+
+# -- an installed model folder built from the session's tiny model ---------------------------
+
+TINY_LABEL_MAP = {"garbage": "garbage_pile", "garbage_bin": None, "smoke": "straw_burning"}
+
+
+def install_tiny_model(onnx_path: Path, models_dir: Path, name: str = "default", *,
+                       input_size: int = 128, thresholds: dict[str, float] | None = None,
+                       metrics: dict[str, object] | None = None) -> Path:
+    """Copy the tiny ONNX model into `models_dir/name/` with a valid card (real sha256)."""
+    from vision.model_card import ModelCard
+    from vision.model_registry import sha256_file
+
+    folder = models_dir / name
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / "model.onnx"
+    shutil.copyfile(onnx_path, weights)
+    ModelCard(
+        name=name, version="2026.11.23-test", sha256=sha256_file(weights), architecture="yolov5nu",
+        input_size=input_size, labels=list(FAKE_LABELS), label_map=dict(TINY_LABEL_MAP),
+        thresholds=thresholds or {}, trained_classes=["garbage_pile", "straw_burning"],
+        metrics=metrics or {},
+    ).write(folder / "card.json")
+    return folder

@@ -1,0 +1,238 @@
+"""The pipeline: thresholds and class mapping from the card, tiling, sharing, files."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.vision.fakes import FAKE_LABELS, TINY_LABEL_MAP, PaintedBoxDetector, install_tiny_model, paint_box
+from vision.batcher import BatcherConfig
+from vision.errors import ModelError
+from vision.image_io import load_image
+from vision.model_card import ModelCard
+from vision.pipeline import Pipeline, TilingConfig
+from vision.taxonomy import Taxonomy
+
+GARBAGE, BIN, SMOKE = range(3)
+
+
+def _card(**overrides) -> ModelCard:
+    fields = dict(name="fake", version="1.2.3", sha256="0" * 64, input_size=64, labels=list(FAKE_LABELS),
+                  label_map=dict(TINY_LABEL_MAP), thresholds={"garbage": 0.5})
+    fields.update(overrides)
+    return ModelCard(**fields)
+
+
+@pytest.fixture
+def detector() -> PaintedBoxDetector:
+    return PaintedBoxDetector(input_size=64, max_batch=8)
+
+
+@pytest.fixture
+def pipeline(detector):
+    with Pipeline(detector, _card(), batcher=BatcherConfig(max_batch=4, max_wait_ms=2)) as pipe:
+        yield pipe
+
+
+def _image(width: int, height: int, objects) -> np.ndarray:
+    image = np.zeros((height, width, 3), np.uint8)
+    for xyxy, label, score in objects:
+        paint_box(image, xyxy, label, score)
+    return image
+
+
+# -- thresholds and class mapping --------------------------------------------------------------
+
+@pytest.mark.parametrize("objects, expected", [
+    # garbage at 0.8 passes the card's 0.5; the taxonomy key and the model label are both kept
+    ([((10, 10, 40, 40), GARBAGE, 0.8)], [("garbage_pile", "garbage", 0.8)]),
+    # garbage at 0.4 is under the card's threshold of 0.5
+    ([((10, 10, 40, 40), GARBAGE, 0.4)], []),
+    # smoke has no card threshold: straw_burning's taxonomy default 0.30 applies
+    ([((10, 10, 40, 40), SMOKE, 0.34)], [("straw_burning", "smoke", 0.34)]),
+    ([((10, 10, 40, 40), SMOKE, 0.26)], []),
+    # a bin is a helper label mapped to nothing: never a finding
+    ([((10, 10, 40, 40), BIN, 0.9)], []),
+    # best score first
+    ([((5, 5, 20, 20), GARBAGE, 0.6), ((40, 40, 60, 60), SMOKE, 0.9)],
+     [("straw_burning", "smoke", 0.9), ("garbage_pile", "garbage", 0.6)]),
+])
+def test_findings_follow_card_thresholds_and_label_map(pipeline, objects, expected):
+    found = pipeline.detect(_image(64, 64, objects))
+    got = [(k, n, round(float(s), 2)) for k, n, s in
+           zip(found.data["class_key"], found.data["class_name"], found.confidence, strict=True)]
+    assert got == expected
+
+
+def test_helper_labels_are_dropped_but_counted(pipeline):
+    image = _image(64, 64, [((2, 2, 12, 12), BIN, 0.9), ((20, 20, 30, 30), BIN, 0.9),
+                            ((40, 40, 60, 60), GARBAGE, 0.9)])
+    found = pipeline.detect(image)
+    assert found.data["class_key"].tolist() == ["garbage_pile"]
+    assert found.metadata["dropped_helper_labels"] == {"garbage_bin": 2}
+
+
+def test_metadata_names_model_resolution_and_tiles(pipeline):
+    found = pipeline.detect(_image(100, 60, []))
+    assert len(found) == 0
+    assert found.metadata == {"model": "fake", "model_version": "1.2.3", "resolution_wh": (100, 60),
+                              "tiles": 1, "dropped_helper_labels": {}}
+
+
+def test_loaded_image_is_accepted(pipeline, tmp_path):
+    path = tmp_path / "one.png"
+    cv2.imwrite(str(path), _image(64, 48, [((10, 10, 30, 30), SMOKE, 0.9)]))
+    found = pipeline.detect(load_image(path))
+    assert found.xyxy.tolist() == [[10, 10, 30, 30]]
+
+
+@pytest.mark.parametrize("image", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32),
+                                   "not an image"])
+def test_bad_images_are_rejected_with_what_was_expected(pipeline, image):
+    with pytest.raises(ValueError, match="expected a BGR uint8"):
+        pipeline.detect(image)
+
+
+@pytest.mark.parametrize("card_overrides, match", [
+    ({"labels": ["garbage", "smoke", "garbage_bin"]}, "labels"),
+    ({"label_map": {**TINY_LABEL_MAP, "smoke": "fog"}}, "unknown taxonomy keys"),
+])
+def test_card_that_does_not_fit_is_refused(detector, card_overrides, match):
+    with pytest.raises(ModelError, match=match):
+        Pipeline(detector, _card(**card_overrides))
+
+
+def test_batches_are_capped_by_a_static_batch_model():
+    static = PaintedBoxDetector(max_batch=1)
+    with Pipeline(static, _card(), batcher=BatcherConfig(max_batch=8)) as pipe:
+        assert pipe.batcher_config.max_batch == 1
+
+
+# -- tiling -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("tiled, resolution_wh, expect_tiles", [
+    ("auto", (128, 100), False),   # longer side 128 = 2 x input 64: not more than 2x
+    ("auto", (129, 100), True),
+    ("auto", (400, 300), True),
+    (False, (400, 300), False),
+    (True, (64, 64), False),       # one window covers it: a "tiling" of one
+])
+def test_auto_tiling_depends_on_size(pipeline, tiled, resolution_wh, expect_tiles):
+    found = pipeline.detect(_image(*resolution_wh, []), tiled=tiled)
+    assert (found.metadata["tiles"] > 1) == expect_tiles
+
+
+def test_tiled_detection_reports_seam_objects_once_through_the_shared_batcher(detector):
+    objects = [((50, 40, 330, 90), GARBAGE, 0.9),    # long, crosses several vertical seams
+               ((100, 150, 140, 260), SMOKE, 0.7),   # crosses horizontal seams
+               ((300, 200, 340, 230), GARBAGE, 0.8)]
+    config = BatcherConfig(max_batch=4, max_wait_ms=50)
+    with Pipeline(detector, _card(), batcher=config, tiling=TilingConfig(tile_size=96)) as pipe:
+        found = pipe.detect(_image(400, 300, objects), tiled=True)
+        stats = pipe.stats()
+    expected = sorted(([float(v) for v in xyxy], label) for xyxy, label, _ in objects)
+    assert sorted(zip(found.xyxy.tolist(), found.class_id.tolist(), strict=True)) == expected
+    tiles = found.metadata["tiles"]
+    assert tiles > 4
+    assert stats.items_done == tiles
+    assert max(detector.batch_sizes) <= 4
+    assert all(shape[:2] == (96, 96) for shape in detector.image_shapes)
+
+
+# -- sharing ----------------------------------------------------------------------------------
+
+def test_many_threads_share_one_pipeline_and_get_their_own_findings(detector):
+    def one_caller(i: int) -> list[list[float]]:
+        x = 4 + (i % 10) * 5
+        image = _image(64, 64, [((x, 8, x + 6, 50), GARBAGE, 0.9)])
+        return pipe.detect(image).xyxy.tolist()
+
+    with Pipeline(detector, _card(), batcher=BatcherConfig(max_batch=4, max_wait_ms=5)) as pipe, \
+            ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one_caller, range(40)))
+    for i, boxes in enumerate(results):
+        x = 4 + (i % 10) * 5
+        assert boxes == [[x, 8, x + 6, 50]]
+    assert max(detector.batch_sizes) <= 4
+    assert sum(detector.batch_sizes) == 40
+
+
+def test_detector_failure_reaches_the_caller_and_the_pipeline_goes_on():
+    failing = PaintedBoxDetector(fail_on_batch=0)
+    with Pipeline(failing, _card()) as pipe:
+        with pytest.raises(RuntimeError, match="fake detector failure"):
+            pipe.detect(_image(64, 64, []))
+        assert len(pipe.detect(_image(64, 64, [((1, 1, 20, 20), SMOKE, 0.9)]))) == 1
+
+
+# -- files ------------------------------------------------------------------------------------
+
+def test_detect_many_keeps_order_and_returns_errors_as_values(pipeline, tmp_path):
+    paths: list[Path] = []
+    for i in range(7):
+        path = tmp_path / f"ok{i}.png"
+        cv2.imwrite(str(path), _image(64, 64, [((i, i, i + 20, i + 20), GARBAGE, 0.9)]))
+        paths.append(path)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 40)
+    paths.insert(2, broken)
+    paths.insert(5, tmp_path / "missing.jpg")
+
+    results = list(pipeline.detect_many(paths, workers=3))
+    assert [r.path for r in results] == [str(p) for p in paths]
+    assert [r.error.reason if r.error else None for r in results] == \
+        [None, None, "corrupt", None, None, "not_found", None, None, None]
+    oks = [r for r in results if r.ok]
+    for i, result in enumerate(oks):
+        assert result.detections.xyxy.tolist() == [[i, i, i + 20, i + 20]]
+        assert result.resolution_wh == (64, 64)
+        assert result.timings.total_ms >= result.timings.detect_ms > 0
+    assert all(r.detections is None and r.resolution_wh is None for r in results if not r.ok)
+
+
+def test_detect_many_can_be_abandoned_early(pipeline, tmp_path):
+    paths = []
+    for i in range(20):
+        path = tmp_path / f"{i}.png"
+        cv2.imwrite(str(path), _image(32, 32, []))
+        paths.append(path)
+    results = pipeline.detect_many(paths, workers=2)
+    first = next(results)
+    results.close()
+    assert first.ok
+    assert pipeline.stats().items_done < 20
+
+
+# -- a real installed model -------------------------------------------------------------------
+
+def test_from_model_runs_an_installed_onnx_model(tiny_model, tmp_path):
+    install_tiny_model(tiny_model.onnx_path, tmp_path / "models", "default",
+                       thresholds={"garbage": 0.0, "smoke": 0.0})
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (300, 500, 3), dtype=np.uint8)
+    with Pipeline.from_model(models_dir=tmp_path / "models") as pipe:
+        found = pipe.detect(image, tiled=False)
+        tiled = pipe.detect(image, tiled=True)
+    assert found.metadata["model"] == "default"
+    assert found.metadata["model_version"] == "2026.11.23-test"
+    assert set(found.data["class_key"].tolist()) <= {"garbage_pile", "straw_burning"}
+    assert "garbage_bin" not in found.data["class_name"].tolist()
+    assert np.all((found.xyxy >= 0) & (found.xyxy <= [500, 300, 500, 300]))
+    assert tiled.metadata["tiles"] > 1
+    assert np.all((tiled.xyxy >= 0) & (tiled.xyxy <= [500, 300, 500, 300]))
+
+
+def test_from_model_refuses_weights_that_do_not_match_the_card(tiny_model, tmp_path):
+    folder = install_tiny_model(tiny_model.onnx_path, tmp_path / "models", "damaged")
+    with (folder / "model.onnx").open("ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(ModelError, match="sha256"):
+        Pipeline.from_model("damaged", models_dir=tmp_path / "models")
+
+
+def test_default_taxonomy_is_used_when_none_is_given(pipeline):
+    assert pipeline.taxonomy == Taxonomy.default()

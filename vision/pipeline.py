@@ -1,0 +1,287 @@
+"""From images to patrol findings: batching, tiling, operating thresholds and class mapping.
+
+A `Pipeline` owns one detector and one `DynamicBatcher` in front of it; every caller (CLI
+workers, API requests, camera loops) and every tile of a large image goes through that
+one queue. The model card turns model labels into taxonomy keys: each label has an
+operating threshold, and labels that map to nothing (helper classes such as
+`garbage_bin`) are dropped from the findings but counted in the metadata.
+
+Thread-safe: nothing per call is kept on `self`; the detector is only ever called from
+the batcher's worker thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from vision.batcher import BatcherConfig, BatcherStats, DynamicBatcher
+from vision.detections import Detections
+from vision.detectors.base import Detector
+from vision.errors import ImageLoadError, ModelError
+from vision.image_io import DEFAULT_MAX_PIXELS, LoadedImage, load_image
+from vision.model_card import ModelCard
+from vision.model_registry import InstalledModel, resolve_model
+from vision.taxonomy import Taxonomy
+from vision.tiling import TileWindow, merge_tile_detections, tile_windows
+
+TileMode = bool | Literal["auto"]
+
+
+class TilingConfig(BaseModel):
+    """When and how large images are cut into tiles."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tile_size: int | None = Field(default=None, ge=32, le=8192,
+                                  description="Tile side in source pixels; None = the model input size.")
+    overlap: float = Field(default=0.2, ge=0.0, lt=1.0,
+                           description="Fraction of a tile shared with its neighbour; objects "
+                                       "smaller than this always appear whole in some tile.")
+    auto_factor: float = Field(default=2.0, ge=1.0, le=100.0,
+                               description="tiled='auto' tiles when the longer image side exceeds "
+                                           "auto_factor x the model input size.")
+    iou_threshold: float = Field(default=0.5, gt=0.0, le=1.0,
+                                 description="NMS across tiles for objects seen whole twice.")
+    match_threshold: float = Field(default=0.5, gt=0.0, le=1.0,
+                                   description="IoU in the shared strip above which seam-cut parts merge.")
+
+
+@dataclass(frozen=True)
+class FileError:
+    """Why one file gave no detections; `reason` is one of ImageLoadError.REASONS."""
+
+    reason: str
+    detail: str
+
+    @classmethod
+    def from_exception(cls, exc: ImageLoadError) -> FileError:
+        return cls(exc.reason, exc.detail)
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Milliseconds spent on one file: reading+decoding, detecting (queue wait included)."""
+
+    load_ms: float
+    detect_ms: float
+
+    @property
+    def total_ms(self) -> float:
+        return self.load_ms + self.detect_ms
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """The outcome for one file of `detect_many`: detections or an error, never both."""
+
+    path: str
+    resolution_wh: tuple[int, int] | None
+    detections: Detections | None
+    error: FileError | None
+    timings: Timings
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Pipeline:
+    """Detector + model card + taxonomy + one shared batcher."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        card: ModelCard,
+        taxonomy: Taxonomy | None = None,
+        *,
+        batcher: BatcherConfig | None = None,
+        tiling: TilingConfig | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        self.taxonomy = taxonomy or Taxonomy.default()
+        card.check_taxonomy(self.taxonomy)
+        if tuple(detector.labels) != tuple(card.labels):
+            raise ModelError(f"model {card.name!r}: the detector's labels {list(detector.labels)} differ "
+                             f"from its card's {card.labels}; the card must list the model's labels in order")
+        self.detector = detector
+        self.card = card
+        self.tiling = tiling or TilingConfig()
+        self.max_pixels = max_pixels
+        config = batcher or BatcherConfig()
+        if config.max_batch > detector.max_batch:
+            # a static-batch export cannot take more; do not let the queue form bigger batches
+            config = config.model_copy(update={"max_batch": detector.max_batch})
+        self.batcher_config = config
+        self._labels = np.asarray(card.labels, dtype=str)
+        self._keys = [card.label_map[label] for label in card.labels]
+        self._key_array = np.asarray([k or "" for k in self._keys], dtype=str)
+        self._is_helper = np.array([k is None for k in self._keys], dtype=bool)
+        self._thresholds = np.array([card.threshold_for(label, self.taxonomy) for label in card.labels],
+                                    dtype=np.float32)
+        self._batcher: DynamicBatcher[np.ndarray, Detections] = DynamicBatcher(
+            detector.predict_batch, config, name=f"pipeline[{card.name}]")
+
+    # -- construction -------------------------------------------------------------------
+
+    @classmethod
+    def from_installed(
+        cls,
+        model: InstalledModel,
+        taxonomy: Taxonomy | None = None,
+        *,
+        batcher: BatcherConfig | None = None,
+        tiling: TilingConfig | None = None,
+        intra_op_threads: int = 0,
+        device: Literal["cpu", "cuda", "tensorrt"] = "cpu",
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> Pipeline:
+        """Open an installed model's ONNX weights with ONNX Runtime, labels from its card."""
+        from vision.detectors.base import OnnxRuntimeConfig
+        from vision.detectors.onnx_runtime import OnnxRuntimeDetector
+
+        card = model.card
+        taxonomy = taxonomy or Taxonomy.default()
+        # The backend's score floor is the lowest operating threshold: boxes below it would
+        # be dropped here anyway, and fewer candidates make the backend's NMS cheaper.
+        floor = min(card.threshold_for(label, taxonomy) for label in card.labels)
+        config = OnnxRuntimeConfig(model=model.weights, imgsz=card.input_size, conf=floor,
+                                   device=device, intra_op_threads=intra_op_threads)
+        detector = OnnxRuntimeDetector.from_config(config, labels=card.labels, end2end=card.end2end)
+        detector.warmup()
+        return cls(detector, card, taxonomy, batcher=batcher, tiling=tiling, max_pixels=max_pixels)
+
+    @classmethod
+    def from_model(
+        cls,
+        name_or_path: str | Path | None = None,
+        *,
+        models_dir: Path | None = None,
+        **kwargs: object,
+    ) -> Pipeline:
+        """A registry name ("default") or a model folder; the weights' sha256 is verified."""
+        return cls.from_installed(resolve_model(name_or_path, models_dir), **kwargs)  # type: ignore[arg-type]
+
+    # -- detection ----------------------------------------------------------------------
+
+    def should_tile(self, resolution_wh: tuple[int, int], tiled: TileMode = "auto") -> bool:
+        if tiled == "auto":
+            return max(resolution_wh) > self.tiling.auto_factor * self.detector.input_size
+        if not isinstance(tiled, bool):
+            raise ValueError(f"expected tiled to be True, False or 'auto', got {tiled!r}")
+        return tiled
+
+    def detect(self, image: np.ndarray | LoadedImage, *, tiled: TileMode = "auto",
+               timeout: float | None = None) -> Detections:
+        """Findings in one BGR uint8 HxWx3 image (or a LoadedImage), in source pixels.
+
+        `timeout` bounds the wait for room in the shared queue (QueueFullError after it).
+        """
+        pixels = image.pixels if isinstance(image, LoadedImage) else image
+        if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.ndim != 3 \
+                or pixels.shape[2] != 3:
+            got = f"{pixels.dtype} {pixels.shape}" if isinstance(pixels, np.ndarray) else type(pixels).__name__
+            raise ValueError(f"expected a BGR uint8 (H, W, 3) image, got {got}")
+        height, width = pixels.shape[:2]
+        if self.should_tile((width, height), tiled):
+            windows = tile_windows((width, height), self.tiling.tile_size or self.detector.input_size,
+                                   self.tiling.overlap)
+        else:
+            windows = [TileWindow(0, 0, width, height)]
+        futures = [self._batcher.submit(window.crop(pixels), timeout=timeout) for window in windows]
+        per_tile = [(window, self._apply_thresholds(future.result()))
+                    for window, future in zip(windows, futures, strict=True)]
+        if len(windows) > 1:
+            found = merge_tile_detections(per_tile, iou_threshold=self.tiling.iou_threshold,
+                                          match_threshold=self.tiling.match_threshold,
+                                          resolution_wh=(width, height))
+        else:
+            found = per_tile[0][1]
+        return self._to_findings(found, (width, height), len(windows))
+
+    def _apply_thresholds(self, dets: Detections) -> Detections:
+        keep = dets.confidence >= self._thresholds[dets.class_id]
+        return dets[keep]
+
+    def _to_findings(self, dets: Detections, resolution_wh: tuple[int, int], tiles: int) -> Detections:
+        helper = self._is_helper[dets.class_id]
+        dropped = Counter(self._labels[dets.class_id[helper]].tolist())
+        kept = dets[~helper]
+        order = np.argsort(-kept.confidence, kind="stable")
+        return Detections(
+            xyxy=kept.xyxy[order],
+            confidence=kept.confidence[order],
+            class_id=kept.class_id[order],
+            data={
+                **{key: value[order] for key, value in kept.data.items()},
+                "class_name": self._labels[kept.class_id[order]],
+                "class_key": self._key_array[kept.class_id[order]],
+            },
+            metadata={
+                "model": self.card.name,
+                "model_version": self.card.version,
+                "resolution_wh": resolution_wh,
+                "tiles": tiles,
+                "dropped_helper_labels": dict(sorted(dropped.items())),
+            },
+        )
+
+    def detect_file(self, path: str | Path, *, tiled: TileMode = "auto") -> FileResult:
+        """Load and detect one file; an unreadable image is returned as an error value."""
+        started = time.perf_counter()
+        try:
+            loaded = load_image(path, max_pixels=self.max_pixels)
+        except ImageLoadError as exc:
+            return FileResult(str(path), None, None, FileError.from_exception(exc),
+                              Timings((time.perf_counter() - started) * 1000, 0.0))
+        loaded_at = time.perf_counter()
+        detections = self.detect(loaded, tiled=tiled)
+        done = time.perf_counter()
+        return FileResult(str(path), loaded.resolution_wh, detections, None,
+                          Timings((loaded_at - started) * 1000, (done - loaded_at) * 1000))
+
+    def detect_many(self, paths: Iterable[str | Path], *, workers: int = 2,
+                    tiled: TileMode = "auto") -> Iterator[FileResult]:
+        """One FileResult per path, in input order; unreadable files are error values.
+
+        `workers` threads load and decode files while the batcher's worker runs the model,
+        so reading the next images overlaps inference. At most 2 x workers files are in
+        flight, whatever the length of `paths`.
+        """
+        if workers < 1:
+            raise ValueError(f"expected workers >= 1, got {workers}")
+        pending: deque[Future[FileResult]] = deque()
+        with ThreadPoolExecutor(workers, thread_name_prefix="detect-load") as pool:
+            try:
+                for path in paths:
+                    pending.append(pool.submit(self.detect_file, path, tiled=tiled))
+                    if len(pending) >= 2 * workers:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+            finally:
+                # The consumer stopped early (or an error escaped): drop what has not started.
+                for future in pending:
+                    future.cancel()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def stats(self) -> BatcherStats:
+        return self._batcher.stats()
+
+    def close(self, *, drain: bool = True) -> None:
+        self._batcher.close(drain=drain)
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.close(drain=exc_type is None)
