@@ -1,0 +1,151 @@
+"""From an image file (and optional camera config) to the right ground projector, with reasons.
+
+Precedence: a tower camera config given by the caller; a georeferenced GeoTIFF
+(orthomosaic); a manual lon,lat given by the caller (overrides any EXIF GPS); a drone pose
+in the XMP; a phone's EXIF GPS. Everything that was present but unusable is listed in
+`reasons`, so a user checking a camera's calibration sees why a source was skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vision.geo.dem import DemError
+from vision.geo.drone import DroneGeometryError, build_drone_projector, drone_intrinsics, read_dji_pose
+from vision.geo.exif_gps import GPS_IFD, PhotoGps, capture_time, parse_gps_ifd
+from vision.geo.homography import HomographyError
+from vision.geo.metadata import read_image_metadata
+from vision.geo.phone import PhonePositionPolicy, PhotographerProjector
+from vision.geo.projector import GroundProjector
+from vision.geo.tower import TowerCameraConfig, TowerConfigError, build_tower_projector
+from vision.geo.types import GroundPosition
+from vision.geo.xmp import XmpError, dji_tags
+
+GEOTIFF_SUFFIXES = (".tif", ".tiff", ".gtiff")
+
+
+@dataclass
+class ImageGeoreference:
+    """The projector for one image (None when nothing usable was found) and why things were skipped."""
+
+    path: str
+    width: int
+    height: int
+    projector: GroundProjector | None
+    reasons: list[str] = field(default_factory=list)
+    captured_at: datetime | None = None
+
+    @property
+    def source(self) -> str | None:
+        return None if self.projector is None else self.projector.source
+
+
+def _orthomosaic(path: Path, accuracy_m: float, reasons: list[str]) -> ImageGeoreference | None:
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    from vision.geo.orthomosaic import OrthoGeoreference, OrthoProjector
+
+    try:
+        with rasterio.open(path) as src:
+            if src.crs is None or src.transform.is_identity:
+                reasons.append("GeoTIFF without a CRS or geotransform: not an orthomosaic")
+                return None
+    except RasterioIOError as exc:
+        reasons.append(f"not readable as a GeoTIFF: {exc}")
+        return None
+    georef = OrthoGeoreference.from_path(path, accuracy_m)
+    return ImageGeoreference(str(path), georef.width, georef.height, OrthoProjector(georef), reasons)
+
+
+def georeference_image(path: str | Path, *, camera: TowerCameraConfig | str | Path | None = None,
+                       preset: str | None = None, manual_lonlat: tuple[float, float] | None = None,
+                       dem_path: str | Path | None = None, takeoff_elevation_m: float | None = None,
+                       phone_policy: PhonePositionPolicy | None = None,
+                       ortho_accuracy_m: float = 1.0) -> ImageGeoreference:
+    """Raises ImageLoadError for unreadable files and TowerConfigError for a bad config; every
+    other problem becomes a reason."""
+    path = Path(path)
+    reasons: list[str] = []
+    if path.suffix.lower() in GEOTIFF_SUFFIXES and camera is None:
+        ortho = _orthomosaic(path, ortho_accuracy_m, reasons)
+        if ortho is not None:
+            return ortho
+    meta = read_image_metadata(path)
+    gps_ifd = meta.exif.get_ifd(GPS_IFD)
+    gps = parse_gps_ifd(gps_ifd)
+    taken = capture_time(meta.exif, gps if isinstance(gps, PhotoGps) else None)
+    result = ImageGeoreference(str(path), meta.width, meta.height, None, reasons, taken)
+
+    if camera is not None:
+        config = camera if isinstance(camera, TowerCameraConfig) else TowerCameraConfig.load(camera)
+        if (config.image_width, config.image_height) != (meta.width, meta.height):
+            reasons.append(f"camera config {config.name!r} is for {config.image_width}x{config.image_height} "
+                           f"images, this one is {meta.width}x{meta.height}")
+            return result
+        try:
+            result.projector = build_tower_projector(config, preset, dem_path=dem_path)
+        except (HomographyError, DemError, TowerConfigError) as exc:
+            reasons.append(f"camera config {config.name!r}: {exc}")
+        return result
+
+    if manual_lonlat is not None:
+        if isinstance(gps, PhotoGps):
+            reasons.append("manual lon,lat given: it overrides the EXIF GPS position")
+        result.projector = PhotographerProjector.from_manual(*manual_lonlat, policy=phone_policy, captured_at=taken)
+        return result
+
+    if meta.orientation != 1:
+        reasons.append(f"EXIF orientation {meta.orientation}: pixels refer to the stored, unrotated image")
+    if meta.xmp:
+        try:
+            tags = dji_tags(meta.xmp)
+        except XmpError as exc:
+            reasons.append(str(exc))
+            tags = {}
+        if tags:
+            pose, pose_reasons = read_dji_pose(tags)
+            reasons.extend(pose_reasons)
+            intrinsics, how = drone_intrinsics(tags, meta.exif, meta.width, meta.height)
+            if intrinsics is None:
+                reasons.append(how)
+            if pose is not None and intrinsics is not None:
+                try:
+                    result.projector = build_drone_projector(
+                        pose, intrinsics, dem_path=dem_path, takeoff_elevation_m=takeoff_elevation_m,
+                        description={"intrinsics_from": how, "make": meta.make, "model": meta.model})
+                    return result
+                except (DroneGeometryError, DemError) as exc:
+                    reasons.append(f"drone pose unusable: {exc}")
+    if isinstance(gps, PhotoGps):
+        result.projector = PhotographerProjector.from_exif(gps, phone_policy, captured_at=taken)
+    else:
+        reasons.append(gps.reason)
+    return result
+
+
+def default_pixels(width: int, height: int) -> np.ndarray:
+    """The image centre first, then the four corners (clockwise from top-left)."""
+    return np.array([[width / 2, height / 2], [0, 0], [width, 0], [width, height], [0, height]], np.float64)
+
+
+def locate_points(ref: ImageGeoreference, pixels_xy: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """`[{"pixel": [x, y], "lon", "lat", "uncertainty_m"} | {"pixel": [x, y], "location": null, "reason"}]`."""
+    pixels = default_pixels(ref.width, ref.height) if pixels_xy is None else np.asarray(pixels_xy, np.float64)
+    if ref.projector is None:
+        reason = "; ".join(ref.reasons) or "no camera model"
+        return [{"pixel": [float(x), float(y)], "location": None, "reason": reason} for x, y in pixels]
+    out: list[dict[str, Any]] = []
+    for (x, y), pos in zip(pixels, ref.projector.locate(pixels), strict=True):
+        entry: dict[str, Any] = {"pixel": [float(x), float(y)]}
+        if isinstance(pos, GroundPosition):
+            entry.update(pos.to_json())
+        else:
+            entry.update({"location": None, "reason": pos.reason})
+        out.append(entry)
+    return out

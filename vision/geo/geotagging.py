@@ -1,0 +1,85 @@
+"""Detections (pixel boxes) -> one Geotag or NoLocation per detection.
+
+The ground point of a box depends on what the class is: flat things (garbage, clutter,
+roofs) touch the ground at their centre, standing things (sheds, smoke columns) at the
+bottom centre of their box. That is the taxonomy's `ground_anchor`, looked up per class key
+from `Detections.data["class_key"]`, or through an explicit class_id -> key mapping, and
+overridable per key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from vision.detections import Detections
+from vision.geo.projector import GroundProjector
+from vision.geo.types import Geotag, GroundAnchor, GroundPosition, NoLocation
+from vision.taxonomy import Taxonomy
+
+ANCHORS: tuple[GroundAnchor, ...] = ("center", "bottom_center")
+
+
+def class_keys_of(detections: Detections, class_keys: Mapping[int, str | None] | None = None) -> list[str | None]:
+    """Taxonomy key per detection: `data["class_key"]` when present, else `class_keys[class_id]`."""
+    if "class_key" in detections.data:
+        return [None if k is None or (isinstance(k, float) and np.isnan(k)) or k == "" else str(k)
+                for k in detections.data["class_key"].tolist()]
+    if class_keys is not None:
+        return [class_keys.get(int(c)) for c in detections.class_id]
+    return [None] * len(detections)
+
+
+def resolve_anchors(detections: Detections, *, taxonomy: Taxonomy | None = None,
+                    class_keys: Mapping[int, str | None] | None = None,
+                    anchors: Mapping[str, GroundAnchor] | None = None,
+                    default: GroundAnchor = "center") -> list[GroundAnchor]:
+    """Anchor per detection: explicit per-key override, else the taxonomy's, else `default`.
+
+    Keys the taxonomy does not know (helper labels mapped to nothing) take the default.
+    """
+    for key, anchor in (anchors or {}).items():
+        if anchor not in ANCHORS:
+            raise ValueError(f"expected anchor in {ANCHORS} for class {key!r}, got {anchor!r}")
+    if default not in ANCHORS:
+        raise ValueError(f"expected default anchor in {ANCHORS}, got {default!r}")
+    taxonomy = taxonomy or Taxonomy.default()
+    out: list[GroundAnchor] = []
+    for key in class_keys_of(detections, class_keys):
+        if key is not None and anchors and key in anchors:
+            out.append(anchors[key])
+        elif key is not None and key in taxonomy:
+            out.append(taxonomy.get(key).ground_anchor)
+        else:
+            out.append(default)
+    return out
+
+
+def anchor_pixel(xyxy: np.ndarray, anchor: GroundAnchor) -> tuple[float, float]:
+    x1, y1, x2, y2 = (float(v) for v in xyxy)
+    return ((x1 + x2) / 2, y2) if anchor == "bottom_center" else ((x1 + x2) / 2, (y1 + y2) / 2)
+
+
+def geotag_detections(detections: Detections, projector: GroundProjector, *, taxonomy: Taxonomy | None = None,
+                      class_keys: Mapping[int, str | None] | None = None,
+                      anchors: Mapping[str, GroundAnchor] | None = None,
+                      default_anchor: GroundAnchor = "center") -> list[Geotag | NoLocation]:
+    """One result per detection, in order: a Geotag (point, footprint when possible) or NoLocation."""
+    wanted = resolve_anchors(detections, taxonomy=taxonomy, class_keys=class_keys, anchors=anchors,
+                             default=default_anchor)
+    out: list[Geotag | NoLocation] = []
+    for box, anchor in zip(detections.xyxy, wanted, strict=True):
+        effective = projector.effective_anchor(box, anchor)
+        point = projector.locate(np.array([anchor_pixel(box, effective)]))[0]
+        if not isinstance(point, GroundPosition):
+            out.append(point)
+            continue
+        footprint = projector.footprint(box, effective)
+        if isinstance(footprint, NoLocation):
+            out.append(Geotag(point=point, anchor=effective, source=projector.source,  # type: ignore[arg-type]
+                              footprint_reason=footprint.reason))
+        else:
+            out.append(Geotag(point=point, anchor=effective, source=projector.source,  # type: ignore[arg-type]
+                              footprint=footprint))
+    return out

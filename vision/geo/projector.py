@@ -1,0 +1,30 @@
+"""What every pixel -> ground model offers, whatever the imagery (phone, drone, tower, orthomosaic)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from vision.geo.types import Footprint, GroundAnchor, GroundPosition, NoLocation
+
+
+@runtime_checkable
+class GroundProjector(Protocol):
+    source: str
+
+    def locate(self, pixels_xy: np.ndarray) -> list[GroundPosition | NoLocation]:
+        """(N, 2) source-image pixels -> one ground position (or the reason for none) each."""
+        ...
+
+    def effective_anchor(self, xyxy: np.ndarray, anchor: GroundAnchor) -> GroundAnchor:
+        """The anchor that applies to this box in this view (e.g. "center" for top-down views)."""
+        ...
+
+    def footprint(self, xyxy: np.ndarray, anchor: GroundAnchor) -> Footprint | NoLocation:
+        """The ground polygon and area of one pixel box."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """The camera model as JSON-ready data."""
+        ...
