@@ -63,8 +63,8 @@ class Dem:
             transform = src.window_transform(window)
             # Pixel size in metres, measured in the local frame, for the ray-march step.
             to_local = Transformer.from_crs(src.crs, frame.crs, always_xy=True)
-            cx, cy = transform * (elevations.shape[1] / 2, elevations.shape[0] / 2)
-            px, py = transform * (elevations.shape[1] / 2 + 1, elevations.shape[0] / 2)
+            cx, cy = transform @ (elevations.shape[1] / 2, elevations.shape[0] / 2)
+            px, py = transform @ (elevations.shape[1] / 2 + 1, elevations.shape[0] / 2)
             (ax, bx), (ay, by) = to_local.transform([cx, px], [cy, py])
             pixel_size = float(np.hypot(bx - ax, by - ay))
         if not np.isfinite(elevations).any():
@@ -78,7 +78,7 @@ class Dem:
         y = np.asarray(y, np.float64)
         shape = np.broadcast_shapes(x.shape, y.shape)
         dx, dy = self._local_to_dem.transform(np.broadcast_to(x, shape).ravel(), np.broadcast_to(y, shape).ravel())
-        col, row = ~self.transform * (np.asarray(dx), np.asarray(dy))
+        col, row = ~self.transform @ (np.asarray(dx), np.asarray(dy))
         # Values sit at pixel centres.
         fc, fr = np.asarray(col) - 0.5, np.asarray(row) - 0.5
         h, w = self.elevations.shape

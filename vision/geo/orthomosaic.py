@@ -126,7 +126,7 @@ class OrthoGeoreference:
 def pixel_box_polygon(xyxy: Sequence[float], transform: Affine) -> Polygon:
     """A pixel box as a polygon in the raster CRS (rotated/sheared transforms included)."""
     x1, y1, x2, y2 = (float(v) for v in xyxy)
-    return Polygon([transform * (x1, y1), transform * (x2, y1), transform * (x2, y2), transform * (x1, y2)])
+    return Polygon([transform @ (x1, y1), transform @ (x2, y1), transform @ (x2, y2), transform @ (x1, y2)])
 
 
 def tile_detections_to_geotags(detections: Detections, window_transform: Affine, crs: CRS | Any, *,
@@ -148,7 +148,7 @@ def tile_detections_to_geotags(detections: Detections, window_transform: Affine,
         if not wgs.is_valid or wgs.is_empty or not np.isfinite(wgs.bounds).all():
             out.append(NoLocation("the box does not reproject to WGS-84 (outside the CRS's area of use)"))
             continue
-        cx, cy = window_transform * ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+        cx, cy = window_transform @ ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
         lon, lat = transformer.transform(cx, cy)
         anchor: GroundAnchor = "center"
         out.append(Geotag(point=GroundPosition(float(lon), float(lat), radius), anchor=anchor,
@@ -212,7 +212,7 @@ class OrthoProjector:
 
     def locate(self, pixels_xy: np.ndarray) -> list[GroundPosition | NoLocation]:
         pixels = np.asarray(pixels_xy, np.float64).reshape(-1, 2)
-        xs, ys = self.georef.transform * (pixels[:, 0], pixels[:, 1])
+        xs, ys = self.georef.transform @ (pixels[:, 0], pixels[:, 1])
         lon, lat = self.georef.to_wgs84().transform(np.asarray(xs), np.asarray(ys))
         radius = self.georef.absolute_accuracy_m + self.georef.pixel_size_m()
         out: list[GroundPosition | NoLocation] = []
