@@ -88,6 +88,7 @@ class FileResult:
     detections: Detections | None
     error: FileError | None
     timings: Timings
+    image: LoadedImage | None = None  # only when asked for (e.g. to draw on); costs memory
 
     @property
     def ok(self) -> bool:
@@ -186,9 +187,10 @@ class Pipeline:
         `timeout` bounds the wait for room in the shared queue (QueueFullError after it).
         """
         pixels = image.pixels if isinstance(image, LoadedImage) else image
-        if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.ndim != 3 \
-                or pixels.shape[2] != 3:
-            got = f"{pixels.dtype} {pixels.shape}" if isinstance(pixels, np.ndarray) else type(pixels).__name__
+        if not isinstance(pixels, np.ndarray):
+            raise ValueError(f"expected a BGR uint8 (H, W, 3) image, got {type(pixels).__name__}")
+        if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+            got = f"{pixels.dtype} {pixels.shape}"
             raise ValueError(f"expected a BGR uint8 (H, W, 3) image, got {got}")
         height, width = pixels.shape[:2]
         if self.should_tile((width, height), tiled):
@@ -234,8 +236,12 @@ class Pipeline:
             },
         )
 
-    def detect_file(self, path: str | Path, *, tiled: TileMode = "auto") -> FileResult:
-        """Load and detect one file; an unreadable image is returned as an error value."""
+    def detect_file(self, path: str | Path, *, tiled: TileMode = "auto",
+                    keep_image: bool = False) -> FileResult:
+        """Load and detect one file; an unreadable image is returned as an error value.
+
+        `keep_image` returns the decoded image in the result, for drawing on it.
+        """
         started = time.perf_counter()
         try:
             loaded = load_image(path, max_pixels=self.max_pixels)
@@ -246,10 +252,11 @@ class Pipeline:
         detections = self.detect(loaded, tiled=tiled)
         done = time.perf_counter()
         return FileResult(str(path), loaded.resolution_wh, detections, None,
-                          Timings((loaded_at - started) * 1000, (done - loaded_at) * 1000))
+                          Timings((loaded_at - started) * 1000, (done - loaded_at) * 1000),
+                          loaded if keep_image else None)
 
     def detect_many(self, paths: Iterable[str | Path], *, workers: int = 2,
-                    tiled: TileMode = "auto") -> Iterator[FileResult]:
+                    tiled: TileMode = "auto", keep_images: bool = False) -> Iterator[FileResult]:
         """One FileResult per path, in input order; unreadable files are error values.
 
         `workers` threads load and decode files while the batcher's worker runs the model,
@@ -262,7 +269,7 @@ class Pipeline:
         with ThreadPoolExecutor(workers, thread_name_prefix="detect-load") as pool:
             try:
                 for path in paths:
-                    pending.append(pool.submit(self.detect_file, path, tiled=tiled))
+                    pending.append(pool.submit(self.detect_file, path, tiled=tiled, keep_image=keep_images))
                     if len(pending) >= 2 * workers:
                         yield pending.popleft().result()
                 while pending:

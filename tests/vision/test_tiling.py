@@ -34,7 +34,7 @@ def test_windows_cover_the_image_exactly_and_stay_inside(resolution_wh, tile, ov
     assert len({w.y for w in windows}) == grid[1]
     coverage = np.zeros((height, width), np.int32)
     for window in windows:
-        assert 0 <= window.x and window.x2 <= width and 0 <= window.y and window.y2 <= height
+        assert window.x >= 0 and window.x2 <= width and window.y >= 0 and window.y2 <= height
         assert (window.width, window.height) == (min(tile_w, width), min(tile_h, height))
         coverage[window.y:window.y2, window.x:window.x2] += 1
     assert coverage.min() >= 1

@@ -1,0 +1,173 @@
+"""`patrol detect`: inputs, JSON lines, per-file errors, exit codes, annotated images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from tests.vision.cli.conftest import IMAGE_SIZES
+from vision.annotate import Annotator
+from vision.cli.detect import expand_inputs
+from vision.cli.main import app
+from vision.detections import Detections
+from vision.taxonomy import Taxonomy
+
+runner = CliRunner()
+RECORD_KEYS = {"file", "width", "height", "model", "model_version", "detections", "error"}
+
+
+def _records(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _detect(args: list[str], models_dir: Path):
+    return runner.invoke(app, ["detect", *args], env={"PATROL_MODELS_DIR": str(models_dir)})
+
+
+# -- inputs -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, expected", [
+    (["images"], ["images/a.png", "images/nested/b.jpg", "images/nested/deeper/c.png"]),
+    (["images/nested"], ["images/nested/b.jpg", "images/nested/deeper/c.png"]),
+    (["images/**/*.png"], ["images/a.png", "images/nested/deeper/c.png"]),
+    (["images/a.png", "images/a.png", "images"],
+     ["images/a.png", "images/nested/b.jpg", "images/nested/deeper/c.png"]),
+    (["images/missing.jpg"], ["images/missing.jpg"]),   # kept, to be reported as not_found
+    (["images/*.gif"], []),                              # a pattern matching nothing
+    (["images/notes.txt"], ["images/notes.txt"]),        # named explicitly: tried, and fails
+])
+def test_expand_inputs(image_dir, args, expected, monkeypatch):
+    monkeypatch.chdir(image_dir.parent)
+    assert [str(p) for p in expand_inputs(args)] == expected
+
+
+# -- JSON lines -------------------------------------------------------------------------------
+
+def test_one_json_line_per_image_with_the_documented_fields(models_dir, image_dir):
+    result = _detect([str(image_dir)], models_dir)
+    assert result.exit_code == 0, result.output
+    records = _records(result.stdout)
+    assert [Path(r["file"]).relative_to(image_dir).as_posix() for r in records] == list(IMAGE_SIZES)
+    taxonomy = Taxonomy.default()
+    total = 0
+    for record in records:
+        assert set(record) == RECORD_KEYS
+        assert (record["width"], record["height"]) == IMAGE_SIZES[
+            Path(record["file"]).relative_to(image_dir).as_posix()]
+        assert record["model"] == "default" and record["model_version"] == "2026.11.23-test"
+        assert record["error"] is None
+        for det in record["detections"]:
+            assert set(det) == {"class_key", "name_zh", "score", "box_xyxy"}
+            assert det["class_key"] in ("garbage_pile", "straw_burning")  # garbage_bin is a helper
+            assert det["name_zh"] == taxonomy.get(det["class_key"]).name_zh
+            x1, y1, x2, y2 = det["box_xyxy"]
+            assert 0 <= x1 <= x2 <= record["width"] and 0 <= y1 <= y2 <= record["height"]
+            assert 0 <= det["score"] <= 1
+        total += len(record["detections"])
+    assert total > 0  # thresholds are 0 in this card, so the untrained model does report boxes
+    assert "patrol detect" in result.stderr  # the summary table
+
+
+def test_out_file_holds_the_lines_and_stdout_stays_empty(models_dir, image_dir, tmp_path):
+    out = tmp_path / "found.jsonl"
+    result = _detect([str(image_dir / "a.png"), "--out", str(out)], models_dir)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert [r["file"] for r in _records(out.read_text(encoding="utf-8"))] == [str(image_dir / "a.png")]
+
+
+def test_bad_files_are_reported_counted_and_do_not_stop_the_run(models_dir, image_dir):
+    broken = image_dir / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 16)
+    missing = image_dir / "missing.jpg"
+    result = _detect([str(image_dir / "a.png"), str(broken), str(missing), str(image_dir / "notes.txt"),
+                      str(image_dir / "nested")], models_dir)
+    assert result.exit_code == 1
+    records = _records(result.stdout)
+    assert [r["error"]["reason"] if r["error"] else None for r in records] == \
+        [None, "corrupt", "not_found", "unsupported_format", None, None]
+    for record in records:
+        if record["error"]:
+            assert record["detections"] == [] and record["width"] is None
+            assert record["error"]["detail"]
+    assert "failed" in result.stderr and "broken.png" in result.stderr
+
+
+@pytest.mark.parametrize("tile", ["auto", "on", "off"])
+def test_tile_modes_run(models_dir, image_dir, tile):
+    result = _detect([str(image_dir / "nested" / "b.jpg"), "--tile", tile, "--batch", "4",
+                      "--workers", "1"], models_dir)
+    assert result.exit_code == 0, result.output
+    assert len(_records(result.stdout)) == 1
+
+
+@pytest.mark.parametrize("args", [["--tile", "sometimes"], ["--batch", "0"], ["--workers", "0"]])
+def test_bad_options_are_usage_errors(models_dir, image_dir, args):
+    result = _detect([str(image_dir), *args], models_dir)
+    assert result.exit_code == 2
+    assert _records(result.stdout) == []
+
+
+# -- models -----------------------------------------------------------------------------------
+
+def test_no_installed_model_is_exit_code_2_with_a_clear_message(image_dir, tmp_path):
+    result = _detect([str(image_dir)], tmp_path / "empty-models")
+    assert result.exit_code == 2
+    assert "no trained default model is installed" in result.stderr
+    assert result.stdout == ""
+
+
+def test_model_given_by_folder_path(models_dir, image_dir):
+    result = runner.invoke(app, ["detect", str(image_dir / "a.png"), "--model", str(models_dir / "default")],
+                           env={"PATROL_MODELS_DIR": str(image_dir)})  # registry elsewhere: path wins
+    assert result.exit_code == 0, result.output
+    assert _records(result.stdout)[0]["model"] == "default"
+
+
+# -- annotation -------------------------------------------------------------------------------
+
+def test_annotate_writes_one_drawn_image_per_readable_file(models_dir, image_dir, tmp_path):
+    out_dir = tmp_path / "drawn"
+    result = _detect([str(image_dir), str(image_dir / "missing.jpg"), "--annotate", str(out_dir)], models_dir)
+    assert result.exit_code == 1  # the missing file
+    written = sorted(p.name for p in out_dir.iterdir())
+    assert written == ["a.png", "b.jpg", "c.png"]
+    for name, rel in zip(written, ["a.png", "nested/b.jpg", "nested/deeper/c.png"], strict=True):
+        with Image.open(out_dir / name) as drawn, Image.open(image_dir / rel) as original:
+            assert drawn.size == original.size
+            # boxes were found (thresholds 0), so drawing changed pixels
+            assert np.any(np.asarray(drawn.convert("RGB"), np.int16) != np.asarray(original.convert("RGB"),
+                                                                                np.int16))
+
+
+def _one_finding(key: str) -> Detections:
+    return Detections(xyxy=[[20, 30, 120, 90]], confidence=[0.87], class_id=[0],
+                      data={"class_key": np.array([key])})
+
+
+def test_annotator_draws_the_box_in_the_taxonomy_colour():
+    image = np.zeros((160, 200, 3), np.uint8)
+    drawn = np.asarray(Annotator(font_path=None).draw(image, _one_finding("blue_steel_roof")))
+    assert tuple(drawn[60, 20]) == (0x1F, 0x77, 0xB4)   # left edge of the box, RGB of #1F77B4
+    assert tuple(drawn[60, 70]) == (0, 0, 0)            # inside the box: untouched
+    assert not image.any()                               # the input is not drawn on
+
+
+@pytest.mark.parametrize("font, expected", [
+    (None, "garbage_pile 0.87"),
+    ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "garbage_pile 垃圾堆 0.87"),
+])
+def test_label_text_has_chinese_name_only_with_a_chosen_font(font, expected):
+    if font is not None and not Path(font).is_file():
+        pytest.skip(f"{font} is not installed")
+    assert Annotator(font_path=font).label("garbage_pile", 0.8712) == expected
+
+
+def test_missing_font_file_is_an_error():
+    with pytest.raises(FileNotFoundError, match="expected a font file"):
+        Annotator(font_path="/nonexistent/font.ttc")
