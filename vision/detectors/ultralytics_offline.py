@@ -54,4 +54,12 @@ def import_ultralytics() -> ModuleType:
         SETTINGS.update(_OFFLINE_SETTINGS)
     # ultralytics caps torch at one thread on machines with few cores; we want all of them.
     torch.set_num_threads(max(threads, os.cpu_count() or 1))
+    # ultralytics.utils.patches replaces PIL.Image.open process-wide: on a file Pillow cannot
+    # identify it tries to install and import pi-heif, so vision.image_io gets a
+    # ModuleNotFoundError instead of UnidentifiedImageError (or, with autoinstall, a pip run).
+    from PIL import Image
+    from ultralytics.utils import patches
+    original_open = getattr(patches, "_image_open", None)
+    if original_open is not None and Image.open is not original_open:
+        Image.open = original_open
     return ultralytics
