@@ -142,7 +142,8 @@ def tile_detections_to_geotags(detections: Detections, window_transform: Affine,
     gsd = _pixel_size(window_transform, transformer)
     radius = absolute_accuracy_m + gsd
     out: list[Geotag | NoLocation] = []
-    for box in detections.xyxy:
+    # float64 first: with NumPy 2 a float32 pixel times a degree-sized transform stays float32 (~1 m).
+    for box in detections.xyxy.astype(np.float64):
         local = pixel_box_polygon(box, window_transform)
         wgs = transform_geometry(local, transformer)
         if not wgs.is_valid or wgs.is_empty or not np.isfinite(wgs.bounds).all():
