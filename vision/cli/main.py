@@ -22,6 +22,9 @@ app = typer.Typer(
 COMMAND_MODULES: tuple[str, ...] = (
     "vision.cli.detect",
     "vision.cli.models",
+    "training.cli_data",
+    "vision.cli.geotag",
+    "service.cli",
 )
 
 for _name in COMMAND_MODULES:
