@@ -37,17 +37,31 @@ def list_images(folder: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class DataYaml:
-    """A parsed data.yaml: class names and the image files of each split it names."""
+    """A parsed data.yaml: class names and, per split it names, where the images are.
+
+    Split entries are resolved when asked for, so a data.yaml naming a split whose folder is
+    absent can still be used for the splits that exist.
+    """
 
     path: Path
     root: Path
     names: tuple[str, ...]
-    splits: dict[str, tuple[Path, ...]]
+    split_entries: dict[str, object]
 
     def images(self, split: str) -> tuple[Path, ...]:
-        if split not in self.splits:
-            raise DatasetError(f"{self.path} has no {split!r} split; it has {sorted(self.splits)}")
-        return self.splits[split]
+        if split not in self.split_entries:
+            raise DatasetError(f"{self.path} has no {split!r} split; it has {sorted(self.split_entries)}")
+        return _split_images(self.split_entries[split], self.root, self.path)
+
+    def existing_splits(self) -> dict[str, tuple[Path, ...]]:
+        """The images of every split whose entries all exist."""
+        found = {}
+        for split in self.split_entries:
+            try:
+                found[split] = self.images(split)
+            except DatasetError:
+                continue
+        return found
 
 
 def _names(raw: object, path: Path) -> tuple[str, ...]:
@@ -103,6 +117,5 @@ def read_data_yaml(path: str | Path) -> DataYaml:
     if not root.is_absolute():
         root = (path.parent / root).resolve()
     names = _names(raw["names"], path)
-    splits = {split: _split_images(raw[split], root, path)
-              for split in ("train", "val", "test") if raw.get(split)}
-    return DataYaml(path=path, root=root, names=names, splits=splits)
+    entries = {split: raw[split] for split in ("train", "val", "test") if raw.get(split)}
+    return DataYaml(path=path, root=root, names=names, split_entries=entries)
