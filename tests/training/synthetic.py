@@ -27,6 +27,7 @@ SHAPES: dict[str, tuple[str, tuple[int, int, int]]] = {
     "blue_box": ("rectangle", (230, 0, 0)),
 }
 LABELS: tuple[str, ...] = tuple(SHAPES)
+_STYLES = tuple(SHAPES.values())  # class id -> (shape, colour), whatever the labels are called
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,14 @@ class SyntheticDataset:
         return [image for image in self.images if image.split == name]
 
 
-def _draw_image(rng: np.random.Generator, width: int, height: int, max_shapes: int
+def _draw_image(rng: np.random.Generator, width: int, height: int, max_shapes: int, n_classes: int
                 ) -> tuple[np.ndarray, list[SyntheticBox]]:
     # Dim noise keeps the saturated shapes clearly separable from the background.
     image = rng.integers(0, 110, size=(height, width, 3), dtype=np.uint8)
     boxes: list[SyntheticBox] = []
     for _ in range(int(rng.integers(1, max_shapes + 1))):
-        class_id = int(rng.integers(0, len(LABELS)))
-        shape, colour = SHAPES[LABELS[class_id]]
+        class_id = int(rng.integers(0, n_classes))
+        shape, colour = _STYLES[class_id]
         box_w = int(rng.integers(max(8, width // 5), max(9, width // 2)))
         box_h = int(rng.integers(max(8, height // 5), max(9, height // 2)))
         x1 = int(rng.integers(0, width - box_w))
@@ -91,8 +92,11 @@ def _yolo_lines(boxes: list[SyntheticBox], width: int, height: int) -> str:
 
 def make_synthetic_dataset(root: Path, *, n_train: int = 24, n_val: int = 8, n_test: int = 0,
                            size_range: tuple[int, int] = (64, 96), max_shapes: int = 2,
-                           seed: int = 0) -> SyntheticDataset:
+                           seed: int = 0, labels: tuple[str, ...] = LABELS) -> SyntheticDataset:
     """Write a YOLO dataset of coloured shapes under `root` and return what was drawn.
+
+    `labels` renames the classes (e.g. to taxonomy keys, so evaluation can score them); class
+    id i is always drawn in the i-th style of SHAPES.
 
     Shapes may overlap (a later one paints over an earlier one); labels still list both,
     which is what a careless labeller would do too, and it keeps the maker simple.
@@ -102,6 +106,8 @@ def make_synthetic_dataset(root: Path, *, n_train: int = 24, n_val: int = 8, n_t
     if n_train < 1 or n_val < 1 or n_test < 0:
         raise ValueError(f"expected n_train >= 1, n_val >= 1, n_test >= 0, got "
                          f"{n_train}, {n_val}, {n_test}")
+    if not 1 <= len(labels) <= len(_STYLES):
+        raise ValueError(f"expected 1 to {len(_STYLES)} labels, got {len(labels)}")
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     images: list[SyntheticImage] = []
@@ -115,7 +121,7 @@ def make_synthetic_dataset(root: Path, *, n_train: int = 24, n_val: int = 8, n_t
         for index in range(count):
             width = int(rng.integers(size_range[0], size_range[1] + 1))
             height = int(rng.integers(size_range[0], size_range[1] + 1))
-            pixels, boxes = _draw_image(rng, width, height, max_shapes)
+            pixels, boxes = _draw_image(rng, width, height, max_shapes, len(labels))
             image_path = image_dir / f"{split}_{index:03d}.jpg"
             label_path = label_dir / f"{split}_{index:03d}.txt"
             # Quality 95: JPEG ringing must not blur the shapes' edges much.
@@ -124,9 +130,9 @@ def make_synthetic_dataset(root: Path, *, n_train: int = 24, n_val: int = 8, n_t
             label_path.write_text(_yolo_lines(boxes, width, height), encoding="utf-8")
             images.append(SyntheticImage(split, image_path, label_path, (width, height), tuple(boxes)))
     data = {"path": str(root), "train": "train/images", "val": "val/images",
-            "names": dict(enumerate(LABELS))}
+            "names": dict(enumerate(labels))}
     if n_test:
         data["test"] = "test/images"
     data_yaml = root / "data.yaml"
     data_yaml.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return SyntheticDataset(root, data_yaml, LABELS, tuple(images))
+    return SyntheticDataset(root, data_yaml, tuple(labels), tuple(images))

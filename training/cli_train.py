@@ -1,0 +1,128 @@
+"""`patrol transplant`, `patrol train` and `patrol export`.
+
+torch and ultralytics are imported inside the commands only, so `patrol --help` and the
+serving commands never load them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=2)
+
+
+def transplant_command(
+    source: Annotated[Path, typer.Argument(
+        help="Official YOLOv5 checkpoint, e.g. ../shared/weights/yolov5n.pt.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the ultralytics checkpoint (.pt).")],
+    data: Annotated[Path | None, typer.Option(
+        "--data", help="data.yaml whose names become the labels.")] = None,
+    labels: Annotated[str | None, typer.Option(
+        "--labels", help="Comma-separated labels instead of --data.")] = None,
+    any_checksum: Annotated[bool, typer.Option(
+        "--any-checksum", help="Accept a YOLOv5 checkpoint other than the official yolov5n.pt "
+                               "(the class allow-list still applies).")] = False,
+) -> None:
+    """Move the COCO backbone and neck of an official YOLOv5 checkpoint into ultralytics' yolov5nu."""
+    from training.run_record import data_labels
+    from training.transplant import YOLOV5N_SHA256, save_ultralytics_checkpoint, transplant
+    from vision.errors import ModelError
+
+    if (data is None) == (labels is None):
+        raise _fail("pass exactly one of --data DATA_YAML or --labels a,b,c")
+    names = data_labels(data) if data is not None else [x.strip() for x in labels.split(",") if x.strip()]
+    try:
+        model, report = transplant(source, names, expected_sha256=None if any_checksum else YOLOV5N_SHA256)
+        save_ultralytics_checkpoint(model, report, out)
+    except (ModelError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    counts = report.counts
+    typer.echo(f"wrote {out}: {counts['transplanted']} tensors transplanted, {counts['skipped_source']} "
+               f"source tensors skipped (anchor-based head), {counts['untouched_target']} target tensors "
+               f"left at initialisation (anchor-free head); layer types match: {report.layer_types_match}")
+
+
+def train_command(
+    name: Annotated[str, typer.Option("--name", help="Run name: the folder under --project.")],
+    data: Annotated[Path | None, typer.Option(
+        "--data", help="YOLO data.yaml (from `patrol datasets build`); not needed with --resume.")] = None,
+    base: Annotated[str, typer.Option(
+        "--base", help="Starting weights: a .pt (from `patrol transplant`, or an earlier model of "
+                       "ours) or an architecture YAML such as yolov5nu.yaml to train from scratch.",
+    )] = "yolov5nu.yaml",
+    project: Annotated[Path, typer.Option("--project", help="Folder that holds runs.")] = Path("runs"),
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 50,
+    imgsz: Annotated[int, typer.Option("--imgsz", min=32, help="Square training input size.")] = 640,
+    batch: Annotated[int, typer.Option("--batch", min=1)] = 16,
+    freeze: Annotated[int | None, typer.Option(
+        "--freeze", min=0, help="Freeze the first N layers (10 = the YOLOv5 backbone).")] = None,
+    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+    device: Annotated[str, typer.Option("--device", help="'cpu' or a CUDA index such as '0'.")] = "cpu",
+    workers: Annotated[int | None, typer.Option("--workers", min=0, help="Default: cores - 1.")] = None,
+    patience: Annotated[int, typer.Option("--patience", min=0)] = 20,
+    cache: Annotated[bool, typer.Option("--cache", help="Keep decoded images in RAM.")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue PROJECT/NAME from weights/last.pt with its original arguments.")] = False,
+) -> None:
+    """Fine-tune a detector offline; writes PROJECT/NAME/{weights/best.pt, run_record.json}."""
+    from pydantic import ValidationError
+
+    from training.train import TrainingError, TrainOptions, train
+    from training.train import resume as resume_run
+
+    argv = list(sys.argv)
+    try:
+        if resume:
+            result = resume_run(project / name, argv)
+        elif data is None:
+            raise _fail("--data is required unless --resume")
+        else:
+            options = TrainOptions(data=data, base=base, name=name, project=project, epochs=epochs,
+                                   imgsz=imgsz, batch=batch, freeze=freeze, seed=seed, device=device,
+                                   workers=workers, patience=patience, cache=cache)
+            result = train(options, argv)
+    except (TrainingError, ValidationError) as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(json.dumps({"run_dir": str(result.run_dir), "best": str(result.best),
+                           "wall_seconds": result.record.wall_seconds, "metrics": result.record.metrics},
+                          indent=2))
+
+
+def export_command(
+    weights: Annotated[Path, typer.Argument(help="Trained weights, e.g. runs/NAME/weights/best.pt.")],
+    name: Annotated[str, typer.Option("--name", help="Model name: the folder under --models-dir.")],
+    imgsz: Annotated[int | None, typer.Option("--imgsz", min=32, help="Default: the training size.")] = None,
+    models_dir: Annotated[Path | None, typer.Option(
+        "--models-dir", envvar="PATROL_MODELS_DIR",
+        help="Where installed models live (default models/).")] = None,
+    samples: Annotated[Path | None, typer.Option(
+        "--samples", help="Folder of images for the PyTorch/ONNX check (default: the val split).")] = None,
+    version: Annotated[str | None, typer.Option("--version", help="Default: the date and time.")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an installed model of that name.")] = False,
+) -> None:
+    """Export to ONNX (dynamic batch), check it against PyTorch, and install it with its card."""
+    from training.export import export_model
+    from vision.errors import ModelError
+
+    try:
+        result = export_model(weights, name, models_dir, imgsz=imgsz, samples=samples, version=version,
+                              overwrite=overwrite)
+    except ModelError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(json.dumps({"folder": str(result.folder), "sha256": result.card.sha256,
+                           "parity": result.parity.as_dict()}, indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("transplant")(transplant_command)
+    app.command("train")(train_command)
+    app.command("export")(export_command)

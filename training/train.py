@@ -1,0 +1,241 @@
+"""Fine-tune a detector with ultralytics, offline, resumable, and with a record of what ran.
+
+What would reach the network in ultralytics 8.4.190, and how each is kept out:
+- `check_det_dataset` always calls `check_font`, which HEADs and downloads Arial.ttf from
+  GitHub unless a file of that name is in the config dir: we place matplotlib's DejaVuSans
+  there under the names it looks for (it is only used to draw plots, and plots are off).
+- On CUDA, `amp=True` runs `check_amp`, which downloads yolo26n.pt: we pass amp="bf16" where
+  the GPU supports it (ultralytics skips the check for bf16), else amp=False. CPU: amp=False.
+- A missing `.pt` base makes ultralytics download a same-named release asset: the base must
+  be an existing file, or an architecture YAML shipped inside ultralytics.
+- Platform (hub) callbacks upload runs when ULTRALYTICS_API_KEY is set: it is removed from
+  this process's environment for the run. Analytics and integrations are off through
+  `import_ultralytics()` (vision/detectors/ultralytics_offline.py).
+`tests/training/test_train_export.py` trains under a socket guard that records any
+connection attempt, and fails on one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from training.run_record import (
+    RunRecord,
+    describe_code,
+    describe_data,
+    describe_hardware,
+    now_iso,
+    sha256_file,
+)
+from training.run_record import command_line as quote_command
+from vision.errors import ModelError
+
+# Names check_font() looks for in the config dir (ASCII labels, then any other labels).
+_FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
+
+
+class TrainingError(ModelError):
+    """A training run could not start or did not finish."""
+
+
+class TrainOptions(BaseModel):
+    """What `patrol train` passes on to ultralytics; every field is recorded with the run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: Path = Field(description="YOLO data.yaml (from `patrol dataset build`).")
+    base: str = Field(description="Starting weights: an existing .pt (transplanted COCO base or an "
+                                  "earlier model of ours), or an ultralytics architecture YAML such "
+                                  "as yolov5nu.yaml to train from scratch.")
+    name: str = Field(min_length=1, description="Run name: the folder under `project`.")
+    project: Path = Field(default=Path("runs"), description="Folder that holds runs.")
+    epochs: int = Field(default=50, ge=1, le=10_000)
+    imgsz: int = Field(default=640, ge=32, le=4096, description="Square training input size.")
+    batch: int = Field(default=16, ge=1, le=1024)
+    freeze: int | None = Field(default=None, ge=0, le=24,
+                               description="Freeze the first N layers; 10 = the YOLOv5 backbone.")
+    seed: int = Field(default=0, ge=0)
+    device: str = Field(default="cpu", description="'cpu', or a CUDA index such as '0'.")
+    workers: int | None = Field(default=None, ge=0, le=64,
+                                description="Dataloader workers; None = cores - 1 (max 8).")
+    patience: int = Field(default=20, ge=0, description="Stop after N epochs without improvement.")
+    cache: bool = Field(default=False, description="Keep decoded images in RAM.")
+    fraction: float = Field(default=1.0, gt=0.0, le=1.0, description="Share of train images used.")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    best: Path
+    last: Path
+    record: RunRecord
+
+
+def place_offline_fonts(config_dir: Path) -> list[str]:
+    """Put a local TTF where check_font() looks first, so it never downloads Arial."""
+    import matplotlib
+
+    source = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    placed = []
+    for name in _FONT_NAMES:
+        target = config_dir / name
+        if not target.exists():
+            config_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            placed.append(name)
+    return placed
+
+
+def amp_mode(device: str) -> bool | str:
+    """AMP setting that never triggers ultralytics' downloading AMP check (see module doc)."""
+    if device in ("cpu", "mps"):
+        return False
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):
+        return "bf16"
+    return False
+
+
+def default_workers() -> int:
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+def _prepare_offline(device: str) -> tuple[Any, dict[str, Any]]:
+    from vision.detectors.ultralytics_offline import import_ultralytics
+
+    ultralytics = import_ultralytics()
+    from ultralytics.utils import USER_CONFIG_DIR
+
+    api_key_removed = os.environ.pop("ULTRALYTICS_API_KEY", None) is not None
+    fonts = place_offline_fonts(Path(USER_CONFIG_DIR))
+    amp = amp_mode(device)
+    return ultralytics, {"amp": amp, "plots": False, "fonts_placed": fonts,
+                         "font_dir": str(USER_CONFIG_DIR), "api_key_removed": api_key_removed,
+                         "YOLO_OFFLINE": os.environ.get("YOLO_OFFLINE")}
+
+
+def _describe_base(base: str) -> dict[str, Any]:
+    path = Path(base)
+    if path.suffix == ".pt":
+        if not path.is_file():
+            # ultralytics would try to download a release asset of that name.
+            raise TrainingError(f"base weights {path} not found; pass an existing .pt (e.g. from "
+                                f"`patrol transplant`) or an architecture YAML such as yolov5nu.yaml")
+        return {"kind": "checkpoint", "path": str(path.resolve()), "sha256": sha256_file(path)}
+    if path.suffix in (".yaml", ".yml"):
+        return {"kind": "architecture", "path": base, "sha256": None}
+    raise TrainingError(f"expected the base to be a .pt checkpoint or an architecture .yaml, got {base!r}")
+
+
+def _metrics_of(trainer: Any) -> dict[str, Any]:
+    metrics = {k: float(v) for k, v in (getattr(trainer, "metrics", None) or {}).items()
+               if isinstance(v, int | float)}
+    metrics["epochs_completed"] = int(getattr(trainer, "epoch", -1)) + 1
+    return metrics
+
+
+def _run_dir(options: TrainOptions) -> Path:
+    # A relative project would land under ultralytics' own runs_dir setting; anchor it here.
+    return (options.project if options.project.is_absolute() else Path.cwd() / options.project).resolve()
+
+
+Callbacks = Mapping[str, Callable[[Any], None]]
+
+
+def train(options: TrainOptions, argv: list[str], callbacks: Callbacks | None = None) -> TrainResult:
+    """Train from `options.base`; writes run_record.json beside ultralytics' outputs.
+
+    `callbacks` maps ultralytics event names (e.g. "on_fit_epoch_end") to functions of the
+    trainer, for progress reports.
+    """
+    if not options.data.is_file():
+        raise TrainingError(f"data file {options.data} not found; build one with `patrol dataset build`")
+    base = _describe_base(options.base)
+    data = describe_data(options.data.resolve())
+    project = _run_dir(options)
+    if (project / options.name).exists():
+        raise TrainingError(f"run {project / options.name} exists; pick another --name, or pass "
+                            f"--resume to continue it")
+    ultralytics, offline = _prepare_offline(options.device)
+    model = ultralytics.YOLO(options.base, task="detect")
+    for event, function in (callbacks or {}).items():
+        model.add_callback(event, function)
+    if base["kind"] == "checkpoint" and isinstance(getattr(model, "ckpt", None), dict):
+        transplant = model.ckpt.get("transplant")
+        if transplant:
+            base["transplant"] = {"source_sha256": transplant.get("source_sha256"),
+                                  "counts": transplant.get("counts")}
+    train_args: dict[str, Any] = {
+        "data": str(options.data.resolve()), "epochs": options.epochs, "imgsz": options.imgsz,
+        "batch": options.batch, "device": options.device, "seed": options.seed, "deterministic": True,
+        "project": str(project), "name": options.name, "val": True,
+        # We refused an existing run above and create the folder for the record first.
+        "exist_ok": True,
+        "plots": False, "amp": offline["amp"], "patience": options.patience, "cache": options.cache,
+        "fraction": options.fraction, "verbose": False,
+        "workers": options.workers if options.workers is not None else default_workers(),
+        "pretrained": base["kind"] == "checkpoint",
+    }
+    if options.freeze is not None:
+        train_args["freeze"] = options.freeze
+    record = RunRecord(
+        command=list(argv), command_line=quote_command(list(argv)), cwd=str(Path.cwd()), status="running",
+        started_at=now_iso(), seed=options.seed, base=base, train_args=train_args, data=data,
+        code=describe_code(), hardware=describe_hardware(options.device), offline=offline)
+    run_dir = project / options.name
+    return _fit(lambda: model.train(**train_args), model, record, run_dir, previous_seconds=0.0)
+
+
+def resume(run_dir: Path, argv: list[str], callbacks: Callbacks | None = None) -> TrainResult:
+    """Continue an interrupted run from its weights/last.pt with the arguments it started with."""
+    last = run_dir / "weights" / "last.pt"
+    if not last.is_file():
+        raise TrainingError(f"nothing to resume: {last} does not exist")
+    try:
+        record = RunRecord.read(run_dir)
+    except (OSError, ValueError) as exc:
+        raise TrainingError(f"{run_dir}: cannot read its run record: {exc}") from exc
+    ultralytics, offline = _prepare_offline(record.train_args.get("device", "cpu"))
+    model = ultralytics.YOLO(str(last), task="detect")
+    for event, function in (callbacks or {}).items():
+        model.add_callback(event, function)
+    record = record.model_copy(update={
+        "status": "running", "resumed_at": [*record.resumed_at, now_iso()],
+        "offline": {**record.offline, **offline}, "error": None,
+        "code": describe_code()})  # the code that finishes the run may differ; keep the latest
+    resume_args = {"resume": str(last), "plots": False, "amp": offline["amp"]}
+    return _fit(lambda: model.train(**resume_args), model, record, run_dir,
+                previous_seconds=record.wall_seconds or 0.0)
+
+
+def _fit(run: Any, model: Any, record: RunRecord, run_dir: Path, previous_seconds: float) -> TrainResult:
+    started = time.perf_counter()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record.write(run_dir)
+    try:
+        run()
+    except BaseException as exc:  # KeyboardInterrupt included: the record must say the run stopped
+        failed = record.model_copy(update={
+            "status": "failed", "finished_at": now_iso(), "error": f"{type(exc).__name__}: {exc}",
+            "wall_seconds": previous_seconds + time.perf_counter() - started})
+        failed.write(run_dir)
+        raise
+    trainer = model.trainer
+    actual_dir = Path(trainer.save_dir)
+    if actual_dir.resolve() != run_dir.resolve():
+        raise TrainingError(f"ultralytics wrote to {actual_dir}, expected {run_dir}")
+    done = record.model_copy(update={
+        "status": "finished", "finished_at": now_iso(), "metrics": _metrics_of(trainer),
+        "wall_seconds": round(previous_seconds + time.perf_counter() - started, 1)})
+    done.write(run_dir)
+    best, last = run_dir / "weights" / "best.pt", run_dir / "weights" / "last.pt"
+    return TrainResult(run_dir=run_dir, best=best if best.is_file() else last, last=last, record=done)
