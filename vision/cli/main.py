@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "training.cli_data",
     "vision.cli.geotag",
     "service.cli",
+    "training.cli_train",
 )
 
 for _name in COMMAND_MODULES:
