@@ -21,18 +21,34 @@ def _parse_pixel(text: str) -> tuple[float, float]:
 
 def geotag(
     image: Annotated[Path, typer.Argument(help="Photo (JPEG with EXIF/XMP) or orthomosaic GeoTIFF.")],
-    pixel: Annotated[list[str] | None, typer.Option(
-        "--pixel", help="Pixel X,Y to locate; repeat for more. Default: the centre, then the four corners.")] = None,
-    camera: Annotated[Path | None, typer.Option(
-        "--camera", help="Tower camera config (YAML or JSON); overrides the file's metadata.")] = None,
+    pixel: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pixel",
+            help="Pixel X,Y to locate; repeat for more. Default: the centre, then the four corners.",
+        ),
+    ] = None,
+    camera: Annotated[
+        Path | None,
+        typer.Option("--camera", help="Tower camera config (YAML or JSON); overrides the file's metadata."),
+    ] = None,
     preset: Annotated[str | None, typer.Option("--preset", help="Preset id in the camera config.")] = None,
-    lonlat: Annotated[str | None, typer.Option(
-        "--lonlat", help="Manual position LON,LAT (WGS-84); overrides EXIF GPS.")] = None,
-    dem: Annotated[Path | None, typer.Option("--dem", help="DEM GeoTIFF for terrain instead of flat ground.")] = None,
-    takeoff_elevation: Annotated[float | None, typer.Option(
-        "--takeoff-elevation", help="Drone take-off elevation (m, DEM datum); with --dem.")] = None,
-    gcj02: Annotated[bool, typer.Option(
-        "--gcj02", help="Also give GCJ-02 coordinates per point, for Chinese basemaps (display only).")] = False,
+    lonlat: Annotated[
+        str | None, typer.Option("--lonlat", help="Manual position LON,LAT (WGS-84); overrides EXIF GPS.")
+    ] = None,
+    dem: Annotated[
+        Path | None, typer.Option("--dem", help="DEM GeoTIFF for terrain instead of flat ground.")
+    ] = None,
+    takeoff_elevation: Annotated[
+        float | None,
+        typer.Option("--takeoff-elevation", help="Drone take-off elevation (m, DEM datum); with --dem."),
+    ] = None,
+    gcj02: Annotated[
+        bool,
+        typer.Option(
+            "--gcj02", help="Also give GCJ-02 coordinates per point, for Chinese basemaps (display only)."
+        ),
+    ] = False,
 ) -> None:
     """Print one JSON object: camera model, reasons, and a ground position (or null and why) per pixel."""
     from vision.errors import ImageLoadError
@@ -49,8 +65,14 @@ def geotag(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--lonlat") from None
     try:
-        ref = georeference_image(image, camera=camera, preset=preset, manual_lonlat=manual, dem_path=dem,
-                                 takeoff_elevation_m=takeoff_elevation)
+        ref = georeference_image(
+            image,
+            camera=camera,
+            preset=preset,
+            manual_lonlat=manual,
+            dem_path=dem,
+            takeoff_elevation_m=takeoff_elevation,
+        )
     except (ImageLoadError, TowerConfigError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None

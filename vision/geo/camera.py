@@ -34,12 +34,15 @@ class Intrinsics(BaseModel):
     cx: float = Field(description="Principal point x in pixels.")
     cy: float = Field(description="Principal point y in pixels.")
     distortion: tuple[float, ...] = Field(
-        default=(), description="OpenCV distortion coefficients (k1, k2, p1, p2[, k3...]); empty for none.")
+        default=(), description="OpenCV distortion coefficients (k1, k2, p1, p2[, k3...]); empty for none."
+    )
 
     @model_validator(mode="after")
     def _check_distortion(self) -> Intrinsics:
         if len(self.distortion) not in (0, 4, 5, 8, 12, 14):
-            raise ValueError(f"expected 0, 4, 5, 8, 12 or 14 distortion coefficients, got {len(self.distortion)}")
+            raise ValueError(
+                f"expected 0, 4, 5, 8, 12 or 14 distortion coefficients, got {len(self.distortion)}"
+            )
         return self
 
     @classmethod
@@ -53,8 +56,9 @@ class Intrinsics(BaseModel):
     @classmethod
     def from_focal_mm(cls, width: int, height: int, focal_mm: float, sensor_width_mm: float) -> Intrinsics:
         if focal_mm <= 0 or sensor_width_mm <= 0:
-            raise ValueError(f"expected positive focal length and sensor width in mm, got {focal_mm}, "
-                             f"{sensor_width_mm}")
+            raise ValueError(
+                f"expected positive focal length and sensor width in mm, got {focal_mm}, {sensor_width_mm}"
+            )
         f = focal_mm * width / sensor_width_mm
         return cls(width=width, height=height, fx=f, fy=f, cx=width / 2.0, cy=height / 2.0)
 
@@ -85,8 +89,9 @@ class Intrinsics(BaseModel):
             return np.column_stack(((pts[:, 0] - self.cx) / self.fx, (pts[:, 1] - self.cy) / self.fy))
         # The default 5 iterations leave ~0.01 px at wide-lens corners; iterate to convergence.
         criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
-        out = cv2.undistortPointsIter(pts.reshape(-1, 1, 2), self.matrix, np.asarray(self.distortion, np.float64),
-                                      None, None, criteria)
+        out = cv2.undistortPointsIter(
+            pts.reshape(-1, 1, 2), self.matrix, np.asarray(self.distortion, np.float64), None, None, criteria
+        )
         return out.reshape(-1, 2)
 
 
@@ -102,7 +107,9 @@ class Orientation(BaseModel):
     def camera_to_world(self) -> np.ndarray:
         """3x3 rotation whose columns are the camera's x (right), y (down), z (forward) in ENU."""
         yaw, pitch, roll = (math.radians(a) for a in (self.yaw_deg, self.pitch_deg, self.roll_deg))
-        forward = np.array([math.sin(yaw) * math.cos(pitch), math.cos(yaw) * math.cos(pitch), math.sin(pitch)])
+        forward = np.array(
+            [math.sin(yaw) * math.cos(pitch), math.cos(yaw) * math.cos(pitch), math.sin(pitch)]
+        )
         right0 = np.array([math.cos(yaw), -math.sin(yaw), 0.0])
         down0 = -np.cross(right0, forward)
         right = math.cos(roll) * right0 + math.sin(roll) * down0
@@ -138,8 +145,13 @@ class FrameCamera(BaseModel):
         centre = np.asarray(self.position_enu, np.float64)
         rvec, _ = cv2.Rodrigues(r_wc)
         tvec = -r_wc @ centre
-        pixels, _ = cv2.projectPoints(pts.reshape(-1, 1, 3), rvec, tvec, self.intrinsics.matrix,
-                                      np.asarray(self.intrinsics.distortion or (), np.float64))
+        pixels, _ = cv2.projectPoints(
+            pts.reshape(-1, 1, 3),
+            rvec,
+            tvec,
+            self.intrinsics.matrix,
+            np.asarray(self.intrinsics.distortion or (), np.float64),
+        )
         pixels = pixels.reshape(-1, 2)
         depth = (pts - centre) @ r_wc[2]
         pixels[depth <= 0] = np.nan

@@ -56,8 +56,10 @@ class Dem:
             try:
                 window = window.intersection(Window(0, 0, src.width, src.height))
             except WindowError as exc:
-                raise DemError(f"{path}: the DEM does not cover {radius_m:.0f} m around "
-                               f"{frame.lon0:.6f}, {frame.lat0:.6f}") from exc
+                raise DemError(
+                    f"{path}: the DEM does not cover {radius_m:.0f} m around "
+                    f"{frame.lon0:.6f}, {frame.lat0:.6f}"
+                ) from exc
             band = src.read(1, window=window, masked=True).astype(np.float64)
             elevations = band.filled(np.nan)
             transform = src.window_transform(window)
@@ -69,15 +71,23 @@ class Dem:
             pixel_size = float(np.hypot(bx - ax, by - ay))
         if not np.isfinite(elevations).any():
             raise DemError(f"{path}: the DEM window around the camera holds only nodata")
-        return cls(elevations=elevations, transform=transform, frame=frame, pixel_size_m=pixel_size,
-                   path=str(path), _local_to_dem=to_dem)
+        return cls(
+            elevations=elevations,
+            transform=transform,
+            frame=frame,
+            pixel_size_m=pixel_size,
+            path=str(path),
+            _local_to_dem=to_dem,
+        )
 
     def elevation_at(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Bilinear elevations at local (x, y) metres; NaN outside the window or on nodata."""
         x = np.asarray(x, np.float64)
         y = np.asarray(y, np.float64)
         shape = np.broadcast_shapes(x.shape, y.shape)
-        dx, dy = self._local_to_dem.transform(np.broadcast_to(x, shape).ravel(), np.broadcast_to(y, shape).ravel())
+        dx, dy = self._local_to_dem.transform(
+            np.broadcast_to(x, shape).ravel(), np.broadcast_to(y, shape).ravel()
+        )
         col, row = ~self.transform @ (np.asarray(dx), np.asarray(dy))
         # Values sit at pixel centres.
         fc, fr = np.asarray(col) - 0.5, np.asarray(row) - 0.5
@@ -115,8 +125,10 @@ class DemGround:
         d = np.asarray(directions, np.float64).reshape(-1, 3)
         ground_below = self._surface_z(np.array([o[0]]), np.array([o[1]]))[0]
         if np.isfinite(ground_below) and o[2] <= ground_below:
-            raise ValueError(f"expected the camera above the terrain, got camera elevation {o[2]:.2f} m "
-                             f"and terrain {ground_below:.2f} m")
+            raise ValueError(
+                f"expected the camera above the terrain, got camera elevation {o[2]:.2f} m "
+                f"and terrain {ground_below:.2f} m"
+            )
         step = max(0.5, self.dem.pixel_size_m / 2.0)
         ts = np.arange(0.0, self.max_range_m + step, step)
         result = np.full(len(d), np.nan)

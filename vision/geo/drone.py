@@ -83,7 +83,9 @@ def read_dji_pose(tags: Mapping[str, str]) -> tuple[DronePose | None, list[str]]
         return None, ["XMP drone-dji position is exactly 0,0 (no GNSS fix)"]
     pitch = _float(tags, "GimbalPitchDegree")
     if pitch is None or not -90.5 <= pitch <= 90:
-        return None, [f"XMP drone-dji has no usable GimbalPitchDegree (got {tags.get('GimbalPitchDegree')!r})"]
+        return None, [
+            f"XMP drone-dji has no usable GimbalPitchDegree (got {tags.get('GimbalPitchDegree')!r})"
+        ]
     yaw = _float(tags, "GimbalYawDegree")
     yaw_from = "GimbalYawDegree"
     flight_yaw = _float(tags, "FlightYawDegree")
@@ -95,11 +97,15 @@ def read_dji_pose(tags: Mapping[str, str]) -> tuple[DronePose | None, list[str]]
     rtk_flag_value = _float(tags, "RtkFlag")
     stds = [_float(tags, n) for n in ("RtkStdLon", "RtkStdLat", "RtkStdHgt")]
     pose = DronePose(
-        lon=lon, lat=lat,
+        lon=lon,
+        lat=lat,
         relative_altitude_m=_float(tags, "RelativeAltitude"),
         absolute_altitude_m=_float(tags, "AbsoluteAltitude"),
-        yaw_deg=yaw % 360.0, pitch_deg=max(-90.0, pitch), roll_deg=_float(tags, "GimbalRollDegree") or 0.0,
-        yaw_from=yaw_from, flight_yaw_deg=flight_yaw,
+        yaw_deg=yaw % 360.0,
+        pitch_deg=max(-90.0, pitch),
+        roll_deg=_float(tags, "GimbalRollDegree") or 0.0,
+        yaw_from=yaw_from,
+        flight_yaw_deg=flight_yaw,
         rtk_flag=None if rtk_flag_value is None else int(rtk_flag_value),
         rtk_std_m=tuple(stds) if all(s is not None and s >= 0 for s in stds) else None,  # type: ignore[arg-type]
     )
@@ -114,7 +120,9 @@ def _exif_number(ifd: Mapping[int, Any], tag: int) -> float | None:
     return value if math.isfinite(value) and value > 0 else None
 
 
-def drone_intrinsics(tags: Mapping[str, str], exif: Any, width: int, height: int) -> tuple[Intrinsics | None, str]:
+def drone_intrinsics(
+    tags: Mapping[str, str], exif: Any, width: int, height: int
+) -> tuple[Intrinsics | None, str]:
     """Intrinsics from the best source available; (None, reason) when there is none."""
     f_px = _float(tags, "CalibratedFocalLength")
     if f_px is not None and f_px > 0:
@@ -122,8 +130,9 @@ def drone_intrinsics(tags: Mapping[str, str], exif: Any, width: int, height: int
         cy = _float(tags, "CalibratedOpticalCenterY")
         cx = cx if cx is not None and 0 < cx < width else width / 2.0
         cy = cy if cy is not None and 0 < cy < height else height / 2.0
-        return Intrinsics(width=width, height=height, fx=f_px, fy=f_px, cx=cx, cy=cy), \
-            "XMP CalibratedFocalLength (pixels)"
+        return Intrinsics(
+            width=width, height=height, fx=f_px, fy=f_px, cx=cx, cy=cy
+        ), "XMP CalibratedFocalLength (pixels)"
     ifd: Mapping[int, Any] = exif.get_ifd(EXIF_IFD) if hasattr(exif, "get_ifd") else {}
     focal_mm = _exif_number(ifd, FOCAL_LENGTH)
     x_res = _exif_number(ifd, FOCAL_PLANE_X_RES)
@@ -131,14 +140,20 @@ def drone_intrinsics(tags: Mapping[str, str], exif: Any, width: int, height: int
     if focal_mm and x_res and unit in _UNIT_MM:
         pixels_wide = _exif_number(ifd, PIXEL_X_DIMENSION) or width
         sensor_width_mm = pixels_wide / x_res * _UNIT_MM[unit]
-        return Intrinsics.from_focal_mm(width, height, focal_mm, sensor_width_mm), \
-            f"EXIF FocalLength {focal_mm:g} mm and sensor width {sensor_width_mm:.2f} mm (FocalPlaneXResolution)"
+        return (
+            Intrinsics.from_focal_mm(width, height, focal_mm, sensor_width_mm),
+            f"EXIF FocalLength {focal_mm:g} mm and sensor width {sensor_width_mm:.2f} mm "
+            "(FocalPlaneXResolution)",
+        )
     focal_35 = _exif_number(ifd, FOCAL_35MM)
     if focal_35:
-        return Intrinsics.from_35mm_equivalent(width, height, focal_35), \
-            f"EXIF FocalLengthIn35mmFilm {focal_35:g} mm"
-    return None, ("no focal length: neither XMP CalibratedFocalLength nor EXIF FocalLength with "
-                  "FocalPlaneXResolution nor FocalLengthIn35mmFilm")
+        return Intrinsics.from_35mm_equivalent(
+            width, height, focal_35
+        ), f"EXIF FocalLengthIn35mmFilm {focal_35:g} mm"
+    return None, (
+        "no focal length: neither XMP CalibratedFocalLength nor EXIF FocalLength with "
+        "FocalPlaneXResolution nor FocalLengthIn35mmFilm"
+    )
 
 
 def drone_uncertainty(pose: DronePose) -> PoseUncertainty:
@@ -152,16 +167,24 @@ def drone_uncertainty(pose: DronePose) -> PoseUncertainty:
     return PoseUncertainty(horizontal_m=1.5, vertical_m=0.5, pitch_roll_deg=0.3, yaw_deg=1.0)
 
 
-def build_drone_projector(pose: DronePose, intrinsics: Intrinsics, *, dem_path: str | Path | None = None,
-                          takeoff_elevation_m: float | None = None, uncertainty: PoseUncertainty | None = None,
-                          max_range_m: float = 2000.0, description: dict[str, Any] | None = None) -> FrameProjector:
+def build_drone_projector(
+    pose: DronePose,
+    intrinsics: Intrinsics,
+    *,
+    dem_path: str | Path | None = None,
+    takeoff_elevation_m: float | None = None,
+    uncertainty: PoseUncertainty | None = None,
+    max_range_m: float = 2000.0,
+    description: dict[str, Any] | None = None,
+) -> FrameProjector:
     """A FrameProjector for the photo: flat ground at take-off height, or terrain from a DEM."""
     frame = LocalFrame(pose.lon, pose.lat)
     orientation = Orientation(yaw_deg=pose.yaw_deg, pitch_deg=pose.pitch_deg, roll_deg=pose.roll_deg)
     if dem_path is None:
         if pose.relative_altitude_m is None or pose.relative_altitude_m <= 0.5:
-            raise DroneGeometryError(f"expected RelativeAltitude above 0.5 m for flat ground, got "
-                                     f"{pose.relative_altitude_m}")
+            raise DroneGeometryError(
+                f"expected RelativeAltitude above 0.5 m for flat ground, got {pose.relative_altitude_m}"
+            )
         position = (0.0, 0.0, pose.relative_altitude_m)
         surface: Any = FlatGround(reference_elevation_m=takeoff_elevation_m)
         vertical = "RelativeAltitude above flat ground at take-off height"
@@ -173,14 +196,27 @@ def build_drone_projector(pose: DronePose, intrinsics: Intrinsics, *, dem_path: 
             elevation = pose.absolute_altitude_m
             vertical = "AbsoluteAltitude over the DEM (assumed in the DEM's vertical datum)"
         else:
-            raise DroneGeometryError("a DEM needs the camera elevation: give the take-off elevation or a photo "
-                                     "with AbsoluteAltitude")
+            raise DroneGeometryError(
+                "a DEM needs the camera elevation: give the take-off elevation or a photo "
+                "with AbsoluteAltitude"
+            )
         position = (0.0, 0.0, elevation)
         surface = DemGround(Dem.from_geotiff(dem_path, frame, radius_m=max_range_m), max_range_m=max_range_m)
     camera = FrameCamera(intrinsics=intrinsics, orientation=orientation, position_enu=position)
-    info = {"vertical": vertical, "yaw_from": pose.yaw_from, "rtk_flag": pose.rtk_flag,
-            "relative_altitude_m": pose.relative_altitude_m, "absolute_altitude_m": pose.absolute_altitude_m}
+    info = {
+        "vertical": vertical,
+        "yaw_from": pose.yaw_from,
+        "rtk_flag": pose.rtk_flag,
+        "relative_altitude_m": pose.relative_altitude_m,
+        "absolute_altitude_m": pose.absolute_altitude_m,
+    }
     info.update(description or {})
-    return FrameProjector(camera=camera, frame=frame, surface=surface,
-                          uncertainty=uncertainty or drone_uncertainty(pose), source="drone",
-                          max_range_m=max_range_m, description=info)
+    return FrameProjector(
+        camera=camera,
+        frame=frame,
+        surface=surface,
+        uncertainty=uncertainty or drone_uncertainty(pose),
+        source="drone",
+        max_range_m=max_range_m,
+        description=info,
+    )

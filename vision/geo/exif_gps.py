@@ -70,7 +70,7 @@ def _dms_to_degrees(value: Any, name: str) -> float | NoLocation:
         return NoLocation(f"{name}: expected non-negative degrees/minutes/seconds with a ref, got {numbers}")
     if any(n >= 60 for n in numbers[1:]):
         return NoLocation(f"{name}: minutes and seconds must be below 60, got {numbers}")
-    degrees = numbers[0] + sum(n / 60 ** i for i, n in enumerate(numbers[1:], start=1))
+    degrees = numbers[0] + sum(n / 60**i for i, n in enumerate(numbers[1:], start=1))
     return degrees
 
 
@@ -104,7 +104,8 @@ def parse_gps_ifd(gps: Mapping[int, Any] | None) -> PhotoGps | NoLocation:
     direction = _number(gps.get(IMG_DIRECTION)) if IMG_DIRECTION in gps else math.nan
     hpe = _number(gps.get(H_POSITIONING_ERROR)) if H_POSITIONING_ERROR in gps else math.nan
     return PhotoGps(
-        lon=lon, lat=lat,
+        lon=lon,
+        lat=lat,
         altitude_m=altitude if math.isfinite(altitude) and abs(altitude) < 20_000 else None,
         timestamp=_gps_timestamp(gps),
         direction_deg=direction % 360.0 if math.isfinite(direction) else None,

@@ -22,17 +22,26 @@ def box_outline(xyxy: np.ndarray, samples_per_edge: int = 8) -> np.ndarray:
     x1, y1, x2, y2 = (float(v) for v in xyxy)
     n = max(2, samples_per_edge)
     xs, ys = np.linspace(x1, x2, n), np.linspace(y1, y2, n)
-    return np.concatenate((
-        np.column_stack((xs, np.full(n, y1))),
-        np.column_stack((np.full(n, x2), ys))[1:],
-        np.column_stack((xs[::-1], np.full(n, y2)))[1:],
-        np.column_stack((np.full(n, x1), ys[::-1]))[1:-1],
-    ))
+    return np.concatenate(
+        (
+            np.column_stack((xs, np.full(n, y1))),
+            np.column_stack((np.full(n, x2), ys))[1:],
+            np.column_stack((xs[::-1], np.full(n, y2)))[1:],
+            np.column_stack((np.full(n, x1), ys[::-1]))[1:-1],
+        )
+    )
 
 
-def footprint_from_mapping(to_ground: GroundMapping, frame: LocalFrame, xyxy: np.ndarray, anchor: GroundAnchor,
-                           *, oblique: bool, camera_xy: tuple[float, float] = (0.0, 0.0),
-                           samples_per_edge: int = 8) -> Footprint | NoLocation:
+def footprint_from_mapping(
+    to_ground: GroundMapping,
+    frame: LocalFrame,
+    xyxy: np.ndarray,
+    anchor: GroundAnchor,
+    *,
+    oblique: bool,
+    camera_xy: tuple[float, float] = (0.0, 0.0),
+    samples_per_edge: int = 8,
+) -> Footprint | NoLocation:
     """The ground footprint of one box.
 
     Flat objects (anchor "center"), and anything seen from nearly straight above, get the

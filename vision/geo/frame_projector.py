@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
 from vision.geo.camera import FrameCamera, Orientation
 from vision.geo.footprint import footprint_from_mapping
 from vision.geo.local_frame import LocalFrame
@@ -74,15 +75,24 @@ class FrameProjector:
         out: list[GroundPosition | NoLocation] = []
         for i, (u, v) in enumerate(pixels):
             if not (-0.5 <= u <= intr.width + 0.5 and -0.5 <= v <= intr.height + 0.5):
-                out.append(NoLocation(f"pixel ({u:g}, {v:g}) is outside the {intr.width}x{intr.height} image"))
+                out.append(
+                    NoLocation(f"pixel ({u:g}, {v:g}) is outside the {intr.width}x{intr.height} image")
+                )
             elif not np.isfinite(t[i]):
                 out.append(NoLocation("the pixel's ray does not meet the ground (at or above the horizon)"))
             elif t[i] > self.max_range_m:
-                out.append(NoLocation(f"the ground point is {t[i]:.0f} m away, beyond max_range_m="
-                                      f"{self.max_range_m:.0f}"))
+                out.append(
+                    NoLocation(
+                        f"the ground point is {t[i]:.0f} m away, beyond max_range_m={self.max_range_m:.0f}"
+                    )
+                )
             elif not np.isfinite(radii[i]):
-                out.append(NoLocation("the pixel is within the tilt uncertainty of the horizon; its ground "
-                                      "position is undetermined"))
+                out.append(
+                    NoLocation(
+                        "the pixel is within the tilt uncertainty of the horizon; its ground "
+                        "position is undetermined"
+                    )
+                )
             else:
                 e = None if elev is None or not np.isfinite(elev[i]) else float(elev[i])
                 out.append(GroundPosition(float(lon[i]), float(lat[i]), float(radii[i]), e))
@@ -96,11 +106,15 @@ class FrameProjector:
         o = self.camera.orientation
         pos = self.camera.position_enu
         variants: list[tuple[FrameCamera, np.ndarray, float]] = []
-        for d_yaw, d_pitch, d_roll, sigma in ((1, 0, 0, u.yaw_deg), (0, 1, 0, u.pitch_roll_deg),
-                                              (0, 0, 1, u.pitch_roll_deg)):
+        for d_yaw, d_pitch, d_roll, sigma in (
+            (1, 0, 0, u.yaw_deg),
+            (0, 1, 0, u.pitch_roll_deg),
+            (0, 0, 1, u.pitch_roll_deg),
+        ):
             if sigma > 0:
-                cam = self.camera.model_copy(update={"orientation": o.perturbed(d_yaw * sigma, d_pitch * sigma,
-                                                                                d_roll * sigma)})
+                cam = self.camera.model_copy(
+                    update={"orientation": o.perturbed(d_yaw * sigma, d_pitch * sigma, d_roll * sigma)}
+                )
                 variants.append((cam, pixels, 1.0))
         if u.vertical_m > 0:
             cam = self.camera.model_copy(update={"position_enu": (pos[0], pos[1], pos[2] + u.vertical_m)})
@@ -109,7 +123,7 @@ class FrameProjector:
             variants.append((self.camera, pixels + [u.pixel_px, 0.0], 1.0))
             variants.append((self.camera, pixels + [0.0, u.pixel_px], 1.0))
         cov = np.zeros((len(pixels), 2, 2))
-        cov[:, 0, 0] = cov[:, 1, 1] = u.horizontal_m ** 2
+        cov[:, 0, 0] = cov[:, 1, 1] = u.horizontal_m**2
         for cam, px, _ in variants:
             shifted = self.ground_enu(px, cam)
             delta = shifted[:, :2] - base[:, :2]
@@ -129,15 +143,24 @@ class FrameProjector:
         """Seen from nearly straight above, a standing object's base is under its centre, not its
         bottom edge (relief displacement leans it away from the nadir point, not down the image)."""
         x1, y1, x2, y2 = (float(v) for v in xyxy)
-        if anchor == "bottom_center" and self.off_nadir_deg(((x1 + x2) / 2, (y1 + y2) / 2)) <= self.nadir_footprint_deg:
+        if (
+            anchor == "bottom_center"
+            and self.off_nadir_deg(((x1 + x2) / 2, (y1 + y2) / 2)) <= self.nadir_footprint_deg
+        ):
             return "center"
         return anchor
 
     def footprint(self, xyxy: np.ndarray, anchor: GroundAnchor) -> Footprint | NoLocation:
         anchor = self.effective_anchor(xyxy, anchor)
-        return footprint_from_mapping(lambda px: self.ground_enu(px)[:, :2], self.frame, xyxy, anchor,
-                                      oblique=True, camera_xy=self.camera.position_enu[:2],
-                                      samples_per_edge=self.edge_samples)
+        return footprint_from_mapping(
+            lambda px: self.ground_enu(px)[:, :2],
+            self.frame,
+            xyxy,
+            anchor,
+            oblique=True,
+            camera_xy=self.camera.position_enu[:2],
+            samples_per_edge=self.edge_samples,
+        )
 
     # -- description ---------------------------------------------------------------------
 
@@ -146,10 +169,15 @@ class FrameProjector:
         o: Orientation = self.camera.orientation
         out: dict[str, Any] = {
             "type": self.source,
-            "lon": self.frame.lon0, "lat": self.frame.lat0,
+            "lon": self.frame.lon0,
+            "lat": self.frame.lat0,
             "position_enu_m": [round(v, 3) for v in self.camera.position_enu],
-            "yaw_deg": o.yaw_deg, "pitch_deg": o.pitch_deg, "roll_deg": o.roll_deg,
-            "intrinsics": intr.model_dump(), "hfov_deg": round(intr.hfov_deg, 3), "vfov_deg": round(intr.vfov_deg, 3),
+            "yaw_deg": o.yaw_deg,
+            "pitch_deg": o.pitch_deg,
+            "roll_deg": o.roll_deg,
+            "intrinsics": intr.model_dump(),
+            "hfov_deg": round(intr.hfov_deg, 3),
+            "vfov_deg": round(intr.vfov_deg, 3),
             "surface": "dem" if not isinstance(self.surface, FlatGround) else "flat",
             "max_range_m": self.max_range_m,
             "uncertainty_sigma": self.uncertainty.model_dump(),

@@ -50,7 +50,9 @@ def wgs84_to_gcj02(lon: float, lat: float) -> tuple[float, float]:
     return lon + d_lon, lat + d_lat
 
 
-def gcj02_to_wgs84(lon: float, lat: float, tolerance_deg: float = 1e-10, max_iter: int = 30) -> tuple[float, float]:
+def gcj02_to_wgs84(
+    lon: float, lat: float, tolerance_deg: float = 1e-10, max_iter: int = 30
+) -> tuple[float, float]:
     """(lon, lat) GCJ-02 -> WGS-84 by iterating the forward transform (sub-millimetre)."""
     if out_of_china(lon, lat):
         return lon, lat

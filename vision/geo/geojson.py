@@ -49,8 +49,16 @@ def _class_name(detections: Detections, i: int, labels: Sequence[str] | None) ->
     return str(cid)
 
 
-def _properties(detections: Detections, i: int, result: Geotag | NoLocation, *, source: str | None,
-                time: datetime | str | None, labels: Sequence[str] | None, image: str | None) -> dict[str, Any]:
+def _properties(
+    detections: Detections,
+    i: int,
+    result: Geotag | NoLocation,
+    *,
+    source: str | None,
+    time: datetime | str | None,
+    labels: Sequence[str] | None,
+    image: str | None,
+) -> dict[str, Any]:
     props: dict[str, Any] = {
         "index": i,
         "class": _class_name(detections, i, labels),
@@ -77,11 +85,17 @@ def _properties(detections: Detections, i: int, result: Geotag | NoLocation, *, 
     return props
 
 
-def detections_to_feature_collection(detections: Detections, geotags: Sequence[Geotag | NoLocation], *,
-                                     source: str | None = None, time: datetime | str | None = None,
-                                     labels: Sequence[str] | None = None, image: str | None = None,
-                                     footprints_as_property: bool = True,
-                                     include_unlocated: bool = True) -> dict[str, Any]:
+def detections_to_feature_collection(
+    detections: Detections,
+    geotags: Sequence[Geotag | NoLocation],
+    *,
+    source: str | None = None,
+    time: datetime | str | None = None,
+    labels: Sequence[str] | None = None,
+    image: str | None = None,
+    footprints_as_property: bool = True,
+    include_unlocated: bool = True,
+) -> dict[str, Any]:
     """A FeatureCollection of Point features at each detection's ground point.
 
     Properties: class (taxonomy key, else label), class_id, score, source, time, uncertainty_m,
@@ -105,10 +119,15 @@ def detections_to_feature_collection(detections: Detections, geotags: Sequence[G
     return {"type": "FeatureCollection", "features": features}
 
 
-def footprints_to_feature_collection(detections: Detections, geotags: Sequence[Geotag | NoLocation], *,
-                                     source: str | None = None, time: datetime | str | None = None,
-                                     labels: Sequence[str] | None = None,
-                                     image: str | None = None) -> dict[str, Any]:
+def footprints_to_feature_collection(
+    detections: Detections,
+    geotags: Sequence[Geotag | NoLocation],
+    *,
+    source: str | None = None,
+    time: datetime | str | None = None,
+    labels: Sequence[str] | None = None,
+    image: str | None = None,
+) -> dict[str, Any]:
     """A FeatureCollection of Polygon features, one per detection that has a footprint."""
     if len(geotags) != len(detections):
         raise ValueError(f"expected one geotag per detection ({len(detections)}), got {len(geotags)}")
@@ -116,8 +135,9 @@ def footprints_to_feature_collection(detections: Detections, geotags: Sequence[G
     for i, result in enumerate(geotags):
         if isinstance(result, Geotag) and result.footprint is not None:
             props = _properties(detections, i, result, source=source, time=time, labels=labels, image=image)
-            features.append({"type": "Feature", "geometry": _geometry(result.footprint.polygon),
-                             "properties": props})
+            features.append(
+                {"type": "Feature", "geometry": _geometry(result.footprint.polygon), "properties": props}
+            )
     return {"type": "FeatureCollection", "features": features}
 
 
@@ -126,8 +146,13 @@ def merge_feature_collections(collections: Sequence[dict[str, Any]]) -> dict[str
     return {"type": "FeatureCollection", "features": [f for c in collections for f in c["features"]]}
 
 
-def write_geojson(path: str | Path, collection: dict[str, Any], *, footprints: dict[str, Any] | None = None,
-                  footprints_path: str | Path | None = None) -> None:
+def write_geojson(
+    path: str | Path,
+    collection: dict[str, Any],
+    *,
+    footprints: dict[str, Any] | None = None,
+    footprints_path: str | Path | None = None,
+) -> None:
     """Write a FeatureCollection (UTF-8, RFC 7946), and optionally a footprint collection beside it."""
     if collection.get("type") != "FeatureCollection":
         raise ValueError(f"expected a FeatureCollection, got type {collection.get('type')!r}")

@@ -63,11 +63,17 @@ def _orthomosaic(path: Path, accuracy_m: float, reasons: list[str]) -> ImageGeor
     return ImageGeoreference(str(path), georef.width, georef.height, OrthoProjector(georef), reasons)
 
 
-def georeference_image(path: str | Path, *, camera: TowerCameraConfig | str | Path | None = None,
-                       preset: str | None = None, manual_lonlat: tuple[float, float] | None = None,
-                       dem_path: str | Path | None = None, takeoff_elevation_m: float | None = None,
-                       phone_policy: PhonePositionPolicy | None = None,
-                       ortho_accuracy_m: float = 1.0) -> ImageGeoreference:
+def georeference_image(
+    path: str | Path,
+    *,
+    camera: TowerCameraConfig | str | Path | None = None,
+    preset: str | None = None,
+    manual_lonlat: tuple[float, float] | None = None,
+    dem_path: str | Path | None = None,
+    takeoff_elevation_m: float | None = None,
+    phone_policy: PhonePositionPolicy | None = None,
+    ortho_accuracy_m: float = 1.0,
+) -> ImageGeoreference:
     """Raises ImageLoadError for unreadable files and TowerConfigError for a bad config; every
     other problem becomes a reason."""
     path = Path(path)
@@ -85,8 +91,10 @@ def georeference_image(path: str | Path, *, camera: TowerCameraConfig | str | Pa
     if camera is not None:
         config = camera if isinstance(camera, TowerCameraConfig) else TowerCameraConfig.load(camera)
         if (config.image_width, config.image_height) != (meta.width, meta.height):
-            reasons.append(f"camera config {config.name!r} is for {config.image_width}x{config.image_height} "
-                           f"images, this one is {meta.width}x{meta.height}")
+            reasons.append(
+                f"camera config {config.name!r} is for {config.image_width}x{config.image_height} "
+                f"images, this one is {meta.width}x{meta.height}"
+            )
             return result
         try:
             result.projector = build_tower_projector(config, preset, dem_path=dem_path)
@@ -97,7 +105,9 @@ def georeference_image(path: str | Path, *, camera: TowerCameraConfig | str | Pa
     if manual_lonlat is not None:
         if isinstance(gps, PhotoGps):
             reasons.append("manual lon,lat given: it overrides the EXIF GPS position")
-        result.projector = PhotographerProjector.from_manual(*manual_lonlat, policy=phone_policy, captured_at=taken)
+        result.projector = PhotographerProjector.from_manual(
+            *manual_lonlat, policy=phone_policy, captured_at=taken
+        )
         return result
 
     if meta.orientation != 1:
@@ -117,8 +127,12 @@ def georeference_image(path: str | Path, *, camera: TowerCameraConfig | str | Pa
             if pose is not None and intrinsics is not None:
                 try:
                     result.projector = build_drone_projector(
-                        pose, intrinsics, dem_path=dem_path, takeoff_elevation_m=takeoff_elevation_m,
-                        description={"intrinsics_from": how, "make": meta.make, "model": meta.model})
+                        pose,
+                        intrinsics,
+                        dem_path=dem_path,
+                        takeoff_elevation_m=takeoff_elevation_m,
+                        description={"intrinsics_from": how, "make": meta.make, "model": meta.model},
+                    )
                     return result
                 except (DroneGeometryError, DemError) as exc:
                     reasons.append(f"drone pose unusable: {exc}")
@@ -135,7 +149,8 @@ def default_pixels(width: int, height: int) -> np.ndarray:
 
 
 def locate_points(ref: ImageGeoreference, pixels_xy: np.ndarray | None = None) -> list[dict[str, Any]]:
-    """`[{"pixel": [x, y], "lon", "lat", "uncertainty_m"} | {"pixel": [x, y], "location": null, "reason"}]`."""
+    """One entry per pixel: `{"pixel": [x, y], "lon", "lat", "uncertainty_m"}` or
+    `{"pixel": [x, y], "location": null, "reason"}`."""
     pixels = default_pixels(ref.width, ref.height) if pixels_xy is None else np.asarray(pixels_xy, np.float64)
     if ref.projector is None:
         reason = "; ".join(ref.reasons) or "no camera model"

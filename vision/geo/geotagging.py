@@ -21,20 +21,28 @@ from vision.taxonomy import Taxonomy
 ANCHORS: tuple[GroundAnchor, ...] = ("center", "bottom_center")
 
 
-def class_keys_of(detections: Detections, class_keys: Mapping[int, str | None] | None = None) -> list[str | None]:
+def class_keys_of(
+    detections: Detections, class_keys: Mapping[int, str | None] | None = None
+) -> list[str | None]:
     """Taxonomy key per detection: `data["class_key"]` when present, else `class_keys[class_id]`."""
     if "class_key" in detections.data:
-        return [None if k is None or (isinstance(k, float) and np.isnan(k)) or k == "" else str(k)
-                for k in detections.data["class_key"].tolist()]
+        return [
+            None if k is None or (isinstance(k, float) and np.isnan(k)) or k == "" else str(k)
+            for k in detections.data["class_key"].tolist()
+        ]
     if class_keys is not None:
         return [class_keys.get(int(c)) for c in detections.class_id]
     return [None] * len(detections)
 
 
-def resolve_anchors(detections: Detections, *, taxonomy: Taxonomy | None = None,
-                    class_keys: Mapping[int, str | None] | None = None,
-                    anchors: Mapping[str, GroundAnchor] | None = None,
-                    default: GroundAnchor = "center") -> list[GroundAnchor]:
+def resolve_anchors(
+    detections: Detections,
+    *,
+    taxonomy: Taxonomy | None = None,
+    class_keys: Mapping[int, str | None] | None = None,
+    anchors: Mapping[str, GroundAnchor] | None = None,
+    default: GroundAnchor = "center",
+) -> list[GroundAnchor]:
     """Anchor per detection: explicit per-key override, else the taxonomy's, else `default`.
 
     Keys the taxonomy does not know (helper labels mapped to nothing) take the default.
@@ -61,13 +69,19 @@ def anchor_pixel(xyxy: np.ndarray, anchor: GroundAnchor) -> tuple[float, float]:
     return ((x1 + x2) / 2, y2) if anchor == "bottom_center" else ((x1 + x2) / 2, (y1 + y2) / 2)
 
 
-def geotag_detections(detections: Detections, projector: GroundProjector, *, taxonomy: Taxonomy | None = None,
-                      class_keys: Mapping[int, str | None] | None = None,
-                      anchors: Mapping[str, GroundAnchor] | None = None,
-                      default_anchor: GroundAnchor = "center") -> list[Geotag | NoLocation]:
+def geotag_detections(
+    detections: Detections,
+    projector: GroundProjector,
+    *,
+    taxonomy: Taxonomy | None = None,
+    class_keys: Mapping[int, str | None] | None = None,
+    anchors: Mapping[str, GroundAnchor] | None = None,
+    default_anchor: GroundAnchor = "center",
+) -> list[Geotag | NoLocation]:
     """One result per detection, in order: a Geotag (point, footprint when possible) or NoLocation."""
-    wanted = resolve_anchors(detections, taxonomy=taxonomy, class_keys=class_keys, anchors=anchors,
-                             default=default_anchor)
+    wanted = resolve_anchors(
+        detections, taxonomy=taxonomy, class_keys=class_keys, anchors=anchors, default=default_anchor
+    )
     out: list[Geotag | NoLocation] = []
     for box, anchor in zip(detections.xyxy, wanted, strict=True):
         effective = projector.effective_anchor(box, anchor)
@@ -77,9 +91,21 @@ def geotag_detections(detections: Detections, projector: GroundProjector, *, tax
             continue
         footprint = projector.footprint(box, effective)
         if isinstance(footprint, NoLocation):
-            out.append(Geotag(point=point, anchor=effective, source=projector.source,  # type: ignore[arg-type]
-                              footprint_reason=footprint.reason))
+            out.append(
+                Geotag(
+                    point=point,
+                    anchor=effective,
+                    source=projector.source,  # type: ignore[arg-type]
+                    footprint_reason=footprint.reason,
+                )
+            )
         else:
-            out.append(Geotag(point=point, anchor=effective, source=projector.source,  # type: ignore[arg-type]
-                              footprint=footprint))
+            out.append(
+                Geotag(
+                    point=point,
+                    anchor=effective,
+                    source=projector.source,  # type: ignore[arg-type]
+                    footprint=footprint,
+                )
+            )
     return out

@@ -50,35 +50,59 @@ class HomographyProjector:
     source: str = "tower"
 
     @classmethod
-    def fit(cls, pixels_xy: np.ndarray, ground_lonlat: np.ndarray, frame: LocalFrame, width: int, height: int,
-            *, pixel_sigma_px: float = 2.0, assumed_fit_sigma_px: float = 3.0,
-            max_range_m: float = 3000.0) -> HomographyProjector:
+    def fit(
+        cls,
+        pixels_xy: np.ndarray,
+        ground_lonlat: np.ndarray,
+        frame: LocalFrame,
+        width: int,
+        height: int,
+        *,
+        pixel_sigma_px: float = 2.0,
+        assumed_fit_sigma_px: float = 3.0,
+        max_range_m: float = 3000.0,
+    ) -> HomographyProjector:
         pixels = np.asarray(pixels_xy, np.float64).reshape(-1, 2)
         lonlat = np.asarray(ground_lonlat, np.float64).reshape(-1, 2)
         if len(pixels) < MIN_GCPS or len(pixels) != len(lonlat):
-            raise HomographyError(f"expected at least {MIN_GCPS} ground control points with one pixel each, "
-                                  f"got {len(pixels)} pixels and {len(lonlat)} ground points")
+            raise HomographyError(
+                f"expected at least {MIN_GCPS} ground control points with one pixel each, "
+                f"got {len(pixels)} pixels and {len(lonlat)} ground points"
+            )
         gx, gy = frame.to_local(lonlat[:, 0], lonlat[:, 1])
         ground = np.column_stack((gx, gy))
         h, _ = cv2.findHomography(pixels, ground, 0)  # least squares over all points: no outlier dropping
         if h is None or not np.isfinite(h).all() or abs(np.linalg.det(h)) < 1e-18:
-            raise HomographyError("the ground control points are degenerate (three or more on one line, or "
-                                  "repeated); survey points spread over the image")
+            raise HomographyError(
+                "the ground control points are degenerate (three or more on one line, or "
+                "repeated); survey points spread over the image"
+            )
         mapped, w = _apply(h, pixels)
         if not (np.all(w > 0) or np.all(w < 0)):
-            raise HomographyError("the ground control points do not lie on one side of the horizon; check them")
+            raise HomographyError(
+                "the ground control points do not lie on one side of the horizon; check them"
+            )
         residuals = np.linalg.norm(mapped - ground, axis=1)
         back, _ = _apply(np.linalg.inv(h), ground)
         pixel_residuals = np.linalg.norm(back - pixels, axis=1)
         dof = 2 * len(pixels) - 8
         if dof > 0:
-            sigma = float(math.sqrt(np.sum(pixel_residuals ** 2) / dof))
+            sigma = float(math.sqrt(np.sum(pixel_residuals**2) / dof))
             assumed = False
         else:
             sigma, assumed = assumed_fit_sigma_px, True
-        return cls(matrix=h, frame=frame, width=width, height=height, fit_sigma_px=sigma,
-                   pixel_sigma_px=pixel_sigma_px, residuals_m=tuple(float(r) for r in residuals),
-                   w_sign=float(np.sign(w[0])), max_range_m=max_range_m, sigma_assumed=assumed)
+        return cls(
+            matrix=h,
+            frame=frame,
+            width=width,
+            height=height,
+            fit_sigma_px=sigma,
+            pixel_sigma_px=pixel_sigma_px,
+            residuals_m=tuple(float(r) for r in residuals),
+            w_sign=float(np.sign(w[0])),
+            max_range_m=max_range_m,
+            sigma_assumed=assumed,
+        )
 
     def ground_local(self, pixels_xy: np.ndarray) -> np.ndarray:
         pts, w = _apply(self.matrix, np.asarray(pixels_xy, np.float64).reshape(-1, 2))
@@ -104,10 +128,16 @@ class HomographyProjector:
         out: list[GroundPosition | NoLocation] = []
         for i, (u, v) in enumerate(pixels):
             if not (-0.5 <= u <= self.width + 0.5 and -0.5 <= v <= self.height + 0.5):
-                out.append(NoLocation(f"pixel ({u:g}, {v:g}) is outside the {self.width}x{self.height} image"))
+                out.append(
+                    NoLocation(f"pixel ({u:g}, {v:g}) is outside the {self.width}x{self.height} image")
+                )
             elif not np.isfinite(pts[i]).all():
-                out.append(NoLocation("the pixel is above the horizon of the fitted ground plane or beyond "
-                                      f"max_range_m={self.max_range_m:.0f}"))
+                out.append(
+                    NoLocation(
+                        "the pixel is above the horizon of the fitted ground plane or beyond "
+                        f"max_range_m={self.max_range_m:.0f}"
+                    )
+                )
             elif not np.isfinite(radii[i]):
                 out.append(NoLocation("the pixel is too close to the horizon for a determined position"))
             else:
@@ -121,8 +151,14 @@ class HomographyProjector:
         return footprint_from_mapping(self.ground_local, self.frame, xyxy, anchor, oblique=True)
 
     def describe(self) -> dict[str, Any]:
-        return {"type": "tower", "method": "homography", "lon": self.frame.lon0, "lat": self.frame.lat0,
-                "homography_pixel_to_local_m": self.matrix.round(9).tolist(),
-                "gcp_residuals_m": [round(r, 3) for r in self.residuals_m],
-                "fit_sigma_px": round(self.fit_sigma_px, 3), "fit_sigma_assumed": self.sigma_assumed,
-                "max_range_m": self.max_range_m}
+        return {
+            "type": "tower",
+            "method": "homography",
+            "lon": self.frame.lon0,
+            "lat": self.frame.lat0,
+            "homography_pixel_to_local_m": self.matrix.round(9).tolist(),
+            "gcp_residuals_m": [round(r, 3) for r in self.residuals_m],
+            "fit_sigma_px": round(self.fit_sigma_px, 3),
+            "fit_sigma_assumed": self.sigma_assumed,
+            "max_range_m": self.max_range_m,
+        }

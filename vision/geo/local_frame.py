@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from pyproj import CRS, Transformer
 import shapely
+from pyproj import CRS, Transformer
 from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
@@ -30,38 +30,46 @@ class LocalFrame:
 
     lon0: float
     lat0: float
-    _to_local: Transformer = field(init=False, repr=False, compare=False)
-    _to_wgs84: Transformer = field(init=False, repr=False, compare=False)
+    _forward: Transformer = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_lon_lat(self.lon0, self.lat0)
-        crs = CRS.from_proj4(f"+proj=aeqd +lat_0={self.lat0!r} +lon_0={self.lon0!r} +datum=WGS84 +units=m")
-        object.__setattr__(self, "_to_local", Transformer.from_crs(WGS84, crs, always_xy=True))
-        object.__setattr__(self, "_to_wgs84", Transformer.from_crs(crs, WGS84, always_xy=True))
+        # A PROJ pipeline instead of Transformer.from_crs: same maths, ~250x faster to build
+        # (from_crs searches the operation database), and frames are made per camera and polygon.
+        pipeline = (
+            f"+proj=pipeline +step +proj=unitconvert +xy_in=deg +xy_out=rad "
+            f"+step +proj=aeqd +lat_0={self.lat0!r} +lon_0={self.lon0!r} +ellps=WGS84"
+        )
+        object.__setattr__(self, "_forward", Transformer.from_pipeline(pipeline))
 
     @property
     def crs(self) -> CRS:
-        return self._to_local.target_crs
+        """The frame as a CRS, for transforming from other CRSs (DEMs)."""
+        return CRS.from_proj4(f"+proj=aeqd +lat_0={self.lat0!r} +lon_0={self.lon0!r} +datum=WGS84 +units=m")
 
     def to_local(self, lon: np.ndarray | float, lat: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
-        x, y = self._to_local.transform(np.asarray(lon, float), np.asarray(lat, float))
+        x, y = self._forward.transform(np.asarray(lon, float), np.asarray(lat, float))
         return np.asarray(x, float), np.asarray(y, float)
 
     def to_lonlat(self, x: np.ndarray | float, y: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
-        lon, lat = self._to_wgs84.transform(np.asarray(x, float), np.asarray(y, float))
+        lon, lat = self._forward.transform(np.asarray(x, float), np.asarray(y, float), direction="INVERSE")
         return np.asarray(lon, float), np.asarray(lat, float)
 
     def polygon_to_wgs84(self, polygon: BaseGeometry) -> BaseGeometry:
-        return transform_geometry(polygon, self._to_wgs84)
+        return transform_geometry(polygon, self._forward, inverse=True)
 
     def polygon_to_local(self, polygon: BaseGeometry) -> BaseGeometry:
-        return transform_geometry(polygon, self._to_local)
+        return transform_geometry(polygon, self._forward)
 
 
-def transform_geometry(geometry: BaseGeometry, transformer: Transformer) -> BaseGeometry:
+def transform_geometry(
+    geometry: BaseGeometry, transformer: Transformer, inverse: bool = False
+) -> BaseGeometry:
     """A shapely geometry through a pyproj transformer (always_xy), all coordinates at once."""
+    direction = "INVERSE" if inverse else "FORWARD"
+
     def _apply(xy: np.ndarray) -> np.ndarray:
-        x, y = transformer.transform(xy[:, 0], xy[:, 1])
+        x, y = transformer.transform(xy[:, 0], xy[:, 1], direction=direction)
         return np.column_stack((x, y))
 
     return shapely.transform(geometry, _apply)

@@ -58,8 +58,9 @@ def read_image_metadata(path: str | Path) -> ImageMetadata:
                 xmp = im.tag_v2.get(XMP_TIFF_TAG)
             if isinstance(xmp, str):
                 xmp = xmp.encode("utf-8")
-            return ImageMetadata(str(path), im.width, im.height, im.format, exif,
-                                 bytes(xmp) if xmp is not None else None)
+            return ImageMetadata(
+                str(path), im.width, im.height, im.format, exif, bytes(xmp) if xmp is not None else None
+            )
     except UnidentifiedImageError as exc:
         raise ImageLoadError(str(path), "unsupported_format", str(exc)) from exc
     except Image.DecompressionBombError as exc:

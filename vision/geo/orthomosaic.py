@@ -21,9 +21,9 @@ from pyproj import CRS, Transformer
 from shapely.geometry import Polygon
 
 from vision.detections import Detections
-from vision.tiling import TileWindow, merge_tile_detections, tile_windows
 from vision.geo.local_frame import WGS84, area_m2, transform_geometry
 from vision.geo.types import Footprint, Geotag, GroundAnchor, GroundPosition, NoLocation
+from vision.tiling import TileWindow, merge_tile_detections, tile_windows
 
 
 class OrthomosaicError(ValueError):
@@ -49,11 +49,14 @@ def _to_uint8(array: np.ndarray, path: str) -> np.ndarray:
         return array
     if array.dtype == np.uint16:
         return (array >> 8).astype(np.uint8)
-    raise OrthomosaicError(f"{path}: expected uint8 or uint16 bands, got {array.dtype}; convert the raster first")
+    raise OrthomosaicError(
+        f"{path}: expected uint8 or uint16 bands, got {array.dtype}; convert the raster first"
+    )
 
 
-def iter_tiles(path: str | Path, tile_size: int = 1024, overlap: float = 0.2,
-               cache_mb: int = 128) -> Iterator[OrthoTile]:
+def iter_tiles(
+    path: str | Path, tile_size: int = 1024, overlap: float = 0.2, cache_mb: int = 128
+) -> Iterator[OrthoTile]:
     """Yield (window, BGR uint8 tile, window transform) over the whole raster, one window in memory at a time.
 
     Windows come from `vision.tiling.tile_windows` (overlap is a fraction of the tile), so the
@@ -76,7 +79,8 @@ def iter_tiles(path: str | Path, tile_size: int = 1024, overlap: float = 0.2,
         else:
             raise OrthomosaicError(f"{path}: expected 1 or 3+ bands, got {src.count}")
         has_alpha = ColorInterp.alpha in src.colorinterp or any(
-            MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in src.mask_flag_enums)
+            MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in src.mask_flag_enums
+        )
         for tile in tile_windows((src.width, src.height), tile_size, overlap):
             window = Window(tile.x, tile.y, tile.width, tile.height)
             rgb = _to_uint8(src.read(bands, window=window), str(path))
@@ -103,8 +107,13 @@ class OrthoGeoreference:
         with rasterio.open(path) as src:
             if src.crs is None:
                 raise OrthomosaicError(f"{path}: expected a georeferenced raster (a CRS), got none")
-            return cls(CRS.from_user_input(src.crs.to_wkt()), src.transform, src.width, src.height,
-                       absolute_accuracy_m)
+            return cls(
+                CRS.from_user_input(src.crs.to_wkt()),
+                src.transform,
+                src.width,
+                src.height,
+                absolute_accuracy_m,
+            )
 
     def to_wgs84(self) -> Transformer:
         return self._to_wgs84
@@ -115,8 +124,9 @@ class OrthoGeoreference:
 
     @cached_property
     def _pixel_size_m(self) -> float:
-        poly = pixel_box_polygon((self.width / 2, self.height / 2, self.width / 2 + 1, self.height / 2 + 1),
-                                 self.transform)
+        poly = pixel_box_polygon(
+            (self.width / 2, self.height / 2, self.width / 2 + 1, self.height / 2 + 1), self.transform
+        )
         return float(np.sqrt(area_m2(transform_geometry(poly, self.to_wgs84()))))
 
     def pixel_size_m(self) -> float:
@@ -129,9 +139,14 @@ def pixel_box_polygon(xyxy: Sequence[float], transform: Affine) -> Polygon:
     return Polygon([transform @ (x1, y1), transform @ (x2, y1), transform @ (x2, y2), transform @ (x1, y2)])
 
 
-def tile_detections_to_geotags(detections: Detections, window_transform: Affine, crs: CRS | Any, *,
-                               absolute_accuracy_m: float = 1.0,
-                               to_wgs84: Transformer | None = None) -> list[Geotag | NoLocation]:
+def tile_detections_to_geotags(
+    detections: Detections,
+    window_transform: Affine,
+    crs: CRS | Any,
+    *,
+    absolute_accuracy_m: float = 1.0,
+    to_wgs84: Transformer | None = None,
+) -> list[Geotag | NoLocation]:
     """Per-tile pixel Detections -> one Geotag each (WGS-84 centre, polygon, area in m²).
 
     `window_transform` is the tile's own transform (`OrthoTile.transform`), so boxes stay in
@@ -152,9 +167,14 @@ def tile_detections_to_geotags(detections: Detections, window_transform: Affine,
         cx, cy = window_transform @ ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
         lon, lat = transformer.transform(cx, cy)
         anchor: GroundAnchor = "center"
-        out.append(Geotag(point=GroundPosition(float(lon), float(lat), radius), anchor=anchor,
-                          source="orthomosaic",
-                          footprint=Footprint(polygon=wgs, area_m2=area_m2(wgs), method="raster_box")))
+        out.append(
+            Geotag(
+                point=GroundPosition(float(lon), float(lat), radius),
+                anchor=anchor,
+                source="orthomosaic",
+                footprint=Footprint(polygon=wgs, area_m2=area_m2(wgs), method="raster_box"),
+            )
+        )
     return out
 
 
@@ -176,8 +196,15 @@ class OrthoDetections:
     tiles: int
 
 
-def detect_orthomosaic(path: str | Path, detect: BatchDetect, *, tile_size: int = 1024, overlap: float = 0.2,
-                       batch_size: int = 8, absolute_accuracy_m: float = 1.0) -> OrthoDetections:
+def detect_orthomosaic(
+    path: str | Path,
+    detect: BatchDetect,
+    *,
+    tile_size: int = 1024,
+    overlap: float = 0.2,
+    batch_size: int = 8,
+    absolute_accuracy_m: float = 1.0,
+) -> OrthoDetections:
     """Run `detect` (any batch function, e.g. a Detector's predict_batch) over all tiles.
 
     A minimal driver for scripts and tests; the service's pipeline does the same through its
@@ -199,8 +226,13 @@ def detect_orthomosaic(path: str | Path, detect: BatchDetect, *, tile_size: int 
     if batch:
         flush()
     merged = merge_tile_detections(per_tile, resolution_wh=(georef.width, georef.height))
-    geotags = tile_detections_to_geotags(merged, georef.transform, georef.crs,
-                                         absolute_accuracy_m=absolute_accuracy_m, to_wgs84=georef.to_wgs84())
+    geotags = tile_detections_to_geotags(
+        merged,
+        georef.transform,
+        georef.crs,
+        absolute_accuracy_m=absolute_accuracy_m,
+        to_wgs84=georef.to_wgs84(),
+    )
     return OrthoDetections(merged, geotags, georef, len(per_tile))
 
 
@@ -219,8 +251,11 @@ class OrthoProjector:
         out: list[GroundPosition | NoLocation] = []
         for i, (u, v) in enumerate(pixels):
             if not (0 <= u <= self.georef.width and 0 <= v <= self.georef.height):
-                out.append(NoLocation(f"pixel ({u:g}, {v:g}) is outside the {self.georef.width}x"
-                                      f"{self.georef.height} raster"))
+                out.append(
+                    NoLocation(
+                        f"pixel ({u:g}, {v:g}) is outside the {self.georef.width}x{self.georef.height} raster"
+                    )
+                )
             elif not (np.isfinite(lon[i]) and np.isfinite(lat[i])):
                 out.append(NoLocation("the pixel does not reproject to WGS-84"))
             else:
@@ -233,13 +268,22 @@ class OrthoProjector:
     def footprint(self, xyxy: np.ndarray, anchor: GroundAnchor) -> Footprint | NoLocation:
         tag = tile_detections_to_geotags(
             Detections(xyxy=np.asarray([xyxy], np.float32), confidence=[1.0], class_id=[0]),
-            self.georef.transform, self.georef.crs, to_wgs84=self.georef.to_wgs84())[0]
+            self.georef.transform,
+            self.georef.crs,
+            to_wgs84=self.georef.to_wgs84(),
+        )[0]
         if isinstance(tag, NoLocation):
             return tag
         return tag.footprint if tag.footprint is not None else NoLocation("no footprint")
 
     def describe(self) -> dict[str, Any]:
         g = self.georef
-        return {"type": "orthomosaic", "crs": g.crs.to_string(), "transform": list(g.transform)[:6],
-                "width": g.width, "height": g.height, "pixel_size_m": round(g.pixel_size_m(), 4),
-                "absolute_accuracy_m": g.absolute_accuracy_m}
+        return {
+            "type": "orthomosaic",
+            "crs": g.crs.to_string(),
+            "transform": list(g.transform)[:6],
+            "width": g.width,
+            "height": g.height,
+            "pixel_size_m": round(g.pixel_size_m(), 4),
+            "absolute_accuracy_m": g.absolute_accuracy_m,
+        }

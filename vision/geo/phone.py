@@ -23,13 +23,18 @@ class PhonePositionPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    default_uncertainty_m: float = Field(default=30.0, gt=0, le=10_000,
-                                         description="Radius when the EXIF gives no positioning error.")
-    subject_distance_m: float = Field(default=10.0, ge=0, le=1_000,
-                                      description="Added to GPSHPositioningError: how far the subject "
-                                                  "usually is from the photographer.")
-    manual_uncertainty_m: float = Field(default=10.0, gt=0, le=10_000,
-                                        description="Radius of a position the user supplied by hand.")
+    default_uncertainty_m: float = Field(
+        default=30.0, gt=0, le=10_000, description="Radius when the EXIF gives no positioning error."
+    )
+    subject_distance_m: float = Field(
+        default=10.0,
+        ge=0,
+        le=1_000,
+        description="Added to GPSHPositioningError: how far the subject usually is from the photographer.",
+    )
+    manual_uncertainty_m: float = Field(
+        default=10.0, gt=0, le=10_000, description="Radius of a position the user supplied by hand."
+    )
 
 
 @dataclass(frozen=True)
@@ -45,8 +50,9 @@ class PhotographerProjector:
     source: Literal["phone"] = "phone"
 
     @classmethod
-    def from_exif(cls, gps: PhotoGps, policy: PhonePositionPolicy | None = None,
-                  captured_at: datetime | None = None) -> PhotographerProjector:
+    def from_exif(
+        cls, gps: PhotoGps, policy: PhonePositionPolicy | None = None, captured_at: datetime | None = None
+    ) -> PhotographerProjector:
         policy = policy or PhonePositionPolicy()
         if gps.h_positioning_error_m is not None:
             radius = gps.h_positioning_error_m + policy.subject_distance_m
@@ -55,8 +61,13 @@ class PhotographerProjector:
         return cls(gps.lon, gps.lat, radius, "exif", captured_at or gps.timestamp, gps)
 
     @classmethod
-    def from_manual(cls, lon: float, lat: float, policy: PhonePositionPolicy | None = None,
-                    captured_at: datetime | None = None) -> PhotographerProjector:
+    def from_manual(
+        cls,
+        lon: float,
+        lat: float,
+        policy: PhonePositionPolicy | None = None,
+        captured_at: datetime | None = None,
+    ) -> PhotographerProjector:
         policy = policy or PhonePositionPolicy()
         return cls(lon, lat, policy.manual_uncertainty_m, "manual", captured_at)
 
@@ -72,11 +83,22 @@ class PhotographerProjector:
         return NoLocation("phone photo: the position is the photographer's; no camera pose, so no footprint")
 
     def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "phone", "position_from": self.origin, "lon": self.lon, "lat": self.lat,
-                               "uncertainty_m": self.uncertainty_m,
-                               "captured_at": None if self.captured_at is None else self.captured_at.isoformat()}
+        out: dict[str, Any] = {
+            "type": "phone",
+            "position_from": self.origin,
+            "lon": self.lon,
+            "lat": self.lat,
+            "uncertainty_m": self.uncertainty_m,
+            "captured_at": None if self.captured_at is None else self.captured_at.isoformat(),
+        }
         if self.gps is not None:
-            out.update({"altitude_m": self.gps.altitude_m, "direction_deg": self.gps.direction_deg,
-                        "direction_ref": self.gps.direction_ref,
-                        "h_positioning_error_m": self.gps.h_positioning_error_m, "map_datum": self.gps.map_datum})
+            out.update(
+                {
+                    "altitude_m": self.gps.altitude_m,
+                    "direction_deg": self.gps.direction_deg,
+                    "direction_ref": self.gps.direction_ref,
+                    "h_positioning_error_m": self.gps.h_positioning_error_m,
+                    "map_datum": self.gps.map_datum,
+                }
+            )
         return out

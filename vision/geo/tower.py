@@ -45,9 +45,12 @@ class Preset(BaseModel):
 
     id: str
     pan_deg: float = Field(default=0.0, ge=-360, le=360, description="Added to the camera's heading.")
-    tilt_deg: float | None = Field(default=None, ge=-90, le=90,
-                                   description="Tilt of the optical axis (negative is down); None keeps the "
-                                               "camera's tilt.")
+    tilt_deg: float | None = Field(
+        default=None,
+        ge=-90,
+        le=90,
+        description="Tilt of the optical axis (negative is down); None keeps the camera's tilt.",
+    )
     zoom: float = Field(default=1.0, gt=0)
     gcps: tuple[GroundControlPoint, ...] = ()
 
@@ -65,8 +68,12 @@ class TowerCameraConfig(BaseModel):
     name: str = Field(min_length=1)
     lon: float = Field(ge=-180, le=180)
     lat: float = Field(ge=-90, le=90)
-    mount_height_m: float = Field(gt=0, le=1000, description="Lens height above the ground at the tower's base.")
-    base_elevation_m: float | None = Field(default=None, description="Ground elevation at the base (for a DEM).")
+    mount_height_m: float = Field(
+        gt=0, le=1000, description="Lens height above the ground at the tower's base."
+    )
+    base_elevation_m: float | None = Field(
+        default=None, description="Ground elevation at the base (for a DEM)."
+    )
     heading_deg: float = Field(ge=-360, le=360, description="Heading at pan 0, clockwise from true north.")
     tilt_deg: float = Field(ge=-90, le=45, description="Tilt at the home position, negative is down.")
     roll_deg: float = Field(default=0.0, ge=-45, le=45)
@@ -75,8 +82,11 @@ class TowerCameraConfig(BaseModel):
     hfov_deg: dict[float, float] = Field(description="Horizontal field of view (degrees) per zoom factor.")
     distortion: tuple[float, ...] = ()
     presets: tuple[Preset, ...] = ()
-    uncertainty: PoseUncertainty = Field(default_factory=lambda: PoseUncertainty(
-        horizontal_m=0.5, vertical_m=0.3, pitch_roll_deg=0.2, yaw_deg=0.3, pixel_px=2.0))
+    uncertainty: PoseUncertainty = Field(
+        default_factory=lambda: PoseUncertainty(
+            horizontal_m=0.5, vertical_m=0.3, pitch_roll_deg=0.2, yaw_deg=0.3, pixel_px=2.0
+        )
+    )
     max_range_m: float = Field(default=3000.0, gt=0, le=50_000)
 
     @field_validator("hfov_deg")
@@ -115,7 +125,9 @@ class TowerCameraConfig(BaseModel):
         for p in self.presets:
             if p.id == str(preset_id):
                 return p
-        raise TowerConfigError(f"unknown preset {preset_id!r}; known: {[p.id for p in self.presets] or 'none'}")
+        raise TowerConfigError(
+            f"unknown preset {preset_id!r}; known: {[p.id for p in self.presets] or 'none'}"
+        )
 
     def hfov_at(self, zoom: float) -> float:
         """Field of view at a zoom, interpolated linearly in focal length between listed zooms."""
@@ -129,22 +141,37 @@ class TowerCameraConfig(BaseModel):
         return math.degrees(2 * math.atan(1.0 / f))
 
 
-def build_tower_projector(config: TowerCameraConfig, preset_id: str | None = None, *,
-                          dem_path: str | Path | None = None) -> FrameProjector | HomographyProjector:
+def build_tower_projector(
+    config: TowerCameraConfig, preset_id: str | None = None, *, dem_path: str | Path | None = None
+) -> FrameProjector | HomographyProjector:
     preset = config.preset(preset_id)
     frame = LocalFrame(config.lon, config.lat)
     if len(preset.gcps) >= MIN_GCPS:
         return HomographyProjector.fit(
-            np.array([g.pixel for g in preset.gcps]), np.array([[g.lon, g.lat] for g in preset.gcps]), frame,
-            config.image_width, config.image_height, pixel_sigma_px=config.uncertainty.pixel_px,
-            max_range_m=config.max_range_m)
+            np.array([g.pixel for g in preset.gcps]),
+            np.array([[g.lon, g.lat] for g in preset.gcps]),
+            frame,
+            config.image_width,
+            config.image_height,
+            pixel_sigma_px=config.uncertainty.pixel_px,
+            max_range_m=config.max_range_m,
+        )
     hfov = config.hfov_at(preset.zoom)
     f = (config.image_width / 2) / math.tan(math.radians(hfov) / 2)
-    intrinsics = Intrinsics(width=config.image_width, height=config.image_height, fx=f, fy=f,
-                            cx=config.image_width / 2, cy=config.image_height / 2, distortion=config.distortion)
-    orientation = Orientation(yaw_deg=(config.heading_deg + preset.pan_deg) % 360.0,
-                              pitch_deg=config.tilt_deg if preset.tilt_deg is None else preset.tilt_deg,
-                              roll_deg=config.roll_deg)
+    intrinsics = Intrinsics(
+        width=config.image_width,
+        height=config.image_height,
+        fx=f,
+        fy=f,
+        cx=config.image_width / 2,
+        cy=config.image_height / 2,
+        distortion=config.distortion,
+    )
+    orientation = Orientation(
+        yaw_deg=(config.heading_deg + preset.pan_deg) % 360.0,
+        pitch_deg=config.tilt_deg if preset.tilt_deg is None else preset.tilt_deg,
+        roll_deg=config.roll_deg,
+    )
     if dem_path is None:
         surface: Any = FlatGround(reference_elevation_m=config.base_elevation_m)
         position = (0.0, 0.0, config.mount_height_m)
@@ -158,10 +185,21 @@ def build_tower_projector(config: TowerCameraConfig, preset_id: str | None = Non
         surface = DemGround(dem, max_range_m=config.max_range_m)
         position = (0.0, 0.0, base + config.mount_height_m)
     camera = FrameCamera(intrinsics=intrinsics, orientation=orientation, position_enu=position)
-    return FrameProjector(camera=camera, frame=frame, surface=surface, uncertainty=config.uncertainty,
-                          source="tower", max_range_m=config.max_range_m,
-                          description={"name": config.name, "preset": preset.id, "zoom": preset.zoom,
-                                       "method": "ray_to_ground", "gcps": len(preset.gcps)})
+    return FrameProjector(
+        camera=camera,
+        frame=frame,
+        surface=surface,
+        uncertainty=config.uncertainty,
+        source="tower",
+        max_range_m=config.max_range_m,
+        description={
+            "name": config.name,
+            "preset": preset.id,
+            "zoom": preset.zoom,
+            "method": "ray_to_ground",
+            "gcps": len(preset.gcps),
+        },
+    )
 
 
 def _distance_m(projector: FrameProjector | HomographyProjector, pos: GroundPosition) -> float:
@@ -188,21 +226,32 @@ def expected_error(projector: FrameProjector | HomographyProjector) -> dict[str,
     if not isinstance(top, GroundPosition):
         lo, hi = 0.0, float(height)
         if not isinstance(projector.locate(np.array([[cx, hi]]))[0], GroundPosition):
-            out["far_edge"] = {"pixel": [cx, 0.0], "error_m": None,
-                               "reason": "no pixel of the centre column meets the ground"}
+            out["far_edge"] = {
+                "pixel": [cx, 0.0],
+                "error_m": None,
+                "reason": "no pixel of the centre column meets the ground",
+            }
             return out
         for _ in range(30):
             mid = (lo + hi) / 2
-            lo, hi = (lo, mid) if isinstance(projector.locate(np.array([[cx, mid]]))[0], GroundPosition) else (mid, hi)
+            lo, hi = (
+                (lo, mid)
+                if isinstance(projector.locate(np.array([[cx, mid]]))[0], GroundPosition)
+                else (mid, hi)
+            )
         v = hi
         top = projector.locate(np.array([[cx, v]]))[0]
     out["far_edge"] = _error_entry(projector, (cx, v), top)
     return out
 
 
-def _error_entry(projector: FrameProjector | HomographyProjector, pixel: tuple[float, float],
-                 pos: Any) -> dict[str, Any]:
+def _error_entry(
+    projector: FrameProjector | HomographyProjector, pixel: tuple[float, float], pos: Any
+) -> dict[str, Any]:
     if not isinstance(pos, GroundPosition):
         return {"pixel": [round(pixel[0], 2), round(pixel[1], 2)], "error_m": None, "reason": pos.reason}
-    return {"pixel": [round(pixel[0], 2), round(pixel[1], 2)], "distance_m": round(_distance_m(projector, pos), 2),
-            "error_m": round(pos.uncertainty_m, 2)}
+    return {
+        "pixel": [round(pixel[0], 2), round(pixel[1], 2)],
+        "distance_m": round(_distance_m(projector, pos), 2),
+        "error_m": round(pos.uncertainty_m, 2),
+    }

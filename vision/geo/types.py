@@ -42,8 +42,11 @@ class GroundPosition:
             raise ValueError(f"expected uncertainty_m >= 0, got {self.uncertainty_m}")
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"lon": round(self.lon, 8), "lat": round(self.lat, 8),
-                               "uncertainty_m": round(self.uncertainty_m, 3)}
+        out: dict[str, Any] = {
+            "lon": round(self.lon, 8),
+            "lat": round(self.lat, 8),
+            "uncertainty_m": round(self.uncertainty_m, 3),
+        }
         if self.elevation_m is not None:
             out["elevation_m"] = round(self.elevation_m, 3)
         return out
@@ -83,8 +86,12 @@ class Geotag:
         return None if self.footprint is None else self.footprint.area_m2
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"point": self.point.to_json(), "anchor": self.anchor, "source": self.source,
-                               "footprint": None if self.footprint is None else self.footprint.to_json()}
+        out: dict[str, Any] = {
+            "point": self.point.to_json(),
+            "anchor": self.anchor,
+            "source": self.source,
+            "footprint": None if self.footprint is None else self.footprint.to_json(),
+        }
         if self.footprint_reason:
             out["footprint_reason"] = self.footprint_reason
         return out

@@ -58,9 +58,14 @@ def namespace_tags(root: Element, namespace: str = DJI_NAMESPACE) -> dict[str, s
     for element in root.iter():
         for key, value in element.attrib.items():
             if key.startswith(prefix):
-                tags[key[len(prefix):]] = value.strip()
-        if isinstance(element.tag, str) and element.tag.startswith(prefix) and element.text and element.text.strip():
-            tags[element.tag[len(prefix):]] = element.text.strip()
+                tags[key[len(prefix) :]] = value.strip()
+        if (
+            isinstance(element.tag, str)
+            and element.tag.startswith(prefix)
+            and element.text
+            and element.text.strip()
+        ):
+            tags[element.tag[len(prefix) :]] = element.text.strip()
     return tags
 
 

@@ -23,8 +23,14 @@ def dms(value: float) -> tuple[IFDRational, IFDRational, IFDRational]:
     return IFDRational(degrees, 1), IFDRational(minutes, 1), IFDRational(seconds, 10000)
 
 
-def write_jpeg(path: Path, size_wh: tuple[int, int] = (64, 48), *, gps: Mapping[int, Any] | None = None,
-               exif_ifd: Mapping[int, Any] | None = None, xmp: bytes | None = None) -> Path:
+def write_jpeg(
+    path: Path,
+    size_wh: tuple[int, int] = (64, 48),
+    *,
+    gps: Mapping[int, Any] | None = None,
+    exif_ifd: Mapping[int, Any] | None = None,
+    xmp: bytes | None = None,
+) -> Path:
     image = Image.new("RGB", size_wh, (90, 120, 60))
     exif = image.getexif()
     if gps is not None:
@@ -57,8 +63,20 @@ def write_geotiff(path: Path, image_rgb: np.ndarray, crs: str, transform: Any) -
     import rasterio
 
     height, width = image_rgb.shape[:2]
-    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=3, dtype="uint8",
-                       crs=crs, transform=transform, tiled=True, blockxsize=256, blockysize=256,
-                       compress="deflate") as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=3,
+        dtype="uint8",
+        crs=crs,
+        transform=transform,
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="deflate",
+    ) as dst:
         dst.write(np.transpose(image_rgb, (2, 0, 1)))
     return path

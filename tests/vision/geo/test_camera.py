@@ -17,16 +17,31 @@ from vision.geo.types import GroundPosition, NoLocation
 LON0, LAT0 = 117.2272, 31.8206  # Hefei
 
 
-def projector(yaw: float = 0.0, pitch: float = -90.0, roll: float = 0.0, height: float = 100.0,
-              hfov: float = 84.0, size: tuple[int, int] = (4000, 3000), curvature: bool = True,
-              distortion: tuple[float, ...] = ()) -> FrameProjector:
+def projector(
+    yaw: float = 0.0,
+    pitch: float = -90.0,
+    roll: float = 0.0,
+    height: float = 100.0,
+    hfov: float = 84.0,
+    size: tuple[int, int] = (4000, 3000),
+    curvature: bool = True,
+    distortion: tuple[float, ...] = (),
+) -> FrameProjector:
     intr = Intrinsics.from_hfov(*size, hfov)
     if distortion:
         intr = intr.model_copy(update={"distortion": distortion})
-    cam = FrameCamera(intrinsics=intr, orientation=Orientation(yaw_deg=yaw, pitch_deg=pitch, roll_deg=roll),
-                      position_enu=(0.0, 0.0, height))
-    return FrameProjector(camera=cam, frame=LocalFrame(LON0, LAT0), surface=FlatGround(earth_curvature=curvature),
-                          uncertainty=PoseUncertainty(), source="drone")
+    cam = FrameCamera(
+        intrinsics=intr,
+        orientation=Orientation(yaw_deg=yaw, pitch_deg=pitch, roll_deg=roll),
+        position_enu=(0.0, 0.0, height),
+    )
+    return FrameProjector(
+        camera=cam,
+        frame=LocalFrame(LON0, LAT0),
+        surface=FlatGround(earth_curvature=curvature),
+        uncertainty=PoseUncertainty(),
+        source="drone",
+    )
 
 
 def local_xy(pos: GroundPosition) -> tuple[float, float]:
@@ -42,7 +57,9 @@ def test_nadir_corners_land_at_the_analytic_offsets(yaw: float) -> None:
     proj = projector(yaw=yaw, height=h, hfov=hfov, size=(width, height))
     corners_px = np.array([[0, 0], [width, 0], [width, height], [0, height], [width / 2, height / 2]])
     # In the camera's own axes (right, forward-in-image = up): top-left is (-w, +h) etc.
-    image_axes = np.array([[-half_w, half_h], [half_w, half_h], [half_w, -half_h], [-half_w, -half_h], [0, 0]])
+    image_axes = np.array(
+        [[-half_w, half_h], [half_w, half_h], [half_w, -half_h], [-half_w, -half_h], [0, 0]]
+    )
     t = math.radians(yaw)
     right, up = np.array([math.cos(t), -math.sin(t)]), np.array([math.sin(t), math.cos(t)])
     expected = image_axes[:, :1] * right + image_axes[:, 1:] * up
@@ -115,9 +132,15 @@ def test_uncertainty_grows_with_distance_and_with_the_error_budget() -> None:
     near, far = proj.locate(np.array([[2000.0, 3000.0], [2000.0, 1600.0]]))
     assert isinstance(near, GroundPosition) and isinstance(far, GroundPosition)
     assert far.uncertainty_m > 2 * near.uncertainty_m
-    rtk = FrameProjector(camera=proj.camera, frame=proj.frame, surface=proj.surface, source="drone",
-                         uncertainty=PoseUncertainty(horizontal_m=0.02, vertical_m=0.05, pitch_roll_deg=0.1,
-                                                     yaw_deg=0.1, pixel_px=1.0))
+    rtk = FrameProjector(
+        camera=proj.camera,
+        frame=proj.frame,
+        surface=proj.surface,
+        source="drone",
+        uncertainty=PoseUncertainty(
+            horizontal_m=0.02, vertical_m=0.05, pitch_roll_deg=0.1, yaw_deg=0.1, pixel_px=1.0
+        ),
+    )
     near_rtk = rtk.locate(np.array([[2000.0, 3000.0]]))[0]
     assert isinstance(near_rtk, GroundPosition) and near_rtk.uncertainty_m < near.uncertainty_m / 2
 
@@ -159,7 +182,7 @@ def test_footprint_of_a_standing_object_seen_obliquely_uses_its_bottom_edge() ->
     assert not isinstance(fp, NoLocation) and fp.method == "bottom_edge_square"
     bottom = proj.ground_enu(np.array([[1900.0, 2200.0], [2100.0, 2200.0]]))
     width = float(np.linalg.norm(bottom[1, :2] - bottom[0, :2]))
-    assert fp.area_m2 == pytest.approx(width ** 2, rel=1e-6)
+    assert fp.area_m2 == pytest.approx(width**2, rel=1e-6)
     whole = proj.footprint(box, "center")
     assert not isinstance(whole, NoLocation) and whole.area_m2 > fp.area_m2
     # Seen from straight above, the same class takes the projected box.

@@ -80,12 +80,15 @@ def test_tower_camera_config(tmp_path: Path, run: CliRunner) -> None:
     assert far["error_m"] > centre["error_m"] > 0
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["missing.jpg"], "not_found"),
-    (["{img}", "--pixel", "12"], "X,Y"),
-    (["{img}", "--lonlat", "0,0"], "Null Island"),
-    (["{img}", "--camera", "{bad}"], "invalid camera config"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.jpg"], "not_found"),
+        (["{img}", "--pixel", "12"], "X,Y"),
+        (["{img}", "--lonlat", "0,0"], "Null Island"),
+        (["{img}", "--camera", "{bad}"], "invalid camera config"),
+    ],
+)
 def test_bad_input_exits_non_zero(tmp_path: Path, run: CliRunner, args: list[str], message: str) -> None:
     img = write_jpeg(tmp_path / "i.jpg")
     bad = tmp_path / "bad.yaml"

@@ -23,11 +23,19 @@ W, H = 400, 300
 
 
 def dji(**overrides: Any) -> dict[str, Any]:
-    tags = {"GpsLatitude": f"{LAT}", "GpsLongitude": f"{LON}", "AbsoluteAltitude": "+150.20",
-            "RelativeAltitude": "+100.00", "GimbalRollDegree": "+0.00", "GimbalYawDegree": "+0.00",
-            "GimbalPitchDegree": "-90.00", "FlightYawDegree": "+12.30",
-            "CalibratedFocalLength": f"{(W / 2) / math.tan(math.radians(42)):.6f}",  # hfov 84 deg
-            "CalibratedOpticalCenterX": f"{W / 2}", "CalibratedOpticalCenterY": f"{H / 2}"}
+    tags = {
+        "GpsLatitude": f"{LAT}",
+        "GpsLongitude": f"{LON}",
+        "AbsoluteAltitude": "+150.20",
+        "RelativeAltitude": "+100.00",
+        "GimbalRollDegree": "+0.00",
+        "GimbalYawDegree": "+0.00",
+        "GimbalPitchDegree": "-90.00",
+        "FlightYawDegree": "+12.30",
+        "CalibratedFocalLength": f"{(W / 2) / math.tan(math.radians(42)):.6f}",  # hfov 84 deg
+        "CalibratedOpticalCenterX": f"{W / 2}",
+        "CalibratedOpticalCenterY": f"{H / 2}",
+    }
     tags.update(overrides)
     return {k: v for k, v in tags.items() if v is not None}
 
@@ -55,30 +63,38 @@ def test_nadir_dji_photo_corners(tmp_path: Path) -> None:
 
 
 def test_oblique_dji_photo_centre(tmp_path: Path) -> None:
-    path = write_jpeg(tmp_path / "o.jpg", (W, H), xmp=dji_xmp(**dji(GimbalYawDegree="+90.0",
-                                                                      GimbalPitchDegree="-45.0")))
+    path = write_jpeg(
+        tmp_path / "o.jpg", (W, H), xmp=dji_xmp(**dji(GimbalYawDegree="+90.0", GimbalPitchDegree="-45.0"))
+    )
     ref = georeference_image(path)
     x, y = local(locate_points(ref, np.array([[W / 2, H / 2]]))[0])
     assert (x, y) == pytest.approx((100.0, 0.0), abs=0.05)  # 100 m east (the Earth's curvature: < 1 mm)
 
 
 def test_missing_gimbal_yaw_falls_back_to_flight_yaw(tmp_path: Path) -> None:
-    path = write_jpeg(tmp_path / "y.jpg", (W, H), xmp=dji_xmp(**dji(GimbalYawDegree=None,
-                                                                      GimbalPitchDegree="-45.0")))
+    path = write_jpeg(
+        tmp_path / "y.jpg", (W, H), xmp=dji_xmp(**dji(GimbalYawDegree=None, GimbalPitchDegree="-45.0"))
+    )
     ref = georeference_image(path)
     assert isinstance(ref.projector, FrameProjector)
     assert ref.projector.camera.orientation.yaw_deg == pytest.approx(12.3)
     assert any("FlightYawDegree" in r for r in ref.reasons)
 
 
-@pytest.mark.parametrize(("exif_ifd", "expected_fx"), [
-    # FocalLength 8.8 mm, 1-inch sensor 13.2 mm wide over W px: FocalPlaneXResolution in px/cm.
-    ({0x920A: IFDRational(88, 10), 0xA20E: IFDRational(W * 100, 132), 0xA210: 3}, 8.8 * W / 13.2),
-    ({0xA405: 24}, 24 * math.hypot(W, H) / math.hypot(36, 24)),
-])
-def test_intrinsics_from_exif_when_xmp_has_no_calibration(tmp_path: Path, exif_ifd: dict[int, Any],
-                                                          expected_fx: float) -> None:
-    xmp = dji_xmp(**dji(CalibratedFocalLength=None, CalibratedOpticalCenterX=None, CalibratedOpticalCenterY=None))
+@pytest.mark.parametrize(
+    ("exif_ifd", "expected_fx"),
+    [
+        # FocalLength 8.8 mm, 1-inch sensor 13.2 mm wide over W px: FocalPlaneXResolution in px/cm.
+        ({0x920A: IFDRational(88, 10), 0xA20E: IFDRational(W * 100, 132), 0xA210: 3}, 8.8 * W / 13.2),
+        ({0xA405: 24}, 24 * math.hypot(W, H) / math.hypot(36, 24)),
+    ],
+)
+def test_intrinsics_from_exif_when_xmp_has_no_calibration(
+    tmp_path: Path, exif_ifd: dict[int, Any], expected_fx: float
+) -> None:
+    xmp = dji_xmp(
+        **dji(CalibratedFocalLength=None, CalibratedOpticalCenterX=None, CalibratedOpticalCenterY=None)
+    )
     ref = georeference_image(write_jpeg(tmp_path / "e.jpg", (W, H), xmp=xmp, exif_ifd=exif_ifd))
     assert isinstance(ref.projector, FrameProjector)
     assert ref.projector.camera.intrinsics.fx == pytest.approx(expected_fx, rel=1e-4)
@@ -86,26 +102,36 @@ def test_intrinsics_from_exif_when_xmp_has_no_calibration(tmp_path: Path, exif_i
 
 def test_rtk_fixed_tightens_the_radius(tmp_path: Path) -> None:
     plain = georeference_image(write_jpeg(tmp_path / "a.jpg", (W, H), xmp=dji_xmp(**dji())))
-    rtk = georeference_image(write_jpeg(tmp_path / "b.jpg", (W, H), xmp=dji_xmp(
-        **dji(RtkFlag="50", RtkStdLon="0.012", RtkStdLat="0.015", RtkStdHgt="0.03"))))
+    rtk = georeference_image(
+        write_jpeg(
+            tmp_path / "b.jpg",
+            (W, H),
+            xmp=dji_xmp(**dji(RtkFlag="50", RtkStdLon="0.012", RtkStdLat="0.015", RtkStdHgt="0.03")),
+        )
+    )
     p, r = locate_points(plain)[0], locate_points(rtk)[0]
     assert r["uncertainty_m"] < 0.7 * p["uncertainty_m"]
     assert isinstance(rtk.projector, FrameProjector)
     assert rtk.projector.uncertainty.horizontal_m == pytest.approx(0.015)
 
 
-@pytest.mark.parametrize(("overrides", "reason"), [
-    ({"GimbalPitchDegree": None}, "GimbalPitchDegree"),
-    ({"GimbalPitchDegree": "abc"}, "GimbalPitchDegree"),
-    ({"GpsLatitude": "0", "GpsLongitude": "0"}, "0,0"),
-    ({"GpsLatitude": "123.0"}, "out of range"),
-    ({"GpsLatitude": "nan"}, "GpsLatitude"),
-    ({"RelativeAltitude": None}, "RelativeAltitude"),
-    ({"RelativeAltitude": "-3.0"}, "RelativeAltitude"),
-    ({"GimbalYawDegree": None, "FlightYawDegree": None}, "YawDegree"),
-    ({"CalibratedFocalLength": None}, "no focal length"),
-])
-def test_unusable_drone_metadata_gives_reasons(tmp_path: Path, overrides: dict[str, Any], reason: str) -> None:
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"GimbalPitchDegree": None}, "GimbalPitchDegree"),
+        ({"GimbalPitchDegree": "abc"}, "GimbalPitchDegree"),
+        ({"GpsLatitude": "0", "GpsLongitude": "0"}, "0,0"),
+        ({"GpsLatitude": "123.0"}, "out of range"),
+        ({"GpsLatitude": "nan"}, "GpsLatitude"),
+        ({"RelativeAltitude": None}, "RelativeAltitude"),
+        ({"RelativeAltitude": "-3.0"}, "RelativeAltitude"),
+        ({"GimbalYawDegree": None, "FlightYawDegree": None}, "YawDegree"),
+        ({"CalibratedFocalLength": None}, "no focal length"),
+    ],
+)
+def test_unusable_drone_metadata_gives_reasons(
+    tmp_path: Path, overrides: dict[str, Any], reason: str
+) -> None:
     path = write_jpeg(tmp_path / "bad.jpg", (W, H), xmp=dji_xmp(**dji(**overrides)))
     ref = georeference_image(path)
     assert ref.projector is None

@@ -20,8 +20,16 @@ VALID = {1: "N", 2: dms(LAT), 3: "E", 4: dms(LON)}
 
 
 def test_exif_gps_round_trip(tmp_path: Path) -> None:
-    gps = {**VALID, 5: 0, 6: IFDRational(4215, 100), 16: "T", 17: IFDRational(2705, 10),
-           29: "2024:05:06", 7: (IFDRational(3, 1), IFDRational(4, 1), IFDRational(5, 1)), 31: IFDRational(8, 1)}
+    gps = {
+        **VALID,
+        5: 0,
+        6: IFDRational(4215, 100),
+        16: "T",
+        17: IFDRational(2705, 10),
+        29: "2024:05:06",
+        7: (IFDRational(3, 1), IFDRational(4, 1), IFDRational(5, 1)),
+        31: IFDRational(8, 1),
+    }
     path = write_jpeg(tmp_path / "p.jpg", gps=gps)
     ref = georeference_image(path)
     assert isinstance(ref.projector, PhotographerProjector)
@@ -39,23 +47,28 @@ def test_exif_gps_round_trip(tmp_path: Path) -> None:
     assert all(p["lon"] == pytest.approx(LON, abs=1e-7) and p["uncertainty_m"] == 18.0 for p in points)
 
 
-@pytest.mark.parametrize(("gps", "expected"), [
-    (VALID, None),
-    ({**VALID, 1: "S", 3: "W"}, (-LON, -LAT)),
-    ({}, "no GPS"),
-    ({1: "N", 3: "E"}, "no GPSLatitude"),
-    ({**VALID, 1: ""}, "reference"),
-    ({2: dms(LAT), 3: "E", 4: dms(LON)}, "reference"),
-    ({**VALID, 1: "X"}, "must be N/S"),
-    ({**VALID, 2: (IFDRational(0, 0), IFDRational(0, 0), IFDRational(0, 0))}, "not a finite"),
-    ({**VALID, 4: (IFDRational(117, 1), IFDRational(0, 0), IFDRational(1, 1))}, "not a finite"),
-    ({**VALID, 2: dms(123.0)}, "out of range"),
-    ({**VALID, 4: dms(181.5)}, "out of range"),
-    ({**VALID, 2: (IFDRational(31, 1), IFDRational(75, 1), IFDRational(0, 1))}, "below 60"),
-    ({**VALID, 2: (0.0, 0.0, 0.0), 4: (0.0, 0.0, 0.0)}, "Null Island"),
-    ({**VALID, 2: (31.0, 1.0, 2.0, 3.0)}, "1-3 values"),
-])
-def test_bogus_gps_table(tmp_path: Path, gps: dict[int, Any], expected: str | tuple[float, float] | None) -> None:
+@pytest.mark.parametrize(
+    ("gps", "expected"),
+    [
+        (VALID, None),
+        ({**VALID, 1: "S", 3: "W"}, (-LON, -LAT)),
+        ({}, "no GPS"),
+        ({1: "N", 3: "E"}, "no GPSLatitude"),
+        ({**VALID, 1: ""}, "reference"),
+        ({2: dms(LAT), 3: "E", 4: dms(LON)}, "reference"),
+        ({**VALID, 1: "X"}, "must be N/S"),
+        ({**VALID, 2: (IFDRational(0, 0), IFDRational(0, 0), IFDRational(0, 0))}, "not a finite"),
+        ({**VALID, 4: (IFDRational(117, 1), IFDRational(0, 0), IFDRational(1, 1))}, "not a finite"),
+        ({**VALID, 2: dms(123.0)}, "out of range"),
+        ({**VALID, 4: dms(181.5)}, "out of range"),
+        ({**VALID, 2: (IFDRational(31, 1), IFDRational(75, 1), IFDRational(0, 1))}, "below 60"),
+        ({**VALID, 2: (0.0, 0.0, 0.0), 4: (0.0, 0.0, 0.0)}, "Null Island"),
+        ({**VALID, 2: (31.0, 1.0, 2.0, 3.0)}, "1-3 values"),
+    ],
+)
+def test_bogus_gps_table(
+    tmp_path: Path, gps: dict[int, Any], expected: str | tuple[float, float] | None
+) -> None:
     """Each case goes through a real JPEG written by Pillow, not just the parser."""
     path = write_jpeg(tmp_path / "p.jpg", gps=gps or None)
     ref = georeference_image(path)
@@ -98,16 +111,19 @@ def test_manual_lonlat_overrides_exif(tmp_path: Path) -> None:
     assert isinstance(bare.projector, PhotographerProjector)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("117.2272,31.8206", (117.2272, 31.8206)),
-    (" -70.5 , -33.4 ", (-70.5, -33.4)),
-    ("31.8206", ValueError),
-    ("a,b", ValueError),
-    ("200,10", ValueError),
-    ("10,95", ValueError),
-    ("0,0", ValueError),
-    ("nan,1", ValueError),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("117.2272,31.8206", (117.2272, 31.8206)),
+        (" -70.5 , -33.4 ", (-70.5, -33.4)),
+        ("31.8206", ValueError),
+        ("a,b", ValueError),
+        ("200,10", ValueError),
+        ("10,95", ValueError),
+        ("0,0", ValueError),
+        ("nan,1", ValueError),
+    ],
+)
 def test_parse_manual_lonlat(text: str, expected: tuple[float, float] | type[Exception]) -> None:
     if isinstance(expected, tuple):
         assert parse_manual_lonlat(text) == expected

@@ -26,13 +26,21 @@ from vision.geo.types import Geotag
 
 def collection() -> tuple[Detections, list, dict]:
     proj = projector(pitch=-60.0, height=50.0)  # a drone over Hefei
-    d = Detections(xyxy=np.array([[1000, 1500, 1400, 1900], [10, 10, 60, 40], [1900, 2500, 2100, 2900]],
-                                 np.float32),
-                   confidence=np.array([0.9, 0.5, 0.7]), class_id=np.array([0, 1, 2]),
-                   data={"class_key": np.array(["garbage_pile", None, "illegal_structure"], dtype=object)})
+    d = Detections(
+        xyxy=np.array([[1000, 1500, 1400, 1900], [10, 10, 60, 40], [1900, 2500, 2100, 2900]], np.float32),
+        confidence=np.array([0.9, 0.5, 0.7]),
+        class_id=np.array([0, 1, 2]),
+        data={"class_key": np.array(["garbage_pile", None, "illegal_structure"], dtype=object)},
+    )
     tags = geotag_detections(d, proj)
-    fc = detections_to_feature_collection(d, tags, source="drone", labels=["garbage", "garbage_bin", "shed"],
-                                          time=datetime(2024, 5, 6, 3, 4, 5, tzinfo=UTC), image="DJI_0001.JPG")
+    fc = detections_to_feature_collection(
+        d,
+        tags,
+        source="drone",
+        labels=["garbage", "garbage_bin", "shed"],
+        time=datetime(2024, 5, 6, 3, 4, 5, tzinfo=UTC),
+        image="DJI_0001.JPG",
+    )
     return d, tags, fc
 
 
@@ -106,5 +114,6 @@ def test_gcj02_leaves_points_outside_china_and_converts_collections() -> None:
     shift = math.hypot((b[0] - a[0]) * 111_320 * math.cos(math.radians(a[1])), (b[1] - a[1]) * 110_540)
     assert 100 < shift < 1000  # GCJ-02 moves points by a few hundred metres in eastern China
     fp = display["features"][0]["properties"]["footprint"]["coordinates"][0][0]
-    assert fp == pytest.approx(list(wgs84_to_gcj02(*fc["features"][0]["properties"]["footprint"]["coordinates"][0][0])),
-                               abs=1e-7)
+    assert fp == pytest.approx(
+        list(wgs84_to_gcj02(*fc["features"][0]["properties"]["footprint"]["coordinates"][0][0])), abs=1e-7
+    )

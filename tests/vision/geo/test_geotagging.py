@@ -17,19 +17,39 @@ from vision.geo.types import Geotag, NoLocation
 
 def dets(boxes: list[list[float]], class_keys: list[str | None] | None = None) -> Detections:
     data = {} if class_keys is None else {"class_key": np.array(class_keys, dtype=object)}
-    return Detections(xyxy=np.array(boxes, np.float32), confidence=np.full(len(boxes), 0.8),
-                      class_id=np.arange(len(boxes)), data=data)
+    return Detections(
+        xyxy=np.array(boxes, np.float32),
+        confidence=np.full(len(boxes), 0.8),
+        class_id=np.arange(len(boxes)),
+        data=data,
+    )
 
 
-@pytest.mark.parametrize(("keys", "mapping", "overrides", "expected"), [
-    (["garbage_pile", "illegal_structure", "straw_burning"], None, None, ["center", "bottom_center", "bottom_center"]),
-    ([None, "", "not_a_class"], None, None, ["center", "center", "center"]),
-    (None, {0: "illegal_structure", 1: "blue_steel_roof"}, None, ["bottom_center", "center", "center"]),
-    (["garbage_pile", "illegal_structure", None], None, {"garbage_pile": "bottom_center"},
-     ["bottom_center", "bottom_center", "center"]),
-])
-def test_resolve_anchors(keys: list[str | None] | None, mapping: dict[int, str] | None,
-                         overrides: dict[str, str] | None, expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("keys", "mapping", "overrides", "expected"),
+    [
+        (
+            ["garbage_pile", "illegal_structure", "straw_burning"],
+            None,
+            None,
+            ["center", "bottom_center", "bottom_center"],
+        ),
+        ([None, "", "not_a_class"], None, None, ["center", "center", "center"]),
+        (None, {0: "illegal_structure", 1: "blue_steel_roof"}, None, ["bottom_center", "center", "center"]),
+        (
+            ["garbage_pile", "illegal_structure", None],
+            None,
+            {"garbage_pile": "bottom_center"},
+            ["bottom_center", "bottom_center", "center"],
+        ),
+    ],
+)
+def test_resolve_anchors(
+    keys: list[str | None] | None,
+    mapping: dict[int, str] | None,
+    overrides: dict[str, str] | None,
+    expected: list[str],
+) -> None:
     d = dets([[0, 0, 10, 10]] * 3, keys)
     assert resolve_anchors(d, class_keys=mapping, anchors=overrides) == expected  # type: ignore[arg-type]
 
@@ -64,8 +84,9 @@ def test_nadir_view_uses_centre_for_standing_objects() -> None:
 
 def test_detection_in_the_sky_has_no_location_and_one_crossing_the_horizon_no_footprint() -> None:
     proj = projector(pitch=-3.0, height=30.0, hfov=60.0)
-    sky, straddle = geotag_detections(dets([[100, 50, 300, 200], [1800, 1000, 2200, 2000]],
-                                           ["straw_burning", "garbage_pile"]), proj)
+    sky, straddle = geotag_detections(
+        dets([[100, 50, 300, 200], [1800, 1000, 2200, 2000]], ["straw_burning", "garbage_pile"]), proj
+    )
     assert isinstance(sky, NoLocation) and "horizon" in sky.reason
     assert isinstance(straddle, Geotag) and straddle.footprint is None
     assert straddle.footprint_reason is not None and "horizon" in straddle.footprint_reason

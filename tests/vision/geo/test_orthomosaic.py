@@ -37,15 +37,20 @@ def painted_squares(images: list[np.ndarray]) -> list[Detections]:
         mask = ((image[..., 2] > 200) & (image[..., 1] < 50) & (image[..., 0] < 50)).astype(np.uint8)
         n, _, stats, _ = cv2.connectedComponentsWithStats(mask)
         boxes = [[x, y, x + w, y + h] for x, y, w, h, _ in stats[1:n]]
-        out.append(Detections(xyxy=np.array(boxes, np.float32).reshape(-1, 4), confidence=np.full(len(boxes), 0.9),
-                              class_id=np.zeros(len(boxes), np.int64)))
+        out.append(
+            Detections(
+                xyxy=np.array(boxes, np.float32).reshape(-1, 4),
+                confidence=np.full(len(boxes), 0.9),
+                class_id=np.zeros(len(boxes), np.int64),
+            )
+        )
     return out
 
 
 def canvas(width: int, height: int, squares: list[tuple[int, int, int]]) -> np.ndarray:
     image = np.full((height, width, 3), (70, 110, 60), np.uint8)
     for x, y, size in squares:
-        image[y:y + size, x:x + size] = RED_RGB
+        image[y : y + size, x : x + size] = RED_RGB
     return image
 
 
@@ -74,8 +79,10 @@ def test_tiles_to_polygons_with_a_fake_detector(tmp_path: Path, crs: str) -> Non
     for (x, y, size), (box, tag) in zip(sorted(SQUARES), found, strict=True):
         assert box == pytest.approx([x, y, x + size, y + size])
         assert isinstance(tag, Geotag) and tag.footprint is not None
-        ring = [to_wgs.transform(*(transform @ (cx, cy))) for cx, cy in
-                ((x, y), (x + size, y), (x + size, y + size), (x, y + size))]
+        ring = [
+            to_wgs.transform(*(transform @ (cx, cy)))
+            for cx, cy in ((x, y), (x + size, y), (x + size, y + size), (x, y + size))
+        ]
         truth = geodesic_area(ring)
         assert tag.area_m2 == pytest.approx(truth, rel=0.001)
         lon, lat = to_wgs.transform(*(transform @ (x + size / 2, y + size / 2)))
@@ -94,9 +101,11 @@ def test_tiles_are_bgr_windows_with_their_own_transform(tmp_path: Path) -> None:
     covered = np.zeros((500, 700), int)
     for tile in tiles:
         assert tile.image.dtype == np.uint8 and tile.image.shape == (tile.tile.height, tile.tile.width, 3)
-        covered[tile.tile.y:tile.tile.y2, tile.tile.x:tile.tile.x2] += 1
+        covered[tile.tile.y : tile.tile.y2, tile.tile.x : tile.tile.x2] += 1
         assert tile.transform == transform @ Affine.translation(tile.tile.x, tile.tile.y)
-        np.testing.assert_array_equal(tile.image[..., ::-1], image[tile.tile.y:tile.tile.y2, tile.tile.x:tile.tile.x2])
+        np.testing.assert_array_equal(
+            tile.image[..., ::-1], image[tile.tile.y : tile.tile.y2, tile.tile.x : tile.tile.x2]
+        )
     assert covered.min() >= 1
     # A tile's boxes go through the tile's transform: the same square from the last tile.
     last = tiles[-1]
@@ -123,7 +132,9 @@ def test_geotag_of_an_orthomosaic(tmp_path: Path) -> None:
     ref = georeference_image(path)
     assert isinstance(ref.projector, OrthoProjector) and (ref.width, ref.height) == (400, 300)
     points = locate_points(ref)
-    lon, lat = Transformer.from_crs("EPSG:32650", "EPSG:4326", always_xy=True).transform(522_020.0, 3_520_985.0)
+    lon, lat = Transformer.from_crs("EPSG:32650", "EPSG:4326", always_xy=True).transform(
+        522_020.0, 3_520_985.0
+    )
     assert (points[0]["lon"], points[0]["lat"]) == pytest.approx((lon, lat), abs=1e-8)
     assert points[0]["uncertainty_m"] == pytest.approx(1.1, abs=0.01)  # 1 m absolute + one pixel
     assert locate_points(ref, np.array([[500.0, 10.0]]))[0]["location"] is None
@@ -153,18 +164,38 @@ def test_20000_square_geotiff_is_read_window_by_window(tmp_path: Path) -> None:
     size, block = 20_000, 512
     path = tmp_path / "big.tif"
     squares = [(1000, 1000, 64), (10_240, 7_000, 128), (19_900, 19_900, 100)]
-    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=3, dtype="uint8",
-                       crs="EPSG:32650", transform=Affine(0.05, 0, 500_000.0, 0, -0.05, 3_500_000.0),
-                       tiled=True, blockxsize=block, blockysize=block, compress="deflate",
-                       sparse_ok=True) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32650",
+        transform=Affine(0.05, 0, 500_000.0, 0, -0.05, 3_500_000.0),
+        tiled=True,
+        blockxsize=block,
+        blockysize=block,
+        compress="deflate",
+        sparse_ok=True,
+    ) as dst:
         # Only blocks holding a painted square are written; the rest stay sparse (read as zeros).
         for x, y, s in squares:
             s = min(s, size - x, size - y)
-            dst.write(np.broadcast_to(np.array(RED_RGB, np.uint8)[:, None, None], (3, s, s)),
-                      window=Window(x, y, s, s))
+            dst.write(
+                np.broadcast_to(np.array(RED_RGB, np.uint8)[:, None, None], (3, s, s)),
+                window=Window(x, y, s, s),
+            )
     assert path.stat().st_size < 5_000_000
-    done = subprocess.run([sys.executable, "-c", BIG_SCRIPT, str(path)], capture_output=True, text=True,
-                          check=True, timeout=600, cwd=Path(__file__).resolve().parents[3])
+    done = subprocess.run(
+        [sys.executable, "-c", BIG_SCRIPT, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+        cwd=Path(__file__).resolve().parents[3],
+    )
     stats = json.loads(done.stdout.strip().splitlines()[-1])
     assert stats["tiles"] == 100
     assert stats["red"] == 64 * 64 + 128 * 128 + 100 * 100

@@ -29,8 +29,15 @@ W, H = 1920, 1080
 
 def config(**overrides: Any) -> dict[str, Any]:
     raw: dict[str, Any] = {
-        "name": "tower-7", "lon": LON, "lat": LAT, "mount_height_m": 40.0, "heading_deg": 90.0,
-        "tilt_deg": -10.0, "image_width": W, "image_height": H, "hfov_deg": {1: 60.0, 10: 6.5},
+        "name": "tower-7",
+        "lon": LON,
+        "lat": LAT,
+        "mount_height_m": 40.0,
+        "heading_deg": 90.0,
+        "tilt_deg": -10.0,
+        "image_width": W,
+        "image_height": H,
+        "hfov_deg": {1: 60.0, 10: 6.5},
         "presets": [{"id": 1, "pan_deg": 30.0, "tilt_deg": -5.0, "zoom": 1}, {"id": "zoomed", "zoom": 10}],
     }
     raw.update(overrides)
@@ -52,13 +59,16 @@ def test_config_loads_from_yaml_and_json(tmp_path: Path, suffix: str) -> None:
     assert cfg.preset("1").pan_deg == 30.0 and cfg.hfov_deg[10.0] == 6.5
 
 
-@pytest.mark.parametrize(("overrides", "match"), [
-    ({"colour": "red"}, "Extra inputs"),
-    ({"mount_height_m": -1}, "greater than 0"),
-    ({"hfov_deg": {}}, "at least one zoom"),
-    ({"hfov_deg": {1: 190}}, "0 < hfov < 180"),
-    ({"presets": [{"id": 1}, {"id": "1"}]}, "unique preset"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"colour": "red"}, "Extra inputs"),
+        ({"mount_height_m": -1}, "greater than 0"),
+        ({"hfov_deg": {}}, "at least one zoom"),
+        ({"hfov_deg": {1: 190}}, "0 < hfov < 180"),
+        ({"presets": [{"id": 1}, {"id": "1"}]}, "unique preset"),
+    ],
+)
 def test_invalid_configs_are_refused(tmp_path: Path, overrides: dict[str, Any], match: str) -> None:
     path = tmp_path / "cam.yaml"
     path.write_text(yaml.safe_dump(config(**overrides)), encoding="utf-8")
@@ -101,10 +111,18 @@ def test_sky_has_no_location_and_far_edge_error_is_larger() -> None:
 
 
 def ray_projector(tilt: float = -8.0) -> FrameProjector:
-    cam = FrameCamera(intrinsics=Intrinsics.from_hfov(W, H, 50.0),
-                      orientation=Orientation(yaw_deg=200.0, pitch_deg=tilt, roll_deg=1.0), position_enu=(0, 0, 35.0))
-    return FrameProjector(camera=cam, frame=LocalFrame(LON, LAT), surface=FlatGround(earth_curvature=False),
-                          uncertainty=PoseUncertainty(), source="tower")
+    cam = FrameCamera(
+        intrinsics=Intrinsics.from_hfov(W, H, 50.0),
+        orientation=Orientation(yaw_deg=200.0, pitch_deg=tilt, roll_deg=1.0),
+        position_enu=(0, 0, 35.0),
+    )
+    return FrameProjector(
+        camera=cam,
+        frame=LocalFrame(LON, LAT),
+        surface=FlatGround(earth_curvature=False),
+        uncertainty=PoseUncertainty(),
+        source="tower",
+    )
 
 
 @pytest.mark.parametrize("n_gcps", [4, 9])
@@ -112,8 +130,9 @@ def test_homography_from_gcps_reproduces_the_ray_model(n_gcps: int) -> None:
     truth = ray_projector()
     rng = np.random.default_rng(n_gcps)
     corners = np.array([[150, 700], [1750, 700], [1800, 1050], [100, 1050]], float)
-    gcp_px = np.concatenate((corners, np.column_stack((rng.uniform(200, 1700, n_gcps - 4),
-                                                       rng.uniform(650, 1050, n_gcps - 4)))))
+    gcp_px = np.concatenate(
+        (corners, np.column_stack((rng.uniform(200, 1700, n_gcps - 4), rng.uniform(650, 1050, n_gcps - 4))))
+    )
     gcp_ll = np.array([[p.lon, p.lat] for p in truth.locate(gcp_px)])  # type: ignore[union-attr]
     homography = HomographyProjector.fit(gcp_px, gcp_ll, LocalFrame(LON, LAT), W, H)
     assert homography.sigma_assumed is (n_gcps == 4)
@@ -153,26 +172,34 @@ def test_geotag_with_camera_config_and_size_check(tmp_path: Path) -> None:
     assert wrong.projector is None and any("1920x1080" in r for r in wrong.reasons)
 
 
-def write_dem(path: Path, crs: str, elevation: Any, frame: LocalFrame, radius: float = 600.0,
-              pixel_m: float = 5.0) -> Path:
+def write_dem(
+    path: Path, crs: str, elevation: Any, frame: LocalFrame, radius: float = 600.0, pixel_m: float = 5.0
+) -> Path:
     """A DEM whose value at each pixel centre is `elevation(x_local, y_local)`."""
     import rasterio
     from pyproj import Transformer
 
     to_crs = Transformer.from_crs(frame.crs, crs, always_xy=True)
     xs, ys = to_crs.transform([-radius, radius], [-radius, radius])
-    if crs == "EPSG:4326":
-        px = pixel_m / 111_320.0
-    else:
-        px = pixel_m
+    px = pixel_m / 111_320.0 if crs == "EPSG:4326" else pixel_m
     width, height = int((xs[1] - xs[0]) / px), int((ys[1] - ys[0]) / px)
     transform = Affine(px, 0, xs[0], 0, -px, ys[1])
     cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
     cx, cy = transform @ (cols, rows)
     lx, ly = Transformer.from_crs(crs, frame.crs, always_xy=True).transform(cx, cy)
     data = elevation(np.asarray(lx), np.asarray(ly)).astype(np.float32)
-    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=1, dtype="float32",
-                       crs=crs, transform=transform, nodata=-9999.0) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=1,
+        dtype="float32",
+        crs=crs,
+        transform=transform,
+        nodata=-9999.0,
+    ) as dst:
         dst.write(data, 1)
     return path
 
@@ -183,9 +210,14 @@ def test_dem_terrain_matches_an_analytic_slope(tmp_path: Path, crs: str) -> None
     dem_path = write_dem(tmp_path / "dem.tif", crs, lambda x, y: 50.0 + 0.1 * y, frame)
     dem = Dem.from_geotiff(dem_path, frame, radius_m=500.0)
     surface = DemGround(dem, max_range_m=500.0, earth_curvature=False)
-    cam = FrameCamera(intrinsics=Intrinsics.from_hfov(W, H, 60.0), orientation=Orientation(yaw_deg=0, pitch_deg=-30),
-                      position_enu=(0.0, 0.0, 150.0))
-    proj = FrameProjector(camera=cam, frame=frame, surface=surface, uncertainty=PoseUncertainty(), source="drone")
+    cam = FrameCamera(
+        intrinsics=Intrinsics.from_hfov(W, H, 60.0),
+        orientation=Orientation(yaw_deg=0, pitch_deg=-30),
+        position_enu=(0.0, 0.0, 150.0),
+    )
+    proj = FrameProjector(
+        camera=cam, frame=frame, surface=surface, uncertainty=PoseUncertainty(), source="drone"
+    )
     pixels = np.array([[960.0, 540.0], [100.0, 1000.0], [1800.0, 300.0]])
     rays = cam.rays(pixels)
     t = (150.0 - 50.0) / (0.1 * rays[:, 1] - rays[:, 2])  # camera z + t dz = 50 + 0.1 * t dy
