@@ -132,23 +132,28 @@ class DemGround:
         step = max(0.5, self.dem.pixel_size_m / 2.0)
         ts = np.arange(0.0, self.max_range_m + step, step)
         result = np.full(len(d), np.nan)
-        for i, di in enumerate(d):
-            if di[2] >= 0:
-                continue  # a level or rising ray never meets terrain that lies below the camera
-            p = o + ts[:, None] * di
-            above = p[:, 2] - self._surface_z(p[:, 0], p[:, 1])
-            hit = np.flatnonzero(above <= 0)
-            if not len(hit) or hit[0] == 0 or not np.isfinite(above[hit[0] - 1]):
-                continue
-            lo, hi = ts[hit[0] - 1], ts[hit[0]]
-            for _ in range(40):  # bisection to well below a millimetre
-                mid = 0.5 * (lo + hi)
-                q = o + mid * di
-                gap = q[2] - self._surface_z(np.array([q[0]]), np.array([q[1]]))[0]
-                if not np.isfinite(gap):
-                    break
-                lo, hi = (mid, hi) if gap > 0 else (lo, mid)
-            result[i] = 0.5 * (lo + hi)
+        # A level or rising ray never meets terrain that lies below the camera.
+        falling = np.flatnonzero(d[:, 2] < 0)
+        if not len(falling):
+            return result
+        # March every falling ray at once, then bisect all first crossings together.
+        p = o + ts[None, :, None] * d[falling, None, :]
+        above = p[..., 2] - self._surface_z(p[..., 0], p[..., 1])
+        below = above <= 0
+        first = np.argmax(below, axis=1)
+        hit = below[np.arange(len(falling)), first] & (first > 0)
+        hit &= np.isfinite(above[np.arange(len(falling)), np.maximum(first - 1, 0)])
+        rays, first = falling[hit], first[hit]
+        lo, hi = ts[first - 1], ts[first]
+        dirs = d[rays]
+        for _ in range(40):  # bisection to well below a millimetre
+            mid = 0.5 * (lo + hi)
+            q = o + mid[:, None] * dirs
+            gap = q[:, 2] - self._surface_z(q[:, 0], q[:, 1])
+            outside = gap > 0
+            lo = np.where(outside, mid, lo)
+            hi = np.where(outside, hi, mid)
+        result[rays] = 0.5 * (lo + hi)
         return result
 
     def elevation_at(self, x: np.ndarray, y: np.ndarray) -> np.ndarray | None:

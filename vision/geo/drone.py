@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from vision.geo.camera import FrameCamera, Intrinsics, Orientation
@@ -201,7 +202,14 @@ def build_drone_projector(
                 "with AbsoluteAltitude"
             )
         position = (0.0, 0.0, elevation)
-        surface = DemGround(Dem.from_geotiff(dem_path, frame, radius_m=max_range_m), max_range_m=max_range_m)
+        dem = Dem.from_geotiff(dem_path, frame, radius_m=max_range_m)
+        below = float(dem.elevation_at(np.array([0.0]), np.array([0.0]))[0])
+        if math.isfinite(below) and elevation <= below:
+            raise DroneGeometryError(
+                f"camera elevation {elevation:.1f} m is not above the DEM's {below:.1f} m under the drone "
+                "(different vertical datums?); give the take-off elevation in the DEM's datum"
+            )
+        surface = DemGround(dem, max_range_m=max_range_m)
     camera = FrameCamera(intrinsics=intrinsics, orientation=orientation, position_enu=position)
     info = {
         "vertical": vertical,

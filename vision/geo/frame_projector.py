@@ -53,13 +53,16 @@ class FrameProjector:
 
     # -- points ------------------------------------------------------------------------
 
-    def ground_enu(self, pixels_xy: np.ndarray, camera: FrameCamera | None = None) -> np.ndarray:
+    def ground_enu(
+        self, pixels_xy: np.ndarray, camera: FrameCamera | None = None, limit_range: bool = True
+    ) -> np.ndarray:
         """(N, 2) pixels -> (N, 3) ground points in the local frame, NaN rows where there is none."""
         cam = camera or self.camera
         rays = cam.rays(pixels_xy)
         origin = np.asarray(cam.position_enu, np.float64)
         t = self.surface.intersect(origin, rays)
-        t[t > self.max_range_m] = np.nan
+        if limit_range:
+            t[t > self.max_range_m] = np.nan
         return origin + t[:, None] * rays
 
     def locate(self, pixels_xy: np.ndarray) -> list[GroundPosition | NoLocation]:
@@ -101,7 +104,7 @@ class FrameProjector:
     def uncertainty_95(self, pixels_xy: np.ndarray, points: np.ndarray | None = None) -> np.ndarray:
         """95 % radius (m) of each pixel's ground point under the pose error budget; inf if undetermined."""
         pixels = np.asarray(pixels_xy, np.float64).reshape(-1, 2)
-        base = self.ground_enu(pixels) if points is None else points
+        base = self.ground_enu(pixels, limit_range=False) if points is None else points
         u = self.uncertainty
         o = self.camera.orientation
         pos = self.camera.position_enu
@@ -125,7 +128,7 @@ class FrameProjector:
         cov = np.zeros((len(pixels), 2, 2))
         cov[:, 0, 0] = cov[:, 1, 1] = u.horizontal_m**2
         for cam, px, _ in variants:
-            shifted = self.ground_enu(px, cam)
+            shifted = self.ground_enu(px, cam, limit_range=False)
             delta = shifted[:, :2] - base[:, :2]
             delta[~np.isfinite(delta).all(axis=1)] = np.inf
             cov += np.einsum("ni,nj->nij", delta, delta)

@@ -158,3 +158,26 @@ def test_pixels_outside_the_image_have_no_location(tmp_path: Path) -> None:
     assert out[0]["location"] is None and "outside" in out[0]["reason"]
     assert isinstance(ref.projector, FrameProjector)
     assert isinstance(ref.projector.locate(np.array([[W / 2, H / 2]]))[0], GroundPosition)
+
+
+def test_dem_with_takeoff_elevation_matches_flat_ground_on_level_terrain(tmp_path: Path) -> None:
+    from tests.vision.geo.test_tower import write_dem
+
+    dem = write_dem(
+        tmp_path / "dem.tif", "EPSG:32650", lambda x, y: 0 * x + 20.0, LocalFrame(LON, LAT), pixel_m=10.0
+    )
+    photo = write_jpeg(
+        tmp_path / "o.jpg", (W, H), xmp=dji_xmp(**dji(GimbalPitchDegree="-50.0", GimbalYawDegree="30"))
+    )
+    flat = locate_points(georeference_image(photo))
+    terrain = georeference_image(photo, dem_path=dem, takeoff_elevation_m=20.0)
+    assert isinstance(terrain.projector, FrameProjector)
+    on_dem = locate_points(terrain)
+    for a, b in zip(flat, on_dem, strict=True):
+        assert math.dist(local(a), local(b)) < 0.05
+        assert b["elevation_m"] == pytest.approx(20.0)
+    # AbsoluteAltitude 150.2 m over a DEM at 20 m works; a DEM at 400 m means mismatched datums.
+    assert georeference_image(photo, dem_path=dem).source == "drone"
+    high = write_dem(tmp_path / "high.tif", "EPSG:32650", lambda x, y: 0 * x + 400.0, LocalFrame(LON, LAT))
+    refused = georeference_image(photo, dem_path=high)
+    assert refused.projector is None and any("vertical datums" in r for r in refused.reasons)
