@@ -4,8 +4,8 @@ One JSON line per image on stdout (or --out FILE), a progress bar and a summary 
 stderr. A file that cannot be read is reported and counted; the run goes on and exits
 with code 1 at the end. No installed model is exit code 2.
 
-Results flow through sinks (JSON lines, annotated images); a later `--geojson FILE`
-option is one more sink built from the same FileResult and the card.
+Results flow through sinks, in input order: JSON lines, annotated images, GeoJSON. A new
+output is one more sink taking the same FileResult.
 """
 
 from __future__ import annotations
@@ -147,6 +147,49 @@ class AnnotateSink:
         pass
 
 
+class GeoJsonSink:
+    """Geotags each file's findings (EXIF GPS, DJI pose, GeoTIFF) and writes one FeatureCollection.
+
+    Findings in a file with no usable georeference stay in the collection with a null
+    geometry and the reasons, so nothing silently disappears from the map export.
+    """
+
+    def __init__(self, path: Path, taxonomy: Taxonomy) -> None:
+        self.path = path
+        self.taxonomy = taxonomy
+        self.collections: list[dict[str, Any]] = []
+
+    def write(self, result: FileResult) -> None:
+        from vision.errors import ImageLoadError
+        from vision.geo.geojson import detections_to_feature_collection
+        from vision.geo.georeference import georeference_image
+        from vision.geo.geotagging import geotag_detections
+        from vision.geo.types import NoLocation
+
+        detections = result.detections
+        if detections is None or len(detections) == 0:
+            return
+        source, taken = None, None
+        try:
+            ref = georeference_image(result.path)
+        except ImageLoadError as exc:
+            geotags = [NoLocation(f"no georeference: {exc.reason}: {exc.detail}")] * len(detections)
+        else:
+            source, taken = ref.source, ref.captured_at
+            if ref.projector is None:
+                reason = "; ".join(ref.reasons) or "no georeference in the file"
+                geotags = [NoLocation(reason)] * len(detections)
+            else:
+                geotags = geotag_detections(detections, ref.projector, taxonomy=self.taxonomy)
+        self.collections.append(detections_to_feature_collection(
+            detections, geotags, source=source, time=taken, image=result.path))
+
+    def close(self) -> None:
+        from vision.geo.geojson import merge_feature_collections, write_geojson
+
+        write_geojson(self.path, merge_feature_collections(self.collections))
+
+
 def _summary_table(counts: Counter[str], taxonomy: Taxonomy, n_files: int, n_failed: int,
                    elapsed_s: float, pipeline: Pipeline) -> Any:
     from rich.table import Table
@@ -174,6 +217,9 @@ def detect_command(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="JSON lines file; default stdout.")] = None,
     annotate: Annotated[Path | None, typer.Option(
         "--annotate", help="Folder to write annotated copies of the images into.")] = None,
+    geojson: Annotated[Path | None, typer.Option(
+        "--geojson", help="Also write the findings, geotagged from EXIF GPS / DJI XMP / GeoTIFF, "
+                          "as one GeoJSON FeatureCollection.")] = None,
     tile: Annotated[TileChoice, typer.Option(
         "--tile", help="Tile large images: auto (longer side > 2x model input), on, off.")] = TileChoice.auto,
     batch: Annotated[int | None, typer.Option(
@@ -212,6 +258,8 @@ def detect_command(
                 console.print("[yellow]no CJK font found (fc-list :lang=zh); labels use English keys. "
                               "Install fonts-noto-cjk for Chinese names.[/yellow]")
             sinks.append(AnnotateSink(annotate, annotator))
+        if geojson is not None:
+            sinks.append(GeoJsonSink(geojson, pipeline.taxonomy))
 
         counts: Counter[str] = Counter()
         failed = 0

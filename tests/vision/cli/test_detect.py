@@ -171,3 +171,32 @@ def test_label_text_has_chinese_name_only_with_a_chosen_font(font, expected):
 def test_missing_font_file_is_an_error():
     with pytest.raises(FileNotFoundError, match="expected a font file"):
         Annotator(font_path="/nonexistent/font.ttc")
+
+
+# -- GeoJSON ----------------------------------------------------------------------------------
+
+def test_geojson_places_findings_of_a_gps_photo_and_keeps_unlocated_ones(models_dir, image_dir, tmp_path):
+    from tests.vision.geo.conftest import dms, write_jpeg
+
+    phone = write_jpeg(tmp_path / "phone.jpg", (320, 240),
+                       gps={1: "N", 2: dms(30.25), 3: "E", 4: dms(120.125)})
+    out = tmp_path / "found.geojson"
+    result = _detect([str(phone), str(image_dir / "a.png"), "--geojson", str(out)], models_dir)
+    assert result.exit_code == 0, result.output
+    per_file = {r["file"]: len(r["detections"]) for r in _records(result.stdout)}
+    assert all(per_file.values())  # thresholds are 0: both files have findings to place
+    collection = json.loads(out.read_text(encoding="utf-8"))
+    assert collection["type"] == "FeatureCollection"
+    features = collection["features"]
+    assert len(features) == sum(per_file.values())
+    for feature in features:
+        props = feature["properties"]
+        assert props["class"] in ("garbage_pile", "straw_burning")
+        if props["image"] == str(phone):
+            lon, lat = feature["geometry"]["coordinates"]
+            assert (lon, lat) == pytest.approx((120.125, 30.25), abs=1e-6)
+            assert props["source"] == "phone"
+        else:
+            assert props["image"] == str(image_dir / "a.png")
+            assert feature["geometry"] is None
+            assert props["no_location_reason"]
