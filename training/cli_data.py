@@ -111,9 +111,12 @@ def evaluate_command(
     except (ModelError, DatasetError) as exc:
         raise _fail(str(exc)) from exc
 
+    interactive = sys.stderr.isatty()
+
     def progress(done: int, total: int) -> None:
         if done == total or done % 50 == 0:
-            print(f"\r{done}/{total} images", end="\n" if done == total else "", file=sys.stderr, flush=True)
+            ending = "\n" if done == total or not interactive else ""
+            print(f"\r{done}/{total} images", end=ending, file=sys.stderr, flush=True)
 
     collected = collect(installed, eval_data, taxonomy, workers=workers, progress=progress)
     for issue in collected.label_issues:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from training.evaluate import Report
 
 
 def _pyplot() -> Any:
@@ -17,7 +20,7 @@ def _pyplot() -> Any:
     return plt
 
 
-def write_pr_curves(report: Any, path: Path) -> Path:
+def write_pr_curves(report: Report, path: Path) -> Path:
     """Precision over recall at IoU 0.5, one line per class, its operating point marked."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=120)
@@ -28,6 +31,9 @@ def write_pr_curves(report: Any, path: Path) -> Path:
             if ap.ap50 is None:
                 continue
             precision = np.where(ap.precision_at_50 > -1, ap.precision_at_50, np.nan)
+            # COCOeval fills recall levels the model never reaches with 0: end the line there.
+            reached = np.flatnonzero(precision > 0)
+            precision[(reached[-1] + 1) if len(reached) else 0:] = np.nan
             (line,) = ax.plot(ap.recall_thresholds, precision, label=f"{key} AP50 {ap.ap50:.3f}")
             if row["precision"] is not None and row["recall"] is not None:
                 ax.plot([row["recall"]], [row["precision"]], "o", color=line.get_color())
@@ -40,7 +46,7 @@ def write_pr_curves(report: Any, path: Path) -> Path:
                      "dots: operating thresholds", fontsize=9)
         ax.grid(alpha=0.3)
         if report.keys:
-            ax.legend(loc="lower left", fontsize=8)
+            ax.legend(loc="upper right", fontsize=8)
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path)
     finally:
@@ -48,7 +54,7 @@ def write_pr_curves(report: Any, path: Path) -> Path:
     return path
 
 
-def write_confusion_matrix(report: Any, path: Path) -> Path:
+def write_confusion_matrix(report: Report, path: Path) -> Path:
     """Counts at the operating thresholds; rows are the truth, columns the prediction."""
     plt = _pyplot()
     matrix = np.asarray(report.confusion)
@@ -75,6 +81,6 @@ def write_confusion_matrix(report: Any, path: Path) -> Path:
     return path
 
 
-def write_plots(report: Any, folder: Path) -> list[Path]:
+def write_plots(report: Report, folder: Path) -> list[Path]:
     return [write_pr_curves(report, folder / "pr_curves.png"),
             write_confusion_matrix(report, folder / "confusion_matrix.png")]

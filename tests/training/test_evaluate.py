@@ -184,3 +184,32 @@ def test_the_hash_of_a_plain_dataset_follows_its_files(test_split: Path) -> None
     label = next((test_split.parent / "labels" / "test").glob("*.txt"))
     label.write_text(label.read_text() + "\n0 0.5 0.5 0.1 0.1")
     assert open_eval_data(test_split, "test", _card(), TAXONOMY).hash != first
+
+
+def test_evaluation_never_imports_torch_or_ultralytics(test_split: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "import training.cli_data, training.evaluate, training.promote, training.registry, training.plots\n"
+        "import training.datasets.build\n"
+        "from tests.vision.fakes import PaintedBoxDetector, FAKE_LABELS, TINY_LABEL_MAP\n"
+        "from training.evaluate import open_eval_data, collect, build_report\n"
+        "from vision.model_card import ModelCard\n"
+        "from vision.model_registry import InstalledModel\n"
+        "from vision.taxonomy import Taxonomy\n"
+        "card = ModelCard(name='p', version='1', sha256='0'*64, input_size=64, labels=list(FAKE_LABELS),\n"
+        "                 label_map=dict(TINY_LABEL_MAP))\n"
+        "model = InstalledModel('p', Path('.'), card)\n"
+        f"data = open_eval_data({str(test_split)!r}, 'test', card, Taxonomy.default())\n"
+        "build_report(collect(model, data, Taxonomy.default(), detector=PaintedBoxDetector()), model,\n"
+        "             Taxonomy.default())\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'ultralytics'))\n"
+        "print(heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
