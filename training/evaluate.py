@@ -10,7 +10,9 @@ How a run goes:
 3. Ground truth (YOLO labels) and predictions are both mapped onto taxonomy keys: ground
    truth through the dataset card's label map (or, for a plain data.yaml, names that are
    taxonomy keys or labels of the model), predictions through the model card's. Helper
-   labels (mapped to null) are no class of their own in `per_class`.
+   labels (mapped to null) are no class of their own in `per_class`, which lists every key
+   the model or the dataset maps onto: a key with ground truth that the model never
+   predicts scores AP 0 there, and `map50` is the mean over keys with ground truth.
 4. AP50 and AP50-95 per key come from pycocotools (training.metrics) on the floor-level
    predictions; precision, recall and false alarms from the predictions at or above each
    label's operating threshold (the card's, else the taxonomy default).
