@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): `service.api.app.create_app(settings)`."""

@@ -1,0 +1,93 @@
+"""Dependencies shared by the routes (`Annotated` aliases in the full-stack-fastapi-template style).
+
+Authentication is deny-by-default: every /v1 router carries `Depends(current_key)`; the
+routes then narrow it with `require_role(...)`. FastAPI caches a dependency within a
+request, so the key is looked up once however many dependencies ask for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from service.api.state import ServiceState
+from service.auth import Role, authenticate, role_satisfies
+from service.db.models import ApiKey
+
+bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer pv_...`.")
+
+
+def get_state(request: Request) -> ServiceState:
+    return request.app.state.service
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+def get_session(state: StateDep) -> Iterator[Session]:
+    """A session for one request; writers commit explicitly, anything else is rolled back."""
+    with state.session_factory() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_now(state: StateDep) -> datetime:
+    return state.clock()
+
+
+NowDep = Annotated[datetime, Depends(get_now)]
+
+
+def current_key(state: StateDep,
+                credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> ApiKey:
+    """The caller's API key, or 401. Uses its own short session so that no transaction stays
+    open while a large upload streams in."""
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key: send `Authorization: Bearer <key>`",
+                            headers={"WWW-Authenticate": "Bearer"})
+    with state.session_factory() as session:
+        key = authenticate(session, credentials.credentials)
+    if key is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked API key",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return key
+
+
+CurrentKey = Annotated[ApiKey, Depends(current_key)]
+
+
+def require_role(*roles: Role) -> Any:
+    """`Depends` that passes callers whose role is or includes one of `roles` (admin includes all)."""
+    if not roles:
+        raise ValueError("expected at least one role")
+
+    def check(key: CurrentKey) -> ApiKey:
+        if not role_satisfies(Role(key.role), roles):
+            names = ", ".join(sorted({"admin", *(r.value for r in roles)}))
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                f"role {key.role!r} may not do this; it needs one of: {names}")
+        return key
+
+    check.required_roles = frozenset(roles)  # type: ignore[attr-defined]  # read by the route-matrix test
+    return Depends(check)
+
+
+AUTHENTICATED: list[Any] = [Depends(current_key)]  # the router-level dependency of every /v1 router
+
+
+def dependency_calls(dependant: Any) -> list[Callable[..., Any]]:
+    """Every dependency callable in a route's tree (for the deny-by-default test)."""
+    found = []
+    stack = list(dependant.dependencies)
+    while stack:
+        dep = stack.pop()
+        found.append(dep.call)
+        stack.extend(dep.dependencies)
+    return found

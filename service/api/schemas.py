@@ -1,0 +1,217 @@
+"""Request (…Create) and response (…Public) models. Routes never return ORM rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.ledger.states import State
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+
+
+class TransitionCreate(_In):
+    to: State = Field(description="Target state.")
+    reason: str = Field(default="", max_length=2000, description="Why; shown in the issue's history.")
+
+
+class LocationUpdate(_In):
+    lon: float = Field(ge=-180, le=180, description="WGS-84 longitude in degrees.")
+    lat: float = Field(ge=-90, le=90, description="WGS-84 latitude in degrees.")
+    reason: str = Field(default="", max_length=2000)
+
+
+# -- photos ---------------------------------------------------------------------------------------
+
+
+class ObservationPublic(_Out):
+    id: int
+    class_key: str
+    name_zh: str
+    score: float
+    box_xyxy: tuple[float, float, float, float]
+    lon: float | None
+    lat: float | None
+    location_uncertainty_m: float | None
+    location_reason: str | None
+    footprint: dict[str, Any] | None
+    area_m2: float | None
+    observed_at: datetime
+    model_version: str
+    content_hash: str
+    issue_id: int
+
+
+class IssueRef(_Out):
+    id: int
+    class_key: str
+    name_zh: str
+    state: State
+    needs_location: bool
+    outcome: Literal["opened", "joined", "rebound", "recorded"]
+    url: str
+
+
+class PhotoResult(_Out):
+    frame_id: int
+    content_hash: str
+    model_version: str
+    duplicate: bool = Field(description="True when this image was analysed before; nothing new was stored.")
+    location_reason: str | None = Field(description="Why the photo has no location, when it has none.")
+    observations: list[ObservationPublic]
+    issues: list[IssueRef]
+    verified_issue_ids: list[int] = Field(default_factory=list)
+
+
+# -- issues ---------------------------------------------------------------------------------------
+
+
+class IssueProperties(_Out):
+    id: int
+    class_key: str
+    name_zh: str
+    name_en: str
+    state: State
+    needs_location: bool
+    region_id: int | None
+    village: str | None
+    grid: str | None
+    regions: list[str] = Field(description="Names of the containing regions, outermost first.")
+    observation_count: int
+    source_count: int
+    max_score: float
+    location_uncertainty_m: float | None
+    area_m2: float | None
+    footprint: dict[str, Any] | None
+    first_seen_at: datetime
+    last_seen_at: datetime
+    state_changed_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+
+class PointGeometry(_Out):
+    type: Literal["Point"] = "Point"
+    coordinates: tuple[float, float]
+
+
+class IssueFeature(_Out):
+    type: Literal["Feature"] = "Feature"
+    id: int
+    geometry: PointGeometry | None
+    properties: IssueProperties
+
+
+class IssueCollection(_Out):
+    type: Literal["FeatureCollection"] = "FeatureCollection"
+    features: list[IssueFeature]
+    total: int = Field(description="Matching issues before limit/offset.")
+
+
+class EventPublic(_Out):
+    id: int
+    at: datetime
+    kind: str
+    actor: str
+    from_state: str | None
+    to_state: str | None
+    reason: str
+    observation_id: int | None
+    frame_id: int | None
+
+
+class EvidencePublic(_Out):
+    n: int = Field(description="Position in the issue's evidence, from 1; GET .../evidence/{n}.")
+    kind: Literal["detection", "clear_pass"]
+    frame_id: int
+    observation_id: int | None
+    source_kind: str
+    source_name: str
+    captured_at: datetime
+    score: float | None
+    crop_url: str | None
+    frame_url: str
+
+
+class IssueDetailProperties(IssueProperties):
+    history: list[EventPublic]
+    evidence: list[EvidencePublic]
+    allowed_transitions: list[State]
+
+
+class IssueDetail(_Out):
+    type: Literal["Feature"] = "Feature"
+    id: int
+    geometry: PointGeometry | None
+    properties: IssueDetailProperties
+
+
+# -- regions --------------------------------------------------------------------------------------
+
+
+class RegionProperties(_Out):
+    id: int
+    name: str
+    kind: Literal["village", "grid"]
+    parent_id: int | None
+    parent_name: str | None
+    area_m2: float
+
+
+class RegionFeature(_Out):
+    type: Literal["Feature"] = "Feature"
+    id: int
+    geometry: dict[str, Any]
+    properties: RegionProperties
+
+
+class RegionCollection(_Out):
+    type: Literal["FeatureCollection"] = "FeatureCollection"
+    features: list[RegionFeature]
+
+
+class RegionImportResult(_Out):
+    created: list[RegionProperties]
+    skipped: list[str] = Field(description="Names of features identical to regions already stored.")
+    issues_reassigned: int
+
+
+# -- reports --------------------------------------------------------------------------------------
+
+
+class RankingRow(_Out):
+    region_id: int
+    name: str
+    kind: Literal["village", "grid"]
+    parent_name: str | None
+    found: int
+    confirmed: int
+    closed: int
+    closure_rate: float | None
+    median_days_to_close: float | None
+    rebounds: int
+    rank: int
+
+
+class RankingReport(_Out):
+    month: str
+    timezone: str
+    rule: str
+    rows: list[RankingRow]
+
+
+class HealthPublic(_Out):
+    status: Literal["ok", "degraded"]
+    database: str
+    schema_revision: str | None

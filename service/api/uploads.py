@@ -1,0 +1,110 @@
+"""Read request bodies under a size limit, refusing oversized ones before anything is parsed.
+
+FastAPI parses a declared `UploadFile` before the route runs, spooling the whole body to
+disk first, and turns any error while doing so into a 400. Routes that take large uploads
+therefore declare no body parameters and call these helpers instead: the Content-Length
+header is checked first (413 without reading a byte), then the stream is counted as it
+arrives (413 as soon as it passes the limit, for chunked or lying clients), and only then
+does the multipart parser see it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import HTTPException, Request, status
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+MAX_FORM_FIELD_BYTES = 64 * 1024
+
+
+class BodyTooLargeError(Exception):
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"request body exceeds the {limit:,}-byte limit")
+
+
+def too_large(limit: int) -> HTTPException:
+    return HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                         f"request body exceeds the {limit:,}-byte limit ({limit / 1024 / 1024:.0f} MB)")
+
+
+def check_content_length(request: Request, limit: int) -> None:
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return
+    try:
+        size = int(declared)
+    except ValueError:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"invalid Content-Length {declared!r}") from None
+    if size > limit:
+        raise too_large(limit)
+
+
+async def _counted(request: Request, limit: int) -> AsyncIterator[bytes]:
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise BodyTooLargeError(limit)
+        yield chunk
+
+
+@dataclass(frozen=True)
+class UploadedForm:
+    fields: dict[str, str]
+    file_name: str
+    file_bytes: bytes
+
+
+async def read_single_file_form(request: Request, *, limit: int, file_field: str = "file",
+                                allowed_fields: tuple[str, ...] = ()) -> UploadedForm:
+    """One file part plus a few small text fields from multipart/form-data, within `limit` bytes."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                            f"expected multipart/form-data with a '{file_field}' part, got {content_type or 'no type'!r}")
+    check_content_length(request, limit)
+    parser = MultiPartParser(request.headers, _counted(request, limit), max_files=1,
+                             max_fields=len(allowed_fields), max_part_size=MAX_FORM_FIELD_BYTES)
+    try:
+        form = await parser.parse()
+    except BodyTooLargeError:
+        raise too_large(limit) from None
+    except MultiPartException as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"malformed multipart body: {exc.message}") from None
+    try:
+        upload = form.get(file_field)
+        if not isinstance(upload, UploadFile):
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"expected a file part named '{file_field}'")
+        unknown = sorted(k for k in form if k != file_field and k not in allowed_fields)
+        if unknown:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                                f"unexpected form fields {unknown}; allowed: {', '.join((file_field, *allowed_fields))}")
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        data = await upload.read()
+        return UploadedForm(fields, upload.filename or "", data)
+    finally:
+        await form.close()
+
+
+async def read_json_body(request: Request, *, limit: int, media_types: tuple[str, ...]) -> Any:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in media_types:
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                            f"expected a body of type {' or '.join(media_types)}, got {content_type or 'none'!r}")
+    check_content_length(request, limit)
+    chunks = []
+    try:
+        async for chunk in _counted(request, limit):
+            chunks.append(chunk)
+    except BodyTooLargeError:
+        raise too_large(limit) from None
+    try:
+        return json.loads(b"".join(chunks))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"body is not valid JSON: {exc}") from None

@@ -1,0 +1,38 @@
+"""Exceptions the service raises on purpose; the API maps each to one HTTP status."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base of the service's own errors."""
+
+
+class NotFoundError(ServiceError):
+    """A referenced row does not exist (404)."""
+
+
+class IllegalTransitionError(ServiceError):
+    """The state machine has no such edge (409); the message names the allowed targets."""
+
+    def __init__(self, state: str, target: str, allowed: tuple[str, ...]) -> None:
+        self.state = state
+        self.target = target
+        self.allowed = allowed
+        names = ", ".join(allowed) if allowed else "none (final state)"
+        super().__init__(f"cannot move an issue from {state!r} to {target!r}; allowed from {state!r}: {names}")
+
+
+class TransitionConflictError(ServiceError):
+    """The edge exists but the issue is not ready for it, e.g. dispatch without a location (409)."""
+
+
+class RoleNotAllowedError(ServiceError):
+    """The caller's role may not make this change (403)."""
+
+
+class InvalidInputError(ServiceError):
+    """A well-formed request whose content cannot be used, e.g. a self-intersecting region (422)."""
+
+
+class SchemaNotReadyError(ServiceError):
+    """The database lacks rows or tables the migrations create; run `patrol serve` or the migrations."""

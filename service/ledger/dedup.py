@@ -1,0 +1,109 @@
+"""Which issue a new observation belongs to: same class, close enough, recent enough.
+
+Rules, for an observation of class k at point p taken at time t:
+- candidates are issues of class k within k's radius of p (taxonomy `dedup_radius_m`,
+  overridable in settings), from any source;
+- an open issue (candidate, confirmed, dispatched, rebound) matches when t lies within
+  k's time window of the issue's sightings (first seen - window .. last seen + window);
+  the observation joins it;
+- a rectified issue matches at any time; a detection taken after the rectification
+  reopens it as `rebound` (回头看 found it again);
+- a verified or closed issue matches when t is within the rebound window after it was
+  verified/closed, and reopens it as `rebound` (反弹);
+- an observation taken *before* the state change it would reverse (an old photo arriving
+  late) joins as evidence and changes nothing;
+- the nearest match wins, open issues first on a tie; no match opens a new candidate.
+
+SQL narrows the search to a lat/lon box on the (class_key, lat, lon) index; the exact
+geodesic distance is computed for the few rows left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.db.models import Issue
+from service.ledger.geometry import distance_m, search_box
+from service.ledger.states import OPEN_STATES, REBOUNDABLE_STATES, State
+from service.settings import Settings
+from vision.taxonomy import Taxonomy
+
+
+class MatchAction(StrEnum):
+    join = "join"        # add the observation, state unchanged
+    rebound = "rebound"  # add the observation and reopen the issue
+
+
+@dataclass(frozen=True)
+class DedupRules:
+    radius_m: dict[str, float]
+    window: dict[str, timedelta]
+    rebound_window: timedelta
+
+    @classmethod
+    def from_settings(cls, settings: Settings, taxonomy: Taxonomy) -> DedupRules:
+        radius = {spec.key: settings.dedup_radius_m.get(spec.key, spec.dedup_radius_m) for spec in taxonomy}
+        window = {spec.key: timedelta(days=settings.dedup_window_days_by_class.get(spec.key,
+                                                                                   settings.dedup_window_days))
+                  for spec in taxonomy}
+        return cls(radius, window, timedelta(days=settings.rebound_window_days))
+
+    def radius_for(self, class_key: str) -> float:
+        try:
+            return self.radius_m[class_key]
+        except KeyError:
+            raise KeyError(f"no dedup radius for class {class_key!r}; known: {', '.join(self.radius_m)}") from None
+
+    def window_for(self, class_key: str) -> timedelta:
+        return self.window[class_key]
+
+
+@dataclass(frozen=True)
+class Match:
+    issue: Issue
+    distance_m: float
+    action: MatchAction
+
+
+def find_match(session: Session, rules: DedupRules, *, class_key: str, lon: float, lat: float,
+               observed_at: datetime) -> Match | None:
+    radius = rules.radius_for(class_key)
+    box = search_box(lon, lat, radius)
+    states = [s.value for s in OPEN_STATES | REBOUNDABLE_STATES]
+    rows = session.scalars(
+        select(Issue).where(Issue.class_key == class_key, Issue.state.in_(states),
+                            Issue.lat.between(box.min_lat, box.max_lat),
+                            Issue.lon.between(box.min_lon, box.max_lon))
+        .order_by(Issue.id))
+    best: tuple[float, int, Match] | None = None
+    for issue in rows:
+        action = _action(issue, rules, class_key, observed_at)
+        if action is None:
+            continue
+        dist = distance_m(lon, lat, issue.lon, issue.lat)  # type: ignore[arg-type]
+        if dist > radius:
+            continue
+        key = (dist, 0 if State(issue.state) in OPEN_STATES else 1)
+        if best is None or key < best[:2]:
+            best = (*key, Match(issue, dist, action))
+    return None if best is None else best[2]
+
+
+def _action(issue: Issue, rules: DedupRules, class_key: str, observed_at: datetime) -> MatchAction | None:
+    state = State(issue.state)
+    if state in OPEN_STATES:
+        window = rules.window_for(class_key)
+        seen = issue.first_seen_at - window <= observed_at <= issue.last_seen_at + window
+        return MatchAction.join if seen else None
+    if observed_at <= issue.state_changed_at:
+        return MatchAction.join  # older than the rectification/verification: evidence only
+    if state == State.rectified:
+        return MatchAction.rebound
+    if observed_at - issue.state_changed_at <= rules.rebound_window:
+        return MatchAction.rebound
+    return None

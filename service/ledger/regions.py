@@ -1,0 +1,219 @@
+"""Villages and grids (网格): import from GeoJSON, nest by containment, find where an issue lies.
+
+Nesting is geometric, so any hierarchy a township uses works (grids inside villages, or
+villages inside grids): a region's parent is the smallest other region that covers at
+least 99 % of it (hand-drawn boundaries never match exactly). An issue belongs to the
+smallest region that covers its point; a point on a shared boundary goes to the smaller.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from shapely.geometry import Point, shape
+from shapely.geometry.base import BaseGeometry
+from shapely.validation import explain_validity
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.db.models import Issue, Region
+from service.errors import InvalidInputError
+from service.ledger.geometry import from_geojson_text, to_geojson_text
+from vision.geo.local_frame import area_m2
+
+REGION_KINDS = ("village", "grid")
+MAX_FEATURES = 10_000
+PARENT_COVER_FRACTION = 0.99
+_WGS84_CRS_NAMES = {"urn:ogc:def:crs:OGC:1.3:CRS84", "urn:ogc:def:crs:OGC::CRS84", "EPSG:4326",
+                    "urn:ogc:def:crs:EPSG::4326", "urn:ogc:def:crs:EPSG:4326"}
+
+
+@dataclass(frozen=True)
+class RegionDraft:
+    name: str
+    kind: str
+    geometry: BaseGeometry
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    created: list[Region]
+    skipped: list[str]  # names of features identical to a stored region
+    issues_reassigned: int
+
+
+# -- parsing ------------------------------------------------------------------------------------
+
+
+def parse_feature_collection(body: Any) -> list[RegionDraft]:
+    """Validate a GeoJSON FeatureCollection of village/grid polygons; InvalidInputError names the feature."""
+    if not isinstance(body, dict) or body.get("type") != "FeatureCollection":
+        got = body.get("type") if isinstance(body, dict) else type(body).__name__
+        raise InvalidInputError(f"expected a GeoJSON FeatureCollection, got {got!r}")
+    _check_crs(body.get("crs"))
+    features = body.get("features")
+    if not isinstance(features, list) or not features:
+        raise InvalidInputError("expected a non-empty 'features' list")
+    if len(features) > MAX_FEATURES:
+        raise InvalidInputError(f"expected at most {MAX_FEATURES} features, got {len(features)}")
+    return [_parse_feature(i, f) for i, f in enumerate(features)]
+
+
+def _check_crs(crs: Any) -> None:
+    if crs is None:
+        return
+    name = crs.get("properties", {}).get("name") if isinstance(crs, dict) else None
+    if name not in _WGS84_CRS_NAMES:
+        raise InvalidInputError(f"expected WGS-84 lon/lat coordinates (RFC 7946), got crs {name!r}; "
+                                f"reproject the file first, e.g. `ogr2ogr -t_srs EPSG:4326 out.geojson in.geojson`")
+
+
+def _parse_feature(index: int, feature: Any) -> RegionDraft:
+    where = f"feature {index}"
+    if not isinstance(feature, dict) or feature.get("type") != "Feature":
+        raise InvalidInputError(f"{where}: expected a GeoJSON Feature")
+    props = feature.get("properties") or {}
+    name = props.get("name") if isinstance(props, dict) else None
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInputError(f"{where}: expected a non-empty string property 'name'")
+    where = f"feature {index} ({name.strip()})"
+    kind = props.get("kind")
+    if kind not in REGION_KINDS:
+        raise InvalidInputError(f"{where}: expected property 'kind' to be one of {', '.join(REGION_KINDS)}, "
+                                f"got {kind!r}")
+    raw = feature.get("geometry")
+    if not isinstance(raw, dict) or raw.get("type") not in ("Polygon", "MultiPolygon"):
+        got = raw.get("type") if isinstance(raw, dict) else raw
+        raise InvalidInputError(f"{where}: expected a Polygon or MultiPolygon geometry, got {got!r}")
+    try:
+        geometry = shape(raw)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise InvalidInputError(f"{where}: malformed coordinates: {exc}") from exc
+    if geometry.is_empty:
+        raise InvalidInputError(f"{where}: the polygon is empty")
+    min_lon, min_lat, max_lon, max_lat = geometry.bounds
+    if not all(math.isfinite(v) for v in geometry.bounds) or min_lon < -180 or max_lon > 180 \
+            or min_lat < -90 or max_lat > 90:
+        raise InvalidInputError(f"{where}: expected lon/lat degrees in WGS-84, got bounds {geometry.bounds}")
+    if not geometry.is_valid:
+        raise InvalidInputError(f"{where}: invalid polygon ({explain_validity(geometry)}); fix it, e.g. in QGIS "
+                                f"with 'Fix geometries'")
+    return RegionDraft(name.strip()[:200], kind, geometry)
+
+
+# -- storing ------------------------------------------------------------------------------------
+
+
+def import_regions(session: Session, drafts: list[RegionDraft], now: datetime) -> ImportResult:
+    """Store new regions, re-nest all regions and move located issues into the smallest region."""
+    existing = list(session.scalars(select(Region)))
+    created: list[Region] = []
+    skipped: list[str] = []
+    for draft in drafts:
+        if any(r.kind == draft.kind and r.name == draft.name and from_geojson_text(r.geometry).equals(draft.geometry)
+               for r in existing + created):
+            skipped.append(draft.name)
+            continue
+        min_lon, min_lat, max_lon, max_lat = draft.geometry.bounds
+        region = Region(name=draft.name, kind=draft.kind, geometry=to_geojson_text(draft.geometry),
+                        min_lon=min_lon, min_lat=min_lat, max_lon=max_lon, max_lat=max_lat,
+                        area_m2=area_m2(draft.geometry), created_at=now)
+        session.add(region)
+        created.append(region)
+    session.flush()
+    nest_regions(session)
+    moved = reassign_issues(session, created) if created else 0
+    return ImportResult(created, skipped, moved)
+
+
+def nest_regions(session: Session) -> None:
+    regions = list(session.scalars(select(Region)))
+    shapes = {r.id: from_geojson_text(r.geometry) for r in regions}
+    for child in regions:
+        parent = None
+        for other in regions:
+            if other.id == child.id or not _bigger(other, child) or not _bbox_overlaps(other, child):
+                continue
+            inside = shapes[other.id].intersection(shapes[child.id]).area
+            if inside >= PARENT_COVER_FRACTION * shapes[child.id].area and (parent is None or _bigger(parent, other)):
+                parent = other
+        child.parent_id = None if parent is None else parent.id
+    session.flush()
+
+
+def _bigger(a: Region, b: Region) -> bool:
+    """Strictly larger; on equal areas a village is the parent of a grid."""
+    if a.area_m2 != b.area_m2:
+        return a.area_m2 > b.area_m2
+    return a.kind == "village" and b.kind == "grid"
+
+
+def _bbox_overlaps(a: Region, b: Region) -> bool:
+    return a.min_lon <= b.max_lon and b.min_lon <= a.max_lon and a.min_lat <= b.max_lat and b.min_lat <= a.max_lat
+
+
+def reassign_issues(session: Session, regions: list[Region]) -> int:
+    """Recompute the region of located issues inside the bounding box of `regions`."""
+    min_lon = min(r.min_lon for r in regions)
+    min_lat = min(r.min_lat for r in regions)
+    max_lon = max(r.max_lon for r in regions)
+    max_lat = max(r.max_lat for r in regions)
+    moved = 0
+    issues = session.scalars(select(Issue).where(Issue.lon.between(min_lon, max_lon),
+                                                 Issue.lat.between(min_lat, max_lat)))
+    for issue in issues:
+        region = smallest_region_containing(session, issue.lon, issue.lat)  # type: ignore[arg-type]
+        new_id = None if region is None else region.id
+        if new_id != issue.region_id:
+            issue.region_id = new_id
+            moved += 1
+    session.flush()
+    return moved
+
+
+# -- lookups ------------------------------------------------------------------------------------
+
+
+def smallest_region_containing(session: Session, lon: float, lat: float) -> Region | None:
+    rows = session.scalars(select(Region).where(Region.min_lon <= lon, Region.max_lon >= lon,
+                                                Region.min_lat <= lat, Region.max_lat >= lat))
+    point = Point(lon, lat)
+    containing = [r for r in rows if from_geojson_text(r.geometry).covers(point)]
+    if not containing:
+        return None
+    return min(containing, key=lambda r: (r.area_m2, r.kind != "grid", r.id))
+
+
+def region_chain(regions_by_id: dict[int, Region], region_id: int | None) -> list[Region]:
+    """The region and its ancestors, outermost first."""
+    chain: list[Region] = []
+    seen: set[int] = set()
+    while region_id is not None and region_id in regions_by_id and region_id not in seen:
+        seen.add(region_id)
+        region = regions_by_id[region_id]
+        chain.append(region)
+        region_id = region.parent_id
+    return chain[::-1]
+
+
+def descendants(regions_by_id: dict[int, Region], region_id: int) -> set[int]:
+    """`region_id` and every region nested under it."""
+    children: dict[int, list[int]] = {}
+    for r in regions_by_id.values():
+        if r.parent_id is not None:
+            children.setdefault(r.parent_id, []).append(r.id)
+    out, stack = set(), [region_id]
+    while stack:
+        current = stack.pop()
+        if current in out:
+            continue
+        out.add(current)
+        stack.extend(children.get(current, []))
+    return out
+
+
+def all_regions(session: Session) -> dict[int, Region]:
+    return {r.id: r for r in session.scalars(select(Region).order_by(Region.id))}

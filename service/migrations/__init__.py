@@ -1,0 +1,1 @@
+"""Alembic migrations, run in code at start (`service.migrations.runner`)."""
