@@ -95,6 +95,27 @@ class FileResult:
         return self.error is None
 
 
+@dataclass(frozen=True)
+class _Submitted:
+    """An image whose tiles are queued for inference."""
+
+    resolution_wh: tuple[int, int]
+    windows: list[TileWindow]
+    futures: list[Future[Detections]]
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A file after loading: queued for inference, or the reason it could not be read."""
+
+    path: str
+    image: LoadedImage | None
+    error: FileError | None
+    submitted: _Submitted | None
+    load_ms: float
+    submitted_at: float
+
+
 class Pipeline:
     """Detector + model card + taxonomy + one shared batcher."""
 
@@ -186,6 +207,11 @@ class Pipeline:
 
         `timeout` bounds the wait for room in the shared queue (QueueFullError after it).
         """
+        return self._finish(self._submit(image, tiled, timeout))
+
+    def _submit(self, image: np.ndarray | LoadedImage, tiled: TileMode,
+                timeout: float | None = None) -> _Submitted:
+        """Queue the image (or its tiles) for inference; returns without waiting for results."""
         pixels = image.pixels if isinstance(image, LoadedImage) else image
         if not isinstance(pixels, np.ndarray):
             raise ValueError(f"expected a BGR uint8 (H, W, 3) image, got {type(pixels).__name__}")
@@ -198,16 +224,28 @@ class Pipeline:
                                    self.tiling.overlap)
         else:
             windows = [TileWindow(0, 0, width, height)]
-        futures = [self._batcher.submit(window.crop(pixels), timeout=timeout) for window in windows]
+        futures = []
+        try:
+            for window in windows:
+                futures.append(self._batcher.submit(window.crop(pixels), timeout=timeout))
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        return _Submitted((width, height), windows, futures)
+
+    def _finish(self, submitted: _Submitted) -> Detections:
+        """Wait for the tiles' results; thresholds, seam merge and class mapping."""
+        windows = submitted.windows
         per_tile = [(window, self._apply_thresholds(future.result()))
-                    for window, future in zip(windows, futures, strict=True)]
+                    for window, future in zip(windows, submitted.futures, strict=True)]
         if len(windows) > 1:
             found = merge_tile_detections(per_tile, iou_threshold=self.tiling.iou_threshold,
                                           match_threshold=self.tiling.match_threshold,
-                                          resolution_wh=(width, height))
+                                          resolution_wh=submitted.resolution_wh)
         else:
             found = per_tile[0][1]
-        return self._to_findings(found, (width, height), len(windows))
+        return self._to_findings(found, submitted.resolution_wh, len(windows))
 
     def _apply_thresholds(self, dets: Detections) -> Detections:
         keep = dets.confidence >= self._thresholds[dets.class_id]
@@ -242,42 +280,57 @@ class Pipeline:
 
         `keep_image` returns the decoded image in the result, for drawing on it.
         """
+        return self._collect(self._load_and_submit(path, tiled), keep_image)
+
+    def _load_and_submit(self, path: str | Path, tiled: TileMode) -> _Loaded:
         started = time.perf_counter()
         try:
             loaded = load_image(path, max_pixels=self.max_pixels)
         except ImageLoadError as exc:
-            return FileResult(str(path), None, None, FileError.from_exception(exc),
-                              Timings((time.perf_counter() - started) * 1000, 0.0))
+            return _Loaded(str(path), None, FileError.from_exception(exc), None,
+                           (time.perf_counter() - started) * 1000, 0.0)
         loaded_at = time.perf_counter()
-        detections = self.detect(loaded, tiled=tiled)
-        done = time.perf_counter()
-        return FileResult(str(path), loaded.resolution_wh, detections, None,
-                          Timings((loaded_at - started) * 1000, (done - loaded_at) * 1000),
-                          loaded if keep_image else None)
+        submitted = self._submit(loaded, tiled)
+        return _Loaded(str(path), loaded, None, submitted, (loaded_at - started) * 1000, loaded_at)
+
+    def _collect(self, item: _Loaded, keep_image: bool) -> FileResult:
+        if item.image is None or item.submitted is None:
+            return FileResult(item.path, None, None, item.error, Timings(item.load_ms, 0.0))
+        detections = self._finish(item.submitted)
+        detect_ms = (time.perf_counter() - item.submitted_at) * 1000
+        return FileResult(item.path, item.image.resolution_wh, detections, None,
+                          Timings(item.load_ms, detect_ms), item.image if keep_image else None)
 
     def detect_many(self, paths: Iterable[str | Path], *, workers: int = 2,
                     tiled: TileMode = "auto", keep_images: bool = False) -> Iterator[FileResult]:
         """One FileResult per path, in input order; unreadable files are error values.
 
-        `workers` threads load and decode files while the batcher's worker runs the model,
-        so reading the next images overlaps inference. At most 2 x workers files are in
-        flight, whatever the length of `paths`.
+        `workers` threads read and decode files and queue them for inference without
+        waiting for the results, so decoding the next images overlaps inference and the
+        batcher sees enough images to fill its batches. Thresholds and tile merging run in
+        the consuming thread. At most max(2 x workers, 2 x max_batch) files are in flight,
+        whatever the length of `paths`.
         """
         if workers < 1:
             raise ValueError(f"expected workers >= 1, got {workers}")
-        pending: deque[Future[FileResult]] = deque()
+        in_flight = max(2 * workers, 2 * self.batcher_config.max_batch)
+        pending: deque[Future[_Loaded]] = deque()
         with ThreadPoolExecutor(workers, thread_name_prefix="detect-load") as pool:
             try:
                 for path in paths:
-                    pending.append(pool.submit(self.detect_file, path, tiled=tiled, keep_image=keep_images))
-                    if len(pending) >= 2 * workers:
-                        yield pending.popleft().result()
+                    pending.append(pool.submit(self._load_and_submit, path, tiled))
+                    if len(pending) >= in_flight:
+                        yield self._collect(pending.popleft().result(), keep_images)
                 while pending:
-                    yield pending.popleft().result()
+                    yield self._collect(pending.popleft().result(), keep_images)
             finally:
-                # The consumer stopped early (or an error escaped): drop what has not started.
+                # The consumer stopped early (or an error escaped): drop what has not started
+                # and what is still queued for inference.
                 for future in pending:
-                    future.cancel()
+                    if not future.cancel() and future.done() and future.exception() is None:
+                        submitted = future.result().submitted
+                        for tile_future in submitted.futures if submitted else ():
+                            tile_future.cancel()
 
     # -- lifecycle ----------------------------------------------------------------------
 

@@ -194,6 +194,21 @@ def test_detect_many_keeps_order_and_returns_errors_as_values(pipeline, tmp_path
     assert all(r.detections is None and r.resolution_wh is None for r in results if not r.ok)
 
 
+def test_detect_many_loaders_do_not_wait_for_inference_so_batches_fill(detector, tmp_path):
+    # One loader thread: if it waited for each file's result, every batch would hold one image.
+    paths = []
+    for i in range(8):
+        path = tmp_path / f"{i}.png"
+        cv2.imwrite(str(path), _image(48, 48, [((i, 2, i + 10, 30), SMOKE, 0.9)]))
+        paths.append(path)
+    config = BatcherConfig(max_batch=4, max_wait_ms=2000)
+    with Pipeline(detector, _card(), batcher=config) as pipe:
+        results = list(pipe.detect_many(paths, workers=1))
+    assert [r.detections.xyxy.tolist() for r in results] == [[[i, 2, i + 10, 30]] for i in range(8)]
+    assert max(detector.batch_sizes) > 1
+    assert max(detector.batch_sizes) <= 4
+
+
 def test_detect_many_can_be_abandoned_early(pipeline, tmp_path):
     paths = []
     for i in range(20):
