@@ -11,6 +11,7 @@ same-sized images is the minimum rectangle, which is faster but changes the numb
 
 from __future__ import annotations
 
+import pickle
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,7 +64,9 @@ class UltralyticsDetector:
         ultralytics = import_ultralytics()
         try:
             yolo = ultralytics.YOLO(str(path), task="detect")
-        except (RuntimeError, ValueError, KeyError, AttributeError, OSError) as exc:
+        # ultralytics reports an unreadable checkpoint as TypeError; torch.load raises the others.
+        except (TypeError, RuntimeError, ValueError, KeyError, AttributeError, OSError, EOFError,
+                pickle.UnpicklingError) as exc:
             raise ModelError(f"ultralytics cannot load {path}: {exc}") from exc
         if getattr(yolo, "task", "detect") != "detect":
             raise ModelError(f"expected a detection model, got task {yolo.task!r} for {path}")
