@@ -63,6 +63,10 @@ def test_session_options_follow_the_config(tiny_model) -> None:
     automatic = OnnxRuntimeDetector.from_config(OnnxRuntimeConfig(model=tiny_model.onnx_path))
     assert explicit._session.get_session_options().intra_op_num_threads == 1
     assert automatic._session.get_session_options().intra_op_num_threads == physical_core_count()
+    options = automatic._session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.graph_optimization_level.name == "ORT_ENABLE_ALL"
+    assert options.execution_mode.name == "ORT_SEQUENTIAL"
     assert 1 <= physical_core_count() <= (__import__("os").cpu_count() or 1)
 
 
