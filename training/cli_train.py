@@ -75,8 +75,9 @@ def train_command(
     """Fine-tune a detector offline; writes PROJECT/NAME/{weights/best.pt, run_record.json}."""
     from pydantic import ValidationError
 
-    from training.train import TrainingError, TrainOptions, train
+    from training.train import TrainOptions, train
     from training.train import resume as resume_run
+    from vision.errors import ModelError
 
     argv = list(sys.argv)
     try:
@@ -89,7 +90,7 @@ def train_command(
                                    imgsz=imgsz, batch=batch, freeze=freeze, seed=seed, device=device,
                                    workers=workers, patience=patience, cache=cache)
             result = train(options, argv)
-    except (TrainingError, ValidationError) as exc:
+    except (ModelError, ValidationError) as exc:  # TrainingError, UnsafeCheckpointError
         raise _fail(str(exc)) from exc
     typer.echo(json.dumps({"run_dir": str(result.run_dir), "best": str(result.best),
                            "wall_seconds": result.record.wall_seconds, "metrics": result.record.metrics},

@@ -258,7 +258,10 @@ class ExportResult:
 
 
 def _read_checkpoint_facts(weights: Path) -> dict[str, Any]:
+    from training.transplant import check_ultralytics_checkpoint
     from vision.detectors.ultralytics_offline import import_ultralytics
+
+    check_ultralytics_checkpoint(weights)
 
     yolo = import_ultralytics().YOLO(str(weights), task="detect")
     ckpt = yolo.ckpt if isinstance(getattr(yolo, "ckpt", None), dict) else {}

@@ -8,6 +8,8 @@ What would reach the network in ultralytics 8.4.190, and how each is kept out:
   the GPU supports it (ultralytics skips the check for bf16), else amp=False. CPU: amp=False.
 - A missing `.pt` base makes ultralytics download a same-named release asset: the base must
   be an existing file, or an architecture YAML shipped inside ultralytics.
+ultralytics unpickles a .pt in full; `check_ultralytics_checkpoint` first refuses any whose
+pickle names more than torch/ultralytics module classes and tensor storage.
 - Platform (hub) callbacks upload runs when ULTRALYTICS_API_KEY is set: it is removed from
   this process's environment for the run. Analytics and integrations are off through
   `import_ultralytics()` (vision/detectors/ultralytics_offline.py).
@@ -36,6 +38,7 @@ from training.run_record import (
     sha256_file,
 )
 from training.run_record import command_line as quote_command
+from training.transplant import check_ultralytics_checkpoint
 from vision.errors import ModelError
 
 # Names check_font() looks for in the config dir (ASCII labels, then any other labels).
@@ -130,6 +133,7 @@ def _describe_base(base: str) -> dict[str, Any]:
             # ultralytics would try to download a release asset of that name.
             raise TrainingError(f"base weights {path} not found; pass an existing .pt (e.g. from "
                                 f"`patrol transplant`) or an architecture YAML such as yolov5nu.yaml")
+        check_ultralytics_checkpoint(path)
         return {"kind": "checkpoint", "path": str(path.resolve()), "sha256": sha256_file(path)}
     if path.suffix in (".yaml", ".yml"):
         return {"kind": "architecture", "path": base, "sha256": None}
@@ -204,6 +208,7 @@ def resume(run_dir: Path, argv: list[str], callbacks: Callbacks | None = None) -
         record = RunRecord.read(run_dir)
     except (OSError, ValueError) as exc:
         raise TrainingError(f"{run_dir}: cannot read its run record: {exc}") from exc
+    check_ultralytics_checkpoint(last)
     ultralytics, offline = _prepare_offline(record.train_args.get("device", "cpu"))
     model = ultralytics.YOLO(str(last), task="detect")
     for event, function in (callbacks or {}).items():

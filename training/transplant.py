@@ -126,33 +126,88 @@ def load_yolov5_checkpoint(path: Path, expected_sha256: str | None = YOLOV5N_SHA
     return checkpoint
 
 
-def pickled_globals(path: Path) -> list[str]:
-    """Globals a pickle names, read with pickletools (nothing is executed); for error messages.
-
-    Covers torch zip checkpoints (archive/data.pkl) and bare pickles; a STACK_GLOBAL whose
-    operands come from the memo is listed as "?".
-    """
+def _pickle_bytes(path: Path) -> bytes:
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             member = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
-            data = archive.read(member) if member else b""
-    else:
-        data = path.read_bytes()
+            return archive.read(member) if member else b""
+    return path.read_bytes()
+
+
+_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8", "STRING", "BINSTRING",
+               "SHORT_BINSTRING"}
+_NO_PUSH_OPS = {"PROTO", "FRAME", "MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"}
+
+
+def pickled_globals(path: Path) -> list[str]:
+    """Every global a pickle names, read with pickletools: nothing is executed.
+
+    Covers torch zip checkpoints (archive/data.pkl) and bare pickles. STACK_GLOBAL operands
+    are followed through the memo; one that cannot be resolved is listed as "?", and an
+    extension-registry reference (EXT1/2/4) as "?ext:<code>", so that callers refuse them.
+    """
     names: list[str] = []
-    strings: list[str] = []
+    recent: list[str | None] = []        # what each push put on the stack, when it was a string
+    memo: dict[int, str | None] = {}
     try:
-        for opcode, arg, _ in pickletools.genops(data):
-            if opcode.name in ("GLOBAL", "INST"):
+        for opcode, arg, _ in pickletools.genops(_pickle_bytes(path)):
+            op = opcode.name
+            if op in ("GLOBAL", "INST"):
                 names.append(str(arg).replace(" ", "."))
-            elif opcode.name == "STACK_GLOBAL":
-                names.append(".".join(strings[-2:]) if len(strings) >= 2 else "?")
-            elif opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
-                strings.append(str(arg))
-            elif opcode.name in ("BINGET", "LONG_BINGET", "GET"):
-                strings.append("?")
+                recent.append(None)
+            elif op == "STACK_GLOBAL":
+                module, name = (recent[-2], recent[-1]) if len(recent) >= 2 else (None, None)
+                names.append(f"{module}.{name}" if module and name else "?")
+                recent.append(None)
+            elif op.startswith("EXT"):
+                names.append(f"?ext:{arg}")
+                recent.append(None)
+            elif op in _STRING_OPS:
+                recent.append(str(arg))
+            elif op in ("GET", "BINGET", "LONG_BINGET"):
+                recent.append(memo.get(int(arg)))
+            elif op == "MEMOIZE":
+                memo[len(memo)] = recent[-1] if recent else None
+            elif op in ("PUT", "BINPUT", "LONG_BINPUT"):
+                memo[int(arg)] = recent[-1] if recent else None
+            elif op not in _NO_PUSH_OPS:
+                recent.append(None)
     except (ValueError, EOFError):
-        pass  # a truncated or odd stream: report what was read so far
+        names.append("?unreadable")  # a truncated or odd stream cannot be vouched for
     return list(dict.fromkeys(names))
+
+
+# What ultralytics checkpoints written by `patrol transplant` and `patrol train` name.
+_ULTRALYTICS_CHECKPOINT_PREFIXES = ("torch.nn.modules.", "ultralytics.nn.")
+_ULTRALYTICS_CHECKPOINT_NAMES = frozenset({
+    "__builtin__.set", "builtins.set", "collections.OrderedDict", "_codecs.encode",
+    "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state",
+    "torch._utils._rebuild_tensor_v2", "torch.Size", "torch.device",
+    "torch.FloatStorage", "torch.HalfStorage", "torch.BFloat16Storage", "torch.DoubleStorage",
+    "torch.LongStorage", "torch.IntStorage", "torch.ShortStorage", "torch.ByteStorage",
+    "torch.CharStorage", "torch.BoolStorage",
+    "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "numpy.dtype",
+})
+
+
+def check_ultralytics_checkpoint(path: Path) -> None:
+    """Refuse a .pt before ultralytics unpickles it in full (it must, to rebuild the model) if
+    its pickle names anything beyond torch/ultralytics module classes and tensor storage.
+
+    Only those callables can then run while loading. This is what stands between
+    `patrol train --base X.pt` / `patrol export X.pt` and a planted checkpoint.
+    """
+    if not zipfile.is_zipfile(path):
+        raise UnsafeCheckpointError(f"{path}: expected a zip-format torch checkpoint (torch >= 1.6), "
+                                    f"got another format; re-save it or start from `patrol transplant`")
+    unknown = [name for name in pickled_globals(path)
+               if name not in _ULTRALYTICS_CHECKPOINT_NAMES
+               and not name.startswith(_ULTRALYTICS_CHECKPOINT_PREFIXES)]
+    if unknown:
+        raise UnsafeCheckpointError(
+            f"{path}: refused to load: its pickle names {', '.join(unknown[:5])}, beyond the torch and "
+            f"ultralytics module classes a checkpoint of ours holds. An official YOLOv5 .pt goes "
+            f"through `patrol transplant` first")
 
 
 def _refusal_reason(torch_message: str, path: Path) -> str:

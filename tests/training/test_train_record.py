@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from contextlib import nullcontext as does_not_raise
 from pathlib import Path
 
 import pytest
+import torch
 from pydantic import ValidationError
 
 from tests.training.synthetic import make_synthetic_dataset
@@ -27,6 +29,7 @@ from training.train import (
     place_offline_fonts,
     train,
 )
+from training.transplant import UnsafeCheckpointError
 
 
 @pytest.fixture
@@ -115,11 +118,23 @@ def test_base_must_be_a_local_checkpoint_or_an_architecture(base, expectation, k
 
 def test_base_checkpoint_is_hashed(tmp_path):
     weights = tmp_path / "w.pt"
-    weights.write_bytes(b"weights")
+    torch.save({"model": {"w": torch.zeros(2)}}, weights)
     described = _describe_base(str(weights))
     assert described["kind"] == "checkpoint"
-    assert described["sha256"] == hashlib.sha256(b"weights").hexdigest()
+    assert described["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert described["path"] == str(weights.resolve())
+
+
+class _Planted:
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+def test_base_checkpoint_with_planted_code_is_refused(tmp_path):
+    weights = tmp_path / "planted.pt"
+    torch.save({"model": _Planted()}, weights)
+    with pytest.raises(UnsafeCheckpointError, match="posix.system"):
+        _describe_base(str(weights))
 
 
 @pytest.mark.parametrize("fields, expectation", [

@@ -19,8 +19,10 @@ from torch import nn
 from training.transplant import (
     YOLOV5N_SHA256,
     UnsafeCheckpointError,
+    check_ultralytics_checkpoint,
     load_yolov5_checkpoint,
     match_tensors,
+    pickled_globals,
     save_ultralytics_checkpoint,
     transplant,
     yolov5_layer_types,
@@ -99,6 +101,44 @@ def test_marker_control_an_unsafe_load_would_run_the_payload(tmp_path):
     code = f"import torch; torch.load({str(evil)!r}, weights_only=False)"
     subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, timeout=120)
     assert marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_pickled_globals_follows_memoised_names(tmp_path, protocol):
+    """Protocol 4+ names globals by two strings on the stack, often fetched back from the memo."""
+    path = tmp_path / "p.pkl"
+    path.write_bytes(pickle.dumps({"posix": "system", "calls": [_SystemCall("a"), _SystemCall("b")],
+                                   "other": _Subprocess("c")}, protocol=protocol))
+    assert {"posix.system"} <= set(pickled_globals(path))
+    assert {"subprocess.call", "commands.call"} & set(pickled_globals(path))
+
+
+@pytest.mark.parametrize("make_payload, expected_global", [
+    (lambda: _SystemCall("true"), "posix.system"),
+    (lambda: _Eval("1"), "eval"),
+    (lambda: _Subprocess("true"), "call"),
+    (lambda: {"weights": torch.zeros(1)}, None),
+])
+def test_ultralytics_checkpoint_check_refuses_planted_globals(tmp_path, make_payload, expected_global):
+    path = tmp_path / "w.pt"
+    _write_torch_zip(path, make_payload())
+    if expected_global is None:
+        check_ultralytics_checkpoint(path)  # tensors only: accepted
+    else:
+        with pytest.raises(UnsafeCheckpointError, match=expected_global):
+            check_ultralytics_checkpoint(path)
+
+
+def test_ultralytics_checkpoint_check_wants_the_zip_format(tmp_path):
+    path = tmp_path / "legacy.pt"
+    _write_raw_pickle(path, {"weights": [1, 2]})
+    with pytest.raises(UnsafeCheckpointError, match="zip-format"):
+        check_ultralytics_checkpoint(path)
+
+
+@pytest.mark.slow
+def test_ultralytics_checkpoint_check_accepts_an_ultralytics_checkpoint(tiny_model):
+    check_ultralytics_checkpoint(tiny_model.pt_path)
 
 
 # -- a hermetic stand-in for the yolov5 repository's classes -------------------------------
@@ -211,6 +251,13 @@ def test_checksum_is_verified_before_loading(tmp_path, yolov5_modules, monkeypat
     _fake_checkpoint(path, yolov5_modules)
     with expectation:
         load_yolov5_checkpoint(path, expected_sha256=expected_sha256)
+
+
+def test_yolov5_checkpoint_is_no_ultralytics_checkpoint(tmp_path, yolov5_modules):
+    path = tmp_path / "fake_yolov5.pt"
+    _fake_checkpoint(path, yolov5_modules)
+    with pytest.raises(UnsafeCheckpointError, match="models.yolo.Model.*patrol transplant"):
+        check_ultralytics_checkpoint(path)
 
 
 def test_missing_checkpoint_says_so(tmp_path):
