@@ -8,10 +8,12 @@ request, so the key is looked up once however many dependencies ask for it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi.routing import iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -82,8 +84,31 @@ def require_role(*roles: Role) -> Any:
 AUTHENTICATED: list[Any] = [Depends(current_key)]  # the router-level dependency of every /v1 router
 
 
+@dataclass(frozen=True)
+class RouteInfo:
+    path: str
+    name: str
+    methods: frozenset[str]
+    dependant: Any  # fastapi.dependencies.models.Dependant, or None for plain Starlette routes
+
+
+def route_table(app: FastAPI) -> list[RouteInfo]:
+    """Every route as served, with the prefixes and dependencies of the routers it was included by.
+
+    FastAPI includes routers lazily (`app.routes` holds the routers, not their routes), so
+    the effective routes are read through `iter_route_contexts`.
+    """
+    table = []
+    for context in iter_route_contexts(app.routes):
+        table.append(RouteInfo(context.path or "", context.name or "", frozenset(context.methods or ()),
+                               getattr(context, "dependant", None)))
+    return table
+
+
 def dependency_calls(dependant: Any) -> list[Callable[..., Any]]:
     """Every dependency callable in a route's tree (for the deny-by-default test)."""
+    if dependant is None:
+        return []
     found = []
     stack = list(dependant.dependencies)
     while stack:

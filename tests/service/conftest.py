@@ -179,12 +179,20 @@ class Keys:
 
 
 @pytest.fixture
-def keys(client: TestClient, settings: Settings, clock: FakeClock) -> Keys:
-    engine = make_engine(settings.database_url)
-    tokens = {}
-    with session_scope(make_session_factory(engine)) as session:
-        for role in Role:
-            tokens[role.value] = create_key(session, role=role, name=f"test {role.value}", now=clock())[1]
-        tokens["citizen2"] = create_key(session, role=Role.citizen, name="second citizen", now=clock())[1]
-    engine.dispose()
-    return Keys(tokens)
+def keys_factory(settings: Settings, clock: FakeClock):  # type: ignore[no-untyped-def]
+    """Creates a key per role (and a second citizen) in the test database, on demand."""
+    def make() -> Keys:
+        engine = make_engine(settings.database_url)
+        tokens = {}
+        with session_scope(make_session_factory(engine)) as session:
+            for role in Role:
+                tokens[role.value] = create_key(session, role=role, name=f"test {role.value}", now=clock())[1]
+            tokens["citizen2"] = create_key(session, role=Role.citizen, name="second citizen", now=clock())[1]
+        engine.dispose()
+        return Keys(tokens)
+    return make
+
+
+@pytest.fixture
+def keys(client: TestClient, keys_factory) -> Keys:  # type: ignore[no-untyped-def]
+    return keys_factory()

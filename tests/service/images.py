@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from pyproj import Geod
 from tests.vision.fakes import FAKE_LABELS, paint_box
 
 GPS_IFD = 0x8825
+EXIF_IFD = 0x8769
 GEOD = Geod(ellps="WGS84")
 BASE_LON, BASE_LAT = 117.2272, 31.8206  # a village near Hefei
 
@@ -53,11 +55,16 @@ def png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def jpeg(pixels: np.ndarray, *, gps: Mapping[int, Any] | None = None, xmp: bytes | None = None) -> bytes:
+def jpeg(pixels: np.ndarray, *, gps: Mapping[int, Any] | None = None, xmp: bytes | None = None,
+         taken: datetime | None = None) -> bytes:
     image = Image.fromarray(pixels[:, :, ::-1])
     exif = image.getexif()
     if gps is not None:
         exif.get_ifd(GPS_IFD).update(gps)
+    if taken is not None:  # DateTimeOriginal with its UTC offset
+        offset_text = taken.strftime("%z")
+        exif.get_ifd(EXIF_IFD).update({0x9003: taken.strftime("%Y:%m:%d %H:%M:%S"),
+                                       0x9011: f"{offset_text[:3]}:{offset_text[3:]}"})
     kwargs: dict[str, Any] = {"exif": exif, "quality": 95}
     if xmp is not None:
         kwargs["xmp"] = xmp
@@ -94,9 +101,10 @@ def dji_xmp(lon: float, lat: float, *, altitude_m: float = DRONE_ALTITUDE_M, yaw
 <?xpacket end="w"?>""".encode()
 
 
-def drone_photo(lon: float, lat: float, objects: Sequence[Painted] = (), shade: int = 0) -> bytes:
+def drone_photo(lon: float, lat: float, objects: Sequence[Painted] = (), shade: int = 0,
+                taken: datetime | None = None) -> bytes:
     """A nadir drone JPEG centred on (lon, lat), north up, with painted objects."""
-    return jpeg(painted(objects, DRONE_WH, shade), xmp=dji_xmp(lon, lat))
+    return jpeg(painted(objects, DRONE_WH, shade), xmp=dji_xmp(lon, lat), taken=taken)
 
 
 def drone_box_at(east_m: float, north_m: float, half_px: int = 20) -> tuple[int, int, int, int]:

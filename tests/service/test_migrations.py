@@ -1,0 +1,81 @@
+"""Migrations: upgrade from empty, match the models, downgrade one step keeping data, upgrade again."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect, select
+
+from service.auth import Role, create_key
+from service.db.base import Base
+from service.db.models import ApiKey, LedgerLock
+from service.db.session import make_engine, make_session_factory, session_scope
+from service.migrations import runner
+from tests.service.conftest import BACKENDS
+
+LEDGER = {"sources", "frames", "issues", "observations", "issue_events", "ledger_locks"}
+FIRST = {"api_keys", "regions"}
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_engine(request, tmp_path) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+        yield engine
+        engine.dispose()
+        return
+    server = request.getfixturevalue("postgres")
+    name = server.create_database()
+    engine = make_engine(server.url(name))
+    yield engine
+    engine.dispose()
+    server.drop_database(name)
+
+
+def _tables(engine: Engine) -> set[str]:
+    return set(inspect(engine).get_table_names()) - {"alembic_version"}
+
+
+def test_upgrade_from_empty_matches_the_models(empty_engine):
+    assert _tables(empty_engine) == set()
+    runner.upgrade(empty_engine)
+    assert runner.current_revision(empty_engine) == runner.head_revision()
+    assert _tables(empty_engine) == LEDGER | FIRST
+    with empty_engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}), Base.metadata)
+    assert diff == []
+    with make_session_factory(empty_engine)() as session:
+        assert session.scalars(select(LedgerLock.name)).all() == ["ledger"]
+
+
+def test_downgrade_one_step_keeps_earlier_data_and_upgrades_again(empty_engine):
+    runner.upgrade(empty_engine)
+    with session_scope(make_session_factory(empty_engine)) as session:
+        create_key(session, role=Role.admin, name="kept", now=datetime(2026, 11, 1, tzinfo=UTC))
+    runner.downgrade(empty_engine, "-1")
+    assert runner.current_revision(empty_engine) == "0001"
+    assert _tables(empty_engine) == FIRST
+    runner.upgrade(empty_engine)
+    assert _tables(empty_engine) == LEDGER | FIRST
+    with make_session_factory(empty_engine)() as session:
+        assert session.scalars(select(ApiKey.name)).all() == ["kept"]
+    runner.downgrade(empty_engine, "base")
+    assert _tables(empty_engine) == set()
+
+
+def test_migrations_are_found_from_any_working_directory(tmp_path):
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        engine = make_engine(f"sqlite:///{tmp_path / 'elsewhere.db'}")
+        runner.upgrade(engine)
+        assert runner.current_revision(engine) == runner.head_revision()
+        engine.dispose()
+    finally:
+        os.chdir(here)
+    assert (runner.MIGRATIONS_DIR / "env.py").is_file() and (runner.MIGRATIONS_DIR / "script.py.mako").is_file()
