@@ -10,8 +10,8 @@ What would reach the network in ultralytics 8.4.190, and how each is kept out:
   be an existing file, or an architecture YAML shipped inside ultralytics.
 ultralytics unpickles a .pt in full; `check_ultralytics_checkpoint` first refuses any whose
 pickle names more than torch/ultralytics module classes and tensor storage.
-- Platform (hub) callbacks upload runs when ULTRALYTICS_API_KEY is set: it is removed from
-  this process's environment for the run. Analytics and integrations are off through
+- Platform (hub) callbacks upload runs when ULTRALYTICS_API_KEY or the settings' api_key is
+  set: both are cleared for the run (and the fact recorded). Analytics and integrations are off through
   `import_ultralytics()` (vision/detectors/ultralytics_offline.py).
 `tests/training/test_train_export.py` trains under a socket guard that records any
 connection attempt, and fails on one.
@@ -116,9 +116,13 @@ def _prepare_offline(device: str) -> tuple[Any, dict[str, Any]]:
     from vision.detectors.ultralytics_offline import import_ultralytics
 
     ultralytics = import_ultralytics()
-    from ultralytics.utils import USER_CONFIG_DIR
+    from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
 
+    # Either key turns on ultralytics' platform callbacks, which upload the run.
     api_key_removed = os.environ.pop("ULTRALYTICS_API_KEY", None) is not None
+    if SETTINGS.get("api_key"):
+        SETTINGS.update({"api_key": ""})
+        api_key_removed = True
     fonts = place_offline_fonts(Path(USER_CONFIG_DIR))
     amp = amp_mode(device)
     return ultralytics, {"amp": amp, "plots": False, "fonts_placed": fonts,
@@ -162,7 +166,7 @@ def train(options: TrainOptions, argv: list[str], callbacks: Callbacks | None = 
     trainer, for progress reports.
     """
     if not options.data.is_file():
-        raise TrainingError(f"data file {options.data} not found; build one with `patrol dataset build`")
+        raise TrainingError(f"data file {options.data} not found; build one with `patrol datasets build`")
     base = _describe_base(options.base)
     data = describe_data(options.data.resolve())
     project = _run_dir(options)
@@ -231,7 +235,7 @@ def _fit(run: Any, model: Any, record: RunRecord, run_dir: Path, previous_second
     except BaseException as exc:  # KeyboardInterrupt included: the record must say the run stopped
         failed = record.model_copy(update={
             "status": "failed", "finished_at": now_iso(), "error": f"{type(exc).__name__}: {exc}",
-            "wall_seconds": previous_seconds + time.perf_counter() - started})
+            "wall_seconds": round(previous_seconds + time.perf_counter() - started, 1)})
         failed.write(run_dir)
         raise
     trainer = model.trainer

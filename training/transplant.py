@@ -187,6 +187,7 @@ _ULTRALYTICS_CHECKPOINT_NAMES = frozenset({
     "torch.LongStorage", "torch.IntStorage", "torch.ShortStorage", "torch.ByteStorage",
     "torch.CharStorage", "torch.BoolStorage",
     "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "numpy.dtype",
+    "ultralytics.utils.IterableSimpleNamespace",  # training args in a mid-run last.pt; attributes only
 })
 
 
