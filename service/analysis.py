@@ -31,7 +31,9 @@ class GroundPoint:
     def __post_init__(self) -> None:
         if not valid_lon_lat(self.lon, self.lat):
             raise ValueError(f"expected a real WGS-84 position, got lon={self.lon}, lat={self.lat}")
-        if self.uncertainty_m is not None and not (math.isfinite(self.uncertainty_m) and self.uncertainty_m >= 0):
+        if self.uncertainty_m is not None and not (
+            math.isfinite(self.uncertainty_m) and self.uncertainty_m >= 0
+        ):
             raise ValueError(f"expected uncertainty_m >= 0, got {self.uncertainty_m}")
 
 
@@ -81,7 +83,9 @@ class PhotoAnalysis:
 
 
 class PhotoAnalyzer(Protocol):
-    def analyze(self, image_bytes: bytes, *, name: str, lon: float | None, lat: float | None) -> PhotoAnalysis:
+    def analyze(
+        self, image_bytes: bytes, *, name: str, lon: float | None, lat: float | None
+    ) -> PhotoAnalysis:
         """Decode, detect and geotag one upload.
 
         Raises vision.errors.ImageLoadError for unusable bytes and vision.errors.ModelError

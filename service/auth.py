@@ -12,9 +12,10 @@ Roles (who may do what; the API routes and the state machine enforce it):
 | role     | may                                                                    |
 |----------|------------------------------------------------------------------------|
 | citizen  | upload photos (POST /v1/photos), read regions                          |
-| worker   | citizen's rights; read issues, evidence and reports; dispatched -> rectified |
-| reviewer | citizen's rights; read issues, evidence and reports; confirm or reject candidates; place issues that need a location |
-| ingest   | citizen's rights; submit drone surveys (cameras and drones are ingest keys) |
+| worker   | citizen's rights; read issues, evidence, reports; dispatched -> rectified |
+| reviewer | citizen's rights; read issues, evidence, reports; confirm or reject       |
+|          | candidates; place issues that need a location                            |
+| ingest   | citizen's rights; submit drone surveys (cameras and drones use these)    |
 | admin    | everything, including every allowed state change and importing regions  |
 
 Anonymous callers reach only /health, /metrics and the API docs.
@@ -72,14 +73,21 @@ def hash_key(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def create_key(session: Session, *, role: Role, name: str, now: datetime, token: str | None = None) -> tuple[ApiKey, str]:
+def create_key(
+    session: Session, *, role: Role, name: str, now: datetime, token: str | None = None
+) -> tuple[ApiKey, str]:
     """Store a new key and return it with its token, which is shown once and never stored."""
     if not name.strip():
         raise ValueError("expected a non-empty key name, e.g. 'grid worker Zhang'")
     token = token or generate_key()
     digest = hash_key(token)
-    row = ApiKey(name=name.strip()[:100], role=role.value, lookup=digest[:LOOKUP_HEX_DIGITS], key_hash=digest,
-                 created_at=now)
+    row = ApiKey(
+        name=name.strip()[:100],
+        role=role.value,
+        lookup=digest[:LOOKUP_HEX_DIGITS],
+        key_hash=digest,
+        created_at=now,
+    )
     session.add(row)
     session.flush()
     return row, token
@@ -88,8 +96,9 @@ def create_key(session: Session, *, role: Role, name: str, now: datetime, token:
 def authenticate(session: Session, token: str) -> ApiKey | None:
     """The live key for `token`, or None."""
     digest = hash_key(token)
-    rows = session.scalars(select(ApiKey).where(ApiKey.lookup == digest[:LOOKUP_HEX_DIGITS],
-                                                ApiKey.revoked_at.is_(None)))
+    rows = session.scalars(
+        select(ApiKey).where(ApiKey.lookup == digest[:LOOKUP_HEX_DIGITS], ApiKey.revoked_at.is_(None))
+    )
     found = None
     for row in rows:  # nearly always one; looping over all keeps the time independent of which matched
         if hmac.compare_digest(row.key_hash, digest):

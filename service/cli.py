@@ -29,8 +29,10 @@ def _settings():  # type: ignore[no-untyped-def]
         raise typer.Exit(2) from None
 
 
-def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000) -> None:
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
+) -> None:
     import uvicorn
 
     from service.api.app import create_app
@@ -39,8 +41,10 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "
 
 
 @keys_app.command("create", help="Create an API key and print it once; only its hash is stored.")
-def keys_create(role: Annotated[str, typer.Option(help="citizen, worker, reviewer, ingest or admin.")],
-                name: Annotated[str, typer.Option(help="Who or what holds the key.")] = "") -> None:
+def keys_create(
+    role: Annotated[str, typer.Option(help="citizen, worker, reviewer, ingest or admin.")],
+    name: Annotated[str, typer.Option(help="Who or what holds the key.")] = "",
+) -> None:
     from datetime import UTC, datetime
 
     from service.auth import Role, create_key
@@ -56,15 +60,20 @@ def keys_create(role: Annotated[str, typer.Option(help="citizen, worker, reviewe
     engine = make_engine(settings.database_url)
     runner.upgrade(engine)
     with session_scope(make_session_factory(engine)) as session:
-        row, token = create_key(session, role=parsed, name=name or f"{parsed.value} key", now=datetime.now(UTC))
+        row, token = create_key(
+            session, role=parsed, name=name or f"{parsed.value} key", now=datetime.now(UTC)
+        )
         key_id = row.id
     engine.dispose()
     typer.echo(f"created {parsed.value} key {key_id}; store it now, it is not shown again:", err=True)
     typer.echo(token)
 
 
-@regions_app.command("import", help="Import villages and grids from a GeoJSON FeatureCollection "
-                                    "(properties: name, kind = village | grid).")
+@regions_app.command(
+    "import",
+    help="Import villages and grids from a GeoJSON FeatureCollection "
+    "(properties: name, kind = village | grid).",
+)
 def regions_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]) -> None:
     import json
     from datetime import UTC, datetime
@@ -93,5 +102,8 @@ def regions_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=Fa
     engine.dispose()
     for kind, name, region_id, parent_id in created:
         typer.echo(f"{kind}\t{name}\tid={region_id}\tparent={parent_id if parent_id is not None else '-'}")
-    typer.echo(f"{len(created)} created, {len(result.skipped)} already present, "
-               f"{result.issues_reassigned} issues moved to a smaller region", err=True)
+    typer.echo(
+        f"{len(created)} created, {len(result.skipped)} already present, "
+        f"{result.issues_reassigned} issues moved to a smaller region",
+        err=True,
+    )

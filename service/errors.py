@@ -19,7 +19,9 @@ class IllegalTransitionError(ServiceError):
         self.target = target
         self.allowed = allowed
         names = ", ".join(allowed) if allowed else "none (final state)"
-        super().__init__(f"cannot move an issue from {state!r} to {target!r}; allowed from {state!r}: {names}")
+        super().__init__(
+            f"cannot move an issue from {state!r} to {target!r}; allowed from {state!r}: {names}"
+        )
 
 
 class TransitionConflictError(ServiceError):

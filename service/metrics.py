@@ -25,12 +25,14 @@ class LedgerCollector(Collector):
         self._session_factory = session_factory
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        gauge = GaugeMetricFamily("patrol_issues", "Issues in the ledger by class and state.",
-                                  labels=["class_key", "state"])
+        gauge = GaugeMetricFamily(
+            "patrol_issues", "Issues in the ledger by class and state.", labels=["class_key", "state"]
+        )
         try:
             with self._session_factory() as session:
-                rows = session.execute(select(Issue.class_key, Issue.state, func.count())
-                                       .group_by(Issue.class_key, Issue.state)).all()
+                rows = session.execute(
+                    select(Issue.class_key, Issue.state, func.count()).group_by(Issue.class_key, Issue.state)
+                ).all()
         except SQLAlchemyError:
             rows = []  # /metrics must answer even when the database does not; /health reports that
         for class_key, state, count in rows:
@@ -43,17 +45,34 @@ class ServiceMetrics:
     registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
 
     def __post_init__(self) -> None:
-        self.requests = Counter("patrol_http_requests", "HTTP requests by method, route and status.",
-                                ["method", "route", "status"], registry=self.registry)
-        self.latency = Histogram("patrol_http_request_seconds", "HTTP request latency by route.",
-                                 ["method", "route"], registry=self.registry,
-                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
-        self.observations = Counter("patrol_observations", "Observations recorded, by class and outcome.",
-                                    ["class_key", "outcome"], registry=self.registry)
-        self.transitions = Counter("patrol_transitions", "Issue state changes, by target state and actor kind.",
-                                   ["to_state", "actor"], registry=self.registry)
-        self.rejected_uploads = Counter("patrol_rejected_uploads", "Uploads refused, by reason.",
-                                        ["reason"], registry=self.registry)
+        self.requests = Counter(
+            "patrol_http_requests",
+            "HTTP requests by method, route and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "patrol_http_request_seconds",
+            "HTTP request latency by route.",
+            ["method", "route"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.observations = Counter(
+            "patrol_observations",
+            "Observations recorded, by class and outcome.",
+            ["class_key", "outcome"],
+            registry=self.registry,
+        )
+        self.transitions = Counter(
+            "patrol_transitions",
+            "Issue state changes, by target state and actor kind.",
+            ["to_state", "actor"],
+            registry=self.registry,
+        )
+        self.rejected_uploads = Counter(
+            "patrol_rejected_uploads", "Uploads refused, by reason.", ["reason"], registry=self.registry
+        )
 
     def watch_ledger(self, session_factory: sessionmaker[Session]) -> None:
         self.registry.register(LedgerCollector(session_factory))

@@ -35,9 +35,11 @@ if TYPE_CHECKING:
 
 
 class PipelineAnalyzer:
-    def __init__(self, settings: Settings, taxonomy: Taxonomy | None = None, *,
-                 pipeline: Pipeline | None = None) -> None:
-        """`pipeline`: an already built one (any detector behind it); else the settings' model, on first use."""
+    def __init__(
+        self, settings: Settings, taxonomy: Taxonomy | None = None, *, pipeline: Pipeline | None = None
+    ) -> None:
+        """`pipeline`: one already built (any detector behind it); else the settings' model, loaded
+        on first use."""
         self._settings = settings
         self._taxonomy = taxonomy or Taxonomy.default()
         self._zone = ZoneInfo(settings.timezone)
@@ -49,8 +51,11 @@ class PipelineAnalyzer:
             if self._pipeline is None:
                 from vision.pipeline import Pipeline  # onnxruntime only; never torch
 
-                self._pipeline = Pipeline.from_model(self._settings.model, models_dir=self._settings.models_dir,
-                                                     max_pixels=self._settings.max_image_pixels)
+                self._pipeline = Pipeline.from_model(
+                    self._settings.model,
+                    models_dir=self._settings.models_dir,
+                    max_pixels=self._settings.max_image_pixels,
+                )
             return self._pipeline
 
     def close(self) -> None:
@@ -59,9 +64,15 @@ class PipelineAnalyzer:
                 self._pipeline.close()
                 self._pipeline = None
 
-    def analyze(self, image_bytes: bytes, *, name: str, lon: float | None, lat: float | None) -> PhotoAnalysis:
-        image = load_image(image_bytes, name=name, max_pixels=self._settings.max_image_pixels,
-                           max_bytes=self._settings.max_upload_bytes)
+    def analyze(
+        self, image_bytes: bytes, *, name: str, lon: float | None, lat: float | None
+    ) -> PhotoAnalysis:
+        image = load_image(
+            image_bytes,
+            name=name,
+            max_pixels=self._settings.max_image_pixels,
+            max_bytes=self._settings.max_upload_bytes,
+        )
         pipeline = self.pipeline()
         detections = pipeline.detect(image)
         georef = georeference_upload(image_bytes, lon, lat)
@@ -70,9 +81,15 @@ class PipelineAnalyzer:
         return PhotoAnalysis(
             content_hash=content_hash(image_bytes),
             model_version=f"{pipeline.card.name}:{pipeline.card.version}:{pipeline.card.sha256[:12]}",
-            pixels=image.pixels, observations=tuple(drafts), captured_at=self._aware(georef.captured_at),
-            camera_point=camera_point(georef.projector), coverage=coverage(georef.projector, width, height),
-            location_reason=None if georef.projector is not None else ("; ".join(georef.reasons) or "no location"))
+            pixels=image.pixels,
+            observations=tuple(drafts),
+            captured_at=self._aware(georef.captured_at),
+            camera_point=camera_point(georef.projector),
+            coverage=coverage(georef.projector, width, height),
+            location_reason=None
+            if georef.projector is not None
+            else ("; ".join(georef.reasons) or "no location"),
+        )
 
     def _aware(self, taken: datetime | None) -> datetime | None:
         # EXIF local time without an offset: the office's zone is the best guess for local photos.
@@ -94,8 +111,9 @@ def georeference_upload(image_bytes: bytes, lon: float | None, lat: float | None
     return georef
 
 
-def observation_drafts(detections: Detections, projector: GroundProjector | None, no_location_reason: str,
-                       taxonomy: Taxonomy) -> list[ObservationDraft]:
+def observation_drafts(
+    detections: Detections, projector: GroundProjector | None, no_location_reason: str, taxonomy: Taxonomy
+) -> list[ObservationDraft]:
     keys = class_keys_of(detections)
     tags = geotag_detections(detections, projector, taxonomy=taxonomy) if projector is not None else None
     drafts = []
@@ -107,13 +125,22 @@ def observation_drafts(detections: Detections, projector: GroundProjector | None
         tag = tags[i] if tags is not None else None
         if isinstance(tag, Geotag) and valid_lon_lat(tag.point.lon, tag.point.lat):
             footprint = tag.footprint
-            drafts.append(ObservationDraft(key, score, box,  # type: ignore[arg-type]
-                                           GroundPoint(tag.point.lon, tag.point.lat, tag.point.uncertainty_m),
-                                           footprint=footprint.polygon if footprint else None,
-                                           area_m2=footprint.area_m2 if footprint else None))
+            drafts.append(
+                ObservationDraft(
+                    key,
+                    score,
+                    box,  # type: ignore[arg-type]
+                    GroundPoint(tag.point.lon, tag.point.lat, tag.point.uncertainty_m),
+                    footprint=footprint.polygon if footprint else None,
+                    area_m2=footprint.area_m2 if footprint else None,
+                )
+            )
         else:
-            reason = tag.reason if tag is not None and not isinstance(tag, Geotag) else (no_location_reason or
-                                                                                       "no location")
+            reason = (
+                tag.reason
+                if tag is not None and not isinstance(tag, Geotag)
+                else (no_location_reason or "no location")
+            )
             drafts.append(ObservationDraft(key, score, box, None, location_reason=reason[:300]))  # type: ignore[arg-type]
     return drafts
 

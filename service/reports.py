@@ -35,10 +35,22 @@ from service.errors import InvalidInputError
 from service.ledger.regions import all_regions, region_chain
 from service.ledger.states import State
 
-RANK_RULE = ("within villages and within grids: higher closure rate (closed/confirmed; nothing confirmed "
-             "counts as 1.0), then lower median days to close (none last), then fewer rebounds, then fewer found")
-CSV_COLUMNS = ("kind", "name", "parent", "found", "confirmed", "closed", "closure_rate", "median_days_to_close",
-               "rebounds", "rank")
+RANK_RULE = (
+    "within villages and within grids: higher closure rate (closed/confirmed; nothing confirmed "
+    "counts as 1.0), then lower median days to close (none last), then fewer rebounds, then fewer found"
+)
+CSV_COLUMNS = (
+    "kind",
+    "name",
+    "parent",
+    "found",
+    "confirmed",
+    "closed",
+    "closure_rate",
+    "median_days_to_close",
+    "rebounds",
+    "rank",
+)
 _MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 
 
@@ -75,8 +87,11 @@ def ranking(session: Session, month: str, timezone: str) -> list[RankingRow]:
     ancestors = {rid: [r.id for r in region_chain(regions, rid)] for rid in regions}
 
     found: dict[int, int] = defaultdict(int)
-    for region_id in session.scalars(select(Issue.region_id).where(Issue.created_at >= start, Issue.created_at < end,
-                                                                   Issue.region_id.is_not(None))):
+    for region_id in session.scalars(
+        select(Issue.region_id).where(
+            Issue.created_at >= start, Issue.created_at < end, Issue.region_id.is_not(None)
+        )
+    ):
         for rid in ancestors.get(region_id, []):
             found[rid] += 1
 
@@ -84,8 +99,14 @@ def ranking(session: Session, month: str, timezone: str) -> list[RankingRow]:
     events = session.execute(
         select(IssueEvent.issue_id, IssueEvent.to_state, IssueEvent.at, Issue.region_id, Issue.created_at)
         .join(Issue, Issue.id == IssueEvent.issue_id)
-        .where(IssueEvent.kind == "transition", IssueEvent.to_state.in_(counted),
-               IssueEvent.at >= start, IssueEvent.at < end, Issue.region_id.is_not(None))).all()
+        .where(
+            IssueEvent.kind == "transition",
+            IssueEvent.to_state.in_(counted),
+            IssueEvent.at >= start,
+            IssueEvent.at < end,
+            Issue.region_id.is_not(None),
+        )
+    ).all()
     issues_by: dict[tuple[int, str], set[int]] = defaultdict(set)
     close_days: dict[int, list[float]] = defaultdict(list)
     for issue_id, to_state, at, region_id, created_at in events:
@@ -100,11 +121,21 @@ def ranking(session: Session, month: str, timezone: str) -> list[RankingRow]:
         closed = len(issues_by[(region.id, State.closed.value)])
         days = close_days.get(region.id)
         parent = regions.get(region.parent_id) if region.parent_id is not None else None
-        rows.append(RankingRow(region.id, region.name, region.kind, parent.name if parent else None,
-                               found[region.id], confirmed, closed,
-                               round(closed / confirmed, 4) if confirmed else None,
-                               round(statistics.median(days), 2) if days else None,
-                               len(issues_by[(region.id, State.rebound.value)]), rank=0))
+        rows.append(
+            RankingRow(
+                region.id,
+                region.name,
+                region.kind,
+                parent.name if parent else None,
+                found[region.id],
+                confirmed,
+                closed,
+                round(closed / confirmed, 4) if confirmed else None,
+                round(statistics.median(days), 2) if days else None,
+                len(issues_by[(region.id, State.rebound.value)]),
+                rank=0,
+            )
+        )
     return _ranked(rows)
 
 
@@ -133,9 +164,18 @@ def to_csv(rows: list[RankingRow]) -> str:
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for r in rows:
-        writer.writerow([r.kind, r.name, r.parent_name or "", r.found, r.confirmed, r.closed,
-                         "" if r.closure_rate is None else f"{r.closure_rate:.4f}",
-                         "" if r.median_days_to_close is None else f"{r.median_days_to_close:.2f}",
-                         r.rebounds, r.rank])
+        writer.writerow(
+            [
+                r.kind,
+                r.name,
+                r.parent_name or "",
+                r.found,
+                r.confirmed,
+                r.closed,
+                "" if r.closure_rate is None else f"{r.closure_rate:.4f}",
+                "" if r.median_days_to_close is None else f"{r.median_days_to_close:.2f}",
+                r.rebounds,
+                r.rank,
+            ]
+        )
     return "\ufeff" + buffer.getvalue()
-

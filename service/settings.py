@@ -15,8 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from vision.taxonomy import Taxonomy
 
 # Values people paste from examples; refusing them keeps a demo key out of production.
-PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "change_me", "secret", "password", "admin",
-                                 "test", "example", "xxx", "todo"})
+PLACEHOLDER_SECRETS = frozenset(
+    {"changeme", "change-me", "change_me", "secret", "password", "admin", "test", "example", "xxx", "todo"}
+)
 MIN_SECRET_LENGTH = 32
 
 
@@ -31,32 +32,48 @@ class Settings(BaseSettings):
 
     database_url: str = Field(
         default="sqlite:///./var/patrol.db",
-        description="SQLAlchemy URL: sqlite:///path.db (embedded) or postgresql+psycopg://user@host/db.")
+        description="SQLAlchemy URL: sqlite:///path.db (embedded) or postgresql+psycopg://user@host/db.",
+    )
     broker_url: str | None = Field(
-        default=None, description="Unset: in-process job runner. Set (redis://...): Celery on Redis.")
+        default=None, description="Unset: in-process job runner. Set (redis://...): Celery on Redis."
+    )
     data_dir: Path = Field(default=Path("./var/data"), description="Evidence images (frames and crops).")
     model: str = Field(default="default", description="Installed model name, or a path to a model folder.")
-    models_dir: Path | None = Field(default=None, description="Where installed models live (models/ if unset).")
+    models_dir: Path | None = Field(
+        default=None, description="Where installed models live (models/ if unset)."
+    )
     bootstrap_admin_key: SecretStr | None = Field(
-        default=None, description=f"When set, an admin API key with this value exists after start "
-                                  f"(at least {MIN_SECRET_LENGTH} characters).")
-    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024, le=1 << 34,
-                                  description="Largest photo request body; larger ones get 413 unread.")
+        default=None,
+        description=f"When set, an admin API key with this value exists after start "
+        f"(at least {MIN_SECRET_LENGTH} characters).",
+    )
+    max_upload_bytes: int = Field(
+        default=50 * 1024 * 1024,
+        ge=1024,
+        le=1 << 34,
+        description="Largest photo request body; larger ones get 413 unread.",
+    )
     max_image_pixels: int = Field(default=100_000_000, ge=1, description="Decompression-bomb guard.")
     dedup_radius_m: dict[str, float] = Field(
-        default_factory=dict, description="Per-class override of the taxonomy's dedup_radius_m (metres).")
+        default_factory=dict, description="Per-class override of the taxonomy's dedup_radius_m (metres)."
+    )
     dedup_window_days: float = Field(
-        default=30.0, gt=0, description="An observation joins an open issue last seen within this many days.")
+        default=30.0, gt=0, description="An observation joins an open issue last seen within this many days."
+    )
     dedup_window_days_by_class: dict[str, float] = Field(
         # A fire is an event: smoke over the same field a week later is a new burning.
         default_factory=lambda: {"straw_burning": 3.0},
-        description="Per-class override of dedup_window_days.")
+        description="Per-class override of dedup_window_days.",
+    )
     rebound_window_days: float = Field(
-        default=90.0, gt=0, description="A detection at a verified/closed place this soon reopens it (反弹).")
-    verification_passes: int = Field(default=2, ge=1, le=20,
-                                     description="Clear passes over a rectified issue that verify it (回头看).")
+        default=90.0, gt=0, description="A detection at a verified/closed place this soon reopens it (反弹)."
+    )
+    verification_passes: int = Field(
+        default=2, ge=1, le=20, description="Clear passes over a rectified issue that verify it (回头看)."
+    )
     verification_min_gap_minutes: float = Field(
-        default=60.0, ge=0, description="Clear passes count as separate only when this far apart in time.")
+        default=60.0, ge=0, description="Clear passes count as separate only when this far apart in time."
+    )
     timezone: str = Field(default="Asia/Shanghai", description="Month boundaries of reports.")
 
     @field_validator("database_url")
@@ -65,9 +82,11 @@ class Settings(BaseSettings):
         # SQLAlchemy's default PostgreSQL driver is psycopg2, which we do not ship.
         for plain in ("postgresql://", "postgres://"):
             if value.startswith(plain):
-                return "postgresql+psycopg://" + value[len(plain):]
+                return "postgresql+psycopg://" + value[len(plain) :]
         if not value.startswith(("sqlite://", "postgresql+psycopg://")):
-            raise ValueError(f"expected a sqlite:/// or postgresql+psycopg:// URL, got {value.split(':', 1)[0]}:...")
+            raise ValueError(
+                f"expected a sqlite:/// or postgresql+psycopg:// URL, got {value.split(':', 1)[0]}:..."
+            )
         return value
 
     @field_validator("bootstrap_admin_key")
@@ -77,9 +96,11 @@ class Settings(BaseSettings):
             return None
         secret = value.get_secret_value()
         if secret.strip().lower() in PLACEHOLDER_SECRETS or len(secret) < MIN_SECRET_LENGTH:
-            raise ValueError(f"expected a random key of at least {MIN_SECRET_LENGTH} characters "
-                             f"(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`), "
-                             f"got a {len(secret)}-character placeholder")
+            raise ValueError(
+                f"expected a random key of at least {MIN_SECRET_LENGTH} characters "
+                f"(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`), "
+                f"got a {len(secret)}-character placeholder"
+            )
         return value
 
     @field_validator("timezone")
@@ -96,8 +117,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _classes_known(self) -> Settings:
         known = _class_keys()
-        for name, mapping in (("dedup_radius_m", self.dedup_radius_m),
-                              ("dedup_window_days_by_class", self.dedup_window_days_by_class)):
+        for name, mapping in (
+            ("dedup_radius_m", self.dedup_radius_m),
+            ("dedup_window_days_by_class", self.dedup_window_days_by_class),
+        ):
             unknown = sorted(set(mapping) - set(known))
             if unknown:
                 raise ValueError(f"{name} names unknown classes {unknown}; known: {', '.join(known)}")

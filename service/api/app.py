@@ -42,11 +42,18 @@ from vision.errors import TaxonomyError
 from vision.taxonomy import Taxonomy
 
 # Route names reachable without an API key. Everything else is denied by default.
-PUBLIC_ROUTES = frozenset({"health", "metrics", "openapi", "swagger_ui_html", "swagger_ui_redirect", "redoc_html"})
+PUBLIC_ROUTES = frozenset(
+    {"health", "metrics", "openapi", "swagger_ui_html", "swagger_ui_redirect", "redoc_html"}
+)
 
 
-def create_app(settings: Settings | None = None, *, analyzer: PhotoAnalyzer | None = None,
-               clock: Clock | None = None, taxonomy: Taxonomy | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    analyzer: PhotoAnalyzer | None = None,
+    clock: Clock | None = None,
+    taxonomy: Taxonomy | None = None,
+) -> FastAPI:
     settings = settings or Settings()
     taxonomy = taxonomy or Taxonomy.default()
     owns_analyzer = analyzer is None
@@ -59,11 +66,17 @@ def create_app(settings: Settings | None = None, *, analyzer: PhotoAnalyzer | No
     metrics = ServiceMetrics()
     metrics.watch_ledger(session_factory)
     state = ServiceState(
-        settings=settings, engine=engine, session_factory=session_factory, analyzer=analyzer,
-        clock=clock or utc_now, taxonomy=taxonomy,
-        intake=IntakeContext(taxonomy, DedupRules.from_settings(settings, taxonomy),
-                             VerificationRules.from_settings(settings)),
-        metrics=metrics)
+        settings=settings,
+        engine=engine,
+        session_factory=session_factory,
+        analyzer=analyzer,
+        clock=clock or utc_now,
+        taxonomy=taxonomy,
+        intake=IntakeContext(
+            taxonomy, DedupRules.from_settings(settings, taxonomy), VerificationRules.from_settings(settings)
+        ),
+        metrics=metrics,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -74,9 +87,13 @@ def create_app(settings: Settings | None = None, *, analyzer: PhotoAnalyzer | No
             close()  # the pipeline's batcher thread
         engine.dispose()
 
-    app = FastAPI(title="patrol-vision ledger", version="1", lifespan=lifespan,
-                  description="Photos and surveys in, deduplicated candidate issues out: states, history, "
-                              "villages and grids, roles. Authenticate with `Authorization: Bearer <key>`.")
+    app = FastAPI(
+        title="patrol-vision ledger",
+        version="1",
+        lifespan=lifespan,
+        description="Photos and surveys in, deduplicated candidate issues out: states, history, "
+        "villages and grids, roles. Authenticate with `Authorization: Bearer <key>`.",
+    )
     app.state.service = state
     for module in (health, photos, issues, regions, reports):
         app.include_router(module.router)
@@ -91,18 +108,23 @@ def start(state: ServiceState) -> None:
     state.settings.data_dir.mkdir(parents=True, exist_ok=True)
     if state.settings.bootstrap_admin_key is not None:
         with session_scope(state.session_factory) as session:
-            ensure_bootstrap_admin(session, state.settings.bootstrap_admin_key.get_secret_value(), state.clock())
+            ensure_bootstrap_admin(
+                session, state.settings.bootstrap_admin_key.get_secret_value(), state.clock()
+            )
 
 
 def _add_error_handlers(app: FastAPI) -> None:
     def handler(code: int):  # type: ignore[no-untyped-def]
         async def handle(request: Request, exc: Exception) -> JSONResponse:
             return JSONResponse({"detail": str(exc)}, status_code=code)
+
         return handle
 
     async def illegal(request: Request, exc: IllegalTransitionError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc), "state": exc.state, "allowed": list(exc.allowed)},
-                            status_code=status.HTTP_409_CONFLICT)
+        return JSONResponse(
+            {"detail": str(exc), "state": exc.state, "allowed": list(exc.allowed)},
+            status_code=status.HTTP_409_CONFLICT,
+        )
 
     app.add_exception_handler(NotFoundError, handler(status.HTTP_404_NOT_FOUND))
     app.add_exception_handler(RoleNotAllowedError, handler(status.HTTP_403_FORBIDDEN))

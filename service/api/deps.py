@@ -47,18 +47,23 @@ def get_now(state: StateDep) -> datetime:
 NowDep = Annotated[datetime, Depends(get_now)]
 
 
-def current_key(state: StateDep,
-                credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> ApiKey:
+def current_key(
+    state: StateDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> ApiKey:
     """The caller's API key, or 401. Uses its own short session so that no transaction stays
     open while a large upload streams in."""
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key: send `Authorization: Bearer <key>`",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing API key: send `Authorization: Bearer <key>`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     with state.session_factory() as session:
         key = authenticate(session, credentials.credentials)
     if key is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked API key",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
+        )
     return key
 
 
@@ -73,8 +78,9 @@ def require_role(*roles: Role) -> Any:
     def check(key: CurrentKey) -> ApiKey:
         if not role_satisfies(Role(key.role), roles):
             names = ", ".join(sorted({"admin", *(r.value for r in roles)}))
-            raise HTTPException(status.HTTP_403_FORBIDDEN,
-                                f"role {key.role!r} may not do this; it needs one of: {names}")
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"role {key.role!r} may not do this; it needs one of: {names}"
+            )
         return key
 
     check.required_roles = frozenset(roles)  # type: ignore[attr-defined]  # read by the route-matrix test
@@ -100,8 +106,14 @@ def route_table(app: FastAPI) -> list[RouteInfo]:
     """
     table = []
     for context in iter_route_contexts(app.routes):
-        table.append(RouteInfo(context.path or "", context.name or "", frozenset(context.methods or ()),
-                               getattr(context, "dependant", None)))
+        table.append(
+            RouteInfo(
+                context.path or "",
+                context.name or "",
+                frozenset(context.methods or ()),
+                getattr(context, "dependant", None),
+            )
+        )
     return table
 
 

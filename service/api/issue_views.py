@@ -36,11 +36,20 @@ class IssueFilters:
 
 
 def _counts() -> tuple[object, object]:
-    observations = (select(func.count(Observation.id)).where(Observation.issue_id == Issue.id)
-                    .correlate(Issue).scalar_subquery())
-    sources = (select(func.count(distinct(Frame.source_id))).select_from(Observation)
-               .join(Frame, Frame.id == Observation.frame_id).where(Observation.issue_id == Issue.id)
-               .correlate(Issue).scalar_subquery())
+    observations = (
+        select(func.count(Observation.id))
+        .where(Observation.issue_id == Issue.id)
+        .correlate(Issue)
+        .scalar_subquery()
+    )
+    sources = (
+        select(func.count(distinct(Frame.source_id)))
+        .select_from(Observation)
+        .join(Frame, Frame.id == Observation.frame_id)
+        .where(Observation.issue_id == Issue.id)
+        .correlate(Issue)
+        .scalar_subquery()
+    )
     return observations, sources
 
 
@@ -60,12 +69,21 @@ def filtered(filters: IssueFilters, regions: dict[int, Region]) -> Select:  # ty
     return query
 
 
-def list_features(session: Session, filters: IssueFilters, regions: dict[int, Region], taxonomy: Taxonomy,
-                  *, limit: int, offset: int) -> tuple[list[IssueFeature], int]:
+def list_features(
+    session: Session,
+    filters: IssueFilters,
+    regions: dict[int, Region],
+    taxonomy: Taxonomy,
+    *,
+    limit: int,
+    offset: int,
+) -> tuple[list[IssueFeature], int]:
     base = filtered(filters, regions)
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
     observations, sources = _counts()
-    rows = session.execute(base.add_columns(observations, sources).order_by(Issue.id).limit(limit).offset(offset))
+    rows = session.execute(
+        base.add_columns(observations, sources).order_by(Issue.id).limit(limit).offset(offset)
+    )
     return [feature(issue, n_obs, n_src, regions, taxonomy) for issue, n_obs, n_src in rows], total
 
 
@@ -73,14 +91,29 @@ def properties(issue: Issue, n_obs: int, n_src: int, regions: dict[int, Region],
     spec = taxonomy.get(issue.class_key)
     chain = region_chain(regions, issue.region_id)
     by_kind = {r.kind: r.name for r in chain}  # innermost of each kind wins: chain is outermost first
-    return dict(id=issue.id, class_key=issue.class_key, name_zh=spec.name_zh, name_en=spec.name_en,
-                state=State(issue.state), needs_location=issue.needs_location, region_id=issue.region_id,
-                village=by_kind.get("village"), grid=by_kind.get("grid"), regions=[r.name for r in chain],
-                observation_count=n_obs, source_count=n_src, max_score=round(issue.max_score, 4),
-                location_uncertainty_m=issue.location_uncertainty_m, area_m2=issue.area_m2,
-                footprint=json.loads(issue.footprint) if issue.footprint else None,
-                first_seen_at=issue.first_seen_at, last_seen_at=issue.last_seen_at,
-                state_changed_at=issue.state_changed_at, created_at=issue.created_at, updated_at=issue.updated_at)
+    return dict(
+        id=issue.id,
+        class_key=issue.class_key,
+        name_zh=spec.name_zh,
+        name_en=spec.name_en,
+        state=State(issue.state),
+        needs_location=issue.needs_location,
+        region_id=issue.region_id,
+        village=by_kind.get("village"),
+        grid=by_kind.get("grid"),
+        regions=[r.name for r in chain],
+        observation_count=n_obs,
+        source_count=n_src,
+        max_score=round(issue.max_score, 4),
+        location_uncertainty_m=issue.location_uncertainty_m,
+        area_m2=issue.area_m2,
+        footprint=json.loads(issue.footprint) if issue.footprint else None,
+        first_seen_at=issue.first_seen_at,
+        last_seen_at=issue.last_seen_at,
+        state_changed_at=issue.state_changed_at,
+        created_at=issue.created_at,
+        updated_at=issue.updated_at,
+    )
 
 
 def _geometry(issue: Issue) -> PointGeometry | None:
@@ -89,22 +122,43 @@ def _geometry(issue: Issue) -> PointGeometry | None:
     return PointGeometry(coordinates=(issue.lon, issue.lat))
 
 
-def feature(issue: Issue, n_obs: int, n_src: int, regions: dict[int, Region], taxonomy: Taxonomy) -> IssueFeature:
-    return IssueFeature(id=issue.id, geometry=_geometry(issue),
-                        properties=IssueProperties(**properties(issue, n_obs, n_src, regions, taxonomy)))
+def feature(
+    issue: Issue, n_obs: int, n_src: int, regions: dict[int, Region], taxonomy: Taxonomy
+) -> IssueFeature:
+    return IssueFeature(
+        id=issue.id,
+        geometry=_geometry(issue),
+        properties=IssueProperties(**properties(issue, n_obs, n_src, regions, taxonomy)),
+    )
 
 
 def detail(session: Session, issue: Issue, regions: dict[int, Region], taxonomy: Taxonomy) -> IssueDetail:
     observations, sources = _counts()
-    n_obs, n_src = session.execute(select(observations, sources).select_from(Issue).where(Issue.id == issue.id)).one()
-    events = list(session.scalars(select(IssueEvent).where(IssueEvent.issue_id == issue.id).order_by(IssueEvent.id)))
+    n_obs, n_src = session.execute(
+        select(observations, sources).select_from(Issue).where(Issue.id == issue.id)
+    ).one()
+    events = list(
+        session.scalars(select(IssueEvent).where(IssueEvent.issue_id == issue.id).order_by(IssueEvent.id))
+    )
     props = IssueDetailProperties(
         **properties(issue, n_obs, n_src, regions, taxonomy),
-        history=[EventPublic(id=e.id, at=e.at, kind=e.kind, actor=e.actor, from_state=e.from_state,
-                             to_state=e.to_state, reason=e.reason, observation_id=e.observation_id,
-                             frame_id=e.frame_id) for e in events],
+        history=[
+            EventPublic(
+                id=e.id,
+                at=e.at,
+                kind=e.kind,
+                actor=e.actor,
+                from_state=e.from_state,
+                to_state=e.to_state,
+                reason=e.reason,
+                observation_id=e.observation_id,
+                frame_id=e.frame_id,
+            )
+            for e in events
+        ],
         evidence=evidence_items(session, issue.id),
-        allowed_transitions=list(allowed_targets(State(issue.state))))
+        allowed_transitions=list(allowed_targets(State(issue.state))),
+    )
     return IssueDetail(id=issue.id, geometry=_geometry(issue), properties=props)
 
 
@@ -120,23 +174,34 @@ class EvidenceItem:
 def evidence_rows(session: Session, issue_id: int) -> list[EvidenceItem]:
     """The issue's evidence in the order it arrived: detections and clear passes, numbered from 1."""
     rows = session.execute(
-        select(IssueEvent, Frame, Source, Observation).select_from(IssueEvent)
+        select(IssueEvent, Frame, Source, Observation)
+        .select_from(IssueEvent)
         .outerjoin(Observation, Observation.id == IssueEvent.observation_id)
         .join(Frame, Frame.id == func.coalesce(IssueEvent.frame_id, Observation.frame_id))
         .join(Source, Source.id == Frame.source_id)
         .where(IssueEvent.issue_id == issue_id, IssueEvent.kind.in_(EVIDENCE_KINDS))
-        .order_by(IssueEvent.id)).all()
-    return [EvidenceItem(n, "clear_pass" if event.kind == "clear_pass" else "detection", frame, source, obs)
-            for n, (event, frame, source, obs) in enumerate(rows, start=1)]
+        .order_by(IssueEvent.id)
+    ).all()
+    return [
+        EvidenceItem(n, "clear_pass" if event.kind == "clear_pass" else "detection", frame, source, obs)
+        for n, (event, frame, source, obs) in enumerate(rows, start=1)
+    ]
 
 
 def evidence_items(session: Session, issue_id: int) -> list[EvidencePublic]:
     base = f"/v1/issues/{issue_id}/evidence"
-    return [EvidencePublic(n=item.n, kind=item.kind, frame_id=item.frame.id,  # type: ignore[arg-type]
-                           observation_id=item.observation.id if item.observation else None,
-                           source_kind=item.source.kind, source_name=item.source.name,
-                           captured_at=item.frame.captured_at,
-                           score=round(item.observation.score, 4) if item.observation else None,
-                           crop_url=f"{base}/{item.n}?view=crop" if item.observation else None,
-                           frame_url=f"{base}/{item.n}?view=frame")
-            for item in evidence_rows(session, issue_id)]
+    return [
+        EvidencePublic(
+            n=item.n,
+            kind=item.kind,
+            frame_id=item.frame.id,  # type: ignore[arg-type]
+            observation_id=item.observation.id if item.observation else None,
+            source_kind=item.source.kind,
+            source_name=item.source.name,
+            captured_at=item.frame.captured_at,
+            score=round(item.observation.score, 4) if item.observation else None,
+            crop_url=f"{base}/{item.n}?view=crop" if item.observation else None,
+            frame_url=f"{base}/{item.n}?view=frame",
+        )
+        for item in evidence_rows(session, issue_id)
+    ]

@@ -29,8 +29,10 @@ class BodyTooLargeError(Exception):
 
 
 def too_large(limit: int) -> HTTPException:
-    return HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                         f"request body exceeds the {limit:,}-byte limit ({limit / 1024 / 1024:.0f} MB)")
+    return HTTPException(
+        status.HTTP_413_CONTENT_TOO_LARGE,
+        f"request body exceeds the {limit:,}-byte limit ({limit / 1024 / 1024:.0f} MB)",
+    )
 
 
 def check_content_length(request: Request, limit: int) -> None:
@@ -61,30 +63,44 @@ class UploadedForm:
     file_bytes: bytes
 
 
-async def read_single_file_form(request: Request, *, limit: int, file_field: str = "file",
-                                allowed_fields: tuple[str, ...] = ()) -> UploadedForm:
+async def read_single_file_form(
+    request: Request, *, limit: int, file_field: str = "file", allowed_fields: tuple[str, ...] = ()
+) -> UploadedForm:
     """One file part plus a few small text fields from multipart/form-data, within `limit` bytes."""
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
-        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-                            f"expected multipart/form-data with a '{file_field}' part, got {content_type or 'no type'!r}")
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            f"expected multipart/form-data with a '{file_field}' part, got {content_type or 'no type'!r}",
+        )
     check_content_length(request, limit)
-    parser = MultiPartParser(request.headers, _counted(request, limit), max_files=1,
-                             max_fields=len(allowed_fields), max_part_size=MAX_FORM_FIELD_BYTES)
+    parser = MultiPartParser(
+        request.headers,
+        _counted(request, limit),
+        max_files=1,
+        max_fields=len(allowed_fields),
+        max_part_size=MAX_FORM_FIELD_BYTES,
+    )
     try:
         form = await parser.parse()
     except BodyTooLargeError:
         raise too_large(limit) from None
     except MultiPartException as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"malformed multipart body: {exc.message}") from None
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"malformed multipart body: {exc.message}"
+        ) from None
     try:
         upload = form.get(file_field)
         if not isinstance(upload, UploadFile):
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"expected a file part named '{file_field}'")
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, f"expected a file part named '{file_field}'"
+            )
         unknown = sorted(k for k in form if k != file_field and k not in allowed_fields)
         if unknown:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                                f"unexpected form fields {unknown}; allowed: {', '.join((file_field, *allowed_fields))}")
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"unexpected form fields {unknown}; allowed: {', '.join((file_field, *allowed_fields))}",
+            )
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         data = await upload.read()
         return UploadedForm(fields, upload.filename or "", data)
@@ -95,8 +111,10 @@ async def read_single_file_form(request: Request, *, limit: int, file_field: str
 async def read_json_body(request: Request, *, limit: int, media_types: tuple[str, ...]) -> Any:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in media_types:
-        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-                            f"expected a body of type {' or '.join(media_types)}, got {content_type or 'none'!r}")
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            f"expected a body of type {' or '.join(media_types)}, got {content_type or 'none'!r}",
+        )
     check_content_length(request, limit)
     chunks = []
     try:

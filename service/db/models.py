@@ -26,8 +26,16 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db.base import Base, UTCDateTime
 
-ISSUE_STATES = ("candidate", "confirmed", "rejected", "dispatched", "rectified", "verified", "closed",
-                "rebound")
+ISSUE_STATES = (
+    "candidate",
+    "confirmed",
+    "rejected",
+    "dispatched",
+    "rectified",
+    "verified",
+    "closed",
+    "rebound",
+)
 ROLES = ("citizen", "worker", "reviewer", "ingest", "admin")
 REGION_KINDS = ("village", "grid")
 SOURCE_KINDS = ("citizen", "drone", "camera")

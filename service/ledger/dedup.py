@@ -35,7 +35,7 @@ from vision.taxonomy import Taxonomy
 
 
 class MatchAction(StrEnum):
-    join = "join"        # add the observation, state unchanged
+    join = "join"  # add the observation, state unchanged
     rebound = "rebound"  # add the observation and reopen the issue
 
 
@@ -48,16 +48,21 @@ class DedupRules:
     @classmethod
     def from_settings(cls, settings: Settings, taxonomy: Taxonomy) -> DedupRules:
         radius = {spec.key: settings.dedup_radius_m.get(spec.key, spec.dedup_radius_m) for spec in taxonomy}
-        window = {spec.key: timedelta(days=settings.dedup_window_days_by_class.get(spec.key,
-                                                                                   settings.dedup_window_days))
-                  for spec in taxonomy}
+        window = {
+            spec.key: timedelta(
+                days=settings.dedup_window_days_by_class.get(spec.key, settings.dedup_window_days)
+            )
+            for spec in taxonomy
+        }
         return cls(radius, window, timedelta(days=settings.rebound_window_days))
 
     def radius_for(self, class_key: str) -> float:
         try:
             return self.radius_m[class_key]
         except KeyError:
-            raise KeyError(f"no dedup radius for class {class_key!r}; known: {', '.join(self.radius_m)}") from None
+            raise KeyError(
+                f"no dedup radius for class {class_key!r}; known: {', '.join(self.radius_m)}"
+            ) from None
 
     def window_for(self, class_key: str) -> timedelta:
         return self.window[class_key]
@@ -70,16 +75,22 @@ class Match:
     action: MatchAction
 
 
-def find_match(session: Session, rules: DedupRules, *, class_key: str, lon: float, lat: float,
-               observed_at: datetime) -> Match | None:
+def find_match(
+    session: Session, rules: DedupRules, *, class_key: str, lon: float, lat: float, observed_at: datetime
+) -> Match | None:
     radius = rules.radius_for(class_key)
     box = search_box(lon, lat, radius)
     states = [s.value for s in OPEN_STATES | REBOUNDABLE_STATES]
     rows = session.scalars(
-        select(Issue).where(Issue.class_key == class_key, Issue.state.in_(states),
-                            Issue.lat.between(box.min_lat, box.max_lat),
-                            Issue.lon.between(box.min_lon, box.max_lon))
-        .order_by(Issue.id))
+        select(Issue)
+        .where(
+            Issue.class_key == class_key,
+            Issue.state.in_(states),
+            Issue.lat.between(box.min_lat, box.max_lat),
+            Issue.lon.between(box.min_lon, box.max_lon),
+        )
+        .order_by(Issue.id)
+    )
     best: tuple[float, int, Match] | None = None
     for issue in rows:
         action = _action(issue, rules, class_key, observed_at)

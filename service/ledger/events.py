@@ -37,37 +37,86 @@ class Actor:
         return cls(actor_label(key), Role(key.role), key.id)
 
 
-def record_event(session: Session, issue: Issue, *, kind: str, actor: Actor, at: datetime,
-                 from_state: str | None = None, to_state: str | None = None, reason: str = "",
-                 observation_id: int | None = None, frame_id: int | None = None) -> IssueEvent:
-    event = IssueEvent(issue_id=issue.id, at=at, kind=kind, actor=actor.label, api_key_id=actor.api_key_id,
-                       from_state=from_state, to_state=to_state, reason=reason,
-                       observation_id=observation_id, frame_id=frame_id)
+def record_event(
+    session: Session,
+    issue: Issue,
+    *,
+    kind: str,
+    actor: Actor,
+    at: datetime,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    reason: str = "",
+    observation_id: int | None = None,
+    frame_id: int | None = None,
+) -> IssueEvent:
+    event = IssueEvent(
+        issue_id=issue.id,
+        at=at,
+        kind=kind,
+        actor=actor.label,
+        api_key_id=actor.api_key_id,
+        from_state=from_state,
+        to_state=to_state,
+        reason=reason,
+        observation_id=observation_id,
+        frame_id=frame_id,
+    )
     session.add(event)
     issue.updated_at = at
     session.flush()
     return event
 
 
-def transition(session: Session, issue: Issue, target: State, *, actor: Actor, at: datetime, reason: str = "",
-               observation_id: int | None = None, frame_id: int | None = None) -> IssueEvent:
+def transition(
+    session: Session,
+    issue: Issue,
+    target: State,
+    *,
+    actor: Actor,
+    at: datetime,
+    reason: str = "",
+    observation_id: int | None = None,
+    frame_id: int | None = None,
+) -> IssueEvent:
     """Move `issue` to `target` with its event, or raise (IllegalTransition, RoleNotAllowed, Conflict)."""
     source = State(issue.state)
     check_move(source, target, actor.role)
     if target == State.dispatched and issue.needs_location:
-        raise TransitionConflictError(f"issue {issue.id} has no location yet; a reviewer must place it "
-                                      f"(PUT /v1/issues/{issue.id}/location) before it can be dispatched")
+        raise TransitionConflictError(
+            f"issue {issue.id} has no location yet; a reviewer must place it "
+            f"(PUT /v1/issues/{issue.id}/location) before it can be dispatched"
+        )
     issue.state = target.value
     issue.state_changed_at = at
-    return record_event(session, issue, kind="transition", actor=actor, at=at, from_state=source.value,
-                        to_state=target.value, reason=reason, observation_id=observation_id, frame_id=frame_id)
+    return record_event(
+        session,
+        issue,
+        kind="transition",
+        actor=actor,
+        at=at,
+        from_state=source.value,
+        to_state=target.value,
+        reason=reason,
+        observation_id=observation_id,
+        frame_id=frame_id,
+    )
 
 
 def history(session: Session, issue_id: int) -> list[IssueEvent]:
-    return list(session.scalars(select(IssueEvent).where(IssueEvent.issue_id == issue_id).order_by(IssueEvent.id)))
+    return list(
+        session.scalars(select(IssueEvent).where(IssueEvent.issue_id == issue_id).order_by(IssueEvent.id))
+    )
 
 
 def last_transition_to(session: Session, issue_id: int, state: State) -> IssueEvent | None:
-    return session.scalars(select(IssueEvent).where(IssueEvent.issue_id == issue_id, IssueEvent.kind == "transition",
-                                                    IssueEvent.to_state == state.value)
-                           .order_by(IssueEvent.id.desc()).limit(1)).first()
+    return session.scalars(
+        select(IssueEvent)
+        .where(
+            IssueEvent.issue_id == issue_id,
+            IssueEvent.kind == "transition",
+            IssueEvent.to_state == state.value,
+        )
+        .order_by(IssueEvent.id.desc())
+        .limit(1)
+    ).first()

@@ -30,9 +30,9 @@ from vision.taxonomy import Taxonomy
 
 
 class Outcome(StrEnum):
-    opened = "opened"      # a new candidate issue
-    joined = "joined"      # added to an existing issue
-    rebound = "rebound"    # added to a rectified/verified/closed issue and reopened it
+    opened = "opened"  # a new candidate issue
+    joined = "joined"  # added to an existing issue
+    rebound = "rebound"  # added to a rectified/verified/closed issue and reopened it
     recorded = "recorded"  # this image was recorded before; nothing new was written
 
 
@@ -68,11 +68,23 @@ class IntakeContext:
     verification: VerificationRules
 
 
-def record_analysis(session: Session, ctx: IntakeContext, *, analysis: PhotoAnalysis, source: SourceRef,
-                    store: EvidenceStore, actor: Actor, now: datetime, note: str = "") -> IntakeResult:
+def record_analysis(
+    session: Session,
+    ctx: IntakeContext,
+    *,
+    analysis: PhotoAnalysis,
+    source: SourceRef,
+    store: EvidenceStore,
+    actor: Actor,
+    now: datetime,
+    note: str = "",
+) -> IntakeResult:
     lock_ledger(session, now)
-    existing = session.scalars(select(Frame).where(Frame.content_hash == analysis.content_hash,
-                                                   Frame.model_version == analysis.model_version)).first()
+    existing = session.scalars(
+        select(Frame).where(
+            Frame.content_hash == analysis.content_hash, Frame.model_version == analysis.model_version
+        )
+    ).first()
     if existing is not None:
         return _earlier_result(session, existing)
     for draft in analysis.observations:
@@ -82,50 +94,93 @@ def record_analysis(session: Session, ctx: IntakeContext, *, analysis: PhotoAnal
     # A camera clock in the future would make the observation look newer than everything.
     captured_at = min(analysis.captured_at, now) if analysis.captured_at is not None else now
     frame = _frame(session, analysis, source_row, store, captured_at, now, note)
-    outcomes = [_place_observation(session, ctx, frame, draft, analysis, store, actor, now)
-                for draft in analysis.observations]
+    outcomes = [
+        _place_observation(session, ctx, frame, draft, analysis, store, actor, now)
+        for draft in analysis.observations
+    ]
     passes: list[PassOutcome] = []
     if analysis.coverage is not None:
-        passes = check_rectified_issues(session, frame=frame, coverage=analysis.coverage,
-                                        observations=[o.observation for o in outcomes], dedup=ctx.dedup,
-                                        rules=ctx.verification, now=now)
+        passes = check_rectified_issues(
+            session,
+            frame=frame,
+            coverage=analysis.coverage,
+            observations=[o.observation for o in outcomes],
+            dedup=ctx.dedup,
+            rules=ctx.verification,
+            now=now,
+        )
     return IntakeResult(frame, False, outcomes, passes)
 
 
 def _source(session: Session, ref: SourceRef, now: datetime) -> Source:
-    row = session.scalars(select(Source).where(Source.kind == ref.kind, Source.name == ref.name,
-                                               Source.preset == ref.preset)).first()
+    row = session.scalars(
+        select(Source).where(Source.kind == ref.kind, Source.name == ref.name, Source.preset == ref.preset)
+    ).first()
     if row is None:
-        row = Source(kind=ref.kind, name=ref.name[:200], preset=ref.preset, api_key_id=ref.api_key_id, created_at=now)
+        row = Source(
+            kind=ref.kind, name=ref.name[:200], preset=ref.preset, api_key_id=ref.api_key_id, created_at=now
+        )
         session.add(row)
         session.flush()
     return row
 
 
-def _frame(session: Session, analysis: PhotoAnalysis, source: Source, store: EvidenceStore,
-           captured_at: datetime, now: datetime, note: str) -> Frame:
+def _frame(
+    session: Session,
+    analysis: PhotoAnalysis,
+    source: Source,
+    store: EvidenceStore,
+    captured_at: datetime,
+    now: datetime,
+    note: str,
+) -> Frame:
     width, height = analysis.resolution_wh
     coverage = analysis.coverage
     bounds = coverage.bounds if coverage is not None else (None, None, None, None)
-    frame = Frame(source_id=source.id, content_hash=analysis.content_hash, model_version=analysis.model_version,
-                  captured_at=captured_at, received_at=now, width=width, height=height,
-                  camera_lon=analysis.camera_point.lon if analysis.camera_point else None,
-                  camera_lat=analysis.camera_point.lat if analysis.camera_point else None,
-                  coverage=to_geojson_text(coverage) if coverage is not None else None,
-                  cov_min_lon=bounds[0], cov_min_lat=bounds[1], cov_max_lon=bounds[2], cov_max_lat=bounds[3],
-                  image_path=store.save_frame(analysis.pixels, analysis.content_hash), note=note)
+    frame = Frame(
+        source_id=source.id,
+        content_hash=analysis.content_hash,
+        model_version=analysis.model_version,
+        captured_at=captured_at,
+        received_at=now,
+        width=width,
+        height=height,
+        camera_lon=analysis.camera_point.lon if analysis.camera_point else None,
+        camera_lat=analysis.camera_point.lat if analysis.camera_point else None,
+        coverage=to_geojson_text(coverage) if coverage is not None else None,
+        cov_min_lon=bounds[0],
+        cov_min_lat=bounds[1],
+        cov_max_lon=bounds[2],
+        cov_max_lat=bounds[3],
+        image_path=store.save_frame(analysis.pixels, analysis.content_hash),
+        note=note,
+    )
     session.add(frame)
     session.flush()
     return frame
 
 
-def _place_observation(session: Session, ctx: IntakeContext, frame: Frame, draft: ObservationDraft,
-                       analysis: PhotoAnalysis, store: EvidenceStore, actor: Actor, now: datetime) -> ObservationOutcome:
+def _place_observation(
+    session: Session,
+    ctx: IntakeContext,
+    frame: Frame,
+    draft: ObservationDraft,
+    analysis: PhotoAnalysis,
+    store: EvidenceStore,
+    actor: Actor,
+    now: datetime,
+) -> ObservationOutcome:
     observed_at = frame.captured_at
     match = None
     if draft.point is not None:
-        match = find_match(session, ctx.dedup, class_key=draft.class_key, lon=draft.point.lon,
-                           lat=draft.point.lat, observed_at=observed_at)
+        match = find_match(
+            session,
+            ctx.dedup,
+            class_key=draft.class_key,
+            lon=draft.point.lon,
+            lat=draft.point.lat,
+            observed_at=observed_at,
+        )
     if match is None:
         issue = _open_issue(session, draft, observed_at, now)
         outcome = Outcome.opened
@@ -135,40 +190,82 @@ def _place_observation(session: Session, ctx: IntakeContext, frame: Frame, draft
         issue.first_seen_at = min(issue.first_seen_at, observed_at)
         issue.last_seen_at = max(issue.last_seen_at, observed_at)
         issue.max_score = max(issue.max_score, draft.score)
-    obs = Observation(frame_id=frame.id, issue_id=issue.id, class_key=draft.class_key, score=draft.score,
-                      x1=draft.box_xyxy[0], y1=draft.box_xyxy[1], x2=draft.box_xyxy[2], y2=draft.box_xyxy[3],
-                      lon=draft.point.lon if draft.point else None, lat=draft.point.lat if draft.point else None,
-                      location_uncertainty_m=draft.point.uncertainty_m if draft.point else None,
-                      location_reason=draft.location_reason,
-                      footprint=to_geojson_text(draft.footprint) if draft.footprint is not None else None,
-                      area_m2=draft.area_m2, crop_path=store.save_crop(analysis.pixels, draft.box_xyxy),
-                      observed_at=observed_at)
+    obs = Observation(
+        frame_id=frame.id,
+        issue_id=issue.id,
+        class_key=draft.class_key,
+        score=draft.score,
+        x1=draft.box_xyxy[0],
+        y1=draft.box_xyxy[1],
+        x2=draft.box_xyxy[2],
+        y2=draft.box_xyxy[3],
+        lon=draft.point.lon if draft.point else None,
+        lat=draft.point.lat if draft.point else None,
+        location_uncertainty_m=draft.point.uncertainty_m if draft.point else None,
+        location_reason=draft.location_reason,
+        footprint=to_geojson_text(draft.footprint) if draft.footprint is not None else None,
+        area_m2=draft.area_m2,
+        crop_path=store.save_crop(analysis.pixels, draft.box_xyxy),
+        observed_at=observed_at,
+    )
     session.add(obs)
     session.flush()
     if outcome == Outcome.opened:
-        record_event(session, issue, kind="opened", actor=actor, at=now, to_state=State.candidate.value,
-                     observation_id=obs.id, reason=_opened_reason(draft))
+        record_event(
+            session,
+            issue,
+            kind="opened",
+            actor=actor,
+            at=now,
+            to_state=State.candidate.value,
+            observation_id=obs.id,
+            reason=_opened_reason(draft),
+        )
     else:
-        record_event(session, issue, kind="joined", actor=actor, at=now, observation_id=obs.id,
-                     reason=f"{draft.class_key} seen again, {match.distance_m:.1f} m away")  # type: ignore[union-attr]
+        record_event(
+            session,
+            issue,
+            kind="joined",
+            actor=actor,
+            at=now,
+            observation_id=obs.id,
+            reason=f"{draft.class_key} seen again, {match.distance_m:.1f} m away",
+        )  # type: ignore[union-attr]
     if outcome == Outcome.rebound:
         was = issue.state
-        transition(session, issue, State.rebound, actor=Actor.system(), at=now, observation_id=obs.id,
-                   reason=f"{draft.class_key} seen again at a {was} place "
-                          f"({match.distance_m:.1f} m away, observation {obs.id})")  # type: ignore[union-attr]
+        transition(
+            session,
+            issue,
+            State.rebound,
+            actor=Actor.system(),
+            at=now,
+            observation_id=obs.id,
+            reason=f"{draft.class_key} seen again at a {was} place "
+            f"({match.distance_m:.1f} m away, observation {obs.id})",
+        )  # type: ignore[union-attr]
     return ObservationOutcome(obs, issue, outcome)
 
 
 def _open_issue(session: Session, draft: ObservationDraft, observed_at: datetime, now: datetime) -> Issue:
     point = draft.point
     region = smallest_region_containing(session, point.lon, point.lat) if point is not None else None
-    issue = Issue(class_key=draft.class_key, state=State.candidate.value, needs_location=point is None,
-                  lon=point.lon if point else None, lat=point.lat if point else None,
-                  location_uncertainty_m=point.uncertainty_m if point else None,
-                  footprint=to_geojson_text(draft.footprint) if draft.footprint is not None and point else None,
-                  area_m2=draft.area_m2 if point else None, region_id=region.id if region else None,
-                  max_score=draft.score, first_seen_at=observed_at, last_seen_at=observed_at,
-                  state_changed_at=now, created_at=now, updated_at=now)
+    issue = Issue(
+        class_key=draft.class_key,
+        state=State.candidate.value,
+        needs_location=point is None,
+        lon=point.lon if point else None,
+        lat=point.lat if point else None,
+        location_uncertainty_m=point.uncertainty_m if point else None,
+        footprint=to_geojson_text(draft.footprint) if draft.footprint is not None and point else None,
+        area_m2=draft.area_m2 if point else None,
+        region_id=region.id if region else None,
+        max_score=draft.score,
+        first_seen_at=observed_at,
+        last_seen_at=observed_at,
+        state_changed_at=now,
+        created_at=now,
+        updated_at=now,
+    )
     session.add(issue)
     session.flush()
     return issue
@@ -176,12 +273,16 @@ def _open_issue(session: Session, draft: ObservationDraft, observed_at: datetime
 
 def _opened_reason(draft: ObservationDraft) -> str:
     if draft.point is None:
-        return f"new {draft.class_key} candidate without a location ({draft.location_reason}); a reviewer must place it"
+        return (f"new {draft.class_key} candidate without a location ({draft.location_reason}); "
+                "a reviewer must place it")
     return f"new {draft.class_key} candidate"
 
 
 def _earlier_result(session: Session, frame: Frame) -> IntakeResult:
-    rows = session.execute(select(Observation, Issue).join(Issue, Observation.issue_id == Issue.id)
-                           .where(Observation.frame_id == frame.id).order_by(Observation.id)).all()
+    rows = session.execute(
+        select(Observation, Issue)
+        .join(Issue, Observation.issue_id == Issue.id)
+        .where(Observation.frame_id == frame.id)
+        .order_by(Observation.id)
+    ).all()
     return IntakeResult(frame, True, [ObservationOutcome(o, i, Outcome.recorded) for o, i in rows], [])
-

@@ -27,8 +27,13 @@ from vision.geo.local_frame import area_m2
 REGION_KINDS = ("village", "grid")
 MAX_FEATURES = 10_000
 PARENT_COVER_FRACTION = 0.99
-_WGS84_CRS_NAMES = {"urn:ogc:def:crs:OGC:1.3:CRS84", "urn:ogc:def:crs:OGC::CRS84", "EPSG:4326",
-                    "urn:ogc:def:crs:EPSG::4326", "urn:ogc:def:crs:EPSG:4326"}
+_WGS84_CRS_NAMES = {
+    "urn:ogc:def:crs:OGC:1.3:CRS84",
+    "urn:ogc:def:crs:OGC::CRS84",
+    "EPSG:4326",
+    "urn:ogc:def:crs:EPSG::4326",
+    "urn:ogc:def:crs:EPSG:4326",
+}
 
 
 @dataclass(frozen=True)
@@ -67,8 +72,10 @@ def _check_crs(crs: Any) -> None:
         return
     name = crs.get("properties", {}).get("name") if isinstance(crs, dict) else None
     if name not in _WGS84_CRS_NAMES:
-        raise InvalidInputError(f"expected WGS-84 lon/lat coordinates (RFC 7946), got crs {name!r}; "
-                                f"reproject the file first, e.g. `ogr2ogr -t_srs EPSG:4326 out.geojson in.geojson`")
+        raise InvalidInputError(
+            f"expected WGS-84 lon/lat coordinates (RFC 7946), got crs {name!r}; "
+            f"reproject the file first, e.g. `ogr2ogr -t_srs EPSG:4326 out.geojson in.geojson`"
+        )
 
 
 def _parse_feature(index: int, feature: Any) -> RegionDraft:
@@ -82,8 +89,9 @@ def _parse_feature(index: int, feature: Any) -> RegionDraft:
     where = f"feature {index} ({name.strip()})"
     kind = props.get("kind")
     if kind not in REGION_KINDS:
-        raise InvalidInputError(f"{where}: expected property 'kind' to be one of {', '.join(REGION_KINDS)}, "
-                                f"got {kind!r}")
+        raise InvalidInputError(
+            f"{where}: expected property 'kind' to be one of {', '.join(REGION_KINDS)}, got {kind!r}"
+        )
     raw = feature.get("geometry")
     if not isinstance(raw, dict) or raw.get("type") not in ("Polygon", "MultiPolygon"):
         got = raw.get("type") if isinstance(raw, dict) else raw
@@ -95,12 +103,19 @@ def _parse_feature(index: int, feature: Any) -> RegionDraft:
     if geometry.is_empty:
         raise InvalidInputError(f"{where}: the polygon is empty")
     min_lon, min_lat, max_lon, max_lat = geometry.bounds
-    if not all(math.isfinite(v) for v in geometry.bounds) or min_lon < -180 or max_lon > 180 \
-            or min_lat < -90 or max_lat > 90:
+    if (
+        not all(math.isfinite(v) for v in geometry.bounds)
+        or min_lon < -180
+        or max_lon > 180
+        or min_lat < -90
+        or max_lat > 90
+    ):
         raise InvalidInputError(f"{where}: expected lon/lat degrees in WGS-84, got bounds {geometry.bounds}")
     if not geometry.is_valid:
-        raise InvalidInputError(f"{where}: invalid polygon ({explain_validity(geometry)}); fix it, e.g. in QGIS "
-                                f"with 'Fix geometries'")
+        raise InvalidInputError(
+            f"{where}: invalid polygon ({explain_validity(geometry)}); fix it, e.g. in QGIS "
+            f"with 'Fix geometries'"
+        )
     return RegionDraft(name.strip()[:200], kind, geometry)
 
 
@@ -113,14 +128,26 @@ def import_regions(session: Session, drafts: list[RegionDraft], now: datetime) -
     created: list[Region] = []
     skipped: list[str] = []
     for draft in drafts:
-        if any(r.kind == draft.kind and r.name == draft.name and from_geojson_text(r.geometry).equals(draft.geometry)
-               for r in existing + created):
+        if any(
+            r.kind == draft.kind
+            and r.name == draft.name
+            and from_geojson_text(r.geometry).equals(draft.geometry)
+            for r in existing + created
+        ):
             skipped.append(draft.name)
             continue
         min_lon, min_lat, max_lon, max_lat = draft.geometry.bounds
-        region = Region(name=draft.name, kind=draft.kind, geometry=to_geojson_text(draft.geometry),
-                        min_lon=min_lon, min_lat=min_lat, max_lon=max_lon, max_lat=max_lat,
-                        area_m2=area_m2(draft.geometry), created_at=now)
+        region = Region(
+            name=draft.name,
+            kind=draft.kind,
+            geometry=to_geojson_text(draft.geometry),
+            min_lon=min_lon,
+            min_lat=min_lat,
+            max_lon=max_lon,
+            max_lat=max_lat,
+            area_m2=area_m2(draft.geometry),
+            created_at=now,
+        )
         session.add(region)
         created.append(region)
     session.flush()
@@ -138,7 +165,9 @@ def nest_regions(session: Session) -> None:
             if other.id == child.id or not _bigger(other, child) or not _bbox_overlaps(other, child):
                 continue
             inside = shapes[other.id].intersection(shapes[child.id]).area
-            if inside >= PARENT_COVER_FRACTION * shapes[child.id].area and (parent is None or _bigger(parent, other)):
+            if inside >= PARENT_COVER_FRACTION * shapes[child.id].area and (
+                parent is None or _bigger(parent, other)
+            ):
                 parent = other
         child.parent_id = None if parent is None else parent.id
     session.flush()
@@ -152,7 +181,12 @@ def _bigger(a: Region, b: Region) -> bool:
 
 
 def _bbox_overlaps(a: Region, b: Region) -> bool:
-    return a.min_lon <= b.max_lon and b.min_lon <= a.max_lon and a.min_lat <= b.max_lat and b.min_lat <= a.max_lat
+    return (
+        a.min_lon <= b.max_lon
+        and b.min_lon <= a.max_lon
+        and a.min_lat <= b.max_lat
+        and b.min_lat <= a.max_lat
+    )
 
 
 def reassign_issues(session: Session, regions: list[Region]) -> int:
@@ -162,8 +196,9 @@ def reassign_issues(session: Session, regions: list[Region]) -> int:
     max_lon = max(r.max_lon for r in regions)
     max_lat = max(r.max_lat for r in regions)
     moved = 0
-    issues = session.scalars(select(Issue).where(Issue.lon.between(min_lon, max_lon),
-                                                 Issue.lat.between(min_lat, max_lat)))
+    issues = session.scalars(
+        select(Issue).where(Issue.lon.between(min_lon, max_lon), Issue.lat.between(min_lat, max_lat))
+    )
     for issue in issues:
         region = smallest_region_containing(session, issue.lon, issue.lat)  # type: ignore[arg-type]
         new_id = None if region is None else region.id
@@ -178,8 +213,11 @@ def reassign_issues(session: Session, regions: list[Region]) -> int:
 
 
 def smallest_region_containing(session: Session, lon: float, lat: float) -> Region | None:
-    rows = session.scalars(select(Region).where(Region.min_lon <= lon, Region.max_lon >= lon,
-                                                Region.min_lat <= lat, Region.max_lat >= lat))
+    rows = session.scalars(
+        select(Region).where(
+            Region.min_lon <= lon, Region.max_lon >= lon, Region.min_lat <= lat, Region.max_lat >= lat
+        )
+    )
     point = Point(lon, lat)
     containing = [r for r in rows if from_geojson_text(r.geometry).covers(point)]
     if not containing:

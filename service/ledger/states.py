@@ -92,6 +92,8 @@ def check_move(state: State, target: State, role: Role | None) -> Move:
         mine = [t.value for t in allowed_targets(state) if may_move(role, find_move(state, t))]
         by = sorted({"admin", *(r.value for r in move.roles)}) + (["the ledger"] if move.automatic else [])
         raise RoleNotAllowedError(
-            f"{who} may not move an issue from {state.value!r} to {target.value!r} (made by: {', '.join(by)}); "
-            f"{who} may move it from {state.value!r} to: {', '.join(mine) or 'nothing'}")
+            f"{who} may not move an issue from {state.value!r} to {target.value!r} "
+            f"(made by: {', '.join(by)}); "
+            f"{who} may move it from {state.value!r} to: {', '.join(mine) or 'nothing'}"
+        )
     return move

@@ -45,27 +45,54 @@ class PassOutcome:
     verified: bool
 
 
-def check_rectified_issues(session: Session, *, frame: Frame, coverage: BaseGeometry,
-                           observations: list[Observation], dedup: DedupRules, rules: VerificationRules,
-                           now: datetime) -> list[PassOutcome]:
+def check_rectified_issues(
+    session: Session,
+    *,
+    frame: Frame,
+    coverage: BaseGeometry,
+    observations: list[Observation],
+    dedup: DedupRules,
+    rules: VerificationRules,
+    now: datetime,
+) -> list[PassOutcome]:
     """Record a clear pass for every rectified issue this frame shows empty; verify when enough."""
     min_lon, min_lat, max_lon, max_lat = coverage.bounds
-    issues = session.scalars(select(Issue).where(Issue.state == State.rectified.value,
-                                                 Issue.lon.between(min_lon, max_lon),
-                                                 Issue.lat.between(min_lat, max_lat)).order_by(Issue.id))
+    issues = session.scalars(
+        select(Issue)
+        .where(
+            Issue.state == State.rectified.value,
+            Issue.lon.between(min_lon, max_lon),
+            Issue.lat.between(min_lat, max_lat),
+        )
+        .order_by(Issue.id)
+    )
     outcomes = []
     for issue in issues:
         if frame.captured_at <= issue.state_changed_at or not coverage.covers(_place(issue)):
             continue
         if _seen_here(issue, observations, dedup):
             continue
-        record_event(session, issue, kind="clear_pass", actor=Actor.system(), at=now, frame_id=frame.id,
-                     reason=f"frame {frame.id} shows the place with no {issue.class_key}")
+        record_event(
+            session,
+            issue,
+            kind="clear_pass",
+            actor=Actor.system(),
+            at=now,
+            frame_id=frame.id,
+            reason=f"frame {frame.id} shows the place with no {issue.class_key}",
+        )
         frames = _clear_pass_frames(session, issue)
         if _separate_passes(frames, rules.min_gap) >= rules.passes:
             ids = ", ".join(str(f.id) for f in frames)
-            transition(session, issue, State.verified, actor=Actor.system(), at=now, frame_id=frame.id,
-                       reason=f"回头看: no {issue.class_key} seen on {rules.passes} separate passes (frames {ids})")
+            transition(
+                session,
+                issue,
+                State.verified,
+                actor=Actor.system(),
+                at=now,
+                frame_id=frame.id,
+                reason=f"回头看: no {issue.class_key} seen on {rules.passes} separate passes (frames {ids})",
+            )
             outcomes.append(PassOutcome(issue.id, True))
         else:
             outcomes.append(PassOutcome(issue.id, False))
@@ -92,10 +119,15 @@ def _clear_pass_frames(session: Session, issue: Issue) -> list[Frame]:
     """Frames of clear passes since the issue was last rectified, by capture time."""
     rectified = last_transition_to(session, issue.id, State.rectified)
     since_id = 0 if rectified is None else rectified.id
-    return list(session.scalars(
-        select(Frame).join(IssueEvent, IssueEvent.frame_id == Frame.id)
-        .where(IssueEvent.issue_id == issue.id, IssueEvent.kind == "clear_pass", IssueEvent.id > since_id)
-        .distinct().order_by(Frame.captured_at, Frame.id)))
+    return list(
+        session.scalars(
+            select(Frame)
+            .join(IssueEvent, IssueEvent.frame_id == Frame.id)
+            .where(IssueEvent.issue_id == issue.id, IssueEvent.kind == "clear_pass", IssueEvent.id > since_id)
+            .distinct()
+            .order_by(Frame.captured_at, Frame.id)
+        )
+    )
 
 
 def _separate_passes(frames: list[Frame], min_gap: timedelta) -> int:

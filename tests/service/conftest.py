@@ -60,8 +60,10 @@ class PostgresServer:
             with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5) as conn:
                 conn.execute(f'CREATE DATABASE "{name}"')
         except psycopg.OperationalError as exc:
-            pytest.fail(f"PostgreSQL at {self.admin_url} is not reachable ({exc}); start it, set "
-                        f"PATROL_TEST_POSTGRES_URL, or deselect with -m 'not server'")
+            pytest.fail(
+                f"PostgreSQL at {self.admin_url} is not reachable ({exc}); start it, set "
+                f"PATROL_TEST_POSTGRES_URL, or deselect with -m 'not server'"
+            )
         return name
 
     def drop_database(self, name: str) -> None:
@@ -140,8 +142,15 @@ def clock() -> FakeClock:
 
 
 def painted_card() -> ModelCard:
-    return ModelCard(name="painted", version="1", sha256="0" * 64, input_size=640, labels=list(FAKE_LABELS),
-                     label_map=dict(TINY_LABEL_MAP), thresholds={"garbage": 0.5, "smoke": 0.5})
+    return ModelCard(
+        name="painted",
+        version="1",
+        sha256="0" * 64,
+        input_size=640,
+        labels=list(FAKE_LABELS),
+        label_map=dict(TINY_LABEL_MAP),
+        thresholds={"garbage": 0.5, "smoke": 0.5},
+    )
 
 
 @pytest.fixture
@@ -151,8 +160,9 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def analyzer(settings: Settings) -> Iterator[PipelineAnalyzer]:
-    pipeline = Pipeline(PaintedBoxDetector(input_size=640), painted_card(),
-                        batcher=BatcherConfig(max_batch=2, max_wait_ms=1))
+    pipeline = Pipeline(
+        PaintedBoxDetector(input_size=640), painted_card(), batcher=BatcherConfig(max_batch=2, max_wait_ms=1)
+    )
     yield PipelineAnalyzer(settings, pipeline=pipeline)
     pipeline.close()
 
@@ -181,6 +191,7 @@ class Keys:
 @pytest.fixture
 def keys_factory(settings: Settings, clock: FakeClock):  # type: ignore[no-untyped-def]
     """Creates a key per role (and a second citizen) in the test database, on demand."""
+
     def make() -> Keys:
         engine = make_engine(settings.database_url)
         tokens = {}
@@ -190,6 +201,7 @@ def keys_factory(settings: Settings, clock: FakeClock):  # type: ignore[no-untyp
             tokens["citizen2"] = create_key(session, role=Role.citizen, name="second citizen", now=clock())[1]
         engine.dispose()
         return Keys(tokens)
+
     return make
 
 

@@ -21,15 +21,25 @@ PATH_TO: dict[str, list[str]] = {
 }
 
 
-def upload(client: TestClient, keys: Keys, image: bytes, *, who: str = "citizen", lon: float | None = None,
-           lat: float | None = None, filename: str = "photo.png", **fields: str) -> Any:
+def upload(
+    client: TestClient,
+    keys: Keys,
+    image: bytes,
+    *,
+    who: str = "citizen",
+    lon: float | None = None,
+    lat: float | None = None,
+    filename: str = "photo.png",
+    **fields: str,
+) -> Any:
     data = dict(fields)
     if lon is not None:
         data["lon"] = repr(lon)
     if lat is not None:
         data["lat"] = repr(lat)
-    return client.post("/v1/photos", headers=keys.headers(who), files={"file": (filename, image, "image/png")},
-                       data=data)
+    return client.post(
+        "/v1/photos", headers=keys.headers(who), files={"file": (filename, image, "image/png")}, data=data
+    )
 
 
 def upload_ok(client: TestClient, keys: Keys, image: bytes, **kwargs: Any) -> dict[str, Any]:
@@ -38,9 +48,12 @@ def upload_ok(client: TestClient, keys: Keys, image: bytes, **kwargs: Any) -> di
     return response.json()
 
 
-def move(client: TestClient, keys: Keys, issue_id: int, to: str, *, who: str = "admin", reason: str = "") -> Any:
-    return client.post(f"/v1/issues/{issue_id}/transitions", headers=keys.headers(who),
-                       json={"to": to, "reason": reason})
+def move(
+    client: TestClient, keys: Keys, issue_id: int, to: str, *, who: str = "admin", reason: str = ""
+) -> Any:
+    return client.post(
+        f"/v1/issues/{issue_id}/transitions", headers=keys.headers(who), json={"to": to, "reason": reason}
+    )
 
 
 def drive(client: TestClient, keys: Keys, issue_id: int, state: str) -> None:

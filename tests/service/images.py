@@ -41,7 +41,9 @@ def offset(lon: float, lat: float, east_m: float = 0.0, north_m: float = 0.0) ->
     return float(lon), float(lat)
 
 
-def painted(objects: Sequence[Painted] = (), size_wh: tuple[int, int] = (320, 240), shade: int = 0) -> np.ndarray:
+def painted(
+    objects: Sequence[Painted] = (), size_wh: tuple[int, int] = (320, 240), shade: int = 0
+) -> np.ndarray:
     """A dark BGR image with painted objects; `shade` (< 24) varies the bytes without adding objects."""
     image = np.full((size_wh[1], size_wh[0], 3), shade, np.uint8)
     for label, xyxy, score in objects:
@@ -55,16 +57,22 @@ def png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def jpeg(pixels: np.ndarray, *, gps: Mapping[int, Any] | None = None, xmp: bytes | None = None,
-         taken: datetime | None = None) -> bytes:
+def jpeg(
+    pixels: np.ndarray,
+    *,
+    gps: Mapping[int, Any] | None = None,
+    xmp: bytes | None = None,
+    taken: datetime | None = None,
+) -> bytes:
     image = Image.fromarray(pixels[:, :, ::-1])
     exif = image.getexif()
     if gps is not None:
         exif.get_ifd(GPS_IFD).update(gps)
     if taken is not None:  # DateTimeOriginal with its UTC offset
         offset_text = taken.strftime("%z")
-        exif.get_ifd(EXIF_IFD).update({0x9003: taken.strftime("%Y:%m:%d %H:%M:%S"),
-                                       0x9011: f"{offset_text[:3]}:{offset_text[3:]}"})
+        exif.get_ifd(EXIF_IFD).update(
+            {0x9003: taken.strftime("%Y:%m:%d %H:%M:%S"), 0x9011: f"{offset_text[:3]}:{offset_text[3:]}"}
+        )
     kwargs: dict[str, Any] = {"exif": exif, "quality": 95}
     if xmp is not None:
         kwargs["xmp"] = xmp
@@ -77,18 +85,36 @@ def _dms(value: float) -> tuple[IFDRational, IFDRational, IFDRational]:
     degrees = int(value)
     minutes_f = (value - degrees) * 60
     minutes = int(minutes_f)
-    return IFDRational(degrees, 1), IFDRational(minutes, 1), IFDRational(round((minutes_f - minutes) * 600000), 10000)
+    return (
+        IFDRational(degrees, 1),
+        IFDRational(minutes, 1),
+        IFDRational(round((minutes_f - minutes) * 600000), 10000),
+    )
 
 
 def exif_gps(lon: float, lat: float) -> dict[int, Any]:
     return {1: "N" if lat >= 0 else "S", 2: _dms(abs(lat)), 3: "E" if lon >= 0 else "W", 4: _dms(abs(lon))}
 
 
-def dji_xmp(lon: float, lat: float, *, altitude_m: float = DRONE_ALTITUDE_M, yaw: float = 0.0,
-            pitch: float = -90.0, focal_px: float = DRONE_FOCAL_PX) -> bytes:
-    tags = {"GpsLatitude": lat, "GpsLongitude": lon, "RelativeAltitude": f"+{altitude_m}", "GimbalYawDegree": yaw,
-            "GimbalPitchDegree": pitch, "GimbalRollDegree": 0.0, "FlightYawDegree": yaw,
-            "CalibratedFocalLength": focal_px}
+def dji_xmp(
+    lon: float,
+    lat: float,
+    *,
+    altitude_m: float = DRONE_ALTITUDE_M,
+    yaw: float = 0.0,
+    pitch: float = -90.0,
+    focal_px: float = DRONE_FOCAL_PX,
+) -> bytes:
+    tags = {
+        "GpsLatitude": lat,
+        "GpsLongitude": lon,
+        "RelativeAltitude": f"+{altitude_m}",
+        "GimbalYawDegree": yaw,
+        "GimbalPitchDegree": pitch,
+        "GimbalRollDegree": 0.0,
+        "FlightYawDegree": yaw,
+        "CalibratedFocalLength": focal_px,
+    }
     attrs = "\n".join(f'   drone-dji:{k}="{v}"' for k, v in tags.items())
     return f"""<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
 <x:xmpmeta xmlns:x="adobe:ns:meta/">
@@ -101,8 +127,9 @@ def dji_xmp(lon: float, lat: float, *, altitude_m: float = DRONE_ALTITUDE_M, yaw
 <?xpacket end="w"?>""".encode()
 
 
-def drone_photo(lon: float, lat: float, objects: Sequence[Painted] = (), shade: int = 0,
-                taken: datetime | None = None) -> bytes:
+def drone_photo(
+    lon: float, lat: float, objects: Sequence[Painted] = (), shade: int = 0, taken: datetime | None = None
+) -> bytes:
     """A nadir drone JPEG centred on (lon, lat), north up, with painted objects."""
     return jpeg(painted(objects, DRONE_WH, shade), xmp=dji_xmp(lon, lat), taken=taken)
 

@@ -75,10 +75,18 @@ def test_revoked_keys_are_refused(client, keys, settings):
 
 ROLE_TABLE = [
     # role, required, satisfied
-    ("admin", {"reviewer"}, True), ("admin", {"citizen"}, True), ("admin", {"ingest"}, True),
-    ("reviewer", {"reviewer"}, True), ("reviewer", {"citizen"}, True), ("reviewer", {"worker"}, False),
-    ("reviewer", {"admin"}, False), ("worker", {"reviewer", "worker"}, True), ("worker", {"ingest"}, False),
-    ("ingest", {"citizen"}, True), ("ingest", {"reviewer"}, False), ("citizen", {"citizen"}, True),
+    ("admin", {"reviewer"}, True),
+    ("admin", {"citizen"}, True),
+    ("admin", {"ingest"}, True),
+    ("reviewer", {"reviewer"}, True),
+    ("reviewer", {"citizen"}, True),
+    ("reviewer", {"worker"}, False),
+    ("reviewer", {"admin"}, False),
+    ("worker", {"reviewer", "worker"}, True),
+    ("worker", {"ingest"}, False),
+    ("ingest", {"citizen"}, True),
+    ("ingest", {"reviewer"}, False),
+    ("citizen", {"citizen"}, True),
     ("citizen", {"worker"}, False),
 ]
 
@@ -92,12 +100,16 @@ BOOT = "boot-" + "k" * 40
 
 
 def test_bootstrap_admin_key_is_created_once(settings, analyzer, clock):
-    configured = settings.model_copy(update={"bootstrap_admin_key": Settings(bootstrap_admin_key=BOOT).bootstrap_admin_key})
+    configured = settings.model_copy(
+        update={"bootstrap_admin_key": Settings(bootstrap_admin_key=BOOT).bootstrap_admin_key}
+    )
     for _ in range(2):  # a restart must not add a second key
         with TestClient(create_app(configured, analyzer=analyzer, clock=clock)) as client:
-            response = client.post("/v1/regions", headers={"Authorization": f"Bearer {BOOT}",
-                                                           "content-type": "application/json"},
-                                   content=b'{"type": "FeatureCollection", "features": []}')
+            response = client.post(
+                "/v1/regions",
+                headers={"Authorization": f"Bearer {BOOT}", "content-type": "application/json"},
+                content=b'{"type": "FeatureCollection", "features": []}',
+            )
             assert response.status_code == 422  # past authentication and the admin-only gate
     engine = make_engine(settings.database_url)
     with make_session_factory(engine)() as session:

@@ -11,20 +11,30 @@ from fastapi.testclient import TestClient
 from service.api.app import create_app
 from service.ledger.geometry import distance_m, search_box
 from tests.service.helpers import issue, issues, upload_ok
-from tests.service.images import BASE_LAT, BASE_LON, GARBAGE, SMOKE, drone_box_at, drone_photo, offset, painted, png
+from tests.service.images import (
+    BASE_LAT,
+    BASE_LON,
+    GARBAGE,
+    SMOKE,
+    drone_box_at,
+    drone_photo,
+    offset,
+    painted,
+    png,
+)
 
 # (first label, second label, metres east between them, days between them, expected issues)
 DEDUP_TABLE = [
-    ("garbage", "garbage", 10.0, 0, 1),     # same class 10 m apart from two sources -> one issue
-    ("garbage", "smoke", 10.0, 0, 2),       # different class -> two
-    ("garbage", "garbage", 400.0, 0, 2),    # 400 m apart -> two
-    ("garbage", "garbage", 24.0, 0, 1),     # garbage_pile radius is 25 m
+    ("garbage", "garbage", 10.0, 0, 1),  # same class 10 m apart from two sources -> one issue
+    ("garbage", "smoke", 10.0, 0, 2),  # different class -> two
+    ("garbage", "garbage", 400.0, 0, 2),  # 400 m apart -> two
+    ("garbage", "garbage", 24.0, 0, 1),  # garbage_pile radius is 25 m
     ("garbage", "garbage", 27.0, 0, 2),
-    ("smoke", "smoke", 250.0, 0, 1),        # straw_burning radius is 300 m
+    ("smoke", "smoke", 250.0, 0, 1),  # straw_burning radius is 300 m
     ("smoke", "smoke", 400.0, 0, 2),
-    ("garbage", "garbage", 10.0, 29, 1),    # within the 30-day window
-    ("garbage", "garbage", 10.0, 31, 2),    # outside it
-    ("smoke", "smoke", 10.0, 2, 1),         # straw_burning's window is 3 days: a fire is an event
+    ("garbage", "garbage", 10.0, 29, 1),  # within the 30-day window
+    ("garbage", "garbage", 10.0, 31, 2),  # outside it
+    ("smoke", "smoke", 10.0, 2, 1),  # straw_burning's window is 3 days: a fire is an event
     ("smoke", "smoke", 10.0, 4, 2),
 ]
 OBJECT = {"garbage": GARBAGE, "smoke": SMOKE}
@@ -52,12 +62,17 @@ def test_dedup_table(client, keys, clock, first, second, east_m, days, expected)
 def test_dedup_is_across_source_kinds(client, keys):
     """A citizen's phone photo and a drone photo of the same pile make one issue."""
     phone = upload_ok(client, keys, png(painted([GARBAGE])), lon=BASE_LON, lat=BASE_LAT)
-    drone = upload_ok(client, keys, drone_photo(BASE_LON, BASE_LAT, [("garbage", drone_box_at(8, 3), 0.9)]),
-                      who="ingest")
+    drone = upload_ok(
+        client, keys, drone_photo(BASE_LON, BASE_LAT, [("garbage", drone_box_at(8, 3), 0.9)]), who="ingest"
+    )
     assert drone["issues"][0]["id"] == phone["issues"][0]["id"]
     obs = drone["observations"][0]
-    assert distance_m(obs["lon"], obs["lat"], *offset(BASE_LON, BASE_LAT, 8, 3)) < 0.5  # drone geometry is exact
-    assert obs["footprint"]["type"] == "Polygon" and 20 < obs["area_m2"] < 35  # 42 px * 0.125 m = 5.25 m square
+    assert (
+        distance_m(obs["lon"], obs["lat"], *offset(BASE_LON, BASE_LAT, 8, 3)) < 0.5
+    )  # drone geometry is exact
+    assert (
+        obs["footprint"]["type"] == "Polygon" and 20 < obs["area_m2"] < 35
+    )  # 42 px * 0.125 m = 5.25 m square
 
 
 def test_nearest_open_issue_wins(client, keys):
@@ -70,8 +85,9 @@ def test_nearest_open_issue_wins(client, keys):
 
 
 def test_radius_can_be_overridden_in_settings(settings, analyzer, clock, keys_factory):
-    app = create_app(settings.model_copy(update={"dedup_radius_m": {"garbage_pile": 60.0}}), analyzer=analyzer,
-                     clock=clock)
+    app = create_app(
+        settings.model_copy(update={"dedup_radius_m": {"garbage_pile": 60.0}}), analyzer=analyzer, clock=clock
+    )
     with TestClient(app) as client:
         keys = keys_factory()
         upload_ok(client, keys, png(painted([GARBAGE], shade=1)), lon=BASE_LON, lat=BASE_LAT)
@@ -86,8 +102,12 @@ def test_search_box_never_cuts_off_a_point_within_the_radius(lat, radius):
     rng = np.random.default_rng(7)
     box = search_box(117.0, lat, radius)
     for azimuth, fraction in zip(rng.uniform(0, 360, 200), np.sqrt(rng.uniform(0, 1, 200)), strict=True):
-        lon2, lat2 = offset(117.0, lat, east_m=radius * fraction * math.sin(math.radians(azimuth)),
-                            north_m=radius * fraction * math.cos(math.radians(azimuth)))
+        lon2, lat2 = offset(
+            117.0,
+            lat,
+            east_m=radius * fraction * math.sin(math.radians(azimuth)),
+            north_m=radius * fraction * math.cos(math.radians(azimuth)),
+        )
         if distance_m(117.0, lat, lon2, lat2) <= radius:
             assert box.min_lon <= lon2 <= box.max_lon and box.min_lat <= lat2 <= box.max_lat
     # and the box is not needlessly large: under 2 % wider than the radius in latitude

@@ -47,7 +47,9 @@ def test_upgrade_from_empty_matches_the_models(empty_engine):
     assert runner.current_revision(empty_engine) == runner.head_revision()
     assert _tables(empty_engine) == LEDGER | FIRST
     with empty_engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}), Base.metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(connection, opts={"compare_type": True}), Base.metadata
+        )
     assert diff == []
     with make_session_factory(empty_engine)() as session:
         assert session.scalars(select(LedgerLock.name)).all() == ["ledger"]
@@ -78,4 +80,6 @@ def test_migrations_are_found_from_any_working_directory(tmp_path):
         engine.dispose()
     finally:
         os.chdir(here)
-    assert (runner.MIGRATIONS_DIR / "env.py").is_file() and (runner.MIGRATIONS_DIR / "script.py.mako").is_file()
+    assert (runner.MIGRATIONS_DIR / "env.py").is_file() and (
+        runner.MIGRATIONS_DIR / "script.py.mako"
+    ).is_file()

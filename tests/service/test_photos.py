@@ -31,8 +31,10 @@ from tests.service.images import (
 def _rows(settings) -> dict[str, int]:
     engine = make_engine(settings.database_url)
     with make_session_factory(engine)() as session:
-        counts = {model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
-                  for model in (Frame, Observation, Issue, Source)}
+        counts = {
+            model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
+            for model in (Frame, Observation, Issue, Source)
+        }
     engine.dispose()
     return counts
 
@@ -43,8 +45,9 @@ def _files(settings) -> list[Path]:
 
 
 def test_photo_opens_one_issue_per_violation_and_drops_helper_labels(client, keys, settings):
-    response = upload(client, keys, png(painted([GARBAGE, SMOKE, BIN])), lon=BASE_LON, lat=BASE_LAT,
-                      note="村口垃圾")
+    response = upload(
+        client, keys, png(painted([GARBAGE, SMOKE, BIN])), lon=BASE_LON, lat=BASE_LAT, note="村口垃圾"
+    )
     assert response.status_code == 201, response.text
     body = response.json()
     assert sorted(o["class_key"] for o in body["observations"]) == ["garbage_pile", "straw_burning"]
@@ -55,7 +58,9 @@ def test_photo_opens_one_issue_per_violation_and_drops_helper_labels(client, key
     assert (garbage["lon"], garbage["lat"]) == (BASE_LON, BASE_LAT)
     assert garbage["model_version"].startswith("painted:1:") and len(garbage["content_hash"]) == 64
     assert [(i["class_key"], i["state"], i["outcome"]) for i in body["issues"]] == [
-        ("garbage_pile", "candidate", "opened"), ("straw_burning", "candidate", "opened")]
+        ("garbage_pile", "candidate", "opened"),
+        ("straw_burning", "candidate", "opened"),
+    ]
     assert body["duplicate"] is False
     assert _rows(settings) == {"frames": 1, "observations": 2, "issues": 2, "sources": 1}
 
@@ -95,7 +100,9 @@ def test_exif_gps_places_the_observation(client, keys):
 
 
 def test_manual_position_overrides_exif(client, keys):
-    body = upload_ok(client, keys, jpeg(painted([GARBAGE]), gps=exif_gps(BASE_LON, BASE_LAT)), lon=118.5, lat=32.0)
+    body = upload_ok(
+        client, keys, jpeg(painted([GARBAGE]), gps=exif_gps(BASE_LON, BASE_LAT)), lon=118.5, lat=32.0
+    )
     assert (body["observations"][0]["lon"], body["observations"][0]["lat"]) == (118.5, 32.0)
 
 
@@ -132,17 +139,24 @@ def test_two_photos_without_location_never_join(client, keys):
     assert first["issues"][0]["id"] != second["issues"][0]["id"]
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({"lon": "117.2"}, "both lon and lat"),
-    ({"lon": "east", "lat": "31.8"}, "decimal degrees"),
-    ({"lon": "117.2", "lat": "95"}, "lat in [-90, 90]"),
-    ({"lon": "nan", "lat": "31.8"}, "lon in [-180, 180]"),
-    ({"note": "x" * 2001}, "at most 2000"),
-    ({"colour": "red"}, "unexpected form fields"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"lon": "117.2"}, "both lon and lat"),
+        ({"lon": "east", "lat": "31.8"}, "decimal degrees"),
+        ({"lon": "117.2", "lat": "95"}, "lat in [-90, 90]"),
+        ({"lon": "nan", "lat": "31.8"}, "lon in [-180, 180]"),
+        ({"note": "x" * 2001}, "at most 2000"),
+        ({"colour": "red"}, "unexpected form fields"),
+    ],
+)
 def test_bad_form_fields_are_422_and_store_nothing(client, keys, settings, fields, message):
-    response = client.post("/v1/photos", headers=keys.headers("citizen"), data=fields,
-                           files={"file": ("a.png", png(painted([GARBAGE])), "image/png")})
+    response = client.post(
+        "/v1/photos",
+        headers=keys.headers("citizen"),
+        data=fields,
+        files={"file": ("a.png", png(painted([GARBAGE])), "image/png")},
+    )
     assert response.status_code == 422, response.text
     assert message in response.text
     assert _rows(settings) == {"frames": 0, "observations": 0, "issues": 0, "sources": 0}
@@ -150,10 +164,17 @@ def test_bad_form_fields_are_422_and_store_nothing(client, keys, settings, field
 
 def _png_header(width: int, height: int) -> bytes:
     """A PNG that declares a huge size in its header and carries almost no data (a bomb)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 _GOOD_JPEG = jpeg(painted([GARBAGE]))
@@ -170,8 +191,12 @@ BAD_FILES = {
 
 @pytest.mark.parametrize("data, reason", BAD_FILES.values(), ids=list(BAD_FILES))
 def test_unusable_files_are_422_naming_the_problem_and_store_nothing(client, keys, settings, data, reason):
-    response = client.post("/v1/photos", headers=keys.headers("citizen"),
-                           files={"file": ("photo.jpg", data, "image/jpeg")}, data={"lon": "117.2", "lat": "31.8"})
+    response = client.post(
+        "/v1/photos",
+        headers=keys.headers("citizen"),
+        files={"file": ("photo.jpg", data, "image/jpeg")},
+        data={"lon": "117.2", "lat": "31.8"},
+    )
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
     assert detail["reason"] == reason and detail["detail"]
@@ -180,8 +205,12 @@ def test_unusable_files_are_422_naming_the_problem_and_store_nothing(client, key
 
 
 def test_request_without_a_file_part_is_422(client, keys):
-    response = client.post("/v1/photos", headers=keys.headers("citizen"), data={"lon": "1", "lat": "2"},
-                           files={"other": ("a.png", b"x", "image/png")})
+    response = client.post(
+        "/v1/photos",
+        headers=keys.headers("citizen"),
+        data={"lon": "1", "lat": "2"},
+        files={"other": ("a.png", b"x", "image/png")},
+    )
     assert response.status_code == 422
 
 
@@ -208,7 +237,9 @@ def small_limit_client(settings, analyzer, clock):  # type: ignore[no-untyped-de
     from service.api.app import create_app
 
     counting = CountingAnalyzer(analyzer)
-    app = create_app(settings.model_copy(update={"max_upload_bytes": 64 * 1024}), analyzer=counting, clock=clock)
+    app = create_app(
+        settings.model_copy(update={"max_upload_bytes": 64 * 1024}), analyzer=counting, clock=clock
+    )
     with TestClient(app) as test_client:
         yield test_client, counting
 
@@ -217,9 +248,15 @@ def test_oversized_body_is_413_from_content_length_before_parsing(small_limit_cl
     client, counting = small_limit_client
     # The header announces 100 KiB; the few bytes sent are not even multipart, so any parsing
     # would answer 422: the 413 comes from the header alone, before a byte is read.
-    response = client.post("/v1/photos", headers={**keys.headers("citizen"), "content-length": str(100 * 1024),
-                                                  "content-type": "multipart/form-data; boundary=x"},
-                           content=b"\x00" * 16)
+    response = client.post(
+        "/v1/photos",
+        headers={
+            **keys.headers("citizen"),
+            "content-length": str(100 * 1024),
+            "content-type": "multipart/form-data; boundary=x",
+        },
+        content=b"\x00" * 16,
+    )
     assert response.status_code == 413, response.text
     assert "65,536-byte limit" in response.json()["detail"]
     assert counting.calls == 0 and _files(settings) == []
@@ -231,16 +268,20 @@ def test_oversized_chunked_body_is_413_while_streaming(small_limit_client, keys,
     chunks_sent = []
 
     def body():
-        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.png\"\r\n"
-               f"Content-Type: image/png\r\n\r\n").encode()
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n"
+        ).encode()
         for _ in range(64):  # 4 MiB in all, far over the 64 KiB limit
             chunks_sent.append(1)
             yield np.random.default_rng(len(chunks_sent)).bytes(64 * 1024)
         yield f"\r\n--{boundary}--\r\n".encode()
 
-    response = client.post("/v1/photos", headers={**keys.headers("citizen"),
-                                                  "content-type": f"multipart/form-data; boundary={boundary}"},
-                           content=body())
+    response = client.post(
+        "/v1/photos",
+        headers={**keys.headers("citizen"), "content-type": f"multipart/form-data; boundary={boundary}"},
+        content=body(),
+    )
     assert response.status_code == 413, response.text
     assert counting.calls == 0 and _files(settings) == []
 
@@ -249,7 +290,11 @@ def test_body_at_the_limit_is_accepted(small_limit_client, keys):
     client, counting = small_limit_client
     image = png(painted([GARBAGE], size_wh=(160, 200)))
     assert len(image) < 60 * 1024
-    response = client.post("/v1/photos", headers=keys.headers("citizen"), data={"lon": "117.2", "lat": "31.8"},
-                           files={"file": ("a.png", image, "image/png")})
+    response = client.post(
+        "/v1/photos",
+        headers=keys.headers("citizen"),
+        data={"lon": "117.2", "lat": "31.8"},
+        files={"file": ("a.png", image, "image/png")},
+    )
     assert response.status_code == 201, response.text
     assert counting.calls == 1

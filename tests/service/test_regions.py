@@ -18,23 +18,32 @@ def rect(west_m: float, south_m: float, east_m: float, north_m: float) -> list[l
 
 
 def feature(name: str, kind: str, coordinates, geometry_type: str = "Polygon") -> dict:  # type: ignore[no-untyped-def]
-    return {"type": "Feature", "properties": {"name": name, "kind": kind},
-            "geometry": {"type": geometry_type, "coordinates": coordinates}}
+    return {
+        "type": "Feature",
+        "properties": {"name": name, "kind": kind},
+        "geometry": {"type": geometry_type, "coordinates": coordinates},
+    }
 
 
 # 东村 (1 km square round the base point) with two grids; 西村 2 km west with one grid.
-TOWNSHIP = {"type": "FeatureCollection", "features": [
-    feature("东村第一网格", "grid", rect(-500, -500, 0, 500)),   # listed before its village on purpose
-    feature("东村", "village", rect(-500, -500, 500, 500)),
-    feature("东村第二网格", "grid", rect(0, -500, 500, 500)),
-    feature("西村", "village", rect(-3000, -500, -2000, 500)),
-    feature("西村网格", "grid", rect(-2900, -400, -2100, 400)),
-]}
+TOWNSHIP = {
+    "type": "FeatureCollection",
+    "features": [
+        feature("东村第一网格", "grid", rect(-500, -500, 0, 500)),  # listed before its village on purpose
+        feature("东村", "village", rect(-500, -500, 500, 500)),
+        feature("东村第二网格", "grid", rect(0, -500, 500, 500)),
+        feature("西村", "village", rect(-3000, -500, -2000, 500)),
+        feature("西村网格", "grid", rect(-2900, -400, -2100, 400)),
+    ],
+}
 
 
 def post_regions(client, keys, body, content_type="application/geo+json", who="admin"):  # type: ignore[no-untyped-def]
-    return client.post("/v1/regions", headers={**keys.headers(who), "content-type": content_type},
-                       content=json.dumps(body).encode())
+    return client.post(
+        "/v1/regions",
+        headers={**keys.headers(who), "content-type": content_type},
+        content=json.dumps(body).encode(),
+    )
 
 
 def test_import_nests_regions_by_containment(client, keys):
@@ -60,13 +69,16 @@ def test_reimporting_the_same_file_skips_what_is_there(client, keys):
     assert again.json()["created"] == [] and len(again.json()["skipped"]) == 5
 
 
-@pytest.mark.parametrize("east_m, village, grid", [
-    (-200, "东村", "东村第一网格"),
-    (200, "东村", "东村第二网格"),
-    (-2500, "西村", "西村网格"),
-    (-2950, "西村", None),       # in the village, outside its grid
-    (5000, None, None),          # outside every region
-])
+@pytest.mark.parametrize(
+    "east_m, village, grid",
+    [
+        (-200, "东村", "东村第一网格"),
+        (200, "东村", "东村第二网格"),
+        (-2500, "西村", "西村网格"),
+        (-2950, "西村", None),  # in the village, outside its grid
+        (5000, None, None),  # outside every region
+    ],
+)
 def test_issue_goes_to_the_smallest_containing_region(client, keys, east_m, village, grid):
     post_regions(client, keys, TOWNSHIP)
     lon, lat = offset(BASE_LON, BASE_LAT, east_m=east_m)
@@ -80,10 +92,14 @@ def test_importing_regions_later_moves_existing_issues(client, keys):
     lon, lat = offset(BASE_LON, BASE_LAT, east_m=200)
     issue_id = upload_ok(client, keys, png(painted([GARBAGE])), lon=lon, lat=lat)["issues"][0]["id"]
     assert issue(client, keys, issue_id)["properties"]["region_id"] is None
-    response = post_regions(client, keys, {"type": "FeatureCollection", "features": TOWNSHIP["features"][1:2]})
+    response = post_regions(
+        client, keys, {"type": "FeatureCollection", "features": TOWNSHIP["features"][1:2]}
+    )
     assert response.json()["issues_reassigned"] == 1
     assert issue(client, keys, issue_id)["properties"]["village"] == "东村"
-    response = post_regions(client, keys, {"type": "FeatureCollection", "features": TOWNSHIP["features"][2:3]})
+    response = post_regions(
+        client, keys, {"type": "FeatureCollection", "features": TOWNSHIP["features"][2:3]}
+    )
     assert response.json()["issues_reassigned"] == 1
     assert issue(client, keys, issue_id)["properties"]["grid"] == "东村第二网格"
 
@@ -93,8 +109,10 @@ def test_region_filter_includes_nested_regions(client, keys):
     for n, east_m in enumerate((-200, 200, -2500)):
         lon, lat = offset(BASE_LON, BASE_LAT, east_m=east_m)
         upload_ok(client, keys, png(painted([GARBAGE], shade=n)), lon=lon, lat=lat)
-    regions = {f["properties"]["name"]: f["id"] for f in
-               client.get("/v1/regions", headers=keys.headers("citizen")).json()["features"]}
+    regions = {
+        f["properties"]["name"]: f["id"]
+        for f in client.get("/v1/regions", headers=keys.headers("citizen")).json()["features"]
+    }
     assert len(issues(client, keys, region=regions["东村"])) == 2
     assert len(issues(client, keys, region=regions["东村第二网格"])) == 1
     assert len(issues(client, keys, region=regions["西村"])) == 1
@@ -106,20 +124,52 @@ BOWTIE = [[[117.0, 31.0], [117.01, 31.01], [117.01, 31.0], [117.0, 31.01], [117.
 BAD_BODIES = {
     "not a collection": ({"type": "Feature"}, "FeatureCollection"),
     "no features": ({"type": "FeatureCollection", "features": []}, "non-empty 'features'"),
-    "missing name": ({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"kind": "grid"}, "geometry": {"type": "Polygon", "coordinates": rect(0, 0, 1, 1)}}]},
-        "feature 0: expected a non-empty string property 'name'"),
-    "bad kind": ({"type": "FeatureCollection", "features": [feature("三组", "team", rect(0, 0, 10, 10))]},
-                 "feature 0 (三组): expected property 'kind'"),
-    "point": ({"type": "FeatureCollection", "features": [feature("p", "grid", [117.0, 31.0], "Point")]},
-              "Polygon or MultiPolygon"),
-    "self-intersecting": ({"type": "FeatureCollection", "features": [feature("bowtie", "grid", BOWTIE)]},
-                          "invalid polygon (Self-intersection"),
-    "projected metres": ({"type": "FeatureCollection", "features": [
-        feature("utm", "grid", [[[500000, 3500000], [501000, 3500000], [501000, 3501000], [500000, 3500000]]])]},
-        "expected lon/lat degrees"),
-    "other crs": ({"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "EPSG:32650"}},
-                   "features": [feature("x", "grid", rect(0, 0, 10, 10))]}, "reproject"),
+    "missing name": (
+        {
+            "type": "FeatureCollection",
+            "features": [
+                {
+                    "type": "Feature",
+                    "properties": {"kind": "grid"},
+                    "geometry": {"type": "Polygon", "coordinates": rect(0, 0, 1, 1)},
+                }
+            ],
+        },
+        "feature 0: expected a non-empty string property 'name'",
+    ),
+    "bad kind": (
+        {"type": "FeatureCollection", "features": [feature("三组", "team", rect(0, 0, 10, 10))]},
+        "feature 0 (三组): expected property 'kind'",
+    ),
+    "point": (
+        {"type": "FeatureCollection", "features": [feature("p", "grid", [117.0, 31.0], "Point")]},
+        "Polygon or MultiPolygon",
+    ),
+    "self-intersecting": (
+        {"type": "FeatureCollection", "features": [feature("bowtie", "grid", BOWTIE)]},
+        "invalid polygon (Self-intersection",
+    ),
+    "projected metres": (
+        {
+            "type": "FeatureCollection",
+            "features": [
+                feature(
+                    "utm",
+                    "grid",
+                    [[[500000, 3500000], [501000, 3500000], [501000, 3501000], [500000, 3500000]]],
+                )
+            ],
+        },
+        "expected lon/lat degrees",
+    ),
+    "other crs": (
+        {
+            "type": "FeatureCollection",
+            "crs": {"type": "name", "properties": {"name": "EPSG:32650"}},
+            "features": [feature("x", "grid", rect(0, 0, 10, 10))],
+        },
+        "reproject",
+    ),
 }
 
 
@@ -136,6 +186,9 @@ def test_regions_need_a_geojson_content_type(client, keys):
 
 
 def test_regions_body_must_be_json(client, keys):
-    response = client.post("/v1/regions", headers={**keys.headers("admin"), "content-type": "application/json"},
-                           content=b"{not json")
+    response = client.post(
+        "/v1/regions",
+        headers={**keys.headers("admin"), "content-type": "application/json"},
+        content=b"{not json",
+    )
     assert response.status_code == 422 and "not valid JSON" in response.json()["detail"]

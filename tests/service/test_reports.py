@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.reports import month_bounds
 from service.errors import InvalidInputError
+from service.reports import month_bounds
 from tests.service.helpers import move, upload_ok
 from tests.service.images import BASE_LAT, BASE_LON, GARBAGE, offset, painted, png
 from tests.service.test_regions import TOWNSHIP, post_regions
@@ -33,22 +33,22 @@ def _moves(client, keys, issue_id: int, *states: str) -> None:  # type: ignore[n
 def november(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
     post_regions(client, keys, TOWNSHIP)
     _at(clock, "2026-11-02T09:00:00+00:00")
-    a = _found(client, keys, -200, 1)        # 东村第一网格
+    a = _found(client, keys, -200, 1)  # 东村第一网格
     _moves(client, keys, a, "confirmed", "dispatched", "rectified", "verified")
     _at(clock, "2026-11-03T09:00:00+00:00")
-    b = _found(client, keys, 200, 2)         # 东村第二网格
+    b = _found(client, keys, 200, 2)  # 东村第二网格
     _moves(client, keys, b, "confirmed")
     _at(clock, "2026-11-04T09:00:00+00:00")
-    c = _found(client, keys, -2500, 3)       # 西村网格
+    c = _found(client, keys, -2500, 3)  # 西村网格
     _moves(client, keys, c, "confirmed", "dispatched", "rectified", "verified")
     _at(clock, "2026-11-05T09:00:00+00:00")
-    _moves(client, keys, c, "closed")        # 1 day after it was found
+    _moves(client, keys, c, "closed")  # 1 day after it was found
     _at(clock, "2026-11-06T09:00:00+00:00")
-    _moves(client, keys, a, "closed")        # 4 days after it was found
+    _moves(client, keys, a, "closed")  # 4 days after it was found
     _at(clock, "2026-11-10T09:00:00+00:00")
     _moves(client, keys, c, "rebound")
     _at(clock, "2026-11-30T17:00:00+00:00")  # 1 December, 01:00 in Shanghai
-    _found(client, keys, -2950, 4)           # 西村, outside its grid
+    _found(client, keys, -2950, 4)  # 西村, outside its grid
 
 
 def _rows(client, keys, month: str) -> dict[str, dict]:  # type: ignore[no-untyped-def]
@@ -78,19 +78,27 @@ def test_month_boundaries_follow_the_office_time_zone(client, keys, november):
     rows = _rows(client, keys, "2026-12")
     assert rows["西村"]["found"] == 1 and rows["东村"]["found"] == 0
     assert (rows["东村"]["rank"], rows["西村"]["rank"]) == (1, 2)  # nothing found ranks above one found
-    assert {rows[g]["rank"] for g in ("东村第一网格", "东村第二网格", "西村网格")} == {1}  # all equal: shared rank
+    assert {rows[g]["rank"] for g in ("东村第一网格", "东村第二网格", "西村网格")} == {
+        1
+    }  # all equal: shared rank
 
 
 def test_csv_variant(client, keys, november):
-    response = client.get("/v1/reports/ranking", headers=keys.headers("admin"),
-                          params={"month": "2026-11", "format": "csv"})
+    response = client.get(
+        "/v1/reports/ranking", headers=keys.headers("admin"), params={"month": "2026-11", "format": "csv"}
+    )
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
     assert response.content.startswith("\ufeff".encode())  # BOM: Excel reads the Chinese names right
     table = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
     assert len(table) == 5
     dongcun = next(r for r in table if r["name"] == "东村")
-    assert (dongcun["kind"], dongcun["found"], dongcun["closure_rate"], dongcun["median_days_to_close"],
-            dongcun["rank"]) == ("village", "2", "0.5000", "4.00", "2")
+    assert (
+        dongcun["kind"],
+        dongcun["found"],
+        dongcun["closure_rate"],
+        dongcun["median_days_to_close"],
+        dongcun["rank"],
+    ) == ("village", "2", "0.5000", "4.00", "2")
     second_grid = next(r for r in table if r["name"] == "东村第二网格")
     assert second_grid["median_days_to_close"] == "" and second_grid["parent"] == "东村"
 

@@ -1,4 +1,7 @@
-"""Deny by default, and the role matrix on every route (anonymous, citizen, worker, reviewer, ingest, admin)."""
+"""Deny by default, and the role matrix on every route.
+
+Callers: anonymous, citizen, worker, reviewer, ingest, admin.
+"""
 
 from __future__ import annotations
 
@@ -21,12 +24,17 @@ CALLERS = (None, "citizen", "worker", "reviewer", "ingest", "admin")
 
 def unprotected_routes(app: FastAPI) -> list[str]:
     """Routes outside PUBLIC_ROUTES that do not depend on `current_key`."""
-    return [f"{sorted(r.methods)} {r.path}" for r in route_table(app)
-            if r.name not in PUBLIC_ROUTES and current_key not in dependency_calls(r.dependant)]
+    return [
+        f"{sorted(r.methods)} {r.path}"
+        for r in route_table(app)
+        if r.name not in PUBLIC_ROUTES and current_key not in dependency_calls(r.dependant)
+    ]
 
 
 def test_every_non_public_route_requires_a_key(app):
-    assert len([r for r in route_table(app) if r.path.startswith("/v1/")]) == len(MATRIX)  # the walk sees them all
+    assert len([r for r in route_table(app) if r.path.startswith("/v1/")]) == len(
+        MATRIX
+    )  # the walk sees them all
     assert unprotected_routes(app) == []
 
 
@@ -57,8 +65,10 @@ class Case:
 
 
 def _photo(i: int) -> dict[str, Any]:
-    return {"files": {"file": ("p.png", png(painted([GARBAGE], shade=10 + i)), "image/png")},
-            "data": {"lon": str(BASE_LON + 0.01 * (i + 1)), "lat": str(BASE_LAT)}}
+    return {
+        "files": {"file": ("p.png", png(painted([GARBAGE], shade=10 + i)), "image/png")},
+        "data": {"lon": str(BASE_LON + 0.01 * (i + 1)), "lat": str(BASE_LAT)},
+    }
 
 
 STAFF = frozenset({"worker", "reviewer", "admin"})
@@ -69,10 +79,23 @@ MATRIX = [
     Case("GET", "/v1/issues/{issue_id}/evidence/{n}", STAFF, 200, lambda i: {}),
     # candidate -> closed does not exist: callers past the role gate get 409, the others 403
     Case("POST", "/v1/issues/{issue_id}/transitions", STAFF, 409, lambda i: {"json": {"to": "closed"}}),
-    Case("PUT", "/v1/issues/{issue_id}/location", frozenset({"reviewer", "admin"}), 200,
-         lambda i: {"json": {"lon": BASE_LON, "lat": BASE_LAT}}),
-    Case("POST", "/v1/regions", frozenset({"admin"}), 201,
-         lambda i: {"content": json.dumps(TOWNSHIP).encode(), "headers": {"content-type": "application/geo+json"}}),
+    Case(
+        "PUT",
+        "/v1/issues/{issue_id}/location",
+        frozenset({"reviewer", "admin"}),
+        200,
+        lambda i: {"json": {"lon": BASE_LON, "lat": BASE_LAT}},
+    ),
+    Case(
+        "POST",
+        "/v1/regions",
+        frozenset({"admin"}),
+        201,
+        lambda i: {
+            "content": json.dumps(TOWNSHIP).encode(),
+            "headers": {"content-type": "application/geo+json"},
+        },
+    ),
     Case("GET", "/v1/regions", frozenset(CALLERS[1:]), 200, lambda i: {}),
     Case("GET", "/v1/reports/ranking", STAFF, 200, lambda i: {"params": {"month": "2026-11"}}),
 ]
@@ -102,7 +125,9 @@ def test_role_matrix(client, keys, case):
             assert response.headers["www-authenticate"] == "Bearer"
 
 
-@pytest.mark.parametrize("authorization", ["Bearer pv_not-a-real-key", "Basic dXNlcjpwYXNz", "Bearer", "pv_x"])
+@pytest.mark.parametrize(
+    "authorization", ["Bearer pv_not-a-real-key", "Basic dXNlcjpwYXNz", "Bearer", "pv_x"]
+)
 def test_bad_credentials_are_401(client, keys, authorization):
     response = client.get("/v1/regions", headers={"Authorization": authorization})
     assert response.status_code == 401

@@ -1,4 +1,4 @@
-"""POST /v1/issues/{id}/transitions: every pair through the API, the role checks, events in the same transaction.
+"""POST /v1/issues/{id}/transitions: every pair through the API, role checks, events with each move.
 
 One test per source state tries every target on its own fresh issue, so that the 64
 pairs cost 8 apps per backend rather than 64.
@@ -30,8 +30,11 @@ def _new_issue(client, keys, n: int) -> int:
 def _transition_events(settings, issue_id: int) -> int:
     engine = make_engine(settings.database_url)
     with make_session_factory(engine)() as session:
-        count = session.scalar(select(func.count()).select_from(IssueEvent).where(
-            IssueEvent.issue_id == issue_id, IssueEvent.kind == "transition"))
+        count = session.scalar(
+            select(func.count())
+            .select_from(IssueEvent)
+            .where(IssueEvent.issue_id == issue_id, IssueEvent.kind == "transition")
+        )
     engine.dispose()
     return count or 0
 
@@ -49,8 +52,12 @@ def test_every_pair_through_the_api(client, keys, settings, source):
             body = response.json()
             assert body["properties"]["state"] == target, pair
             last = body["properties"]["history"][-1]
-            assert (last["kind"], last["from_state"], last["to_state"], last["reason"]) == \
-                   ("transition", source, target, "table test"), pair
+            assert (last["kind"], last["from_state"], last["to_state"], last["reason"]) == (
+                "transition",
+                source,
+                target,
+                "table test",
+            ), pair
             assert last["actor"].startswith("key:") and "test admin" in last["actor"], pair
             assert _transition_events(settings, issue_id) == before + 1, pair
         else:
@@ -89,4 +96,7 @@ def test_transition_of_a_missing_issue_is_404(client, keys):
 
 def test_allowed_transitions_are_listed_on_the_issue(client, keys):
     issue_id = _new_issue(client, keys, 0)
-    assert sorted(issue(client, keys, issue_id)["properties"]["allowed_transitions"]) == ["confirmed", "rejected"]
+    assert sorted(issue(client, keys, issue_id)["properties"]["allowed_transitions"]) == [
+        "confirmed",
+        "rejected",
+    ]

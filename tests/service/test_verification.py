@@ -47,8 +47,12 @@ def test_two_clear_passes_verify_with_their_evidence(client, keys, clock):
     props = issue(client, keys, issue_id)["properties"]
     assert props["state"] == "verified"
     last = props["history"][-1]
-    assert (last["kind"], last["from_state"], last["to_state"], last["actor"]) == \
-           ("transition", "rectified", "verified", "system")
+    assert (last["kind"], last["from_state"], last["to_state"], last["actor"]) == (
+        "transition",
+        "rectified",
+        "verified",
+        "system",
+    )
     assert last["frame_id"] == second["frame_id"] and "回头看" in last["reason"]
     passes = [e for e in props["evidence"] if e["kind"] == "clear_pass"]
     assert [p["frame_id"] for p in passes] == [first["frame_id"], second["frame_id"]]
@@ -74,10 +78,17 @@ def test_passes_closer_than_the_gap_count_once(client, keys, clock):
 def test_a_detection_after_rectification_rebounds(client, keys, clock):
     issue_id = _rectified(client, keys, clock)
     again = _drone(client, keys, objects=[("garbage", drone_box_at(2, -1), 0.8)], shade=2)
-    assert again["issues"][0] == {**again["issues"][0], "id": issue_id, "outcome": "rebound", "state": "rebound"}
+    assert again["issues"][0] == {
+        **again["issues"][0],
+        "id": issue_id,
+        "outcome": "rebound",
+        "state": "rebound",
+    }
     history = issue(client, keys, issue_id)["properties"]["history"]
     assert [(e["kind"], e["to_state"], e["actor"]) for e in history[-2:]] == [
-        ("joined", None, "key:4:test ingest"), ("transition", "rebound", "system")]
+        ("joined", None, "key:4:test ingest"),
+        ("transition", "rebound", "system"),
+    ]
     assert history[-1]["observation_id"] == again["observations"][0]["id"]
 
 
@@ -88,8 +99,13 @@ def test_a_phone_photo_can_rebound_but_never_verify(client, keys, clock):
         clock.advance(hours=1)
     props = issue(client, keys, issue_id)["properties"]
     assert props["state"] == "rectified" and not [e for e in props["history"] if e["kind"] == "clear_pass"]
-    seen = upload_ok(client, keys, png(painted([("garbage", (100, 80, 180, 160), 0.9)], shade=4)),
-                     lon=BASE_LON, lat=BASE_LAT)
+    seen = upload_ok(
+        client,
+        keys,
+        png(painted([("garbage", (100, 80, 180, 160), 0.9)], shade=4)),
+        lon=BASE_LON,
+        lat=BASE_LAT,
+    )
     assert seen["issues"][0]["outcome"] == "rebound"
 
 
@@ -136,11 +152,14 @@ def test_only_passes_since_the_last_rectification_count(client, keys, clock):
     assert _state(client, keys, issue_id) == "verified"
 
 
-@pytest.mark.parametrize("then, days, expected", [
-    ("verified", 30, "rebound"),
-    ("closed", 89, "rebound"),
-    ("closed", 91, "new candidate"),
-])
+@pytest.mark.parametrize(
+    "then, days, expected",
+    [
+        ("verified", 30, "rebound"),
+        ("closed", 89, "rebound"),
+        ("closed", 91, "new candidate"),
+    ],
+)
 def test_rebound_window_after_verification_or_closure(client, keys, clock, then, days, expected):
     issue_id = _rectified(client, keys, clock)
     _drone(client, keys, shade=2)

@@ -22,11 +22,17 @@ def health(state: StateDep, response: Response) -> HealthPublic:
         revision = current_revision(state.engine)
     except SQLAlchemyError as exc:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-        return HealthPublic(status="degraded", database=f"unreachable: {type(exc).__name__}", schema_revision=None)
+        return HealthPublic(
+            status="degraded", database=f"unreachable: {type(exc).__name__}", schema_revision=None
+        )
     return HealthPublic(status="ok", database="ok", schema_revision=revision)
 
 
-@router.get("/metrics", name="metrics", response_class=Response,
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format."}})
+@router.get(
+    "/metrics",
+    name="metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format."}},
+)
 def metrics(state: StateDep) -> Response:
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -44,52 +44,85 @@ def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         values = ()
-    if len(values) != 4 or not all(math.isfinite(v) for v in values) or values[0] > values[2] or values[1] > values[3]:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"expected bbox=min_lon,min_lat,max_lon,max_lat with min <= max, got {text!r}")
+    if (
+        len(values) != 4
+        or not all(math.isfinite(v) for v in values)
+        or values[0] > values[2]
+        or values[1] > values[3]
+    ):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"expected bbox=min_lon,min_lat,max_lon,max_lat with min <= max, got {text!r}",
+        )
     return values  # type: ignore[return-value]
 
 
 @router.get("", response_model=IssueCollection, name="list_issues")
 def list_issues(
-    state: StateDep, session: SessionDep, _: Annotated[ApiKey, require_role(*READERS)],
+    state: StateDep,
+    session: SessionDep,
+    _: Annotated[ApiKey, require_role(*READERS)],
     status_: Annotated[list[State] | None, Query(alias="status", description="Repeat for several.")] = None,
-    class_: Annotated[list[str] | None, Query(alias="class", description="Class key; repeat for several.")] = None,
+    class_: Annotated[
+        list[str] | None, Query(alias="class", description="Class key; repeat for several.")
+    ] = None,
     region: Annotated[int | None, Query(description="Region id; includes the regions nested in it.")] = None,
     bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat (WGS-84).")] = None,
-    since: Annotated[datetime | None, Query(description="Only issues changed at or after this time (ISO 8601).")] = None,
+    since: Annotated[
+        datetime | None, Query(description="Only issues changed at or after this time (ISO 8601).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> IssueCollection:
     unknown = sorted(set(class_ or ()) - set(state.taxonomy.keys))
     if unknown:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"unknown class {unknown}; known: {', '.join(state.taxonomy.keys)}")
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"unknown class {unknown}; known: {', '.join(state.taxonomy.keys)}",
+        )
     if since is not None and since.tzinfo is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"expected since with a time zone, e.g. 2026-11-01T00:00:00+08:00, got {since.isoformat()}")
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"expected since with a time zone, e.g. 2026-11-01T00:00:00+08:00, got {since.isoformat()}",
+        )
     regions = all_regions(session)
     if region is not None and region not in regions:
         raise NotFoundError(f"no region {region}")
-    filters = IssueFilters(states=tuple(status_ or ()), class_keys=tuple(class_ or ()), region_id=region,
-                           bbox=_bbox(bbox), since=since)
+    filters = IssueFilters(
+        states=tuple(status_ or ()),
+        class_keys=tuple(class_ or ()),
+        region_id=region,
+        bbox=_bbox(bbox),
+        since=since,
+    )
     features, total = list_features(session, filters, regions, state.taxonomy, limit=limit, offset=offset)
     return IssueCollection(features=features, total=total)
 
 
 @router.get("/{issue_id}", response_model=IssueDetail, name="get_issue")
-def get_issue(issue_id: int, state: StateDep, session: SessionDep,
-              _: Annotated[ApiKey, require_role(*READERS)]) -> IssueDetail:
+def get_issue(
+    issue_id: int, state: StateDep, session: SessionDep, _: Annotated[ApiKey, require_role(*READERS)]
+) -> IssueDetail:
     return detail(session, _issue(session, issue_id), all_regions(session), state.taxonomy)
 
 
-@router.get("/{issue_id}/evidence/{n}", name="get_evidence", response_class=FileResponse,
-            responses={200: {"content": {"image/jpeg": {}}, "description": "The evidence image."}})
-def get_evidence(issue_id: int, n: int, state: StateDep, session: SessionDep,
-                 _: Annotated[ApiKey, require_role(*READERS)],
-                 view: Annotated[Literal["crop", "frame"] | None, Query(
-                     description="crop (the detection) or frame (the whole image); default: crop when there is one")]
-                 = None) -> FileResponse:
+@router.get(
+    "/{issue_id}/evidence/{n}",
+    name="get_evidence",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/jpeg": {}}, "description": "The evidence image."}},
+)
+def get_evidence(
+    issue_id: int,
+    n: int,
+    state: StateDep,
+    session: SessionDep,
+    _: Annotated[ApiKey, require_role(*READERS)],
+    view: Annotated[
+        Literal["crop", "frame"] | None,
+        Query(description="crop (the detection) or frame (the whole image); default: crop when there is one"),
+    ] = None,
+) -> FileResponse:
     _issue(session, issue_id)
     items = evidence_rows(session, issue_id)
     if not 1 <= n <= len(items):
@@ -97,16 +130,32 @@ def get_evidence(issue_id: int, n: int, state: StateDep, session: SessionDep,
     item = items[n - 1]
     if view == "crop" and item.observation is None:
         raise NotFoundError(f"evidence {n} of issue {issue_id} is a clear pass: it has a frame but no crop")
-    relative = item.observation.crop_path if item.observation is not None and view != "frame" else item.frame.image_path
+    relative = (
+        item.observation.crop_path
+        if item.observation is not None and view != "frame"
+        else item.frame.image_path
+    )
     path = state.evidence_store().path_of(relative)
     return FileResponse(path, media_type="image/jpeg")
 
 
-@router.post("/{issue_id}/transitions", response_model=IssueDetail, name="transition_issue",
-             responses={403: {"description": "Your role may not make this move."},
-                        409: {"description": "No such move from the current state; the message lists the allowed ones."}})
-def post_transition(issue_id: int, body: TransitionCreate, state: StateDep, session: SessionDep, now: NowDep,
-                    key: Annotated[ApiKey, require_role(*MOVERS)]) -> IssueDetail:
+@router.post(
+    "/{issue_id}/transitions",
+    response_model=IssueDetail,
+    name="transition_issue",
+    responses={
+        403: {"description": "Your role may not make this move."},
+        409: {"description": "No such move from the current state; the message lists the allowed ones."},
+    },
+)
+def post_transition(
+    issue_id: int,
+    body: TransitionCreate,
+    state: StateDep,
+    session: SessionDep,
+    now: NowDep,
+    key: Annotated[ApiKey, require_role(*MOVERS)],
+) -> IssueDetail:
     lock_ledger(session, now)
     issue = _issue(session, issue_id)
     event = transition(session, issue, body.to, actor=Actor.from_key(key), at=now, reason=body.reason)
@@ -116,10 +165,18 @@ def post_transition(issue_id: int, body: TransitionCreate, state: StateDep, sess
 
 
 @router.put("/{issue_id}/location", response_model=IssueDetail, name="place_issue")
-def put_location(issue_id: int, body: LocationUpdate, state: StateDep, session: SessionDep, now: NowDep,
-                 key: Annotated[ApiKey, require_role(*PLACERS)]) -> IssueDetail:
+def put_location(
+    issue_id: int,
+    body: LocationUpdate,
+    state: StateDep,
+    session: SessionDep,
+    now: NowDep,
+    key: Annotated[ApiKey, require_role(*PLACERS)],
+) -> IssueDetail:
     if not valid_lon_lat(body.lon, body.lat):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "0,0 is not a place; give the issue's real position")
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "0,0 is not a place; give the issue's real position"
+        )
     lock_ledger(session, now)
     issue = _issue(session, issue_id)
     before = "no location" if issue.lon is None else f"{issue.lon:.6f},{issue.lat:.6f}"
@@ -128,7 +185,9 @@ def put_location(issue_id: int, body: LocationUpdate, state: StateDep, session: 
     issue.footprint, issue.area_m2 = None, None  # the detected footprint no longer describes the new place
     region = smallest_region_containing(session, body.lon, body.lat)
     issue.region_id = region.id if region else None
-    reason = f"placed by hand at {body.lon:.6f},{body.lat:.6f} (was {before})" + (f": {body.reason}" if body.reason else "")
+    reason = f"placed by hand at {body.lon:.6f},{body.lat:.6f} (was {before})" + (
+        f": {body.reason}" if body.reason else ""
+    )
     record_event(session, issue, kind="located", actor=Actor.from_key(key), at=now, reason=reason)
     session.commit()
     return detail(session, issue, all_regions(session), state.taxonomy)

@@ -32,7 +32,7 @@ _BODY_DOC = {
     "requestBody": {
         "required": True,
         "description": "A GeoJSON FeatureCollection of Polygon/MultiPolygon features in WGS-84, each with "
-                       "properties `name` and `kind` (village or grid). Parents are found by containment.",
+        "properties `name` and `kind` (village or grid). Parents are found by containment.",
         "content": {t: {"schema": {"type": "object"}} for t in GEOJSON_TYPES},
     }
 }
@@ -40,15 +40,26 @@ _BODY_DOC = {
 
 def _props(region: Region, regions: dict[int, Region]) -> RegionProperties:
     parent = regions.get(region.parent_id) if region.parent_id is not None else None
-    return RegionProperties(id=region.id, name=region.name, kind=region.kind,  # type: ignore[arg-type]
-                            parent_id=region.parent_id, parent_name=parent.name if parent else None,
-                            area_m2=round(region.area_m2, 1))
+    return RegionProperties(
+        id=region.id,
+        name=region.name,
+        kind=region.kind,  # type: ignore[arg-type]
+        parent_id=region.parent_id,
+        parent_name=parent.name if parent else None,
+        area_m2=round(region.area_m2, 1),
+    )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=RegionImportResult, name="import_regions",
-             openapi_extra=_BODY_DOC)
-async def post_regions(request: Request, session: SessionDep, now: NowDep,
-                       _: Annotated[ApiKey, require_role(Role.admin)]) -> RegionImportResult:
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RegionImportResult,
+    name="import_regions",
+    openapi_extra=_BODY_DOC,
+)
+async def post_regions(
+    request: Request, session: SessionDep, now: NowDep, _: Annotated[ApiKey, require_role(Role.admin)]
+) -> RegionImportResult:
     body = await read_json_body(request, limit=MAX_REGIONS_BYTES, media_types=GEOJSON_TYPES)
     drafts = parse_feature_collection(body)
     return await run_in_threadpool(_store, session, drafts, now)  # the database is blocking I/O
@@ -59,12 +70,19 @@ def _store(session: Session, drafts: list[RegionDraft], now: datetime) -> Region
     result = import_regions(session, drafts, now)
     session.commit()
     regions = all_regions(session)
-    return RegionImportResult(created=[_props(r, regions) for r in result.created], skipped=result.skipped,
-                              issues_reassigned=result.issues_reassigned)
+    return RegionImportResult(
+        created=[_props(r, regions) for r in result.created],
+        skipped=result.skipped,
+        issues_reassigned=result.issues_reassigned,
+    )
 
 
 @router.get("", response_model=RegionCollection, name="list_regions")
 def get_regions(session: SessionDep, _: Annotated[ApiKey, require_role(Role.citizen)]) -> RegionCollection:
     regions = all_regions(session)
-    return RegionCollection(features=[RegionFeature(id=r.id, geometry=json.loads(r.geometry),
-                                                    properties=_props(r, regions)) for r in regions.values()])
+    return RegionCollection(
+        features=[
+            RegionFeature(id=r.id, geometry=json.loads(r.geometry), properties=_props(r, regions))
+            for r in regions.values()
+        ]
+    )

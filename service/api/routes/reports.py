@@ -16,15 +16,29 @@ router = APIRouter(prefix="/v1/reports", tags=["reports"], dependencies=AUTHENTI
 READERS = (Role.reviewer, Role.worker)
 
 
-@router.get("/ranking", response_model=RankingReport, name="ranking",
-            responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with format=csv."}})
-def get_ranking(state: StateDep, session: SessionDep, _: Annotated[object, require_role(*READERS)],
-                month: Annotated[str, Query(description="YYYY-MM, in the office's time zone.",
-                                            examples=["2026-11"])],
-                format: Annotated[Literal["json", "csv"], Query()] = "json") -> RankingReport | Response:
+@router.get(
+    "/ranking",
+    response_model=RankingReport,
+    name="ranking",
+    responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with format=csv."}},
+)
+def get_ranking(
+    state: StateDep,
+    session: SessionDep,
+    _: Annotated[object, require_role(*READERS)],
+    month: Annotated[str, Query(description="YYYY-MM, in the office's time zone.", examples=["2026-11"])],
+    format: Annotated[Literal["json", "csv"], Query()] = "json",
+) -> RankingReport | Response:
     rows = ranking(session, month, state.settings.timezone)
     if format == "csv":
-        return Response(to_csv(rows), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="ranking-{month}.csv"'})
-    return RankingReport(month=month, timezone=state.settings.timezone, rule=RANK_RULE,
-                         rows=[RankingRow(**row.__dict__) for row in rows])
+        return Response(
+            to_csv(rows),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="ranking-{month}.csv"'},
+        )
+    return RankingReport(
+        month=month,
+        timezone=state.settings.timezone,
+        rule=RANK_RULE,
+        rows=[RankingRow(**row.__dict__) for row in rows],
+    )

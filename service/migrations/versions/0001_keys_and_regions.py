@@ -54,8 +54,9 @@ def upgrade() -> None:
         sa.Column("area_m2", sa.Float(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.CheckConstraint(_in("kind", REGION_KINDS), name=op.f("ck_regions_kind")),
-        sa.ForeignKeyConstraint(["parent_id"], ["regions.id"], name=op.f("fk_regions_parent_id_regions"),
-                                ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(
+            ["parent_id"], ["regions.id"], name=op.f("fk_regions_parent_id_regions"), ondelete="SET NULL"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_regions")),
     )
     op.create_index("ix_regions_bbox", "regions", ["min_lon", "max_lon", "min_lat", "max_lat"])

@@ -15,8 +15,16 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-ISSUE_STATES = ("candidate", "confirmed", "rejected", "dispatched", "rectified", "verified", "closed",
-                "rebound")
+ISSUE_STATES = (
+    "candidate",
+    "confirmed",
+    "rejected",
+    "dispatched",
+    "rectified",
+    "verified",
+    "closed",
+    "rebound",
+)
 SOURCE_KINDS = ("citizen", "drone", "camera")
 EVENT_KINDS = ("opened", "joined", "transition", "located", "clear_pass")
 LEDGER_LOCK = "ledger"
@@ -36,8 +44,9 @@ def upgrade() -> None:
         sa.Column("api_key_id", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.CheckConstraint(_in("kind", SOURCE_KINDS), name=op.f("ck_sources_kind")),
-        sa.ForeignKeyConstraint(["api_key_id"], ["api_keys.id"], name=op.f("fk_sources_api_key_id_api_keys"),
-                                ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(
+            ["api_key_id"], ["api_keys.id"], name=op.f("fk_sources_api_key_id_api_keys"), ondelete="SET NULL"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sources")),
         sa.UniqueConstraint("kind", "name", "preset", name=op.f("uq_sources_kind_name_preset")),
     )
@@ -63,9 +72,13 @@ def upgrade() -> None:
         sa.Column("note", sa.Text(), nullable=False),
         sa.ForeignKeyConstraint(["source_id"], ["sources.id"], name=op.f("fk_frames_source_id_sources")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_frames")),
-        sa.UniqueConstraint("content_hash", "model_version", name=op.f("uq_frames_content_hash_model_version")),
+        sa.UniqueConstraint(
+            "content_hash", "model_version", name=op.f("uq_frames_content_hash_model_version")
+        ),
     )
-    op.create_index("ix_frames_coverage_bbox", "frames", ["cov_min_lon", "cov_max_lon", "cov_min_lat", "cov_max_lat"])
+    op.create_index(
+        "ix_frames_coverage_bbox", "frames", ["cov_min_lon", "cov_max_lon", "cov_min_lat", "cov_max_lat"]
+    )
     op.create_index(op.f("ix_frames_source_id"), "frames", ["source_id"])
 
     op.create_table(
@@ -87,8 +100,9 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
         sa.CheckConstraint(_in("state", ISSUE_STATES), name=op.f("ck_issues_state")),
-        sa.ForeignKeyConstraint(["region_id"], ["regions.id"], name=op.f("fk_issues_region_id_regions"),
-                                ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(
+            ["region_id"], ["regions.id"], name=op.f("fk_issues_region_id_regions"), ondelete="SET NULL"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_issues")),
     )
     op.create_index("ix_issues_class_lat_lon", "issues", ["class_key", "lat", "lon"])
@@ -136,12 +150,17 @@ def upgrade() -> None:
         sa.Column("observation_id", sa.Integer(), nullable=True),
         sa.Column("frame_id", sa.Integer(), nullable=True),
         sa.CheckConstraint(_in("kind", EVENT_KINDS), name=op.f("ck_issue_events_kind")),
-        sa.ForeignKeyConstraint(["api_key_id"], ["api_keys.id"],
-                                name=op.f("fk_issue_events_api_key_id_api_keys"), ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(
+            ["api_key_id"],
+            ["api_keys.id"],
+            name=op.f("fk_issue_events_api_key_id_api_keys"),
+            ondelete="SET NULL",
+        ),
         sa.ForeignKeyConstraint(["frame_id"], ["frames.id"], name=op.f("fk_issue_events_frame_id_frames")),
         sa.ForeignKeyConstraint(["issue_id"], ["issues.id"], name=op.f("fk_issue_events_issue_id_issues")),
-        sa.ForeignKeyConstraint(["observation_id"], ["observations.id"],
-                                name=op.f("fk_issue_events_observation_id_observations")),
+        sa.ForeignKeyConstraint(
+            ["observation_id"], ["observations.id"], name=op.f("fk_issue_events_observation_id_observations")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_issue_events")),
     )
     op.create_index(op.f("ix_issue_events_issue_id"), "issue_events", ["issue_id"])

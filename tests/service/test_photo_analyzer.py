@@ -1,0 +1,80 @@
+"""The production analyzer: no model -> 503 naming it; an installed ONNX model -> observations, torch-free."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.api.app import create_app
+from tests.service.images import GARBAGE, painted, png
+from tests.vision.fakes import install_tiny_model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_missing_model_is_503_naming_it(settings, keys_factory, tmp_path):
+    app = create_app(
+        settings.model_copy(update={"model": "no-such-model", "models_dir": tmp_path / "models"})
+    )
+    with TestClient(app) as client:
+        keys = keys_factory()
+        response = client.post(
+            "/v1/photos",
+            headers=keys.headers("citizen"),
+            files={"file": ("a.png", png(painted([GARBAGE])), "image/png")},
+        )
+        assert response.status_code == 503
+        assert "no-such-model" in response.json()["detail"]
+        bad = client.post(
+            "/v1/photos", headers=keys.headers("citizen"), files={"file": ("a.png", b"GIF89a", "image/gif")}
+        )
+        assert bad.status_code == 422  # bad input is refused before the model is needed
+
+
+PROGRAM = """
+import json, sys, pathlib
+from fastapi.testclient import TestClient
+from service.api.app import create_app
+from service.settings import Settings
+from service.auth import ensure_bootstrap_admin
+folder = pathlib.Path(sys.argv[1])
+token = "t" * 40
+settings = Settings(database_url=f"sqlite:///{folder}/x.db", data_dir=folder / "data",
+                    models_dir=folder / "models", bootstrap_admin_key=token)
+with TestClient(create_app(settings)) as client:
+    response = client.post("/v1/photos", headers={"Authorization": f"Bearer {token}"},
+                           files={"file": ("a.png", pathlib.Path(sys.argv[2]).read_bytes(), "image/png")},
+                           data={"lon": "117.2272", "lat": "31.8206"})
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "ultralytics", "torchvision"))
+print(json.dumps({"status": response.status_code, "body": response.json(), "heavy": heavy}))
+"""
+
+
+@pytest.mark.slow
+def test_installed_onnx_model_serves_photos_without_torch(tiny_model, tmp_path):
+    install_tiny_model(tiny_model.onnx_path, tmp_path / "models", thresholds={"garbage": 0.0, "smoke": 0.0})
+    image = tmp_path / "photo.png"
+    image.write_bytes(png(painted([GARBAGE], size_wh=(256, 192))))
+    result = subprocess.run(
+        [sys.executable, "-c", PROGRAM, str(tmp_path), str(image)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["heavy"] == []
+    assert out["status"] == 201, out["body"]
+    body = out["body"]
+    # Untrained weights: which boxes come out is arbitrary, but every one is mapped onto the
+    # taxonomy by the card (garbage_bin, the helper label, never appears) and carries the model version.
+    assert body["model_version"].startswith("default:2026.11.23-test:")
+    assert {o["class_key"] for o in body["observations"]} <= {"garbage_pile", "straw_burning"}
+    assert body["observations"], "with zero thresholds an untrained model still reports boxes"
+    assert len(body["issues"]) == len({o["issue_id"] for o in body["observations"]})
