@@ -77,6 +77,15 @@ class PhotoAnalysis:
     coverage: BaseGeometry | None = None
     location_reason: str | None = None
 
+    def __post_init__(self) -> None:
+        if len(self.content_hash) != 64:
+            raise ValueError(f"expected a sha256 hex digest as content_hash, got {self.content_hash!r}")
+        if self.pixels.ndim != 3 or self.pixels.shape[2] != 3 or self.pixels.dtype != np.uint8:
+            got = f"{self.pixels.dtype} {self.pixels.shape}"
+            raise ValueError(f"expected BGR uint8 (H, W, 3) pixels, got {got}")
+        if self.captured_at is not None and self.captured_at.tzinfo is None:
+            raise ValueError(f"expected an aware captured_at, got naive {self.captured_at.isoformat()}")
+
     @property
     def resolution_wh(self) -> tuple[int, int]:
         return int(self.pixels.shape[1]), int(self.pixels.shape[0])

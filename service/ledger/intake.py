@@ -113,13 +113,12 @@ def record_analysis(
 
 
 def _source(session: Session, ref: SourceRef, now: datetime) -> Source:
+    name = ref.name[:200]  # the column's width: look up what would be stored
     row = session.scalars(
-        select(Source).where(Source.kind == ref.kind, Source.name == ref.name, Source.preset == ref.preset)
+        select(Source).where(Source.kind == ref.kind, Source.name == name, Source.preset == ref.preset)
     ).first()
     if row is None:
-        row = Source(
-            kind=ref.kind, name=ref.name[:200], preset=ref.preset, api_key_id=ref.api_key_id, created_at=now
-        )
+        row = Source(kind=ref.kind, name=name, preset=ref.preset, api_key_id=ref.api_key_id, created_at=now)
         session.add(row)
         session.flush()
     return row
@@ -273,8 +272,10 @@ def _open_issue(session: Session, draft: ObservationDraft, observed_at: datetime
 
 def _opened_reason(draft: ObservationDraft) -> str:
     if draft.point is None:
-        return (f"new {draft.class_key} candidate without a location ({draft.location_reason}); "
-                "a reviewer must place it")
+        return (
+            f"new {draft.class_key} candidate without a location ({draft.location_reason}); "
+            "a reviewer must place it"
+        )
     return f"new {draft.class_key} candidate"
 
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from service.api.app import create_app
 from service.settings import Settings
-from tests.service.test_regions import TOWNSHIP
+from tests.service.api.test_regions import TOWNSHIP
 from vision.cli.main import app as patrol
 
 runner = CliRunner()

@@ -15,9 +15,9 @@ from fastapi import FastAPI
 
 from service.api.app import PUBLIC_ROUTES, create_app
 from service.api.deps import current_key, dependency_calls, route_table
+from tests.service.api.test_regions import TOWNSHIP
 from tests.service.helpers import upload_ok
 from tests.service.images import BASE_LAT, BASE_LON, GARBAGE, painted, png
-from tests.service.test_regions import TOWNSHIP
 
 CALLERS = (None, "citizen", "worker", "reviewer", "ingest", "admin")
 

@@ -62,3 +62,10 @@ def test_who_may_make_each_move(move, actor):
 
 def test_rejected_is_final():
     assert allowed_targets(State.rejected) == ()
+
+
+def test_database_enumerations_match_the_code():
+    from service.db import models
+
+    assert set(models.ISSUE_STATES) == {s.value for s in State}
+    assert set(models.ROLES) == {r.value for r in Role}

@@ -10,9 +10,9 @@ import pytest
 
 from service.errors import InvalidInputError
 from service.reports import month_bounds
+from tests.service.api.test_regions import TOWNSHIP, post_regions
 from tests.service.helpers import move, upload_ok
 from tests.service.images import BASE_LAT, BASE_LON, GARBAGE, offset, painted, png
-from tests.service.test_regions import TOWNSHIP, post_regions
 
 
 def _at(clock, iso: str) -> None:  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ from service.db.models import IssueEvent
 from service.db.session import make_engine, make_session_factory
 from tests.service.helpers import PATH_TO, drive, issue, move, upload_ok
 from tests.service.images import BASE_LAT, BASE_LON, GARBAGE, offset, painted, png
-from tests.service.test_states import EXPECTED
+from tests.service.ledger.test_states import EXPECTED
 
 STATES = list(PATH_TO)
 ROLES = ("citizen", "ingest", "worker", "reviewer", "admin")
