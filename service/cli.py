@@ -69,6 +69,49 @@ def keys_create(
     typer.echo(token)
 
 
+@keys_app.command("list", help="List API keys (id, role, name, created, revoked); never the keys themselves.")
+def keys_list() -> None:
+    from sqlalchemy import select
+
+    from service.db.models import ApiKey
+    from service.db.session import make_session_factory
+
+    engine = _migrated_engine()
+    with make_session_factory(engine)() as session:
+        for key in session.scalars(select(ApiKey).order_by(ApiKey.id)):
+            revoked = key.revoked_at.isoformat() if key.revoked_at else "-"
+            typer.echo(f"{key.id}\t{key.role}\t{key.name}\t{key.created_at.isoformat()}\trevoked={revoked}")
+    engine.dispose()
+
+
+@keys_app.command("revoke", help="Revoke an API key by id; requests with it get 401 from then on.")
+def keys_revoke(key_id: Annotated[int, typer.Argument(help="The id shown by `patrol keys list`.")]) -> None:
+    from datetime import UTC, datetime
+
+    from service.db.models import ApiKey
+    from service.db.session import make_session_factory, session_scope
+
+    engine = _migrated_engine()
+    with session_scope(make_session_factory(engine)) as session:
+        key = session.get(ApiKey, key_id)
+        if key is not None and key.revoked_at is None:
+            key.revoked_at = datetime.now(UTC)
+    engine.dispose()
+    if key is None:
+        typer.echo(f"no API key {key_id}; see `patrol keys list`", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked key {key_id} ({key.role}, {key.name})", err=True)
+
+
+def _migrated_engine():  # type: ignore[no-untyped-def]
+    from service.db.session import make_engine
+    from service.migrations import runner
+
+    engine = make_engine(_settings().database_url)
+    runner.upgrade(engine)
+    return engine
+
+
 @regions_app.command(
     "import",
     help="Import villages and grids from a GeoJSON FeatureCollection "

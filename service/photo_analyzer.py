@@ -33,6 +33,8 @@ from vision.taxonomy import Taxonomy
 if TYPE_CHECKING:
     from vision.pipeline import Pipeline
 
+QUEUE_WAIT_S = 30.0  # longer than this in the inference queue: 503 "busy", the client retries
+
 
 class PipelineAnalyzer:
     def __init__(
@@ -74,7 +76,7 @@ class PipelineAnalyzer:
             max_bytes=self._settings.max_upload_bytes,
         )
         pipeline = self.pipeline()
-        detections = pipeline.detect(image)
+        detections = pipeline.detect(image, timeout=QUEUE_WAIT_S)
         georef = georeference_upload(image_bytes, lon, lat)
         drafts = observation_drafts(detections, georef.projector, "; ".join(georef.reasons), self._taxonomy)
         width, height = image.resolution_wh

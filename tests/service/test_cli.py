@@ -76,3 +76,14 @@ def test_bad_environment_is_reported_not_raised(monkeypatch):
 def test_serve_has_host_and_port_options():
     result = runner.invoke(patrol, ["serve", "--help"])
     assert result.exit_code == 0 and "--host" in result.output and "--port" in result.output
+
+
+def test_keys_list_and_revoke(env):
+    token = runner.invoke(patrol, ["keys", "create", "--role", "worker", "--name", "网格员"]).stdout.strip()
+    listed = runner.invoke(patrol, ["keys", "list"])
+    assert listed.exit_code == 0 and "\tworker\t网格员\t" in listed.output and token not in listed.output
+    key_id = listed.stdout.split("\t", 1)[0]
+    assert runner.invoke(patrol, ["keys", "revoke", key_id]).exit_code == 0
+    with TestClient(create_app(env, analyzer=object())) as client:
+        assert client.get("/v1/regions", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert runner.invoke(patrol, ["keys", "revoke", "999"]).exit_code == 1

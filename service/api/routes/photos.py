@@ -19,7 +19,7 @@ from service.db.models import ApiKey
 from service.db.session import session_scope
 from service.ledger.events import Actor
 from service.ledger.intake import IntakeResult, SourceRef, record_analysis
-from vision.errors import ImageLoadError, ModelError
+from vision.errors import ImageLoadError, ModelError, QueueFullError
 
 router = APIRouter(prefix="/v1/photos", tags=["photos"], dependencies=AUTHENTICATED)
 
@@ -91,6 +91,13 @@ async def upload_photo(
     except ModelError as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, f"no detection model is available: {exc}"
+        ) from None
+    except QueueFullError:
+        # Back-pressure from the shared inference queue: the client should retry, not give up.
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the detector is busy; retry in a few seconds",
+            headers={"Retry-After": "5"},
         ) from None
     result = await run_in_threadpool(_record, state, key, analysis, note)
     if result.duplicate:

@@ -26,6 +26,7 @@ from tests.service.images import (
     painted,
     png,
 )
+from vision.errors import QueueFullError
 
 
 def _rows(settings) -> dict[str, int]:
@@ -298,3 +299,22 @@ def test_body_at_the_limit_is_accepted(small_limit_client, keys):
     )
     assert response.status_code == 201, response.text
     assert counting.calls == 1
+
+
+class BusyAnalyzer:
+    """An analyzer whose inference queue stays full (the pipeline's back-pressure signal)."""
+
+    def analyze(self, image_bytes, **kwargs):  # type: ignore[no-untyped-def]
+        raise QueueFullError("inference queue full for 30 s")
+
+
+def test_a_full_inference_queue_is_503_with_retry_after(settings, clock, keys_factory):
+    from fastapi.testclient import TestClient
+
+    from service.api.app import create_app
+
+    with TestClient(create_app(settings, analyzer=BusyAnalyzer(), clock=clock)) as client:
+        keys = keys_factory()
+        response = upload(client, keys, png(painted([GARBAGE])), lon=BASE_LON, lat=BASE_LAT)
+    assert response.status_code == 503 and response.headers["retry-after"] == "5"
+    assert _rows(settings) == {"frames": 0, "observations": 0, "issues": 0, "sources": 0}
