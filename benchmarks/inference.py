@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import statistics
 import subprocess
@@ -207,13 +208,13 @@ def interleaved(contenders: dict[str, Callable[[list], None]], images: list[np.n
         for _ in range(warmup):
             run(groups[0])
     rates: dict[str, list[float]] = {name: [] for name in contenders}
-    turn = 0
+    order = random.Random(0)
     for _ in range(reps):
         for group in groups:
-            # rotate the order, so that no contender always runs right after the same one
+            # a fresh order each time: no contender always runs right after the same one
+            # (what ran before can leave caches cold or threads waking up)
             names = list(contenders)
-            names = names[turn % len(names):] + names[:turn % len(names)]
-            turn += 1
+            order.shuffle(names)
             for name in names:
                 started = time.perf_counter()
                 contenders[name](group)
