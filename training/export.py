@@ -76,8 +76,10 @@ class ParityReport:
 
 def export_onnx(weights: Path, out_path: Path, imgsz: int) -> Path:
     """ultralytics export (dynamic batch and size, onnxslim, opset pinned) to `out_path`."""
+    from training.transplant import check_ultralytics_checkpoint
     from vision.detectors.ultralytics_offline import import_ultralytics
 
+    check_ultralytics_checkpoint(weights)
     ultralytics = import_ultralytics()
     with tempfile.TemporaryDirectory(prefix="patrol-export-") as tmp:
         # ultralytics writes beside the weights; export a copy so the run folder stays as it was.
@@ -162,11 +164,13 @@ def _raw_outputs(weights: Path, onnx_path: Path, images: list[np.ndarray], imgsz
 def check_parity(weights: Path, onnx_path: Path, images: list[np.ndarray], imgsz: int,
                  conf: float = CHECK_CONF) -> ParityReport:
     """Run the three checks of the module doc; the report lists every tolerance broken."""
+    from training.transplant import check_ultralytics_checkpoint
     from vision.detectors import load_detector
     from vision.detectors.base import OnnxRuntimeConfig, UltralyticsConfig
 
     if not images:
         raise ExportError("expected at least one sample image for the parity check, got none")
+    check_ultralytics_checkpoint(weights)
     reference, batched, single = _raw_outputs(weights, onnx_path, images, imgsz)
     failures = []
     if reference.shape != batched.shape:
