@@ -136,7 +136,9 @@ def decode_anchor_free(
         cand_class = class_scores[:, candidates].argmax(axis=0).astype(np.int64)
         cand_score = score[candidates].astype(np.float32)
         cxcywh = pred[:4, candidates].T.astype(np.float32)       # (K, 4)
-        half_wh = cxcywh[:, 2:] / 2
+        # A head cannot emit negative sizes (DFL distances are expectations over >= 0 bins), but
+        # a broken export could; clamp rather than fail the whole batch on inverted boxes.
+        half_wh = np.maximum(cxcywh[:, 2:], 0) / 2
         xyxy = np.concatenate([cxcywh[:, :2] - half_wh, cxcywh[:, :2] + half_wh], axis=1)
         kept = nms(xyxy, cand_score, iou, None if agnostic else cand_class, max_keep=max_det)
         results.append(RawBoxes(xyxy[kept], cand_score[kept], cand_class[kept]))

@@ -1,6 +1,7 @@
 """Letterbox a batch of BGR images into one NCHW float32 network input.
 
-Geometry and padding follow ultralytics' `LetterBox(auto=False, center=True)` and
+Geometry and padding follow ultralytics' `LetterBox(center=True)` (auto=False: square
+input; auto=True: the stride-multiple rectangle, via `stride=`) and
 `ops.scale_boxes` exactly (same rounding of the resized size and of the padding, value 114,
 per-axis gains when mapping back), so our ONNX path sees the same tensor ultralytics'
 predict would and boxes come back to the same source pixels.
@@ -80,32 +81,62 @@ class LetterboxMeta:
         return boxes
 
 
-def letterbox_meta(resolution_wh: tuple[int, int], size: int) -> LetterboxMeta:
-    """Placement of a (W, H) image in a size x size input, rounded like ultralytics."""
+def letterbox_meta(
+    resolution_wh: tuple[int, int], size: int, *, canvas_wh: tuple[int, int] | None = None,
+) -> LetterboxMeta:
+    """Placement of a (W, H) image scaled to fit size x size, centred in `canvas_wh`.
+
+    The canvas defaults to size x size; `rect_canvas_wh` gives the smaller rectangular one.
+    Rounding follows ultralytics' LetterBox.
+    """
     w, h = resolution_wh
     scale = min(size / h, size / w)
     new_w, new_h = max(round(w * scale), 1), max(round(h * scale), 1)
-    # ultralytics: dw/2 then round(d - 0.1) on the left/top, so odd padding puts the
-    # extra pixel on the right/bottom.
-    pad_x = round((size - new_w) / 2 - 0.1)
-    pad_y = round((size - new_h) / 2 - 0.1)
+    canvas_w, canvas_h = canvas_wh or (size, size)
+    if canvas_w < new_w or canvas_h < new_h:
+        raise ValueError(f"expected a canvas of at least {new_w}x{new_h}, got {canvas_w}x{canvas_h}")
+    # ultralytics: half the padding, then round(d - 0.1) on the left/top, so odd padding
+    # puts the extra pixel on the right/bottom.
+    pad_x = round((canvas_w - new_w) / 2 - 0.1)
+    pad_y = round((canvas_h - new_h) / 2 - 0.1)
     return LetterboxMeta(scale=scale, pad_x=pad_x, pad_y=pad_y, resolution_wh=(w, h),
                          resized_wh=(new_w, new_h))
+
+
+def rect_canvas_wh(resolution_wh: tuple[int, int], size: int, stride: int) -> tuple[int, int]:
+    """The smallest input, a multiple of `stride` beyond the resized image, that holds it.
+
+    ultralytics' `LetterBox(auto=True)` (its predict default for models with dynamic input):
+    a 1920x1080 image at 640 becomes a 640x384 input instead of 640x640, 40 % fewer pixels
+    to run through the network.
+    """
+    if stride < 1:
+        raise ValueError(f"expected stride >= 1, got {stride}")
+    w, h = resolution_wh
+    scale = min(size / h, size / w)
+    new_w, new_h = max(round(w * scale), 1), max(round(h * scale), 1)
+    return new_w + (size - new_w) % stride, new_h + (size - new_h) % stride
 
 
 def letterbox_batch(
     images: Sequence[npt.NDArray[np.uint8]],
     size: int,
     *,
+    stride: int | None = None,
     batch_size: int | None = None,
     out: npt.NDArray[np.float32] | None = None,
 ) -> tuple[npt.NDArray[np.float32], list[LetterboxMeta]]:
-    """Letterbox BGR uint8 (H, W, 3) images into an (N, 3, size, size) float32 RGB batch in [0, 1].
+    """Letterbox BGR uint8 (H, W, 3) images into an (N, 3, H, W) float32 RGB batch in [0, 1].
+
+    Without `stride` the input is size x size. With `stride` (rectangular inputs, for models
+    with dynamic height and width) it is the largest of the images' `rect_canvas_wh`, each
+    image centred in it; callers wanting batch-independent results group images by
+    `rect_canvas_wh` first (OnnxRuntimeDetector does).
 
     `batch_size` pads the batch with grey images up to a static model batch (their metas are
-    not returned). `out`, when given, is a C-contiguous float32 array of exactly that shape to
-    write into instead of allocating one (the caller owns it and must not share it between
-    concurrent calls).
+    not returned). `out`, when given, is a C-contiguous float32 array of exactly the output
+    shape to write into instead of allocating one (the caller owns it and must not share it
+    between concurrent calls).
     """
     if size < 1:
         raise ValueError(f"expected size >= 1, got {size}")
@@ -113,7 +144,13 @@ def letterbox_batch(
     n = n_images if batch_size is None else batch_size
     if n < n_images:
         raise ValueError(f"expected batch_size >= number of images ({n_images}), got {batch_size}")
-    shape = (n, 3, size, size)
+    for i, image in enumerate(images):
+        check_image(image, i)
+    canvas_w, canvas_h = size, size
+    if stride is not None and n_images:
+        canvases = [rect_canvas_wh((im.shape[1], im.shape[0]), size, stride) for im in images]
+        canvas_w, canvas_h = max(c[0] for c in canvases), max(c[1] for c in canvases)
+    shape = (n, 3, canvas_h, canvas_w)
     if out is None:
         out = np.empty(shape, dtype=np.float32)
     elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
@@ -121,9 +158,8 @@ def letterbox_batch(
                          f"got {out.dtype} {out.shape}")
     metas = []
     for i, image in enumerate(images):
-        _check_image(image, i)
         h, w = image.shape[:2]
-        meta = letterbox_meta((w, h), size)
+        meta = letterbox_meta((w, h), size, canvas_wh=(canvas_w, canvas_h))
         new_w, new_h = meta.resized_wh  # type: ignore[misc]
         resized = image if (new_w, new_h) == (w, h) else cv2.resize(
             image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
@@ -137,14 +173,15 @@ def letterbox_batch(
         target[:, y0:y1, x1:] = _PAD_FLOAT
         # BGR->RGB, HWC->CHW, uint8->float32 and /255 in one strided ufunc pass.
         np.divide(resized[:, :, ::-1].transpose(2, 0, 1), _255,
-                    out=target[:, y0:y1, x0:x1], casting="unsafe")
+                  out=target[:, y0:y1, x0:x1], casting="unsafe")
         metas.append(meta)
     if n > n_images:
         out[n_images:] = _PAD_FLOAT
     return out, metas
 
 
-def _check_image(image: object, index: int) -> None:
+def check_image(image: object, index: int) -> None:
+    """Raise unless `image` is a BGR uint8 (H, W, 3) array of at least 1x1 pixels."""
     if not isinstance(image, np.ndarray):
         raise TypeError(f"image {index}: expected a numpy array, got {type(image).__name__}")
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:

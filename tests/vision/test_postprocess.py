@@ -219,3 +219,9 @@ def test_end2end_matches_ultralytics(ultralytics_nms) -> None:
         np.testing.assert_allclose(raw.xyxy, exp[:, :4])
         np.testing.assert_allclose(raw.confidence, exp[:, 4])
         np.testing.assert_array_equal(raw.class_id, exp[:, 5])
+
+
+def test_negative_sizes_from_a_broken_head_become_zero_width_boxes() -> None:
+    output = anchor_free([(50, 50, -20, 10, [0.9])])
+    (raw,) = decode_anchor_free(output, conf=0.1, iou=0.5, max_det=10)
+    np.testing.assert_allclose(raw.xyxy, [[50, 45, 50, 55]])

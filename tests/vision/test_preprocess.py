@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vision.detectors.ultralytics_offline import import_ultralytics
-from vision.preprocess import PAD_VALUE, LetterboxMeta, letterbox_batch, letterbox_meta
+from vision.preprocess import PAD_VALUE, LetterboxMeta, letterbox_batch, letterbox_meta, rect_canvas_wh
 
 PAD = np.float32(PAD_VALUE) / np.float32(255)
 
@@ -46,6 +46,71 @@ def test_tensor_matches_ultralytics_letterbox(ultralytics_letterbox, shape, size
     assert batch.shape == (1, 3, size, size) and batch.dtype == np.float32 and batch.flags.c_contiguous
     np.testing.assert_array_equal(batch[0], expected)
     assert metas[0].resolution_wh == (shape[1], shape[0])
+
+
+@pytest.mark.parametrize("size", [128, 640])
+@pytest.mark.parametrize("shape", [s for s in SHAPES if s[0] * s[1] <= 2_100_000])
+def test_rect_tensor_matches_ultralytics_auto_letterbox(ultralytics_letterbox, shape, size) -> None:
+    image = noise(shape)
+    expected = ultralytics_letterbox(new_shape=(size, size), auto=True, stride=32, center=True)(image=image)
+    expected = expected[:, :, ::-1].transpose(2, 0, 1).astype(np.float32) / np.float32(255)
+
+    batch, (meta,) = letterbox_batch([image], size, stride=32)
+
+    np.testing.assert_array_equal(batch[0], expected)
+    assert rect_canvas_wh((shape[1], shape[0]), size, 32) == (expected.shape[2], expected.shape[1])
+
+
+@pytest.mark.parametrize(
+    ("resolution_wh", "size", "stride", "expected"),
+    [
+        ((1920, 1080), 640, 32, (640, 384)),   # 360 rows -> 384
+        ((1080, 1920), 640, 32, (384, 640)),
+        ((640, 640), 640, 32, (640, 640)),
+        ((4000, 3000), 640, 32, (640, 480)),   # already a multiple of 32
+        ((3000, 1), 640, 32, (640, 32)),
+        ((100, 50), 640, 32, (640, 320)),      # upscaled
+        ((1920, 1080), 100, 32, (100, 68)),    # size not a multiple of stride: as ultralytics
+    ],
+)
+def test_rect_canvas(resolution_wh, size, stride, expected) -> None:
+    assert rect_canvas_wh(resolution_wh, size, stride) == expected
+
+
+def test_rect_batch_of_mixed_shapes_uses_the_largest_canvas() -> None:
+    images = [noise((1080, 1920)), noise((480, 640)), noise((1920, 1080))]
+    batch, metas = letterbox_batch(images[:2], 640, stride=32)
+    assert batch.shape == (2, 3, 480, 640)  # 640x384 and 640x480 -> 640x480
+    assert (metas[0].pad_x, metas[0].pad_y) == (0, 60) and (metas[1].pad_x, metas[1].pad_y) == (0, 0)
+    alone, _ = letterbox_batch(images[1:2], 640, stride=32)
+    np.testing.assert_array_equal(batch[1], alone[0])  # same canvas: same tensor as alone
+    batch, _ = letterbox_batch(images, 640, stride=32)
+    assert batch.shape == (3, 3, 640, 640)
+
+
+@pytest.mark.parametrize("size", [128, 640])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_rect_to_source_matches_ultralytics_scale_boxes(shape, size) -> None:
+    import_ultralytics()
+    import torch
+    from ultralytics.utils.ops import scale_boxes
+
+    canvas_w, canvas_h = rect_canvas_wh((shape[1], shape[0]), size, 32)
+    rng = np.random.default_rng(size)
+    xy = rng.uniform(0, min(canvas_w, canvas_h), (50, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(0, size / 2, (50, 2))], 1).astype(np.float32)
+    expected = scale_boxes((canvas_h, canvas_w), torch.from_numpy(boxes.copy()), shape).numpy()
+
+    meta = letterbox_meta((shape[1], shape[0]), size, canvas_wh=(canvas_w, canvas_h))
+
+    np.testing.assert_allclose(meta.to_source(boxes), expected, rtol=1e-5, atol=1e-3)
+
+
+def test_canvas_smaller_than_the_image_is_refused() -> None:
+    with pytest.raises(ValueError, match="canvas of at least 640x360, got 640x352"):
+        letterbox_meta((1920, 1080), 640, canvas_wh=(640, 352))
+    with pytest.raises(ValueError, match="stride >= 1"):
+        rect_canvas_wh((10, 10), 64, 0)
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -198,3 +263,20 @@ def test_resize_is_skipped_when_the_image_already_fits() -> None:
     batch, _ = letterbox_batch([image], 640)
     np.testing.assert_array_equal(batch[0], cv2.cvtColor(image, cv2.COLOR_BGR2RGB).transpose(2, 0, 1)
                                   .astype(np.float32) / np.float32(255))
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        pytest.param(lambda a: a[100:740, 200:840], id="crop same size as input"),
+        pytest.param(lambda a: a[100:500, 200:900], id="crop resized"),
+        pytest.param(lambda a: a[::-1, ::-1], id="flipped"),
+        pytest.param(lambda a: a[::2, ::3], id="strided"),
+    ],
+)
+def test_array_views_give_the_same_batch_as_contiguous_copies(view) -> None:
+    """Tiling hands over crops of a large image without copying them first."""
+    image = view(noise((1000, 1500)))
+    batch, _ = letterbox_batch([image], 640)
+    expected, _ = letterbox_batch([np.ascontiguousarray(image)], 640)
+    np.testing.assert_array_equal(batch, expected)

@@ -4,9 +4,10 @@ The only module in vision/ that may import torch/ultralytics, and only lazily, t
 `import_ultralytics()` (offline, no downloads). ultralytics' Results never leave this
 module: they become Detections here.
 
-Letterboxing is square (`rect=False`) so that both backends see the same network input and
-give the same boxes for the same weights; ultralytics' own default for a batch of
-same-sized images is the minimum rectangle, which is faster but changes the numbers.
+Inputs are ultralytics' default rectangles (`rect=True`), which it applies only to a batch
+of same-sized images; so images are grouped by shape and each group is one predict call.
+Every image then gets the input it would get alone, the same one OnnxRuntimeDetector builds,
+and both backends give the same boxes for the same weights.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from vision.detections import Detections
 from vision.detectors.base import UltralyticsConfig
 from vision.detectors.ultralytics_offline import import_ultralytics
 from vision.errors import ModelError
+from vision.preprocess import check_image
 
 # ultralytics accepts any batch size; the batcher's own size decides.
 DYNAMIC_MAX_BATCH = 1024
@@ -90,30 +92,30 @@ class UltralyticsDetector:
         self.predict_batch([np.full((self._size, self._size, 3), 114, np.uint8)])
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        if not images:
-            return []
+        groups: dict[tuple[int, ...], list[int]] = {}
         for i, image in enumerate(images):
-            if not isinstance(image, np.ndarray):
-                raise TypeError(f"image {i}: expected a numpy array, got {type(image).__name__}")
-            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-                got = f"{image.dtype} {image.shape}"
-                raise ValueError(f"image {i}: expected BGR uint8 of shape (H, W, 3), got {got}")
-        kwargs: dict[str, Any] = {
-            "conf": self._config.conf,
-            "iou": self._config.iou,
-            "max_det": self._config.max_det,
-            "imgsz": self._size,
-            "device": self._config.device,
-            "batch": len(images),
-            "rect": False,
-            "verbose": False,
-            "save": False,
-        }
-        if self._config.half:
-            kwargs["quantize"] = 16
-        with self._lock:
-            results = self._yolo.predict(list(images), **kwargs)
-        return [self._to_detections(r) for r in results]
+            check_image(image, i)
+            groups.setdefault(image.shape, []).append(i)
+        results: list[Detections | None] = [None] * len(images)
+        for indices in groups.values():
+            kwargs: dict[str, Any] = {
+                "conf": self._config.conf,
+                "iou": self._config.iou,
+                "max_det": self._config.max_det,
+                "imgsz": self._size,
+                "device": self._config.device,
+                "batch": len(indices),
+                "rect": True,
+                "verbose": False,
+                "save": False,
+            }
+            if self._config.half:
+                kwargs["quantize"] = 16
+            with self._lock:
+                predictions = self._yolo.predict([images[i] for i in indices], **kwargs)
+            for i, result in zip(indices, predictions, strict=True):
+                results[i] = self._to_detections(result)
+        return results  # type: ignore[return-value]
 
     def _to_detections(self, result: Any) -> Detections:
         boxes = result.boxes

@@ -13,7 +13,7 @@ from vision.detectors.ultralytics_offline import import_ultralytics
 
 @pytest.fixture(scope="session")
 def responsive_model(tiny_model: TinyModel, tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
-    """`tiny_model` with its BatchNorm statistics calibrated and class biases zeroed.
+    """`tiny_model` with seeded weights, BatchNorm statistics calibrated and class biases zeroed.
 
     Freshly initialised YOLO layers shrink the signal layer by layer, so the untrained
     model's scores are its biases: the same few values for every anchor and image, full of
@@ -29,7 +29,10 @@ def responsive_model(tiny_model: TinyModel, tmp_path_factory: pytest.TempPathFac
     model = yolo.model
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        for module in model.modules():
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Conv2d) and ".dfl" not in name:  # DFL's conv is a fixed arange
+                # PyTorch's default initialisation, seeded: the same model in every run.
+                torch.nn.init.kaiming_uniform_(module.weight, a=5 ** 0.5, generator=generator)
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.reset_running_stats()
                 module.momentum = None  # cumulative average over the calibration batches

@@ -54,6 +54,7 @@ def test_reads_ultralytics_metadata(detector, tiny_model) -> None:
     assert detector.input_size == tiny_model.imgsz == 128
     assert detector.max_batch == DYNAMIC_MAX_BATCH  # exported with dynamic=True
     assert detector.end2end is False
+    assert detector.rect is True  # dynamic height and width
     assert detector.providers == ["CPUExecutionProvider"]
 
 
@@ -217,20 +218,70 @@ def test_warmup_leaves_results_unchanged(detector) -> None:
 # -- known boxes through hand-built graphs ---------------------------------------------------
 
 
-def test_anchor_free_boxes_come_back_in_source_pixels(tmp_path: Path) -> None:
-    # In a 64 px input a 128x64 (WxH) image is scaled by 0.5 and padded 16 px top and bottom.
+@pytest.mark.parametrize(
+    ("rect", "centre_y"),
+    [
+        # A 128x64 (WxH) image is scaled by 0.5 into a 64 px input. Square: a 64x64 input
+        # with 16 px of padding above and below. Rectangular: a 64x32 input, no padding.
+        (False, 32),
+        (True, 16),
+    ],
+)
+def test_anchor_free_boxes_come_back_in_source_pixels(tmp_path: Path, rect: bool, centre_y: int) -> None:
+    top = centre_y - 16  # the top edge of the image inside the input
     head = anchor_free_head([
-        (32, 32, 16, 8, 0.9, 0.05),    # centre of the image, class 0
-        (32, 32, 16, 8, 0.04, 0.2),    # same box, class 1 below the floor of 0.25
-        (8, 20, 16, 8, 0.1, 0.6),      # top-left, class 1
+        (32, centre_y, 16, 8, 0.9, 0.05),  # centre of the image, class 0
+        (32, centre_y, 16, 8, 0.04, 0.2),  # same box, class 1 below the floor of 0.25
+        (8, top + 4, 16, 8, 0.1, 0.6),     # top-left, class 1
     ])
     meta = {"names": "{0: 'garbage_pile', 1: 'straw_burning'}", "imgsz": "[64, 64]", "stride": "32"}
     path = constant_head_model(tmp_path / "af.onnx", head, metadata=meta)
-    detector = OnnxRuntimeDetector.from_config(OnnxRuntimeConfig(model=path, conf=0.25))
+    detector = OnnxRuntimeDetector.from_config(OnnxRuntimeConfig(model=path, conf=0.25), rect=rect)
+    assert detector.rect is rect
     (det,) = detector.predict_batch([np.zeros((64, 128, 3), np.uint8)])
     np.testing.assert_allclose(det.xyxy, [[48, 24, 80, 40], [0, 0, 32, 16]], atol=1e-4)
     np.testing.assert_allclose(det.confidence, [0.9, 0.6], atol=1e-6)
     assert det.data["class_name"].tolist() == ["garbage_pile", "straw_burning"]
+
+
+class RecordingSession:
+    """Delegates to a real InferenceSession and records the input shapes it was run with."""
+
+    def __init__(self, session) -> None:
+        self._session = session
+        self.shapes: list[tuple[int, ...]] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self._session, name)
+
+    def run(self, output_names, feeds):
+        self.shapes.extend(tuple(v.shape) for v in feeds.values())
+        return self._session.run(output_names, feeds)
+
+
+@pytest.mark.parametrize(
+    ("rect", "expected_shapes"),
+    [
+        # At 128: 1920x1080 and 640x480 both need 128x96; 1080x1920 needs 96x128.
+        (True, [(3, 3, 96, 128), (1, 3, 128, 96)]),
+        (False, [(4, 3, 128, 128)]),
+    ],
+)
+def test_rect_inputs_are_grouped_by_shape(detector, rect, expected_shapes) -> None:
+    images = [np.zeros((1080, 1920, 3), np.uint8), np.zeros((1920, 1080, 3), np.uint8),
+              np.zeros((480, 640, 3), np.uint8), np.zeros((1080, 1920, 3), np.uint8)]
+    session = RecordingSession(detector._session)
+    spy = OnnxRuntimeDetector(session, conf=0.001, iou=0.5, max_det=300, rect=rect)
+    results = spy.predict_batch(images)
+    assert session.shapes == expected_shapes
+    assert [d.metadata["resolution_wh"] for d in results] == [(im.shape[1], im.shape[0]) for im in images]
+
+
+def test_rect_needs_a_dynamic_input_size(tiny_model, tmp_path: Path) -> None:
+    static = with_static_input(tiny_model.onnx_path, tmp_path / "static_128.onnx", size=128)
+    assert OnnxRuntimeDetector.from_config(OnnxRuntimeConfig(model=static)).rect is False
+    with pytest.raises(ModelError, match="dynamic height and width"):
+        OnnxRuntimeDetector.from_config(OnnxRuntimeConfig(model=static), rect=True)
 
 
 def test_end2end_model_skips_nms_and_maps_boxes(tmp_path: Path) -> None:
@@ -239,7 +290,7 @@ def test_end2end_model_skips_nms_and_maps_boxes(tmp_path: Path) -> None:
                       [10, 10, 20, 20, 0.10, 0]]],   # below the floor
                     np.float32)
     path = constant_head_model(tmp_path / "e2e.onnx", head, metadata=E2E_META)
-    detector = OnnxRuntimeDetector.from_config(OnnxRuntimeConfig(model=path, conf=0.25))
+    detector = OnnxRuntimeDetector.from_config(OnnxRuntimeConfig(model=path, conf=0.25), rect=False)
     assert detector.end2end is True
     (det,) = detector.predict_batch([np.zeros((64, 128, 3), np.uint8)])
     np.testing.assert_allclose(det.xyxy, [[0, 0, 128, 64], [0, 0, 64, 32]], atol=1e-4)
@@ -310,8 +361,9 @@ def test_agrees_with_ultralytics_predict_on_the_same_weights(responsive_model) -
     torch_detector = UltralyticsDetector.from_config(
         UltralyticsConfig(model=responsive_model.pt_path, conf=conf, imgsz=responsive_model.imgsz))
     ours, theirs = onnx_detector.predict_batch(SCENES), torch_detector.predict_batch(SCENES)
+    assert sum(len(ref) for ref in theirs) >= 40  # the comparison has substance
     for mine, ref in zip(ours, theirs, strict=True):
-        assert len(ref) >= 20 and len(np.unique(ref.confidence)) >= 20  # the comparison has substance
+        assert len(ref) >= 3 and len(np.unique(ref.confidence)) == len(ref)
         assert abs(len(mine) - len(ref)) <= max(2, len(ref) // 20)
         assert_each_box_found(ref, mine, top=20)
         assert_each_box_found(mine, ref, top=20)

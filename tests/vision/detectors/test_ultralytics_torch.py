@@ -30,8 +30,9 @@ def test_results_equal_yolo_predict(detector, responsive_model) -> None:
     from vision.detectors.ultralytics_offline import import_ultralytics
 
     yolo = import_ultralytics().YOLO(str(responsive_model.pt_path))
-    expected = yolo.predict(IMAGES, conf=0.25, iou=0.6, max_det=50, imgsz=responsive_model.imgsz,
-                            rect=False, verbose=False)
+    # One image at a time: ultralytics' own default, rectangular input per image.
+    expected = [yolo.predict(image, conf=0.25, iou=0.6, max_det=50, imgsz=responsive_model.imgsz,
+                             verbose=False)[0] for image in IMAGES]
     got = detector.predict_batch(IMAGES)
     assert len(got) == len(IMAGES)
     for det, res, image in zip(got, expected, IMAGES, strict=True):
@@ -42,6 +43,15 @@ def test_results_equal_yolo_predict(detector, responsive_model) -> None:
         np.testing.assert_array_equal(det.data["class_name"], np.array(responsive_model.labels)[det.class_id])
         assert det.metadata["resolution_wh"] == (image.shape[1], image.shape[0])
         assert len(det) <= 50
+
+
+def test_images_of_one_shape_are_predicted_together_with_the_same_results(detector) -> None:
+    same_shape = [IMAGES[0], IMAGES[0][::-1].copy(), IMAGES[0][:, ::-1].copy()]
+    together = detector.predict_batch(same_shape + [IMAGES[1]])
+    for image, det in zip(same_shape, together, strict=False):
+        (alone,) = detector.predict_batch([image])
+        np.testing.assert_allclose(det.xyxy, alone.xyxy, atol=1e-3)
+        np.testing.assert_allclose(det.confidence, alone.confidence, atol=1e-5)
 
 
 def test_protocol_properties_and_empty_input(detector, responsive_model) -> None:
