@@ -298,3 +298,39 @@ def test_official_yolov5n_transplant_into_yolov5nu(tmp_path):
     image = np.full((96, 128, 3), 114, dtype=np.uint8)
     results = yolo.predict(image, imgsz=64, device="cpu", verbose=False)
     assert len(results) == 1
+
+
+# -- the command line -------------------------------------------------------------------
+
+def _cli():
+    import typer
+
+    from training.cli_train import register
+
+    app = typer.Typer()
+    register(app)
+    return app
+
+
+@pytest.mark.parametrize("extra, exit_code, message", [
+    ([], 2, "expected sha256"),                            # not the official file: refused
+    (["--any-checksum"], 0, "12 tensors transplanted"),
+    (["--any-checksum", "--data", "x.yaml"], 2, "exactly one of"),
+])
+def test_transplant_command(tmp_path, yolov5_modules, monkeypatch, extra, exit_code, message):
+    from typer.testing import CliRunner
+
+    source = tmp_path / "fake_yolov5.pt"
+    _fake_checkpoint(source, yolov5_modules)
+    for name in ("models", "models.common", "models.yolo"):
+        monkeypatch.delitem(sys.modules, name)
+    out = tmp_path / "base.pt"
+    result = CliRunner().invoke(_cli(), ["transplant", str(source), "--out", str(out), "--labels",
+                                         "garbage_pile,garbage_bin", *extra])
+    assert result.exit_code == exit_code, result.output
+    assert message in result.output
+    if exit_code == 0:
+        check_ultralytics_checkpoint(out)
+        saved = torch.load(out, map_location="cpu", weights_only=False)  # our own file
+        assert saved["transplant"]["counts"]["transplanted"] == 12
+        assert saved["model"].names == {0: "garbage_pile", 1: "garbage_bin"}
