@@ -155,7 +155,7 @@ def read_model_info(session: Any) -> OnnxModelInfo:
 
 
 def session_options(config: OnnxRuntimeConfig) -> Any:
-    """Session options chosen by measurement on the project's 2-core CPU (see module notes)."""
+    """Session options, chosen by measurement on the project's 2-core CPU (notes below)."""
     ort = _import_onnxruntime()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
