@@ -19,6 +19,7 @@ from service.api.schemas import (
     PointGeometry,
 )
 from service.db.models import Frame, Issue, IssueEvent, Observation, Region, Source
+from service.ledger.events import history
 from service.ledger.regions import descendants, region_chain
 from service.ledger.states import State, allowed_targets
 from vision.taxonomy import Taxonomy
@@ -137,9 +138,7 @@ def detail(session: Session, issue: Issue, regions: dict[int, Region], taxonomy:
     n_obs, n_src = session.execute(
         select(observations, sources).select_from(Issue).where(Issue.id == issue.id)
     ).one()
-    events = list(
-        session.scalars(select(IssueEvent).where(IssueEvent.issue_id == issue.id).order_by(IssueEvent.id))
-    )
+    events = history(session, issue.id)
     props = IssueDetailProperties(
         **properties(issue, n_obs, n_src, regions, taxonomy),
         history=[

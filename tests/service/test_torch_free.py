@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 PROGRAM = """
@@ -23,6 +25,7 @@ print("HEAVY", heavy)
 """
 
 
+@pytest.mark.slow  # a fresh interpreter importing the service: ~5-15 s
 def test_the_app_runs_without_importing_torch():
     result = subprocess.run(
         [sys.executable, "-c", PROGRAM], cwd=ROOT, capture_output=True, text=True, timeout=120
