@@ -159,6 +159,21 @@ def _run_dir(options: TrainOptions) -> Path:
 Callbacks = Mapping[str, Callable[[Any], None]]
 
 
+def _use_all_cores(trainer: Any) -> None:
+    """ultralytics' select_device() sets torch to cores - 1 threads (1 on a 2-core machine)
+    when the trainer picks its device; on CPU that halves training speed, so restore all."""
+    import torch
+
+    if getattr(getattr(trainer, "device", None), "type", "cpu") == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+
+
+def _add_callbacks(model: Any, callbacks: Callbacks | None) -> None:
+    model.add_callback("on_pretrain_routine_end", _use_all_cores)
+    for event, function in (callbacks or {}).items():
+        model.add_callback(event, function)
+
+
 def train(options: TrainOptions, argv: list[str], callbacks: Callbacks | None = None) -> TrainResult:
     """Train from `options.base`; writes run_record.json beside ultralytics' outputs.
 
@@ -175,8 +190,7 @@ def train(options: TrainOptions, argv: list[str], callbacks: Callbacks | None = 
                             f"--resume to continue it")
     ultralytics, offline = _prepare_offline(options.device)
     model = ultralytics.YOLO(options.base, task="detect")
-    for event, function in (callbacks or {}).items():
-        model.add_callback(event, function)
+    _add_callbacks(model, callbacks)
     if base["kind"] == "checkpoint" and isinstance(getattr(model, "ckpt", None), dict):
         transplant = model.ckpt.get("transplant")
         if transplant:
@@ -215,8 +229,7 @@ def resume(run_dir: Path, argv: list[str], callbacks: Callbacks | None = None) -
     check_ultralytics_checkpoint(last)
     ultralytics, offline = _prepare_offline(record.train_args.get("device", "cpu"))
     model = ultralytics.YOLO(str(last), task="detect")
-    for event, function in (callbacks or {}).items():
-        model.add_callback(event, function)
+    _add_callbacks(model, callbacks)
     record = record.model_copy(update={
         "status": "running", "resumed_at": [*record.resumed_at, now_iso()],
         "offline": {**record.offline, **offline}, "error": None,
