@@ -15,7 +15,9 @@ Roles (who may do what; the API routes and the state machine enforce it):
 | worker   | citizen's rights; read issues, evidence, reports; dispatched -> rectified |
 | reviewer | citizen's rights; read issues, evidence, reports; confirm or reject       |
 |          | candidates; place issues that need a location                            |
-| ingest   | citizen's rights; submit drone surveys (cameras and drones use these)    |
+| ingest   | citizen's rights; submit drone surveys (POST /v1/surveys), read and      |
+|          | cancel survey jobs (GET /v1/jobs/{id}, POST /v1/jobs/{id}/cancel)         |
+|          | (cameras and drones use these)                                           |
 | admin    | everything, including every allowed state change and importing regions  |
 
 Anonymous callers reach only /health, /metrics and the API docs.

@@ -75,6 +75,33 @@ class Settings(BaseSettings):
         default=60.0, ge=0, description="Clear passes count as separate only when this far apart in time."
     )
     timezone: str = Field(default="Asia/Shanghai", description="Month boundaries of reports.")
+    job_queue: str = Field(
+        default="patrol-jobs",
+        pattern=r"^[A-Za-z0-9_.:-]{1,100}$",
+        description="Celery queue the API sends survey jobs to (with broker_url).",
+    )
+    job_lease_seconds: float = Field(
+        default=60.0,
+        ge=0.5,
+        le=3600,
+        description="A running job whose worker stops renewing its lease this long is taken over.",
+    )
+    job_max_attempts: int = Field(
+        default=3, ge=1, le=100, description="Runs of a job (first + resumed after crashes) before it fails."
+    )
+    max_survey_bytes: int = Field(
+        default=4 * 1024**3, ge=1024, le=1 << 40, description="Largest survey upload (zip or GeoTIFF)."
+    )
+    max_survey_members: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="Most entries in a survey zip (zip-bomb guard)."
+    )
+    max_survey_uncompressed_bytes: int = Field(
+        default=64 * 1024**3,
+        ge=1024,
+        le=1 << 44,
+        description="Most bytes a survey zip may unpack to in all (zip-bomb guard); each photo in it "
+        "is also held to max_upload_bytes.",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.analysis import PhotoAnalyzer
-from service.api.routes import health, issues, photos, regions, reports
+from service.api.routes import health, issues, jobs, photos, regions, reports, surveys
 from service.api.state import Clock, ServiceState, utc_now
 from service.auth import ensure_bootstrap_admin
 from service.db.session import make_engine, make_session_factory, session_scope
@@ -32,6 +32,7 @@ from service.errors import (
     RoleNotAllowedError,
     TransitionConflictError,
 )
+from service.jobs.submit import JobServices
 from service.ledger.dedup import DedupRules
 from service.ledger.intake import IntakeContext
 from service.ledger.verification import VerificationRules
@@ -78,10 +79,14 @@ def create_app(
         metrics=metrics,
     )
 
+    job_services = JobServices.for_app(state)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         start(state)
+        job_services.start()  # resumes unfinished jobs (runner thread, or resent to Celery)
         yield
+        job_services.close()  # the current photo or tile finishes; the job is queued again
         close = getattr(state.analyzer, "close", None)
         if owns_analyzer and close is not None:
             close()  # the pipeline's batcher thread
@@ -95,7 +100,8 @@ def create_app(
         "villages and grids, roles. Authenticate with `Authorization: Bearer <key>`.",
     )
     app.state.service = state
-    for module in (health, photos, issues, regions, reports):
+    app.state.jobs = job_services
+    for module in (health, photos, issues, regions, reports, surveys, jobs):
         app.include_router(module.router)
     _add_error_handlers(app)
     app.add_middleware(RequestMetrics, metrics=metrics)

@@ -38,7 +38,17 @@ from vision.model_card import ModelCard
 from vision.pipeline import Pipeline
 
 PG_ADMIN_URL = os.environ.get("PATROL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-LEDGER_TABLES = ("issue_events", "observations", "issues", "frames", "sources", "regions", "api_keys")
+LEDGER_TABLES = (
+    "job_items",
+    "jobs",
+    "issue_events",
+    "observations",
+    "issues",
+    "frames",
+    "sources",
+    "regions",
+    "api_keys",
+)
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.server)]
 
 

@@ -18,6 +18,7 @@ from service.api.deps import current_key, dependency_calls, route_table
 from tests.service.api.test_regions import TOWNSHIP
 from tests.service.helpers import upload_ok
 from tests.service.images import BASE_LAT, BASE_LON, GARBAGE, painted, png
+from tests.service.jobs.surveys import drone_zip, finished_job
 
 CALLERS = (None, "citizen", "worker", "reviewer", "ingest", "admin")
 
@@ -58,7 +59,7 @@ def test_only_health_metrics_and_docs_are_public(client):
 @dataclass(frozen=True)
 class Case:
     method: str
-    path: str  # with {issue_id} and {n} filled in from the fixture
+    path: str  # with {issue_id}, {n} and {job_id} filled in from the fixture
     allowed: frozenset[str]
     success: int
     request: Callable[[int], dict[str, Any]]  # caller index -> extra request arguments
@@ -71,7 +72,12 @@ def _photo(i: int) -> dict[str, Any]:
     }
 
 
+def _survey(i: int) -> dict[str, Any]:
+    return {"files": {"file": ("s.zip", drone_zip(1, shade=10 + i), "application/zip")}}
+
+
 STAFF = frozenset({"worker", "reviewer", "admin"})
+INGEST = frozenset({"ingest", "admin"})
 MATRIX = [
     Case("POST", "/v1/photos", frozenset(CALLERS[1:]), 201, _photo),
     Case("GET", "/v1/issues", STAFF, 200, lambda i: {}),
@@ -98,6 +104,10 @@ MATRIX = [
     ),
     Case("GET", "/v1/regions", frozenset(CALLERS[1:]), 200, lambda i: {}),
     Case("GET", "/v1/reports/ranking", STAFF, 200, lambda i: {"params": {"month": "2026-11"}}),
+    Case("POST", "/v1/surveys", INGEST, 202, _survey),
+    Case("GET", "/v1/jobs/{job_id}", INGEST, 200, lambda i: {}),
+    # the job has finished: callers past the role gate get 409, the others 403
+    Case("POST", "/v1/jobs/{job_id}/cancel", INGEST, 409, lambda i: {}),
 ]
 
 
@@ -109,7 +119,8 @@ def test_matrix_covers_every_route(app):
 @pytest.mark.parametrize("case", MATRIX, ids=lambda c: f"{c.method} {c.path}")
 def test_role_matrix(client, keys, case):
     issue_id = upload_ok(client, keys, png(painted([GARBAGE])), lon=BASE_LON, lat=BASE_LAT)["issues"][0]["id"]
-    path = case.path.format(issue_id=issue_id, n=1)
+    job_id = finished_job(client, keys, drone_zip(1))["id"] if "{job_id}" in case.path else ""
+    path = case.path.format(issue_id=issue_id, n=1, job_id=job_id)
     for i, caller in enumerate(CALLERS):
         extra = case.request(i)
         headers = {**extra.pop("headers", {}), **keys.headers(caller)}

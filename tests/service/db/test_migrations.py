@@ -19,6 +19,7 @@ from service.migrations import runner
 from tests.service.conftest import BACKENDS
 
 LEDGER = {"sources", "frames", "issues", "observations", "issue_events", "ledger_locks"}
+JOBS = {"jobs", "job_items"}  # 0003
 FIRST = {"api_keys", "regions"}
 
 
@@ -45,7 +46,7 @@ def test_upgrade_from_empty_matches_the_models(empty_engine):
     assert _tables(empty_engine) == set()
     runner.upgrade(empty_engine)
     assert runner.current_revision(empty_engine) == runner.head_revision()
-    assert _tables(empty_engine) == LEDGER | FIRST
+    assert _tables(empty_engine) == LEDGER | FIRST | JOBS
     with empty_engine.connect() as connection:
         diff = compare_metadata(
             MigrationContext.configure(connection, opts={"compare_type": True}), Base.metadata
@@ -59,11 +60,11 @@ def test_downgrade_one_step_keeps_earlier_data_and_upgrades_again(empty_engine):
     runner.upgrade(empty_engine)
     with session_scope(make_session_factory(empty_engine)) as session:
         create_key(session, role=Role.admin, name="kept", now=datetime(2026, 11, 1, tzinfo=UTC))
-    runner.downgrade(empty_engine, "-1")
+    runner.downgrade(empty_engine, "0001")
     assert runner.current_revision(empty_engine) == "0001"
     assert _tables(empty_engine) == FIRST
     runner.upgrade(empty_engine)
-    assert _tables(empty_engine) == LEDGER | FIRST
+    assert _tables(empty_engine) == LEDGER | FIRST | JOBS
     with make_session_factory(empty_engine)() as session:
         assert session.scalars(select(ApiKey.name)).all() == ["kept"]
     runner.downgrade(empty_engine, "base")

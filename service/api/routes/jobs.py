@@ -1,0 +1,135 @@
+"""GET /v1/jobs/{id}: a survey job's state, progress and what became of each photo or tile; cancel."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.api.deps import AUTHENTICATED, NowDep, SessionDep, require_role
+from service.auth import Role
+from service.db.models import ApiKey
+from service.db.session import lock_ledger
+from service.errors import NotFoundError
+from service.jobs import queue
+from service.jobs.models import FINAL_STATES, Job, JobKind, JobState
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=AUTHENTICATED)
+
+JOB_READERS = (Role.ingest,)
+JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="The id POST /v1/surveys returned.")]
+
+
+class _Public(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobProgress(_Public):
+    done: int
+    total: int = Field(description="0 until the runner has counted the photos or tiles.")
+
+
+class SkippedItem(_Public):
+    seq: int
+    label: str = Field(description="Zip member name or tile window, for people to read.")
+    reason: str | None
+
+
+class JobSummary(_Public):
+    items: int = Field(description="Photos or tiles handled so far.")
+    recorded: int
+    already_recorded: int = Field(description="In the ledger before (same image and model): not added again.")
+    skipped: int
+    observations: int
+    issues_opened: int
+    issues_joined: int
+    issues_rebound: int
+    issues_verified: int
+    skipped_items: list[SkippedItem] = Field(description="The first 100, in order.")
+
+
+class JobPublic(_Public):
+    id: str
+    kind: JobKind
+    state: JobState
+    stage: str
+    progress: JobProgress
+    content_hash: str
+    model_version: str
+    input_bytes: int
+    note: str
+    attempts: int
+    cancel_requested: bool
+    error: str | None
+    summary: JobSummary
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    url: str
+
+
+def job_public(session: SessionDep, job: Job) -> JobPublic:
+    counts = queue.summarize(session, job.id)
+    return JobPublic(
+        id=job.id,
+        kind=JobKind(job.kind),
+        state=JobState(job.state),
+        stage=job.stage,
+        progress=JobProgress(done=job.progress_done, total=job.progress_total),
+        content_hash=job.content_hash,
+        model_version=job.model_version,
+        input_bytes=job.input_bytes,
+        note=job.note,
+        attempts=job.attempts,
+        cancel_requested=job.cancel_requested,
+        error=job.error,
+        summary=JobSummary(
+            **vars(counts),
+            skipped_items=[
+                SkippedItem(seq=i.seq, label=i.label, reason=i.reason)
+                for i in queue.skipped_items(session, job.id)
+            ],
+        ),
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        url=f"/v1/jobs/{job.id}",
+    )
+
+
+def _job(session: SessionDep, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFoundError(f"no job {job_id}")
+    return job
+
+
+@router.get("/{job_id}", response_model=JobPublic, name="get_job")
+def get_job(
+    job_id: JobId, session: SessionDep, _: Annotated[ApiKey, require_role(*JOB_READERS)]
+) -> JobPublic:
+    return job_public(session, _job(session, job_id))
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobPublic,
+    name="cancel_job",
+    responses={409: {"description": "The job has finished already."}},
+)
+def cancel_job(
+    job_id: JobId, session: SessionDep, now: NowDep, _: Annotated[ApiKey, require_role(*JOB_READERS)]
+) -> JobPublic:
+    """A queued job is cancelled at once; a running one stops after its current photo or tile
+    (what it recorded stays in the ledger)."""
+    with session.begin():
+        lock_ledger(session, now)  # write first (SQLite), and no runner finishes the job meanwhile
+        job = session.get(Job, job_id)
+        if job is None:
+            raise NotFoundError(f"no job {job_id}")
+        if JobState(job.state) in FINAL_STATES:
+            raise HTTPException(status.HTTP_409_CONFLICT, f"job {job_id} has already {job.state}")
+        queue.request_cancel(session, job, now)
+    return job_public(session, job)

@@ -1,0 +1,190 @@
+"""POST /v1/surveys: a zip of drone photos or a GeoTIFF orthomosaic in, a job id out (202).
+
+The body streams to a file under the data dir (hashed and counted on the way, 413 past the
+limit), is checked (422 for refused archives, non-georeferenced or corrupt TIFFs), and
+becomes a job, or returns the job this survey already has under the current model. The
+client's filename is never used; the file's type comes from its first bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from service.api.deps import AUTHENTICATED, SessionDep, StateDep, require_role
+from service.api.routes.jobs import JobPublic, job_public
+from service.api.uploads import (
+    MAX_FORM_FIELD_BYTES,
+    BodyTooLargeError,
+    _counted,
+    check_content_length,
+    too_large,
+)
+from service.auth import Role
+from service.db.models import ApiKey
+from service.jobs.dispatch import BrokerUnavailableError
+from service.jobs.errors import SurveyInputError
+from service.jobs.inputs import inspect_survey
+from service.jobs.models import JobState
+from service.jobs.store import HashingWriter, JobInputStore, StoredUpload
+from service.jobs.submit import JobServices
+from vision.errors import ModelError
+
+router = APIRouter(prefix="/v1/surveys", tags=["surveys"], dependencies=AUTHENTICATED)
+
+FILE_FIELD = "file"
+FORM_FIELDS = ("note",)
+MAX_NOTE_CHARS = 2000
+COPY_CHUNK = 1 << 20
+
+_FORM_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": [FILE_FIELD],
+                    "properties": {
+                        FILE_FIELD: {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "A zip of drone photos (DJI XMP pose in each) or a georeferenced "
+                            "GeoTIFF orthomosaic; at most PATROL_MAX_SURVEY_BYTES.",
+                        },
+                        "note": {"type": "string", "maxLength": MAX_NOTE_CHARS},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def jobs_of(request: Request) -> JobServices:
+    return request.app.state.jobs
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobPublic,
+    name="submit_survey",
+    openapi_extra=_FORM_DOC,
+    responses={
+        200: {"description": "This survey was analysed with this model before; its job."},
+        413: {"description": "The body exceeds PATROL_MAX_SURVEY_BYTES; nothing was kept."},
+        422: {"description": "Not a usable survey (refused zip, TIFF without a CRS, corrupt file)."},
+        503: {"description": "No detection model is installed, or the job broker is unreachable."},
+    },
+)
+async def submit_survey(
+    request: Request,
+    response: Response,
+    state: StateDep,
+    session: SessionDep,
+    key: Annotated[ApiKey, require_role(Role.ingest)],
+) -> JobPublic:
+    jobs = jobs_of(request)
+    upload, fields = await receive_upload(request, jobs.store, limit=state.settings.max_survey_bytes)
+    try:
+        note = fields.get("note", "")
+        if len(note) > MAX_NOTE_CHARS:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, f"note: at most {MAX_NOTE_CHARS} characters"
+            )
+        try:
+            survey = await run_in_threadpool(inspect_survey, upload.path, state.settings)
+        except SurveyInputError as exc:
+            state.metrics.rejected_uploads.labels("survey").inc()
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+        try:
+            model_version = await run_in_threadpool(jobs.model_version)
+        except ModelError as exc:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, f"no detection model is available: {exc}"
+            ) from None
+        try:
+            submission = await run_in_threadpool(
+                jobs.submit,
+                upload,
+                kind=survey.kind,
+                model_version=model_version,
+                key=key,
+                note=note,
+                now=state.clock(),
+            )
+        except BrokerUnavailableError as exc:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": "30"}
+            ) from None
+    finally:
+        upload.path.unlink(missing_ok=True)  # kept only when a job adopted it (moved away)
+    if submission.job.state == JobState.succeeded:
+        response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = f"/v1/jobs/{submission.job.id}"
+    return job_public(session, submission.job)
+
+
+async def receive_upload(
+    request: Request, store: JobInputStore, *, limit: int
+) -> tuple[StoredUpload, dict[str, str]]:
+    """The file part streamed to a server-named file (hashed, counted) and the small text fields."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            f"expected multipart/form-data with a '{FILE_FIELD}' part, got {content_type or 'no type'!r}",
+        )
+    check_content_length(request, limit)
+    parser = MultiPartParser(
+        request.headers,
+        _counted(request, limit),
+        max_files=1,
+        max_fields=len(FORM_FIELDS),
+        max_part_size=MAX_FORM_FIELD_BYTES,
+    )
+    try:
+        form = await parser.parse()  # Starlette spools the file part to a temporary file
+    except BodyTooLargeError:
+        raise too_large(limit) from None
+    except MultiPartException as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"malformed multipart body: {exc.message}"
+        ) from None
+    try:
+        part = form.get(FILE_FIELD)
+        if not isinstance(part, UploadFile):
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, f"expected a file part named '{FILE_FIELD}'"
+            )
+        unknown = sorted(k for k in form if k != FILE_FIELD and k not in FORM_FIELDS)
+        if unknown:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"unexpected form fields {unknown}; allowed: {', '.join((FILE_FIELD, *FORM_FIELDS))}",
+            )
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        upload = await run_in_threadpool(_copy, part.file, store)
+    finally:
+        await form.close()
+    if upload.size == 0:
+        upload.path.unlink(missing_ok=True)
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the file part is empty")
+    return upload, fields
+
+
+def _copy(source: Any, store: JobInputStore) -> StoredUpload:
+    writer = HashingWriter(store.incoming_path())
+    try:
+        source.seek(0)
+        while chunk := source.read(COPY_CHUNK):
+            writer.write(chunk)
+    except BaseException:
+        writer.discard()
+        raise
+    return writer.close()

@@ -1,0 +1,200 @@
+"""POST /v1/surveys and GET /v1/jobs/{id} on SQLite and PostgreSQL: a zip of drone photos end to end,
+idempotency, skipped members, cancel, and bad input refused with nothing kept."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+from sqlalchemy import func, select
+
+from service.db.models import Frame, Issue, Observation
+from service.db.session import make_engine, make_session_factory
+from service.jobs.models import Job
+from tests.service.helpers import issue, upload_ok
+from tests.service.images import BASE_LAT, BASE_LON, GARBAGE, drone_box_at, drone_photo, painted, png
+from tests.service.jobs.surveys import (
+    drone_photos,
+    drone_zip,
+    finished_job,
+    submit,
+    wait_for_job,
+    write_geotiff,
+    zip_bytes,
+)
+
+
+def counts(settings) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    engine = make_engine(settings.database_url)
+    with make_session_factory(engine)() as session:
+        out = {
+            name: session.scalar(select(func.count()).select_from(model))
+            for name, model in (("frames", Frame), ("observations", Observation), ("issues", Issue), ("jobs", Job))
+        }
+    engine.dispose()
+    return out  # type: ignore[return-value]
+
+
+def test_a_drone_zip_becomes_a_job_that_records_each_photo(client, keys, settings):
+    response = submit(client, keys, drone_zip(3), note="村道航拍 11月")
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert response.headers["location"] == f"/v1/jobs/{body['id']}" == body["url"]
+    assert body["kind"] == "drone_photos" and body["state"] in ("queued", "running", "succeeded")
+
+    job = wait_for_job(client, keys, body["id"])
+    assert job["state"] == "succeeded", job
+    assert job["progress"] == {"done": 3, "total": 3}
+    summary = job["summary"]
+    assert (summary["items"], summary["recorded"], summary["skipped"]) == (3, 3, 0)
+    assert (summary["observations"], summary["issues_opened"]) == (3, 3)  # 200 m apart: three piles
+    assert job["model_version"] == "painted:1:000000000000" and job["attempts"] == 1
+    assert counts(settings) == {"frames": 3, "observations": 3, "issues": 3, "jobs": 1}
+
+    # Each photo was placed through its DJI pose: the pile at the centre of photo 0 is at its position.
+    first = issue(client, keys, 1)
+    assert first["geometry"]["coordinates"] == pytest.approx([BASE_LON, BASE_LAT], abs=2e-5)
+    assert first["properties"]["evidence"][0]["source_kind"] == "drone"
+
+
+def test_the_same_survey_again_is_the_same_job_and_adds_nothing(client, keys, settings):
+    data = drone_zip(2)
+    job = finished_job(client, keys, data)
+    again = submit(client, keys, data, who="admin")
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == job["id"]
+    assert counts(settings) == {"frames": 2, "observations": 2, "issues": 2, "jobs": 1}
+
+
+def test_photos_seen_before_are_not_recorded_twice(client, keys, settings):
+    photos = drone_photos(3)
+    first = finished_job(client, keys, zip_bytes([("a.jpg", photos[0]), ("b.jpg", photos[1])]))
+    # A second survey shares b.jpg (renamed) and brings one new photo.
+    second = finished_job(client, keys, zip_bytes([("x/b-copy.jpg", photos[1]), ("x/c.jpg", photos[2])]))
+    assert first["id"] != second["id"]
+    summary = second["summary"]
+    assert (summary["recorded"], summary["already_recorded"], summary["observations"]) == (1, 1, 1)
+    assert counts(settings) == {"frames": 3, "observations": 3, "issues": 3, "jobs": 2}
+
+
+def test_a_photo_uploaded_before_is_not_recorded_again_by_a_survey(client, keys, settings):
+    photo = drone_photo(BASE_LON, BASE_LAT, [("garbage", drone_box_at(0, 0), 0.9)])
+    upload_ok(client, keys, photo, filename="p.jpg")
+    job = finished_job(client, keys, zip_bytes([("p.jpg", photo)]))
+    assert job["summary"]["already_recorded"] == 1 and job["summary"]["observations"] == 0
+    assert counts(settings)["observations"] == 1
+
+
+def test_members_that_are_not_usable_photos_are_skipped_with_reasons(client, keys, settings):
+    good = drone_photos(1)[0]
+    data = zip_bytes(
+        [
+            ("flight/DJI_0001.JPG", good),
+            ("flight/", b""),  # a directory entry: not an item
+            ("flight/DJI_0001.MRK", b"1\t123.4\t[2026,11,02]"),
+            ("flight/broken.jpg", good[: len(good) // 3]),
+            ("flight/empty.jpg", b""),
+            ("flight/nested.zip", zip_bytes([("x.jpg", good)])),
+        ]
+    )
+    job = finished_job(client, keys, data)
+    assert job["state"] == "succeeded", job
+    summary = job["summary"]
+    assert (summary["items"], summary["recorded"], summary["skipped"]) == (5, 1, 4)
+    reasons = {item["label"]: item["reason"] for item in summary["skipped_items"]}
+    assert reasons["flight/DJI_0001.MRK"].startswith("unsupported_format")
+    assert reasons["flight/broken.jpg"].startswith("corrupt")
+    assert reasons["flight/empty.jpg"].startswith("empty")
+    assert reasons["flight/nested.zip"].startswith("unsupported_format")
+    assert counts(settings)["observations"] == 1
+
+
+def _zip_with_raw_names(names: list[str], data: bytes) -> bytes:
+    """A zip whose entry names are written as given (zipfile would keep '../' as is, too)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name in names:
+            zf.writestr(zipfile.ZipInfo(name), data)
+    return buffer.getvalue()
+
+
+PHOTO = drone_photos(1)[0]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (_zip_with_raw_names(["ok.jpg", "../../etc/cron.d/x.jpg"], PHOTO), "'..' path"),
+        (_zip_with_raw_names(["/etc/passwd"], PHOTO), "absolute"),
+        (_zip_with_raw_names(["..\\..\\win.jpg"], PHOTO), "'..' path"),
+        (_zip_with_raw_names(["C:/Windows/x.jpg"], PHOTO), "absolute"),
+        (zip_bytes([(f"{i}.jpg", b"x") for i in range(7)]), "7 entries, more than the 6 allowed"),
+        (zip_bytes([("bomb.bin", b"\0" * 300_000)]), "zip bomb"),
+        (b"PK\x05\x06" + b"\0" * 18, "holds no files"),
+        (b"PK\x03\x04 not really a zip", "not a readable zip archive"),
+        (PHOTO, "got a single JPEG"),
+        (b"GIF89a....", "expected a zip of drone photos or a GeoTIFF"),
+    ],
+    ids=["dotdot", "absolute", "backslash-dotdot", "drive", "too-many", "bomb", "empty-zip", "not-zip", "jpeg", "gif"],
+)
+def test_refused_uploads_are_422_and_leave_nothing_behind(client, keys, settings, data, message):
+    limited = client.app.state.service.settings  # the limits come from the app's settings
+    assert limited.max_survey_members == 6 and limited.max_survey_uncompressed_bytes == 200_000
+    response = submit(client, keys, data)
+    assert response.status_code == 422, response.text
+    assert message in response.json()["detail"]
+    assert counts(settings)["jobs"] == 0
+    assert not any(p.is_file() for p in (settings.data_dir / "jobs").rglob("*"))
+
+
+def test_geotiffs_that_are_no_orthomosaic_are_422(client, keys, tmp_path):
+    plain = write_geotiff(tmp_path / "plain.tif", painted([GARBAGE]), crs=None)
+    response = submit(client, keys, plain.read_bytes())
+    assert response.status_code == 422 and "not georeferenced" in response.json()["detail"]
+
+    whole = write_geotiff(tmp_path / "ortho.tif", painted([GARBAGE], size_wh=(600, 600))).read_bytes()
+    response = submit(client, keys, whole[: len(whole) // 2])  # cut short in transfer
+    assert response.status_code == 422, response.text
+    assert "not a readable GeoTIFF" in response.json()["detail"]
+
+
+def test_a_body_over_the_survey_limit_is_413(client, keys, settings):
+    limit = client.app.state.service.settings.max_survey_bytes
+    response = submit(client, keys, b"PK\x03\x04" + b"\0" * limit)
+    assert response.status_code == 413
+    assert not any(p.is_file() for p in (settings.data_dir / "jobs").rglob("*"))
+
+
+def test_unknown_and_malformed_requests(client, keys):
+    headers = keys.headers("ingest")
+    assert client.get("/v1/jobs/" + "0" * 32, headers=headers).status_code == 404
+    assert client.get("/v1/jobs/not-a-job-id", headers=headers).status_code == 422
+    response = client.post("/v1/surveys", headers=headers, content=b"PK", )
+    assert response.status_code == 415
+    response = client.post(
+        "/v1/surveys", headers=headers, files={"file": ("a.zip", drone_zip(1))}, data={"lon": "117"}
+    )
+    assert response.status_code == 422 and "unexpected form fields ['lon']" in response.json()["detail"]
+
+
+def test_cancel_a_finished_job_is_409_and_a_queued_one_is_cancelled(client, keys, settings):
+    job = finished_job(client, keys, drone_zip(1))
+    response = client.post(f"/v1/jobs/{job['id']}/cancel", headers=keys.headers("ingest"))
+    assert response.status_code == 409
+
+    # A job nobody runs yet: the runner is stopped first, so the job stays queued.
+    client.app.state.jobs.dispatcher.runner.stop()
+    queued = submit(client, keys, drone_zip(2, shade=3)).json()
+    response = client.post(f"/v1/jobs/{queued['id']}/cancel", headers=keys.headers("admin"))
+    assert response.status_code == 200 and response.json()["state"] == "cancelled"
+    # Submitting it again queues it again.
+    requeued = submit(client, keys, drone_zip(2, shade=3))
+    assert requeued.status_code == 202 and requeued.json()["state"] == "queued"
+    assert requeued.json()["id"] == queued["id"]
+
+
+def test_a_photo_upload_and_a_survey_share_one_model_version(client, keys):
+    photo = upload_ok(client, keys, png(painted([GARBAGE])), lon=BASE_LON, lat=BASE_LAT)
+    job = finished_job(client, keys, drone_zip(1))
+    assert job["model_version"] == photo["model_version"]
