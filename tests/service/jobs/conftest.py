@@ -1,11 +1,23 @@
-"""Job tests use small survey limits, so refused archives stay small too."""
+"""Job tests: small survey limits (refused archives stay small), a job context without an app."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
+from service.auth import Role, create_key
+from service.db.models import ApiKey, Frame, Issue, IssueEvent, Observation
+from service.db.session import session_scope
+from service.jobs.context import JobContext
+from service.jobs.dispatch import InProcessDispatcher
+from service.jobs.inputs import sniff_kind
+from service.jobs.models import Job, JobItem
+from service.jobs.runner import JobRunner
+from service.jobs.store import HashingWriter, JobInputStore
+from service.jobs.submit import JobServices
 from service.settings import Settings
 
 SURVEY_LIMITS = {
@@ -23,3 +35,54 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         verification_min_gap_minutes=30,
         **SURVEY_LIMITS,
     )
+
+
+@pytest.fixture
+def job_ctx(settings: Settings, analyzer, clock) -> Iterator[JobContext]:  # type: ignore[no-untyped-def]
+    """A job context on the test database with the painted-box analyzer (no app, no runner thread)."""
+    ctx, engine = JobContext.from_settings(settings, analyzer=analyzer, clock=clock)
+    yield ctx
+    engine.dispose()
+
+
+def enqueue(ctx: JobContext, data: bytes) -> str:
+    """Submit a survey as the API does (stored input, job row), without starting a runner."""
+    store = JobInputStore(ctx.settings.data_dir)
+    writer = HashingWriter(store.incoming_path())
+    writer.write(data)
+    upload = writer.close()
+    with session_scope(ctx.session_factory) as session:
+        key = session.scalars(select(ApiKey).where(ApiKey.name == "drone team")).first()
+        if key is None:
+            key, _ = create_key(session, role=Role.ingest, name="drone team", now=ctx.clock())
+    services = JobServices(ctx.settings, ctx.session_factory, ctx, InProcessDispatcher(JobRunner(ctx)), store)
+    submission = services.submit(
+        upload,
+        kind=sniff_kind(data[:8]),
+        model_version=ctx.model_version(),
+        key=key,
+        note="",
+        now=ctx.clock(),
+    )
+    return submission.job.id
+
+
+def job_row(ctx: JobContext, job_id: str) -> Job:
+    with ctx.session_factory() as session:
+        job = session.get(Job, job_id)
+    assert job is not None
+    return job
+
+
+def ledger_counts(ctx: JobContext) -> dict[str, int]:
+    with ctx.session_factory() as session:
+        return {
+            name: session.scalar(select(func.count()).select_from(model)) or 0
+            for name, model in (
+                ("frames", Frame),
+                ("observations", Observation),
+                ("issues", Issue),
+                ("events", IssueEvent),
+                ("items", JobItem),
+            )
+        }

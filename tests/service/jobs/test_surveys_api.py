@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -12,7 +13,7 @@ from sqlalchemy import func, select
 from service.db.models import Frame, Issue, Observation
 from service.db.session import make_engine, make_session_factory
 from service.jobs.models import Job
-from tests.service.helpers import issue, upload_ok
+from tests.service.helpers import drive, issue, upload_ok
 from tests.service.images import BASE_LAT, BASE_LON, GARBAGE, drone_box_at, drone_photo, painted, png
 from tests.service.jobs.surveys import (
     drone_photos,
@@ -30,7 +31,12 @@ def counts(settings) -> dict[str, int]:  # type: ignore[no-untyped-def]
     with make_session_factory(engine)() as session:
         out = {
             name: session.scalar(select(func.count()).select_from(model))
-            for name, model in (("frames", Frame), ("observations", Observation), ("issues", Issue), ("jobs", Job))
+            for name, model in (
+                ("frames", Frame),
+                ("observations", Observation),
+                ("issues", Issue),
+                ("jobs", Job),
+            )
         }
     engine.dispose()
     return out  # type: ignore[return-value]
@@ -136,7 +142,18 @@ PHOTO = drone_photos(1)[0]
         (PHOTO, "got a single JPEG"),
         (b"GIF89a....", "expected a zip of drone photos or a GeoTIFF"),
     ],
-    ids=["dotdot", "absolute", "backslash-dotdot", "drive", "too-many", "bomb", "empty-zip", "not-zip", "jpeg", "gif"],
+    ids=[
+        "dotdot",
+        "absolute",
+        "backslash-dotdot",
+        "drive",
+        "too-many",
+        "bomb",
+        "empty-zip",
+        "not-zip",
+        "jpeg",
+        "gif",
+    ],
 )
 def test_refused_uploads_are_422_and_leave_nothing_behind(client, keys, settings, data, message):
     limited = client.app.state.service.settings  # the limits come from the app's settings
@@ -170,7 +187,11 @@ def test_unknown_and_malformed_requests(client, keys):
     headers = keys.headers("ingest")
     assert client.get("/v1/jobs/" + "0" * 32, headers=headers).status_code == 404
     assert client.get("/v1/jobs/not-a-job-id", headers=headers).status_code == 422
-    response = client.post("/v1/surveys", headers=headers, content=b"PK", )
+    response = client.post(
+        "/v1/surveys",
+        headers=headers,
+        content=b"PK",
+    )
     assert response.status_code == 415
     response = client.post(
         "/v1/surveys", headers=headers, files={"file": ("a.zip", drone_zip(1))}, data={"lon": "117"}
@@ -198,3 +219,19 @@ def test_a_photo_upload_and_a_survey_share_one_model_version(client, keys):
     photo = upload_ok(client, keys, png(painted([GARBAGE])), lon=BASE_LON, lat=BASE_LAT)
     job = finished_job(client, keys, drone_zip(1))
     assert job["model_version"] == photo["model_version"]
+
+
+def test_a_survey_that_shows_a_rectified_pile_gone_verifies_it(client, keys, clock):
+    """回头看: two clear drone photos over the place, taken after the rectification and 60 min apart."""
+    pile = drone_photo(BASE_LON, BASE_LAT, [("garbage", drone_box_at(0, 0), 0.9)])
+    issue_id = upload_ok(client, keys, pile, filename="p.jpg")["issues"][0]["id"]
+    drive(client, keys, issue_id, "rectified")
+    rectified_at = clock.now
+    clock.advance(hours=3)
+    clear = [
+        drone_photo(BASE_LON, BASE_LAT, [], shade=shade, taken=rectified_at + timedelta(minutes=minutes))
+        for shade, minutes in ((1, 30), (2, 90))
+    ]
+    job = finished_job(client, keys, zip_bytes([("1.jpg", clear[0]), ("2.jpg", clear[1])]))
+    assert job["summary"]["issues_verified"] == 1, job
+    assert issue(client, keys, issue_id)["properties"]["state"] == "verified"
