@@ -1,4 +1,4 @@
-"""An orthomosaic GeoTIFF as a job: tiles through the pipeline, seams merged, tiles as frames with coverage."""
+"""An orthomosaic GeoTIFF as a job: tiles through the pipeline, seams merged, tiles as frames."""
 
 from __future__ import annotations
 
