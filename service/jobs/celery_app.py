@@ -74,7 +74,9 @@ def make_celery(settings: Settings, *, context: Callable[[], JobContext] | None 
     )
     contexts = _LazyContext(context or (lambda: JobContext.from_settings(settings)[0]))
 
-    @app.task(name=TASK_NAME, bind=True, max_retries=None)
+    # shared=False: each app keeps its own task (and context); Celery would otherwise hand every
+    # app created later the task of the first.
+    @app.task(name=TASK_NAME, bind=True, max_retries=None, shared=False)
     def run_job(self: Any, job_id: str) -> str:
         ctx = contexts.get()
         _, outcome = claim_and_execute(ctx, job_id=job_id)

@@ -25,10 +25,13 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 def zip_bytes(members: Iterable[tuple[str, bytes]], *, compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    """The same members give the same bytes (fixed timestamps), hence the same content hash."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression) as zf:
         for name, data in members:
-            zf.writestr(name, data)
+            info = zipfile.ZipInfo(name, date_time=(2026, 11, 2, 9, 0, 0))
+            info.compress_type = compression
+            zf.writestr(info, data)
     return buffer.getvalue()
 
 
