@@ -30,8 +30,7 @@ install-dev: $(UV)
 	$(UV_INSTALL) -e '.[train,dev]'
 
 demo: install-serve
-	@mkdir -p out
-	$(BIN)/patrol detect samples/photos --annotate out/annotated --out out/detections.jsonl
+	$(BIN)/patrol demo
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

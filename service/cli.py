@@ -1,4 +1,4 @@
-"""`patrol serve`, `patrol keys create`, `patrol regions import`: settings from PATROL_* variables."""
+"""`patrol serve`, `patrol keys`, `patrol regions import`, `patrol demo`: settings from PATROL_* variables."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from service.demo import demo_command
 
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 regions_app = typer.Typer(help="Villages and grids.", no_args_is_help=True)
@@ -15,6 +17,9 @@ def register(app: typer.Typer) -> None:
     app.command("serve", help="Run the ledger API (FastAPI on uvicorn); migrates the database first.")(serve)
     app.add_typer(keys_app, name="keys")
     app.add_typer(regions_app, name="regions")
+    app.command("demo", help="Run the ledger end to end on the bundled samples (needs models/default).")(
+        demo_command
+    )
 
 
 def _settings():  # type: ignore[no-untyped-def]
