@@ -20,6 +20,10 @@ many boxes pass the score floor, so every contender uses the same `--conf`.
 
 `--tiled` adds tiled inference of a 5472x3648 drone-sized image, in a subprocess that
 imports neither torch nor ultralytics, so its peak RSS is the pipeline's own.
+
+`--int8` adds the same pipeline on an INT8 static quantisation of the ONNX model
+(training.quantize, as `patrol quantize` makes it), as further contenders in the same
+interleaved run; `--int8-onnx` takes one made earlier instead.
 """
 
 from __future__ import annotations
@@ -195,6 +199,30 @@ def bare_ort_contender(onnx_path: Path, config, imgsz: int, images: list[np.ndar
     return run
 
 
+def quantize_for_bench(onnx_path: Path, imgsz: int, images: list[np.ndarray], folder: Path,
+                       calib: Path | None) -> Path:
+    """An int8 copy of the benchmark's model, calibrated on `calib` or on the benchmark's images.
+
+    Speed does not depend on the calibrated ranges; accuracy does, and is measured by
+    `patrol quantize` on a real dataset, not here.
+    """
+    from training.quantize import QuantizeOptions, calibration_images, quantize_onnx
+
+    if calib is not None:
+        paths = calibration_images(calib, n=32)
+    else:
+        calib_dir = folder / "calibration"
+        calib_dir.mkdir(exist_ok=True)
+        paths = []
+        for i, image in enumerate(images):
+            path = calib_dir / f"{i:03d}.png"
+            cv2.imwrite(str(path), image)
+            paths.append(path)
+    target = folder / "model-int8.onnx"
+    quantize_onnx(onnx_path, target, paths, imgsz, QuantizeOptions(n_images=len(paths)))
+    return target
+
+
 def interleaved(contenders: dict[str, Callable[[list], None]], images: list[np.ndarray],
                 reps: int, warmup: int, group_size: int) -> dict[str, list[float]]:
     """images/s of each contender per group of images, round-robin.
@@ -297,6 +325,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ultralytics-all-threads", action="store_true",
                         help="also time ultralytics with torch on every core (it sets cores - 1 itself; "
                              "on a busy 2-core box 2 torch threads were ~5x slower than 1)")
+    parser.add_argument("--int8", action="store_true",
+                        help="also time the pipeline on an INT8 static quantisation of the ONNX model")
+    parser.add_argument("--int8-onnx", type=Path,
+                        help="an INT8 model made earlier (e.g. models/NAME/model.onnx from patrol quantize) "
+                             "of the same --model; implies --int8")
+    parser.add_argument("--calib", type=Path,
+                        help="calibration images for --int8 (dataset or folder); default: the benchmark's")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions; under a minute")
     parser.add_argument("--tiled", action="store_true", help="also time tiled inference of 5472x3648")
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
@@ -334,6 +369,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             onnx_path, labels = export_onnx(pt_path, args.imgsz, folder)
         images = image_set(n_each)
         detector, config = onnx_detector(onnx_path, args.imgsz, args.conf, args.iou, labels)
+        int8_path = args.int8_onnx
+        if int8_path is None and args.int8:
+            int8_path = quantize_for_bench(onnx_path, args.imgsz, images, folder, args.calib)
+        int8_detector = None if int8_path is None else onnx_detector(int8_path, args.imgsz, args.conf,
+                                                                       args.iou, labels)[0]
         weights = ("untrained weights: speed does not depend on weight values, NMS load on conf"
                    if args.model is None else "given weights")
         console.print(f"model {pt_path.name} ({weights}), imgsz {args.imgsz}, conf {args.conf} for all, "
@@ -345,6 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         card = bench_card(labels, args.imgsz, args.conf)
         pipelines = {b: PipelineContender(detector, card, b) for b in batches}
+        int8_pipelines = {} if int8_detector is None else {
+            b: PipelineContender(int8_detector, card, b) for b in batches}
         ultra_default = ultralytics_contender(pt_path, args.imgsz, args.conf, args.iou, None)
         ultra_name = f"ultralytics predict (torch, {ultra_default.threads} thr, its default)"
         ultra_all_name = f"ultralytics predict (torch, {os.cpu_count()} thr)"
@@ -358,11 +400,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         for b, contender in pipelines.items():
             contenders[f"pipeline batch {b}"] = contender
+        for b, contender in int8_pipelines.items():
+            contenders[f"pipeline int8 batch {b}"] = contender
         try:
             rates = interleaved(contenders, images, reps=reps, warmup=1 if args.quick else 2,
                                 group_size=group_size)
         finally:
-            for contender in pipelines.values():
+            for contender in (*pipelines.values(), *int8_pipelines.values()):
                 contender.close()
         median = {name: statistics.median(r) for name, r in rates.items()}
         per_batch = {b: median[f"pipeline batch {b}"] for b in batches}
@@ -395,6 +439,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             "ratio_vs_ultralytics_best_threads": round(best / ultra_best, 3),
             "best_batch": best_batch, "per_batch_img_s": {str(b): round(v, 3) for b, v in per_batch.items()},
         }
+        if int8_pipelines:
+            per_batch_int8 = {b: median[f"pipeline int8 batch {b}"] for b in batches}
+            best_batch_int8 = max(per_batch_int8, key=per_batch_int8.get)
+            best_int8 = per_batch_int8[best_batch_int8]
+            console.print(f"int8: best batch {best_batch_int8} -> {best_int8:.2f} images/s = "
+                          f"{best_int8 / ultra:.2f}x ultralytics, {best_int8 / best:.2f}x the float pipeline "
+                          f"({int8_path.name})")
+            summary |= {
+                "int8_model": str(int8_path) if args.int8_onnx else "quantized here (training.quantize)",
+                "pipeline_int8_img_s": round(best_int8, 3),
+                "pipeline_int8_b1_img_s": round(per_batch_int8[1], 3) if 1 in per_batch_int8 else None,
+                "ratio_int8_vs_ultralytics": round(best_int8 / ultra, 3),
+                "ratio_int8_vs_fp32_pipeline": round(best_int8 / best, 3),
+                "int8_best_batch": best_batch_int8,
+                "int8_per_batch_img_s": {str(b): round(v, 3) for b, v in per_batch_int8.items()},
+            }
         if args.tiled:
             tiled = run_tiled(onnx_path, args, best_batch)
             console.print(f"tiled {DRONE_WH[0]}x{DRONE_WH[1]}: {tiled['tiles']} tiles, "

@@ -210,6 +210,14 @@ def render_card_markdown(card: ModelCard, taxonomy: Taxonomy) -> str:
                   f"({metrics.get('n_negative_images')} images without any violation).", ""]
     if card.quantization:
         lines += [f"Quantization: {card.quantization}.", ""]
+        quantized = (card.training or {}).get("quantization") or {}
+        cost = quantized.get("accuracy") or {}
+        if cost:  # written by training.quantize
+            lines += [f"Accuracy cost on {cost.get('dataset')} [{cost.get('split')}], {cost.get('n_images')} "
+                      f"images: mAP50 {_fmt(cost.get('int8_map50'))} int8 vs "
+                      f"{_fmt(cost.get('source_map50'))} "
+                      f"for the float source {quantized.get('source_model')} "
+                      f"(sha256 `{str(quantized.get('source_sha256', ''))[:12]}`).", ""]
     lines += ["## Data and training", ""]
     lines += _training_lines(card)
     lines += ["", "## Credits", ""]

@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vision.cli.geotag",
     "service.cli",
     "training.cli_train",
+    "training.cli_quantize",
 )
 
 for _name in COMMAND_MODULES:
