@@ -29,6 +29,7 @@ from vision.geo.projector import GroundProjector
 from vision.geo.types import Footprint, Geotag
 from vision.image_io import load_image
 from vision.taxonomy import Taxonomy
+from vision.tiling import sniff_source_kind
 
 if TYPE_CHECKING:
     from vision.pipeline import Pipeline
@@ -76,7 +77,10 @@ class PipelineAnalyzer:
             max_bytes=self._settings.max_upload_bytes,
         )
         pipeline = self.pipeline()
-        detections = pipeline.detect(image, timeout=QUEUE_WAIT_S)
+        # Uploads are citizens' photos (never tiled: tiles would cut the close-up pile), unless
+        # DJI XMP says a drone took it (tiled beyond the model input: its objects are small).
+        source = sniff_source_kind(image_bytes, default="citizen")
+        detections = pipeline.detect(image, source=source, timeout=QUEUE_WAIT_S)
         georef = georeference_upload(image_bytes, lon, lat)
         drafts = observation_drafts(detections, georef.projector, "; ".join(georef.reasons), self._taxonomy)
         width, height = image.resolution_wh

@@ -31,13 +31,28 @@ from vision.image_io import DEFAULT_MAX_PIXELS, LoadedImage, load_image
 from vision.model_card import ModelCard
 from vision.model_registry import InstalledModel, resolve_model
 from vision.taxonomy import Taxonomy
-from vision.tiling import TileWindow, merge_tile_detections, tile_windows
+from vision.tiling import (
+    SOURCE_KINDS,
+    SourceKind,
+    TileWindow,
+    exceeds_input,
+    merge_tile_detections,
+    sniff_source_kind,
+    tile_windows,
+)
 
 TileMode = bool | Literal["auto"]
+# For files: "sniff" reads the header and takes DJI XMP for "drone", anything else "unknown".
+FileSourceKind = SourceKind | Literal["sniff"]
 
 
 class TilingConfig(BaseModel):
-    """When and how large images are cut into tiles."""
+    """When and how large images are cut into tiles.
+
+    tiled="auto" decides by what the image is (vision.tiling.SourceKind): it is tiled when
+    its longer side exceeds that kind's factor x the model input; a factor of None means
+    never. tiled=True/False overrides the policy.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -47,12 +62,30 @@ class TilingConfig(BaseModel):
                            description="Fraction of a tile shared with its neighbour; objects "
                                        "smaller than this always appear whole in some tile.")
     auto_factor: float = Field(default=2.0, ge=1.0, le=100.0,
-                               description="tiled='auto' tiles when the longer image side exceeds "
+                               description="Images of unknown kind: tiled when the longer side exceeds "
                                            "auto_factor x the model input size.")
+    citizen_factor: float | None = Field(
+        default=None, ge=1.0, le=100.0,
+        description="Citizen phone photos (随手拍); None = never tiled: they show the pile close up, "
+                    "and tiles would cut it (and a 4000x3000 photo would cost ~100 tiles).")
+    drone_factor: float | None = Field(
+        default=1.0, ge=1.0, le=100.0,
+        description="Drone photos: tiled whenever larger than the model input; objects are small.")
+    camera_factor: float | None = Field(
+        default=3.0, ge=1.0, le=100.0,
+        description="Fixed/PTZ camera frames: only frames much larger than the input are tiled.")
     iou_threshold: float = Field(default=0.5, gt=0.0, le=1.0,
                                  description="NMS across tiles for objects seen whole twice.")
     match_threshold: float = Field(default=0.5, gt=0.0, le=1.0,
                                    description="IoU in the shared strip above which seam-cut parts merge.")
+
+    def factor_for(self, source: SourceKind) -> float | None:
+        """The tiling factor of a kind of image (None: never tiled under tiled='auto')."""
+        factors: dict[str, float | None] = {"citizen": self.citizen_factor, "drone": self.drone_factor,
+                                            "camera": self.camera_factor, "unknown": self.auto_factor}
+        if source not in factors:
+            raise ValueError(f"expected source to be one of {SOURCE_KINDS}, got {source!r}")
+        return factors[source]
 
 
 @dataclass(frozen=True)
@@ -102,6 +135,7 @@ class _Submitted:
     resolution_wh: tuple[int, int]
     windows: list[TileWindow]
     futures: list[Future[Detections]]
+    source: SourceKind
 
 
 @dataclass(frozen=True)
@@ -194,24 +228,30 @@ class Pipeline:
 
     # -- detection ----------------------------------------------------------------------
 
-    def should_tile(self, resolution_wh: tuple[int, int], tiled: TileMode = "auto") -> bool:
+    def should_tile(self, resolution_wh: tuple[int, int], tiled: TileMode = "auto",
+                    source: SourceKind = "unknown") -> bool:
+        """tiled=True/False as given; "auto": the policy for `source` (TilingConfig)."""
         if tiled == "auto":
-            return max(resolution_wh) > self.tiling.auto_factor * self.detector.input_size
+            return exceeds_input(resolution_wh, self.detector.input_size, self.tiling.factor_for(source))
         if not isinstance(tiled, bool):
             raise ValueError(f"expected tiled to be True, False or 'auto', got {tiled!r}")
         return tiled
 
     def detect(self, image: np.ndarray | LoadedImage, *, tiled: TileMode = "auto",
-               timeout: float | None = None) -> Detections:
+               source: SourceKind = "unknown", timeout: float | None = None) -> Detections:
         """Findings in one BGR uint8 HxWx3 image (or a LoadedImage), in source pixels.
 
-        `timeout` bounds the wait for room in the shared queue (QueueFullError after it).
+        `source` says what the image is ("citizen", "drone", "camera", "unknown"), which
+        decides tiling when `tiled` is "auto". `timeout` bounds the wait for room in the
+        shared queue (QueueFullError after it).
         """
-        return self._finish(self._submit(image, tiled, timeout))
+        return self._finish(self._submit(image, tiled, timeout, source))
 
     def _submit(self, image: np.ndarray | LoadedImage, tiled: TileMode,
-                timeout: float | None = None) -> _Submitted:
+                timeout: float | None = None, source: SourceKind = "unknown") -> _Submitted:
         """Queue the image (or its tiles) for inference; returns without waiting for results."""
+        if source not in SOURCE_KINDS:
+            raise ValueError(f"expected source to be one of {SOURCE_KINDS}, got {source!r}")
         pixels = image.pixels if isinstance(image, LoadedImage) else image
         if not isinstance(pixels, np.ndarray):
             raise ValueError(f"expected a BGR uint8 (H, W, 3) image, got {type(pixels).__name__}")
@@ -219,7 +259,7 @@ class Pipeline:
             got = f"{pixels.dtype} {pixels.shape}"
             raise ValueError(f"expected a BGR uint8 (H, W, 3) image, got {got}")
         height, width = pixels.shape[:2]
-        if self.should_tile((width, height), tiled):
+        if self.should_tile((width, height), tiled, source):
             windows = tile_windows((width, height), self.tiling.tile_size or self.detector.input_size,
                                    self.tiling.overlap)
         else:
@@ -232,7 +272,7 @@ class Pipeline:
             for future in futures:
                 future.cancel()
             raise
-        return _Submitted((width, height), windows, futures)
+        return _Submitted((width, height), windows, futures, source)
 
     def _finish(self, submitted: _Submitted) -> Detections:
         """Wait for the tiles' results; thresholds, seam merge and class mapping."""
@@ -245,13 +285,14 @@ class Pipeline:
                                           resolution_wh=submitted.resolution_wh)
         else:
             found = per_tile[0][1]
-        return self._to_findings(found, submitted.resolution_wh, len(windows))
+        return self._to_findings(found, submitted.resolution_wh, len(windows), submitted.source)
 
     def _apply_thresholds(self, dets: Detections) -> Detections:
         keep = dets.confidence >= self._thresholds[dets.class_id]
         return dets[keep]
 
-    def _to_findings(self, dets: Detections, resolution_wh: tuple[int, int], tiles: int) -> Detections:
+    def _to_findings(self, dets: Detections, resolution_wh: tuple[int, int], tiles: int,
+                     source: SourceKind) -> Detections:
         helper = self._is_helper[dets.class_id]
         dropped = Counter(self._labels[dets.class_id[helper]].tolist())
         kept = dets[~helper]
@@ -270,27 +311,32 @@ class Pipeline:
                 "model_version": self.card.version,
                 "resolution_wh": resolution_wh,
                 "tiles": tiles,
+                "source_kind": source,
                 "dropped_helper_labels": dict(sorted(dropped.items())),
             },
         )
 
-    def detect_file(self, path: str | Path, *, tiled: TileMode = "auto",
+    def detect_file(self, path: str | Path, *, tiled: TileMode = "auto", source: FileSourceKind = "sniff",
                     keep_image: bool = False) -> FileResult:
         """Load and detect one file; an unreadable image is returned as an error value.
 
-        `keep_image` returns the decoded image in the result, for drawing on it.
+        `source` "sniff" (the default) takes a file with DJI XMP for a drone photo and any
+        other for "unknown". `keep_image` returns the decoded image in the result, for
+        drawing on it.
         """
-        return self._collect(self._load_and_submit(path, tiled), keep_image)
+        return self._collect(self._load_and_submit(path, tiled, source), keep_image)
 
-    def _load_and_submit(self, path: str | Path, tiled: TileMode) -> _Loaded:
+    def _load_and_submit(self, path: str | Path, tiled: TileMode,
+                         source: FileSourceKind = "sniff") -> _Loaded:
         started = time.perf_counter()
         try:
             loaded = load_image(path, max_pixels=self.max_pixels)
         except ImageLoadError as exc:
             return _Loaded(str(path), None, FileError.from_exception(exc), None,
                            (time.perf_counter() - started) * 1000, 0.0)
+        kind: SourceKind = sniff_source_kind(path) if source == "sniff" else source
         loaded_at = time.perf_counter()
-        submitted = self._submit(loaded, tiled)
+        submitted = self._submit(loaded, tiled, source=kind)
         return _Loaded(str(path), loaded, None, submitted, (loaded_at - started) * 1000, loaded_at)
 
     def _collect(self, item: _Loaded, keep_image: bool) -> FileResult:
@@ -301,9 +347,11 @@ class Pipeline:
         return FileResult(item.path, item.image.resolution_wh, detections, None,
                           Timings(item.load_ms, detect_ms), item.image if keep_image else None)
 
-    def detect_many(self, paths: Iterable[str | Path], *, workers: int = 2,
-                    tiled: TileMode = "auto", keep_images: bool = False) -> Iterator[FileResult]:
+    def detect_many(self, paths: Iterable[str | Path], *, workers: int = 2, tiled: TileMode = "auto",
+                    source: FileSourceKind = "sniff", keep_images: bool = False) -> Iterator[FileResult]:
         """One FileResult per path, in input order; unreadable files are error values.
+
+        `tiled` and `source` as for `detect_file`.
 
         `workers` threads read and decode files and queue them for inference without
         waiting for the results, so decoding the next images overlaps inference and the
@@ -313,12 +361,14 @@ class Pipeline:
         """
         if workers < 1:
             raise ValueError(f"expected workers >= 1, got {workers}")
+        if source != "sniff" and source not in SOURCE_KINDS:
+            raise ValueError(f"expected source to be 'sniff' or one of {SOURCE_KINDS}, got {source!r}")
         in_flight = max(2 * workers, 2 * self.batcher_config.max_batch)
         pending: deque[Future[_Loaded]] = deque()
         with ThreadPoolExecutor(workers, thread_name_prefix="detect-load") as pool:
             try:
                 for path in paths:
-                    pending.append(pool.submit(self._load_and_submit, path, tiled))
+                    pending.append(pool.submit(self._load_and_submit, path, tiled, source))
                     if len(pending) >= in_flight:
                         yield self._collect(pending.popleft().result(), keep_images)
                 while pending:

@@ -17,17 +17,32 @@ duplicates that overlapping tiles produce:
    an inner tile edge, so untruncated duplicates are left to step 2. Matches are joined
    transitively, so an object larger than a tile, cut by several seams, comes out whole.
 2. NMS (class-aware unless class_agnostic) removes objects seen whole in two tiles.
+
+Whether to tile at all depends on what the image is (`SourceKind`): a citizen's phone
+photo shows a garbage pile close up, and tiles would cut it into pieces; a drone photo
+shows small things from far away, which shrink to nothing in one network input. The rule
+per kind is a factor: tile when the longer side exceeds factor x the model input
+(`exceeds_input`); no factor means never. `sniff_source_kind` tells drone photos (DJI XMP)
+from the rest by reading the file's header only. The factors themselves are configuration
+(vision.pipeline.TilingConfig).
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 
 from vision.detections import Detections
 from vision.postprocess import nms
+
+SourceKind = Literal["citizen", "drone", "camera", "unknown"]
+SOURCE_KINDS: tuple[SourceKind, ...] = get_args(SourceKind)
+_XMP_TIFF_TAG = 700
 
 
 @dataclass(frozen=True)
@@ -97,6 +112,45 @@ def tile_windows(resolution_wh: tuple[int, int], tile_size: int | tuple[int, int
     ys = _axis_starts(height, tile_h, overlap_h)
     win_w, win_h = min(tile_w, width), min(tile_h, height)
     return [TileWindow(x, y, win_w, win_h) for y in ys for x in xs]
+
+
+# -- when to tile -------------------------------------------------------------------------
+
+def exceeds_input(resolution_wh: tuple[int, int], input_size: int, factor: float | None) -> bool:
+    """The tiling rule: the longer side is more than `factor` x the model input (None: never)."""
+    if factor is None:
+        return False
+    if factor < 1.0:
+        raise ValueError(f"expected a tiling factor >= 1 (or None for never), got {factor}")
+    return max(resolution_wh) > factor * input_size
+
+
+def sniff_source_kind(source: str | Path | bytes, default: SourceKind = "unknown") -> SourceKind:
+    """"drone" when the image carries DJI XMP (`drone-dji:` tags), else `default`.
+
+    Reads the header only (Pillow opens lazily) and never raises: an unreadable file is
+    `default`, and loading it reports the real problem.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    from vision.geo.xmp import XmpError, dji_tags
+
+    if default not in SOURCE_KINDS:
+        raise ValueError(f"expected default to be one of {SOURCE_KINDS}, got {default!r}")
+    try:
+        opened = Image.open(io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray)) else source)
+        with opened as im:
+            xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")  # JPEG/WEBP, PNG iTXt
+            if xmp is None and hasattr(im, "tag_v2"):
+                xmp = im.tag_v2.get(_XMP_TIFF_TAG)  # TIFF keeps XMP in a tag of its own
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return default
+    if not xmp:
+        return default
+    try:
+        return "drone" if dji_tags(xmp) else default
+    except XmpError:
+        return default
 
 
 # -- merging ------------------------------------------------------------------------------

@@ -80,7 +80,7 @@ def test_metadata_names_model_resolution_and_tiles(pipeline):
     found = pipeline.detect(_image(100, 60, []))
     assert len(found) == 0
     assert found.metadata == {"model": "fake", "model_version": "1.2.3", "resolution_wh": (100, 60),
-                              "tiles": 1, "dropped_helper_labels": {}}
+                              "tiles": 1, "source_kind": "unknown", "dropped_helper_labels": {}}
 
 
 def test_loaded_image_is_accepted(pipeline, tmp_path):
@@ -124,6 +124,88 @@ def test_batches_are_capped_by_a_static_batch_model():
 def test_auto_tiling_depends_on_size(pipeline, tiled, resolution_wh, expect_tiles):
     found = pipeline.detect(_image(*resolution_wh, []), tiled=tiled)
     assert (found.metadata["tiles"] > 1) == expect_tiles
+
+
+# Model input 64. Default factors: citizen never, drone 1 (larger than the input), camera 3,
+# unknown 2 (auto_factor). 4000x3000 is a phone photo, 5472x3648 a DJI one.
+@pytest.mark.parametrize("source, resolution_wh, tiled, expect_tiles", [
+    ("citizen", (4000, 3000), "auto", False),  # a close-up pile is never cut, however large
+    ("citizen", (4000, 3000), True, True),     # an explicit choice overrides the policy
+    ("drone", (64, 48), "auto", False),        # fits the input: one window
+    ("drone", (65, 48), "auto", True),         # larger than the input: tiled
+    ("drone", (5472, 3648), False, False),
+    ("camera", (192, 108), "auto", False),     # 192 = 3 x 64: not more than 3x
+    ("camera", (193, 108), "auto", True),
+    ("unknown", (128, 100), "auto", False),    # 128 = 2 x 64
+    ("unknown", (129, 100), "auto", True),
+])
+def test_tiling_policy_by_source_kind(pipeline, source, resolution_wh, tiled, expect_tiles):
+    assert pipeline.should_tile(resolution_wh, tiled, source) == expect_tiles
+
+
+@pytest.mark.parametrize("config, source, resolution_wh, expect_tiles", [
+    (TilingConfig(citizen_factor=10.0), "citizen", (641, 100), True),   # 641 > 10 x 64
+    (TilingConfig(citizen_factor=10.0), "citizen", (640, 100), False),
+    (TilingConfig(drone_factor=None), "drone", (5472, 3648), False),    # drone tiling switched off
+    (TilingConfig(camera_factor=1.0), "camera", (65, 64), True),
+    (TilingConfig(auto_factor=4.0), "unknown", (256, 64), False),
+])
+def test_tiling_policy_is_configurable(detector, config, source, resolution_wh, expect_tiles):
+    with Pipeline(detector, _card(), tiling=config) as pipe:
+        assert pipe.should_tile(resolution_wh, "auto", source) == expect_tiles
+        found = pipe.detect(np.zeros((resolution_wh[1], resolution_wh[0], 3), np.uint8), source=source)
+        assert (found.metadata["tiles"] > 1, found.metadata["source_kind"]) == (expect_tiles, source)
+
+
+@pytest.mark.parametrize("factor", [0.5, 0.0, -1.0])
+def test_tiling_factors_below_one_are_refused(factor):
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        TilingConfig(drone_factor=factor)
+
+
+@pytest.mark.parametrize("source", ["phone", "", None])
+def test_an_unknown_source_kind_is_refused(pipeline, source):
+    with pytest.raises(ValueError, match="expected source to be one of"):
+        pipeline.detect(_image(64, 48, []), tiled=False, source=source)
+    with pytest.raises(ValueError, match="expected source to be"):
+        list(pipeline.detect_many([], source=source))
+
+
+DJI_XMP = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           '<rdf:Description xmlns:drone-dji="http://www.dji.com/drone-dji/1.0/" '
+           'drone-dji:RelativeAltitude="+80.0"/></rdf:RDF></x:xmpmeta>')
+
+
+def _dji_image(path: Path, width: int, height: int) -> Path:
+    """A black image carrying a DJI XMP packet: APP1 in a JPEG, an iTXt chunk in a PNG."""
+    from PIL import Image, PngImagePlugin
+
+    image = Image.new("RGB", (width, height))
+    if path.suffix == ".png":
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", DJI_XMP)
+        image.save(path, "PNG", pnginfo=info)
+    else:
+        image.save(path, "JPEG", xmp=DJI_XMP.encode())
+    return path
+
+
+@pytest.mark.parametrize("name, source, expected_kind, expect_tiles", [
+    ("DJI_0001.JPG", "sniff", "drone", True),    # DJI XMP -> drone -> tiled (100 > 64)
+    ("DJI_0001.png", "sniff", "drone", True),
+    ("DJI_0001.JPG", "citizen", "citizen", False),  # the caller knows better than the file
+])
+def test_files_with_dji_xmp_are_drone_photos(pipeline, tmp_path, name, source, expected_kind, expect_tiles):
+    drone = _dji_image(tmp_path / name, 100, 80)
+    plain = tmp_path / "plain.png"
+    cv2.imwrite(str(plain), _image(100, 80, []))
+    drone_result, plain_result = pipeline.detect_many([drone, plain], source=source)
+    assert drone_result.detections.metadata["source_kind"] == expected_kind
+    assert (drone_result.detections.metadata["tiles"] > 1) == expect_tiles
+    # 100 px is not more than 2 x 64: a file without DJI XMP is of unknown kind and not tiled
+    assert plain_result.detections.metadata["source_kind"] == ("unknown" if source == "sniff" else source)
+    assert plain_result.detections.metadata["tiles"] == 1
+    assert pipeline.detect_file(drone, source=source).detections.metadata["source_kind"] == expected_kind
 
 
 def test_tiled_detection_reports_seam_objects_once_through_the_shared_batcher(detector):

@@ -7,7 +7,7 @@ import pytest
 
 from tests.vision.fakes import PaintedBoxDetector, paint_box
 from vision.detections import Detections
-from vision.tiling import TileWindow, merge_tile_detections, tile_windows
+from vision.tiling import TileWindow, exceeds_input, merge_tile_detections, sniff_source_kind, tile_windows
 
 # -- windows ------------------------------------------------------------------------------
 
@@ -173,3 +173,80 @@ def test_objects_cut_by_seams_are_reported_once_with_their_true_box(resolution_w
     assert sorted(zip(found.xyxy.tolist(), found.class_id.tolist(), strict=True)) == sorted(
         ([float(v) for v in xyxy], label) for xyxy, label in objects)
     assert np.allclose(found.confidence, 0.8, atol=0.01)
+
+
+# -- when to tile ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("resolution_wh, input_size, factor, expected", [
+    ((4000, 3000), 320, None, False),   # no factor: never
+    ((640, 480), 640, 1.0, False),      # equal to the input is not larger
+    ((641, 480), 640, 1.0, True),
+    ((480, 641), 640, 1.0, True),       # the longer side counts, whichever it is
+    ((1280, 720), 640, 2.0, False),
+    ((1281, 720), 640, 2.0, True),
+    ((1920, 1080), 640, 3.0, False),
+    ((1921, 1080), 640, 3.0, True),
+])
+def test_the_factor_rule(resolution_wh, input_size, factor, expected):
+    assert exceeds_input(resolution_wh, input_size, factor) == expected
+
+
+def test_a_factor_below_one_is_refused():
+    with pytest.raises(ValueError, match="factor >= 1"):
+        exceeds_input((100, 100), 64, 0.5)
+
+
+DJI = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+       '<rdf:Description xmlns:drone-dji="http://www.dji.com/drone-dji/1.0/" '
+       'drone-dji:GimbalPitchDegree="-90.0"/>'
+       '</rdf:RDF></x:xmpmeta>')
+ADOBE = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+         '<rdf:Description xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:CreatorTool="Photoshop"/>'
+         '</rdf:RDF></x:xmpmeta>')
+ENTITY_BOMB = ('<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]>'
+               '<x:xmpmeta xmlns:x="adobe:ns:meta/">&a;</x:xmpmeta>')
+
+
+def _encoded(fmt: str, xmp: str | None) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    image = Image.new("RGB", (32, 24))
+    if xmp is None:
+        image.save(buffer, fmt)
+    elif fmt == "TIFF":
+        image.save(buffer, fmt, tiffinfo={700: xmp.encode()})
+    else:
+        image.save(buffer, fmt, xmp=xmp.encode())
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt, xmp, default, expected", [
+    ("JPEG", DJI, "unknown", "drone"),
+    ("TIFF", DJI, "unknown", "drone"),        # XMP in TIFF tag 700
+    ("JPEG", DJI, "citizen", "drone"),        # DJI XMP wins over the caller's default
+    ("JPEG", ADOBE, "citizen", "citizen"),    # XMP, but not a drone's
+    ("JPEG", None, "unknown", "unknown"),
+    ("PNG", None, "camera", "camera"),
+    ("JPEG", ENTITY_BOMB, "unknown", "unknown"),  # refused by defusedxml: not a drone, no crash
+])
+def test_sniff_source_kind_from_bytes_and_files(tmp_path, fmt, xmp, default, expected):
+    data = _encoded(fmt, xmp)
+    assert sniff_source_kind(data, default=default) == expected
+    path = tmp_path / f"image.{fmt.lower()}"
+    path.write_bytes(data)
+    assert sniff_source_kind(path, default=default) == expected
+    assert sniff_source_kind(str(path), default=default) == expected
+
+
+@pytest.mark.parametrize("data", [b"", b"not an image at all", b"\xff\xd8\xff\xe0 truncated jpeg"])
+def test_sniff_never_raises_on_bad_input(tmp_path, data):
+    assert sniff_source_kind(data, default="citizen") == "citizen"
+    assert sniff_source_kind(tmp_path / "missing.jpg") == "unknown"
+
+
+def test_sniff_refuses_an_unknown_default():
+    with pytest.raises(ValueError, match="expected default"):
+        sniff_source_kind(b"", default="phone")  # type: ignore[arg-type]

@@ -37,6 +37,16 @@ class TileChoice(StrEnum):
     off = "off"
 
 
+class SourceChoice(StrEnum):
+    """What the images are; decides tiling under --tile auto (vision.pipeline.TilingConfig)."""
+
+    auto = "auto"  # DJI XMP in the file: drone; otherwise unknown
+    citizen = "citizen"
+    drone = "drone"
+    camera = "camera"
+    unknown = "unknown"
+
+
 def expand_inputs(inputs: list[str]) -> list[Path]:
     """Files as given, folders searched recursively for images, glob patterns expanded.
 
@@ -71,7 +81,10 @@ def result_record(result: FileResult, taxonomy: Taxonomy, model: str, model_vers
     """The JSON line for one file."""
     width, height = result.resolution_wh or (None, None)
     detections = []
+    tiles = source_kind = None
     if result.detections is not None:
+        tiles = result.detections.metadata.get("tiles")
+        source_kind = result.detections.metadata.get("source_kind")
         dets = result.detections
         for key, score, box in zip(dets.data["class_key"], dets.confidence, dets.xyxy, strict=True):
             detections.append({
@@ -86,6 +99,8 @@ def result_record(result: FileResult, taxonomy: Taxonomy, model: str, model_vers
         "height": height,
         "model": model,
         "model_version": model_version,
+        "source_kind": source_kind,  # what decided tiling (--source; DJI XMP under auto)
+        "tiles": tiles,
         "detections": detections,
         "error": None if result.error is None else {"reason": result.error.reason,
                                                     "detail": result.error.detail},
@@ -221,7 +236,12 @@ def detect_command(
         "--geojson", help="Also write the findings, geotagged from EXIF GPS / DJI XMP / GeoTIFF, "
                           "as one GeoJSON FeatureCollection.")] = None,
     tile: Annotated[TileChoice, typer.Option(
-        "--tile", help="Tile large images: auto (longer side > 2x model input), on, off.")] = TileChoice.auto,
+        "--tile", help="Tile large images: auto (by --source: drone photos when larger than the model "
+                       "input, camera frames beyond 3x, citizen photos never, others beyond 2x), on, off."
+    )] = TileChoice.auto,
+    source: Annotated[SourceChoice, typer.Option(
+        "--source", help="What the images are: auto (DJI XMP in the file: drone, else unknown), citizen, "
+                         "drone, camera, unknown.")] = SourceChoice.auto,
     batch: Annotated[int | None, typer.Option(
         "--batch", min=1, max=256, help="Most images per inference batch (default: 1 on CPU).")] = None,
     workers: Annotated[int, typer.Option(
@@ -265,12 +285,14 @@ def detect_command(
         failed = 0
         started = time.perf_counter()
         tiled = {"auto": "auto", "on": True, "off": False}[tile.value]
+        kind = "sniff" if source is SourceChoice.auto else source.value
         progress = Progress(TextColumn("detect"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console)
         with pipeline, progress:
             task = progress.add_task("detect", total=len(files), rate="")
-            for done, result in enumerate(pipeline.detect_many(files, workers=workers, tiled=tiled,
-                                                               keep_images=annotate is not None), 1):
+            results = pipeline.detect_many(files, workers=workers, tiled=tiled, source=kind,
+                                           keep_images=annotate is not None)
+            for done, result in enumerate(results, 1):
                 for sink in sinks:
                     sink.write(result)
                 if result.error is not None:

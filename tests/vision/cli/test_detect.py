@@ -18,7 +18,8 @@ from vision.detections import Detections
 from vision.taxonomy import Taxonomy
 
 runner = CliRunner()
-RECORD_KEYS = {"file", "width", "height", "model", "model_version", "detections", "error"}
+RECORD_KEYS = {"file", "width", "height", "model", "model_version", "source_kind", "tiles", "detections",
+               "error"}
 
 
 def _records(text: str) -> list[dict]:
@@ -106,7 +107,35 @@ def test_tile_modes_run(models_dir, image_dir, tile):
     assert len(_records(result.stdout)) == 1
 
 
-@pytest.mark.parametrize("args", [["--tile", "sometimes"], ["--batch", "0"], ["--workers", "0"]])
+def _dji_jpeg(path: Path, size_wh: tuple[int, int]) -> Path:
+    xmp = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           '<rdf:Description xmlns:drone-dji="http://www.dji.com/drone-dji/1.0/" '
+           'drone-dji:RelativeAltitude="+80.0"/></rdf:RDF></x:xmpmeta>')
+    Image.new("RGB", size_wh, (90, 120, 60)).save(path, "JPEG", xmp=xmp.encode())
+    return path
+
+
+# Model input 128. b.jpg is 320x240 (> 2 x 128), DJI_0001.JPG 200x150 (> 128, < 2 x 128).
+@pytest.mark.parametrize("name, args, kind, tiled", [
+    ("nested/b.jpg", [], "unknown", True),                         # no XMP: the 2x rule
+    ("nested/b.jpg", ["--source", "citizen"], "citizen", False),    # phone photos are never cut
+    ("nested/b.jpg", ["--source", "camera"], "camera", False),      # 320 < 3 x 128
+    ("nested/b.jpg", ["--source", "citizen", "--tile", "on"], "citizen", True),
+    ("DJI_0001.JPG", [], "drone", True),                            # DJI XMP: tiled beyond 1x
+    ("DJI_0001.JPG", ["--source", "unknown"], "unknown", False),
+    ("DJI_0001.JPG", ["--tile", "off"], "drone", False),
+])
+def test_tiling_follows_the_source_kind(models_dir, image_dir, name, args, kind, tiled):
+    _dji_jpeg(image_dir / "DJI_0001.JPG", (200, 150))
+    result = _detect([str(image_dir / name), *args], models_dir)
+    assert result.exit_code == 0, result.output
+    (record,) = _records(result.stdout)
+    assert record["source_kind"] == kind
+    assert (record["tiles"] > 1) == tiled
+
+
+@pytest.mark.parametrize("args", [["--tile", "sometimes"], ["--batch", "0"], ["--workers", "0"],
+                                  ["--source", "phone"]])
 def test_bad_options_are_usage_errors(models_dir, image_dir, args):
     result = _detect([str(image_dir), *args], models_dir)
     assert result.exit_code == 2
