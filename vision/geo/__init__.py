@@ -8,6 +8,7 @@ Rooms:
 - `tower` + `homography`: watchtower cameras from a config, or a GCP homography per preset.
 - `orthomosaic`: windowed GeoTIFF tiles for the detector, boxes back to WGS-84 polygons.
 - `georeference`: picks the model for an image file; `geotagging`: Detections -> Geotags.
+- `exif_orientation`: upright pixels (what detections use) vs the stored frame of the camera.
 - `geojson`: RFC 7946 output; `gcj02`: display-only conversion for Chinese basemaps.
 
 Typical use (what `patrol detect --geojson` does):

@@ -4,11 +4,15 @@ Precedence: a tower camera config given by the caller; a georeferenced GeoTIFF
 (orthomosaic); a manual lon,lat given by the caller (overrides any EXIF GPS); a drone pose
 in the XMP; a phone's EXIF GPS. Everything that was present but unusable is listed in
 `reasons`, so a user checking a camera's calibration sees why a source was skipped.
+
+Pixels are those of the upright image, as `vision.image_io.load_image` returns it and as
+detections refer to it: `width`/`height` are upright, and a drone camera model read from a
+photo with an EXIF orientation is turned into the upright frame (vision.geo.exif_orientation).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +22,7 @@ import numpy as np
 from vision.geo.dem import DemError
 from vision.geo.drone import DroneGeometryError, build_drone_projector, drone_intrinsics, read_dji_pose
 from vision.geo.exif_gps import GPS_IFD, PhotoGps, capture_time, parse_gps_ifd
+from vision.geo.exif_orientation import MIRRORED, OrientationError, upright_camera, upright_size
 from vision.geo.homography import HomographyError
 from vision.geo.metadata import read_image_metadata
 from vision.geo.phone import PhonePositionPolicy, PhotographerProjector
@@ -39,6 +44,7 @@ class ImageGeoreference:
     projector: GroundProjector | None
     reasons: list[str] = field(default_factory=list)
     captured_at: datetime | None = None
+    orientation: int = 1  # the file's EXIF orientation; width/height are after applying it
 
     @property
     def source(self) -> str | None:
@@ -86,10 +92,17 @@ def georeference_image(
     gps_ifd = meta.exif.get_ifd(GPS_IFD)
     gps = parse_gps_ifd(gps_ifd)
     taken = capture_time(meta.exif, gps if isinstance(gps, PhotoGps) else None)
-    result = ImageGeoreference(str(path), meta.width, meta.height, None, reasons, taken)
+    orientation = meta.orientation if meta.orientation in range(1, 9) else 1
+    width, height = upright_size((meta.width, meta.height), orientation)
+    result = ImageGeoreference(str(path), width, height, None, reasons, taken, orientation)
 
     if camera is not None:
         config = camera if isinstance(camera, TowerCameraConfig) else TowerCameraConfig.load(camera)
+        if orientation != 1:
+            # Not turned: a tower config is calibrated on frames as the camera streams them.
+            result.width, result.height = meta.width, meta.height
+            reasons.append(f"EXIF orientation {orientation}: the camera config is taken to describe the "
+                           f"stored, unrotated frame, and so are pixels; strip the tag from tower snapshots")
         if (config.image_width, config.image_height) != (meta.width, meta.height):
             reasons.append(
                 f"camera config {config.name!r} is for {config.image_width}x{config.image_height} "
@@ -110,8 +123,6 @@ def georeference_image(
         )
         return result
 
-    if meta.orientation != 1:
-        reasons.append(f"EXIF orientation {meta.orientation}: pixels refer to the stored, unrotated image")
     if meta.xmp:
         try:
             tags = dji_tags(meta.xmp)
@@ -124,17 +135,24 @@ def georeference_image(
             intrinsics, how = drone_intrinsics(tags, meta.exif, meta.width, meta.height)
             if intrinsics is None:
                 reasons.append(how)
-            if pose is not None and intrinsics is not None:
+            if pose is not None and intrinsics is not None and orientation in MIRRORED:
+                reasons.append(f"EXIF orientation {orientation} mirrors the photo: no drone camera model")
+            elif pose is not None and intrinsics is not None:
                 try:
-                    result.projector = build_drone_projector(
+                    projector = build_drone_projector(
                         pose,
                         intrinsics,
                         dem_path=dem_path,
                         takeoff_elevation_m=takeoff_elevation_m,
-                        description={"intrinsics_from": how, "make": meta.make, "model": meta.model},
+                        description={"intrinsics_from": how, "make": meta.make, "model": meta.model,
+                                     "exif_orientation": orientation},
                     )
+                    # XMP pose and intrinsics describe the stored sensor image; detections
+                    # are upright pixels.
+                    upright = upright_camera(projector.camera, orientation)
+                    result.projector = replace(projector, camera=upright)
                     return result
-                except (DroneGeometryError, DemError) as exc:
+                except (DroneGeometryError, DemError, OrientationError) as exc:
                     reasons.append(f"drone pose unusable: {exc}")
     if isinstance(gps, PhotoGps):
         result.projector = PhotographerProjector.from_exif(gps, phone_policy, captured_at=taken)
