@@ -8,8 +8,10 @@ import zipfile
 from datetime import timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from service.api.app import create_app
 from service.db.models import Frame, Issue, Observation
 from service.db.session import make_engine, make_session_factory
 from service.jobs.models import Job
@@ -128,39 +130,27 @@ def _zip_with_raw_names(names: list[str], data: bytes) -> bytes:
 PHOTO = drone_photos(1)[0]
 
 
-@pytest.mark.parametrize(
-    ("data", "message"),
-    [
-        (_zip_with_raw_names(["ok.jpg", "../../etc/cron.d/x.jpg"], PHOTO), "'..' path"),
-        (_zip_with_raw_names(["/etc/passwd"], PHOTO), "absolute"),
-        (_zip_with_raw_names(["..\\..\\win.jpg"], PHOTO), "'..' path"),
-        (_zip_with_raw_names(["C:/Windows/x.jpg"], PHOTO), "absolute"),
-        (zip_bytes([(f"{i}.jpg", b"x") for i in range(7)]), "7 entries, more than the 6 allowed"),
-        (zip_bytes([("bomb.bin", b"\0" * 300_000)]), "zip bomb"),
-        (b"PK\x05\x06" + b"\0" * 18, "holds no files"),
-        (b"PK\x03\x04 not really a zip", "not a readable zip archive"),
-        (PHOTO, "got a single JPEG"),
-        (b"GIF89a....", "expected a zip of drone photos or a GeoTIFF"),
-    ],
-    ids=[
-        "dotdot",
-        "absolute",
-        "backslash-dotdot",
-        "drive",
-        "too-many",
-        "bomb",
-        "empty-zip",
-        "not-zip",
-        "jpeg",
-        "gif",
-    ],
-)
-def test_refused_uploads_are_422_and_leave_nothing_behind(client, keys, settings, data, message):
+REFUSED = [  # (case, upload, what the 422 says)
+    ("dotdot", _zip_with_raw_names(["ok.jpg", "../../etc/cron.d/x.jpg"], PHOTO), "'..' path"),
+    ("absolute", _zip_with_raw_names(["/etc/passwd"], PHOTO), "absolute"),
+    ("backslash-dotdot", _zip_with_raw_names(["..\\..\\win.jpg"], PHOTO), "'..' path"),
+    ("drive", _zip_with_raw_names(["C:/Windows/x.jpg"], PHOTO), "absolute"),
+    ("too-many", zip_bytes([(f"{i}.jpg", b"x") for i in range(7)]), "7 entries, more than the 6 allowed"),
+    ("bomb", zip_bytes([("bomb.bin", b"\0" * 300_000)]), "zip bomb"),
+    ("empty-zip", b"PK\x05\x06" + b"\0" * 18, "holds no files"),
+    ("not-zip", b"PK\x03\x04 not really a zip", "not a readable zip archive"),
+    ("jpeg", PHOTO, "got a single JPEG"),
+    ("gif", b"GIF89a....", "expected a zip of drone photos or a GeoTIFF"),
+]
+
+
+def test_refused_uploads_are_422_and_leave_nothing_behind(client, keys, settings):
     limited = client.app.state.service.settings  # the limits come from the app's settings
     assert limited.max_survey_members == 6 and limited.max_survey_uncompressed_bytes == 200_000
-    response = submit(client, keys, data)
-    assert response.status_code == 422, response.text
-    assert message in response.json()["detail"]
+    for case, data, message in REFUSED:  # one app for all cases: each request is independent
+        response = submit(client, keys, data)
+        assert response.status_code == 422, (case, response.text)
+        assert message in response.json()["detail"], (case, response.json())
     assert counts(settings)["jobs"] == 0
     assert not any(p.is_file() for p in (settings.data_dir / "jobs").rglob("*"))
 
@@ -235,3 +225,15 @@ def test_a_survey_that_shows_a_rectified_pile_gone_verifies_it(client, keys, clo
     job = finished_job(client, keys, zip_bytes([("1.jpg", clear[0]), ("2.jpg", clear[1])]))
     assert job["summary"]["issues_verified"] == 1, job
     assert issue(client, keys, issue_id)["properties"]["state"] == "verified"
+
+
+def test_without_a_model_a_survey_is_503_but_bad_input_is_still_422(settings, keys_factory, tmp_path):
+    no_model = {"model": "no-such-model", "models_dir": tmp_path / "models"}
+    app = create_app(settings.model_copy(update=no_model))
+    with TestClient(app) as client:
+        keys = keys_factory()
+        response = submit(client, keys, drone_zip(1))
+        assert response.status_code == 503, response.text
+        assert "no-such-model" in response.json()["detail"]
+        assert submit(client, keys, b"GIF89a").status_code == 422  # refused before the model is needed
+    assert counts(settings)["jobs"] == 0
