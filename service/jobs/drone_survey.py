@@ -17,7 +17,7 @@ from service.jobs.archive import ZipMember, open_archive, read_member
 from service.jobs.context import JobContext
 from service.jobs.errors import SurveyInputError
 from service.jobs.inputs import zip_limits
-from service.jobs.items import JobSpec, Progress, recorded_frame_id, write_item
+from service.jobs.items import JobSpec, Progress, recorded_frame_id, write_item, write_progress
 from service.jobs.lease import Lease
 from service.jobs.models import ItemOutcome
 from service.jobs.retry import detect_with_retry
@@ -34,6 +34,7 @@ def run_drone_survey(ctx: JobContext, spec: JobSpec, done: set[int], lease: Leas
     with zf:
         todo = [m for m in members if m.seq not in done]
         count = len(done)
+        write_progress(ctx, spec, lease, Progress(count, len(members), STAGE))
         in_flight = max(1, min(4, ctx.pipeline().batcher_config.max_batch))
         pending: deque[tuple[ZipMember, Future[_Prepared]]] = deque()
         with ThreadPoolExecutor(in_flight, thread_name_prefix=f"survey-{spec.id[:8]}") as pool:
