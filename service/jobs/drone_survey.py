@@ -9,8 +9,10 @@ inference queue can batch them; they are recorded in archive order.
 from __future__ import annotations
 
 import logging
+import zipfile
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 from service.analysis import PhotoAnalysis, content_hash
 from service.jobs.archive import ZipMember, open_archive, read_member
@@ -52,21 +54,16 @@ def run_drone_survey(ctx: JobContext, spec: JobSpec, done: set[int], lease: Leas
                     future.cancel()
 
 
+@dataclass(frozen=True)
 class _Prepared:
     """A member after reading and analysis: an analysis, a frame already recorded, or a skip reason."""
 
-    def __init__(
-        self,
-        analysis: PhotoAnalysis | None = None,
-        frame_id: int | None = None,
-        skip_reason: str | None = None,
-    ) -> None:
-        self.analysis = analysis
-        self.frame_id = frame_id
-        self.skip_reason = skip_reason
+    analysis: PhotoAnalysis | None = None
+    frame_id: int | None = None
+    skip_reason: str | None = None
 
 
-def _prepare(ctx: JobContext, spec: JobSpec, zf, member: ZipMember) -> _Prepared:  # type: ignore[no-untyped-def]
+def _prepare(ctx: JobContext, spec: JobSpec, zf: zipfile.ZipFile, member: ZipMember) -> _Prepared:
     if member.skip_reason is not None:
         return _Prepared(skip_reason=member.skip_reason)
     try:

@@ -18,6 +18,7 @@ from service.analysis import PhotoAnalysis
 from service.auth import Role
 from service.db.models import Frame
 from service.db.session import session_scope
+from service.evidence import EvidenceStore
 from service.jobs import queue
 from service.jobs.context import JobContext
 from service.jobs.errors import LeaseLost
@@ -147,8 +148,8 @@ def write_item(
 
 
 def _recorded_item(
-    session: Session, ctx: JobContext, spec: JobSpec, analysis: PhotoAnalysis, store
-) -> JobItem:  # type: ignore[no-untyped-def]
+    session: Session, ctx: JobContext, spec: JobSpec, analysis: PhotoAnalysis, store: EvidenceStore
+) -> JobItem:
     result = record_analysis(
         session,
         ctx.intake,

@@ -45,7 +45,7 @@ from vision.geo.orthomosaic import (
     pixel_box_polygon,
     tile_detections_to_geotags,
 )
-from vision.geo.types import Geotag
+from vision.geo.types import Geotag, NoLocation
 from vision.pipeline import Pipeline
 from vision.tiling import TileWindow, merge_tile_detections, tile_windows
 
@@ -157,7 +157,7 @@ def _record_tile(
     seq: int,
     tile: OrthoTile,
     merged: Detections,
-    geotags: list,  # type: ignore[type-arg]
+    geotags: list[Geotag | NoLocation],
     mine: np.ndarray,
     georef: OrthoGeoreference,
     captured_at: datetime | None,

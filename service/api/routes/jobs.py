@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, status
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
 from service.api.deps import AUTHENTICATED, NowDep, SessionDep, require_role
 from service.auth import Role
@@ -70,7 +71,7 @@ class JobPublic(_Public):
     url: str
 
 
-def job_public(session: SessionDep, job: Job) -> JobPublic:
+def job_public(session: Session, job: Job) -> JobPublic:
     counts = queue.summarize(session, job.id)
     return JobPublic(
         id=job.id,
@@ -99,7 +100,7 @@ def job_public(session: SessionDep, job: Job) -> JobPublic:
     )
 
 
-def _job(session: SessionDep, job_id: str) -> Job:
+def _job(session: Session, job_id: str) -> Job:
     job = session.get(Job, job_id)
     if job is None:
         raise NotFoundError(f"no job {job_id}")
