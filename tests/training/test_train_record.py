@@ -176,8 +176,17 @@ def test_fonts_are_placed_once_where_ultralytics_looks(tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError("check_font tried to reach the network")
 
+    # check_font is lru_cached: an earlier training test in the same process may have
+    # cached the real config folder's answer, so start and end with an empty cache.
+    cached = checks.check_font
+    while not hasattr(cached, "cache_clear"):
+        cached = cached.__wrapped__
+    cached.cache_clear()
     monkeypatch.setattr(checks, "USER_CONFIG_DIR", tmp_path)
     monkeypatch.setattr(downloads, "is_url", no_network)
     monkeypatch.setattr(downloads, "safe_download", no_network)
-    for name in ("Arial.ttf", "Arial.Unicode.ttf"):
-        assert Path(checks.check_font(name)) == tmp_path / name
+    try:
+        for name in ("Arial.ttf", "Arial.Unicode.ttf"):
+            assert Path(checks.check_font(name)) == tmp_path / name
+    finally:
+        cached.cache_clear()
