@@ -115,9 +115,9 @@ def test_batches_are_capped_by_a_static_batch_model():
 # -- tiling -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("tiled, resolution_wh, expect_tiles", [
-    ("auto", (128, 100), False),   # longer side 128 = 2 x input 64: not more than 2x
-    ("auto", (129, 100), True),
-    ("auto", (400, 300), True),
+    ("auto", (512, 100), False),   # longer side 512 = 8 x input 64: not more than 8x
+    ("auto", (513, 100), True),
+    ("auto", (600, 300), True),
     (False, (400, 300), False),
     (True, (64, 64), False),       # one window covers it: a "tiling" of one
 ])
@@ -126,18 +126,18 @@ def test_auto_tiling_depends_on_size(pipeline, tiled, resolution_wh, expect_tile
     assert (found.metadata["tiles"] > 1) == expect_tiles
 
 
-# Model input 64. Default factors: citizen never, drone 1 (larger than the input), camera 3,
-# unknown 2 (auto_factor). 4000x3000 is a phone photo, 5472x3648 a DJI one.
+# Model input 64. Default factors: citizen never, drone 1 (larger than the input), camera 8,
+# unknown 8 (auto_factor). 4000x3000 is a phone photo, 5472x3648 a DJI one.
 @pytest.mark.parametrize("source, resolution_wh, tiled, expect_tiles", [
     ("citizen", (4000, 3000), "auto", False),  # a close-up pile is never cut, however large
     ("citizen", (4000, 3000), True, True),     # an explicit choice overrides the policy
     ("drone", (64, 48), "auto", False),        # fits the input: one window
     ("drone", (65, 48), "auto", True),         # larger than the input: tiled
     ("drone", (5472, 3648), False, False),
-    ("camera", (192, 108), "auto", False),     # 192 = 3 x 64: not more than 3x
-    ("camera", (193, 108), "auto", True),
-    ("unknown", (128, 100), "auto", False),    # 128 = 2 x 64
-    ("unknown", (129, 100), "auto", True),
+    ("camera", (512, 288), "auto", False),     # 512 = 8 x 64: not more than 8x
+    ("camera", (513, 288), "auto", True),
+    ("unknown", (512, 100), "auto", False),    # 512 = 8 x 64
+    ("unknown", (513, 100), "auto", True),
 ])
 def test_tiling_policy_by_source_kind(pipeline, source, resolution_wh, tiled, expect_tiles):
     assert pipeline.should_tile(resolution_wh, tiled, source) == expect_tiles

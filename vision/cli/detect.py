@@ -237,7 +237,7 @@ def detect_command(
                           "as one GeoJSON FeatureCollection.")] = None,
     tile: Annotated[TileChoice, typer.Option(
         "--tile", help="Tile large images: auto (by --source: drone photos when larger than the model "
-                       "input, camera frames beyond 3x, citizen photos never, others beyond 2x), on, off."
+                       "input, camera frames and others beyond 8x, citizen photos never), on, off."
     )] = TileChoice.auto,
     source: Annotated[SourceChoice, typer.Option(
         "--source", help="What the images are: auto (DJI XMP in the file: drone, else unknown), citizen, "

@@ -115,11 +115,12 @@ def _dji_jpeg(path: Path, size_wh: tuple[int, int]) -> Path:
     return path
 
 
-# Model input 128. b.jpg is 320x240 (> 2 x 128), DJI_0001.JPG 200x150 (> 128, < 2 x 128).
+# Model input 128. b.jpg is 320x240 (< 8 x 128), DJI_0001.JPG 200x150 (> 128, < 2 x 128).
 @pytest.mark.parametrize("name, args, kind, tiled", [
-    ("nested/b.jpg", [], "unknown", True),                         # no XMP: the 2x rule
+    ("nested/b.jpg", [], "unknown", False),                        # no XMP: the 8x rule
     ("nested/b.jpg", ["--source", "citizen"], "citizen", False),    # phone photos are never cut
-    ("nested/b.jpg", ["--source", "camera"], "camera", False),      # 320 < 3 x 128
+    ("nested/b.jpg", ["--source", "camera"], "camera", False),      # 320 < 8 x 128
+    ("nested/b.jpg", ["--source", "camera", "--tile", "on"], "camera", True),
     ("nested/b.jpg", ["--source", "citizen", "--tile", "on"], "citizen", True),
     ("DJI_0001.JPG", [], "drone", True),                            # DJI XMP: tiled beyond 1x
     ("DJI_0001.JPG", ["--source", "unknown"], "unknown", False),
