@@ -145,6 +145,8 @@ def _training_lines(card: ModelCard) -> list[str]:
         for key in ("command", "base_weights", "epochs", "seed", "hardware", "code"):
             if key in training:
                 lines.append(f"- {key}: `{training[key]}`")
+    for note in training.get("notes") or []:
+        lines.append(f"- note: {note}")
     if training.get("weights_sha256"):
         lines.append(f"- PyTorch weights sha256 `{training['weights_sha256']}`")
     export = training.get("export") or {}
