@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,10 +64,12 @@ class UploadedForm:
     file_bytes: bytes
 
 
-async def read_single_file_form(
+@asynccontextmanager
+async def single_file_form(
     request: Request, *, limit: int, file_field: str = "file", allowed_fields: tuple[str, ...] = ()
-) -> UploadedForm:
-    """One file part plus a few small text fields from multipart/form-data, within `limit` bytes."""
+) -> AsyncIterator[tuple[UploadFile, dict[str, str]]]:
+    """The one file part (spooled by Starlette) and the small text fields of a multipart/form-data
+    body within `limit` bytes; the parts are closed when the block ends."""
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
         raise HTTPException(
@@ -101,11 +104,18 @@ async def read_single_file_form(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
                 f"unexpected form fields {unknown}; allowed: {', '.join((file_field, *allowed_fields))}",
             )
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        data = await upload.read()
-        return UploadedForm(fields, upload.filename or "", data)
+        yield upload, {k: v for k, v in form.items() if isinstance(v, str)}
     finally:
         await form.close()
+
+
+async def read_single_file_form(
+    request: Request, *, limit: int, file_field: str = "file", allowed_fields: tuple[str, ...] = ()
+) -> UploadedForm:
+    """One file part plus a few small text fields from multipart/form-data, within `limit` bytes."""
+    async with single_file_form(request, limit=limit, file_field=file_field,
+                                allowed_fields=allowed_fields) as (upload, fields):
+        return UploadedForm(fields, upload.filename or "", await upload.read())
 
 
 async def read_json_body(request: Request, *, limit: int, media_types: tuple[str, ...]) -> Any:

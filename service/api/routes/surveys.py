@@ -12,18 +12,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 
 from service.api.deps import AUTHENTICATED, SessionDep, StateDep, require_role
 from service.api.routes.jobs import JobPublic, job_public
-from service.api.uploads import (
-    MAX_FORM_FIELD_BYTES,
-    BodyTooLargeError,
-    _counted,
-    check_content_length,
-    too_large,
-)
+from service.api.uploads import single_file_form
 from service.auth import Role
 from service.db.models import ApiKey
 from service.jobs.dispatch import BrokerUnavailableError
@@ -134,44 +126,11 @@ async def receive_upload(
     request: Request, store: JobInputStore, *, limit: int
 ) -> tuple[StoredUpload, dict[str, str]]:
     """The file part streamed to a server-named file (hashed, counted) and the small text fields."""
-    content_type = request.headers.get("content-type", "")
-    if not content_type.lower().startswith("multipart/form-data"):
-        raise HTTPException(
-            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-            f"expected multipart/form-data with a '{FILE_FIELD}' part, got {content_type or 'no type'!r}",
-        )
-    check_content_length(request, limit)
-    parser = MultiPartParser(
-        request.headers,
-        _counted(request, limit),
-        max_files=1,
-        max_fields=len(FORM_FIELDS),
-        max_part_size=MAX_FORM_FIELD_BYTES,
-    )
-    try:
-        form = await parser.parse()  # Starlette spools the file part to a temporary file
-    except BodyTooLargeError:
-        raise too_large(limit) from None
-    except MultiPartException as exc:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, f"malformed multipart body: {exc.message}"
-        ) from None
-    try:
-        part = form.get(FILE_FIELD)
-        if not isinstance(part, UploadFile):
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT, f"expected a file part named '{FILE_FIELD}'"
-            )
-        unknown = sorted(k for k in form if k != FILE_FIELD and k not in FORM_FIELDS)
-        if unknown:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                f"unexpected form fields {unknown}; allowed: {', '.join((FILE_FIELD, *FORM_FIELDS))}",
-            )
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    async with single_file_form(
+        request, limit=limit, file_field=FILE_FIELD, allowed_fields=FORM_FIELDS
+    ) as (part, fields):
+        # Starlette spooled the file part to a temporary file; copy it to a server-named one.
         upload = await run_in_threadpool(_copy, part.file, store)
-    finally:
-        await form.close()
     if upload.size == 0:
         upload.path.unlink(missing_ok=True)
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the file part is empty")
