@@ -15,7 +15,6 @@ fails when any is outside its tolerance:
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -26,10 +25,7 @@ import numpy as np
 
 from vision.errors import ModelError
 
-# onnxruntime 1.32's Linux build carries Microsoft's 1DS telemetry: during export, onnxslim's
-# passes made it resolve mobile.events.data.microsoft.com (seen with strace). The variable
-# only counts if set before onnxruntime is first imported, hence here, at import time.
-os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+# onnxruntime's telemetry is switched off by vision/__init__.py (imported above).
 
 OPSET = 17                 # onnxruntime >= 1.14, TensorRT 8.6+, OpenVINO: all run opset 17
 RAW_BOX_TOLERANCE_PX = 0.05

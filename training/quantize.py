@@ -29,7 +29,6 @@ Imports neither torch nor ultralytics.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -42,8 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from vision.errors import ImageLoadError, ModelError
 from vision.model_registry import InstalledModel
 
-# As in training.export: onnxruntime's 1DS telemetry stays off (set before the first import).
-os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+# onnxruntime's telemetry is switched off by vision/__init__.py (imported above).
 
 QUANTIZATION = "int8-static"
 

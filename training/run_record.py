@@ -21,6 +21,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from training.datasets.card import dataset_hash
+
 RECORD_JSON = "run_record.json"
 DATASET_CARD_JSON = "dataset_card.json"   # written by `patrol dataset build` beside data.yaml
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -146,13 +148,12 @@ def hash_dataset_files(data_yaml: Path, labels: list[str]) -> str:
                 for path in folder.rglob("*"):
                     if path.is_file() and path.suffix.lower() in keep:
                         files[path] = sha256_file(path)
-    digest = hashlib.sha256()
-    for path in sorted(files, key=lambda p: p.resolve().as_posix()):
+    pairs = []
+    for path, file_sha in files.items():
         resolved = path.resolve()
         rel = resolved.relative_to(base).as_posix() if resolved.is_relative_to(base) else resolved.as_posix()
-        digest.update(f"{rel} {files[path]}\n".encode())
-    digest.update(("names " + json.dumps(list(labels), ensure_ascii=False) + "\n").encode("utf-8"))
-    return digest.hexdigest()
+        pairs.append((rel, file_sha))
+    return dataset_hash(pairs, labels)
 
 
 def data_labels(data_yaml: Path) -> list[str]:
