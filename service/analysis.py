@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 from shapely.geometry.base import BaseGeometry
 
-from service.ledger.geometry import valid_lon_lat
+from vision.detections import Detections
+from vision.geo.geotagging import class_keys_of
+from vision.geo.types import Geotag, NoLocation, valid_lon_lat
+from vision.image_io import LoadedImage
+from vision.model_card import ModelCard
+from vision.taxonomy import Taxonomy
 
 
 @dataclass(frozen=True)
@@ -92,16 +99,66 @@ class PhotoAnalysis:
 
 
 class PhotoAnalyzer(Protocol):
-    def analyze(
-        self, image_bytes: bytes, *, name: str, lon: float | None, lat: float | None
-    ) -> PhotoAnalysis:
-        """Decode, detect and geotag one upload.
+    def analyze(self, image: LoadedImage, *, lon: float | None, lat: float | None) -> PhotoAnalysis:
+        """Detect and geotag one image as the source reader made it (vision.image_io.load_image).
 
-        Raises vision.errors.ImageLoadError for unusable bytes and vision.errors.ModelError
-        when no model can be loaded. `lon`/`lat` are a position the user gave by hand.
+        Raises vision.errors.ModelError when no model can be loaded and QueueFullError when
+        the inference queue stays full. `lon`/`lat` are a position the user gave by hand.
         """
         ...
 
 
 def content_hash(data: bytes) -> str:
+    """sha256 of encoded bytes, as `LoadedImage.content_hash` (checked before decoding a duplicate)."""
     return hashlib.sha256(data).hexdigest()
+
+
+def model_version_of(card: ModelCard) -> str:
+    """The version string frames and jobs carry for a model: name, version, weights' hash."""
+    return f"{card.name}:{card.version}:{card.sha256[:12]}"
+
+
+def in_office_zone(taken: datetime | None, timezone: str) -> datetime | None:
+    """A capture time made aware: EXIF or TIFF local time without an offset is taken as the
+    office's zone (the best guess for local photos and surveys); aware times are kept."""
+    if taken is None or taken.tzinfo is not None:
+        return taken
+    return taken.replace(tzinfo=ZoneInfo(timezone))
+
+
+def observation_drafts(
+    detections: Detections,
+    geotags: Sequence[Geotag | NoLocation] | None,
+    no_location_reason: str,
+    taxonomy: Taxonomy,
+    *,
+    boxes_xyxy: np.ndarray | None = None,
+) -> list[ObservationDraft]:
+    """One draft per finding of a taxonomy class, placed by its geotag or with the reason it
+    has none (`geotags` None: the image has no georeference). `boxes_xyxy` replaces the
+    detections' boxes in the drafts (an orthomosaic finding drawn on its tile)."""
+    keys = class_keys_of(detections)
+    boxes = detections.xyxy if boxes_xyxy is None else boxes_xyxy
+    drafts = []
+    for i, key in enumerate(keys):
+        if key is None or key not in taxonomy:
+            continue  # helper labels (garbage_bin ...) are no violation
+        x1, y1, x2, y2 = (float(v) for v in boxes[i])
+        score = float(detections.confidence[i])
+        tag = geotags[i] if geotags is not None else None
+        if isinstance(tag, Geotag) and valid_lon_lat(tag.point.lon, tag.point.lat):
+            footprint = tag.footprint
+            drafts.append(
+                ObservationDraft(
+                    key,
+                    score,
+                    (x1, y1, x2, y2),
+                    GroundPoint(tag.point.lon, tag.point.lat, tag.point.uncertainty_m),
+                    footprint=footprint.polygon if footprint else None,
+                    area_m2=footprint.area_m2 if footprint else None,
+                )
+            )
+        else:
+            reason = tag.reason if isinstance(tag, NoLocation) else (no_location_reason or "no location")
+            drafts.append(ObservationDraft(key, score, (x1, y1, x2, y2), None, location_reason=reason[:300]))
+    return drafts

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from service.db.models import ApiKey
-    from service.jobs.context import JobContext
     from service.jobs.models import Job
+    from service.runtime import Runtime
 
 EXIT_NO_MODEL = 2  # as `patrol detect`
 EXIT_FAILED = 1
@@ -67,13 +67,18 @@ def demo_command(
         Path | None,
         typer.Option("--models-dir", envvar="PATROL_MODELS_DIR", help="Where installed models live."),
     ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the ledger as a JSON list on stdout; progress goes to stderr."),
+    ] = False,
 ) -> None:
     """Run the ledger end to end on the bundled samples: regions, citizen photos, a drone survey job."""
     from rich.console import Console
 
+    from vision.cli.output import print_json
     from vision.errors import ModelError
 
-    console = Console()
+    console = Console(stderr=as_json)
     try:
         report = run_demo(samples=samples, out=out, model=model, models_dir=models_dir, console=console)
     except ModelError as exc:
@@ -81,6 +86,8 @@ def demo_command(
             f"[red]patrol demo needs a trained detection model:[/red] {exc}", soft_wrap=True
         )
         raise typer.Exit(EXIT_NO_MODEL) from None
+    if as_json:
+        print_json(_ledger_rows(report.features))
     if report.job is None or report.job.state != "succeeded":
         raise typer.Exit(EXIT_FAILED)
 
@@ -88,8 +95,8 @@ def demo_command(
 def run_demo(
     *, samples: Path, out: Path, model: str = "default", models_dir: Path | None = None, console: Console
 ) -> DemoReport:
-    from service.jobs.context import JobContext
     from service.migrations import runner
+    from service.runtime import Runtime
     from service.settings import Settings
     from vision.model_registry import resolve_model
 
@@ -103,7 +110,7 @@ def run_demo(
         models_dir=models_dir,
         broker_url=None,
     )
-    ctx, engine = JobContext.from_settings(settings)
+    ctx = Runtime.build(settings)
     report = DemoReport()
     try:
         runner.upgrade(engine)
@@ -133,10 +140,7 @@ def run_demo(
             f"evidence frames under {out / 'evidence'}; the ledger is {out / DEMO_DB}"
         )
     finally:
-        close = getattr(ctx.analyzer, "close", None)
-        if close is not None:
-            close()
-        engine.dispose()
+        ctx.close()
     return report
 
 
@@ -175,7 +179,7 @@ def _fresh_out(out: Path) -> Path:
     return out / "data"
 
 
-def _demo_keys(ctx: JobContext) -> tuple[ApiKey, ApiKey]:
+def _demo_keys(ctx: Runtime) -> tuple[ApiKey, ApiKey]:
     from service.auth import Role, create_key
     from service.db.session import session_scope
 
@@ -185,7 +189,7 @@ def _demo_keys(ctx: JobContext) -> tuple[ApiKey, ApiKey]:
     return citizen, drone
 
 
-def _import_regions(ctx: JobContext, path: Path) -> int:
+def _import_regions(ctx: Runtime, path: Path) -> int:
     from service.db.session import lock_ledger, session_scope
     from service.ledger.regions import import_regions, parse_feature_collection
 
@@ -195,35 +199,21 @@ def _import_regions(ctx: JobContext, path: Path) -> int:
         return len(import_regions(session, drafts, ctx.clock()).created)
 
 
-def _record_citizen_photo(ctx: JobContext, key: ApiKey, path: Path) -> int:
-    """As POST /v1/photos: analyse (EXIF GPS places it), then record in one transaction."""
-    from service.db.session import session_scope
+def _record_citizen_photo(ctx: Runtime, key: ApiKey, path: Path) -> int:
+    """As POST /v1/photos: read once, analyse (EXIF GPS places it), record in one unit of work."""
     from service.ledger.events import Actor
-    from service.ledger.intake import SourceRef, record_analysis
+    from service.ledger.intake import SourceRef
+    from service.recording import record
 
-    analysis = ctx.analyzer.analyze(path.read_bytes(), name=path.name, lon=None, lat=None)
-    store = ctx.evidence_store()
-    try:
-        with session_scope(ctx.session_factory) as session:
-            result = record_analysis(
-                session,
-                ctx.intake,
-                analysis=analysis,
-                source=SourceRef(kind="citizen", name=f"key {key.id} ({key.name})", api_key_id=key.id),
-                store=store,
-                actor=Actor.from_key(key),
-                now=ctx.clock(),
-                note=path.name,
-            )
-            count = len(result.observations)
-    except BaseException:
-        store.discard_written()
-        raise
-    store.commit_written()
-    return count
+    image = ctx.read_image(path.read_bytes(), name=path.name, default_kind="citizen")
+    analysis = ctx.analyzer.analyze(image, lon=None, lat=None)
+    result = record(
+        ctx, analysis, source=SourceRef.of_key("citizen", key), actor=Actor.from_key(key), note=path.name
+    )
+    return len(result.observations)
 
 
-def _run_survey(ctx: JobContext, key: ApiKey, photos: list[Path]) -> Job:
+def _run_survey(ctx: Runtime, key: ApiKey, photos: list[Path]) -> Job:
     """As POST /v1/surveys: zip, check, queue; then the in-process runner runs the job here."""
     from service.jobs.dispatch import InProcessDispatcher
     from service.jobs.inputs import inspect_survey
@@ -254,7 +244,7 @@ def _run_survey(ctx: JobContext, key: ApiKey, photos: list[Path]) -> Job:
     return job
 
 
-def _print_job(console: Console, ctx: JobContext, job: Job) -> None:
+def _print_job(console: Console, ctx: Runtime, job: Job) -> None:
     from service.jobs import queue
 
     with ctx.session_factory() as session:
@@ -271,7 +261,7 @@ def _print_job(console: Console, ctx: JobContext, job: Job) -> None:
         console.print(f"  skipped {item.label}: {item.reason}")
 
 
-def _write_evidence(session: Session, ctx: JobContext, folder: Path, console: Console) -> list[Path]:
+def _write_evidence(session: Session, ctx: Runtime, folder: Path, console: Console) -> list[Path]:
     """Every frame with detections, boxes and labels drawn (the taxonomy's colours and 中文名)."""
     import cv2
     import numpy as np
@@ -311,7 +301,7 @@ def _write_evidence(session: Session, ctx: JobContext, folder: Path, console: Co
     return written
 
 
-def _features(session: Session, ctx: JobContext, evidence: list[Path]) -> list[dict[str, Any]]:
+def _features(session: Session, ctx: Runtime, evidence: list[Path]) -> list[dict[str, Any]]:
     """The issues as GET /v1/issues lists them, each with the annotated frames that show it."""
     from sqlalchemy import select
 
@@ -336,34 +326,56 @@ def _features(session: Session, ctx: JobContext, evidence: list[Path]) -> list[d
     return out
 
 
-def _ledger_table(features: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
-    from rich.table import Table
-
-    table = Table(title="台账 ledger", show_lines=False)
-    for column, justify in (
-        ("#", "right"),
-        ("class", "left"),
-        ("中文名", "left"),
-        ("score", "right"),
-        ("village / grid", "left"),
-        ("lon, lat", "left"),
-        ("state", "left"),
-        ("seen", "right"),
-    ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+def _ledger_rows(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ledger as `--json` prints it and the table shows it: one object per issue."""
+    rows = []
     for feature in features:
         p = feature["properties"]
-        where = " / ".join(x for x in (p["village"], p["grid"]) if x) or "-"
         coords = feature["geometry"]["coordinates"] if feature["geometry"] else None
-        place = f"{coords[0]:.6f}, {coords[1]:.6f}" if coords else "needs location"
+        rows.append(
+            {
+                "id": p["id"],
+                "class_key": p["class_key"],
+                "name_zh": p["name_zh"],
+                "max_score": p["max_score"],
+                "village": p["village"],
+                "grid": p["grid"],
+                "lon": coords[0] if coords else None,
+                "lat": coords[1] if coords else None,
+                "state": p["state"],
+                "observation_count": p["observation_count"],
+            }
+        )
+    return rows
+
+
+def _ledger_table(features: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
+    from vision.cli.output import folding_table
+
+    table = folding_table(
+        "台账 ledger",
+        (
+            ("#", "right"),
+            "class",
+            "中文名",
+            ("score", "right"),
+            "village / grid",
+            "lon, lat",
+            "state",
+            ("seen", "right"),
+        ),
+    )
+    for r in _ledger_rows(features):
+        where = " / ".join(x for x in (r["village"], r["grid"]) if x) or "-"
+        place = f"{r['lon']:.6f}, {r['lat']:.6f}" if r["lon"] is not None else "needs location"
         table.add_row(
-            str(p["id"]),
-            p["class_key"],
-            p["name_zh"],
-            f"{p['max_score']:.2f}",
+            str(r["id"]),
+            r["class_key"],
+            r["name_zh"],
+            f"{r['max_score']:.2f}",
             where,
             place,
-            p["state"],
-            str(p["observation_count"]),
+            r["state"],
+            str(r["observation_count"]),
         )
     return table

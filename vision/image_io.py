@@ -17,10 +17,14 @@ How a file is read:
    Pillow keeps `ImageFile.LOAD_TRUNCATED_IMAGES` False and OpenCV 4.14's imdecode
    returns None for a JPEG cut short (tests/vision/test_image_io.py checks both).
 5. The EXIF orientation is applied with the same transposes as `ImageOps.exif_transpose`.
+6. The header's metadata (EXIF, GPS, XMP, orientation) is read in the same pass
+   (`vision.sources.read_metadata`) and the source kind follows from it, so no later stage
+   opens the file again; the content hash is taken from the same bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from dataclasses import dataclass
@@ -32,6 +36,7 @@ import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
 from vision.errors import ImageLoadError
+from vision.sources import ImageMetadata, SourceKind, check_source_kind, read_metadata
 
 # Pillow format names we decode. Pillow's JPEG opener also returns "MPO" for a JPEG with the
 # multi-picture extension (most phone and DJI photos); its first frame is an ordinary JPEG
@@ -39,7 +44,6 @@ from vision.errors import ImageLoadError
 ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "TIFF", "WEBP", "BMP")
 DEFAULT_MAX_PIXELS = 100_000_000
 
-_EXIF_ORIENTATION_TAG = 0x0112
 _BYTES_NAME = "<bytes>"
 
 # Magic numbers of the allowed formats: bytes that start like one of these but that Pillow
@@ -67,6 +71,8 @@ class ImageProbe:
     format: str
     resolution_wh: tuple[int, int]
     orientation: int
+    metadata: ImageMetadata
+    kind: SourceKind
 
 
 @dataclass(frozen=True)
@@ -77,41 +83,55 @@ class LoadedImage:
     - `name`: file path or caller-given label, used in error messages and results.
     - `format`: Pillow's name of the real format ("JPEG", "PNG", "TIFF", "WEBP", "BMP").
     - `resolution_wh`: (W, H) of `pixels`.
-    - `exif`: the raw EXIF block (starting b"Exif\\0\\0"), or None; for GPS reading later.
-      Its orientation tag describes the file, not `pixels`, which is already upright.
+    - `metadata`: everything the header said (vision.sources.ImageMetadata), read in the
+      same pass. Its orientation describes the file, not `pixels`, which is already upright.
+    - `kind`: what the image is (vision.sources.SourceKind), given by the caller or sniffed
+      from the metadata (DJI XMP: drone).
+    - `content_hash`: sha256 of the encoded bytes (the ledger's identity of an image); empty
+      for images made from pixels, which have no encoded form.
     """
 
     pixels: npt.NDArray[np.uint8]
     name: str
     format: str
     resolution_wh: tuple[int, int]
-    exif: bytes | None = None
+    metadata: ImageMetadata
+    kind: SourceKind = "unknown"
+    content_hash: str = ""
 
 
 # -- public API -----------------------------------------------------------------------------
 
 
 def probe_image(source: str | Path | bytes, *, name: str | None = None,
-                max_bytes: int | None = None) -> ImageProbe:
-    """Format, size and orientation from the header only; raises ImageLoadError like load_image."""
+                max_bytes: int | None = None, kind: SourceKind | None = None,
+                default_kind: SourceKind = "unknown") -> ImageProbe:
+    """Format, size, orientation, metadata and kind from the header only, without decoding
+    pixels; raises ImageLoadError like load_image. `kind`/`default_kind` as for load_image."""
     data, label = _read_source(source, name, max_bytes)
     with _open_header(data, label) as im:
-        orientation = _orientation(im, header_only=True)
-        width, height = im.size
-    if orientation in (5, 6, 7, 8):
-        width, height = height, width
-    return ImageProbe(label, _public_format(im.format), (width, height), orientation)
+        fmt = _public_format(im.format)
+        metadata = _header_metadata(im, fmt)
+    kind_of = _kind(metadata, kind, default_kind)
+    return ImageProbe(label, fmt, metadata.upright_wh, metadata.orientation, metadata, kind_of)
 
 
 def load_image(source: str | Path | bytes, *, name: str | None = None,
-               max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int | None = None) -> LoadedImage:
-    """Decode a file path or encoded bytes into an upright BGR uint8 image.
+               max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int | None = None,
+               kind: SourceKind | None = None, default_kind: SourceKind = "unknown") -> LoadedImage:
+    """Decode a file path or encoded bytes into an upright BGR uint8 image with its metadata.
+
+    `kind` says what the image is; None sniffs it from the metadata: a DJI XMP pose means
+    "drone", anything else `default_kind` (e.g. "citizen" for uploads).
 
     Raises ImageLoadError(reason=not_found | empty | too_large | unsupported_format |
     too_many_pixels | corrupt).
     """
     if max_pixels < 1:
         raise ValueError(f"expected max_pixels >= 1, got {max_pixels}")
+    if kind is not None:
+        check_source_kind(kind)
+    check_source_kind(default_kind)
     data, label = _read_source(source, name, max_bytes)
     with _open_header(data, label) as im:
         width, height = im.size
@@ -128,13 +148,18 @@ def load_image(source: str | Path | bytes, *, name: str | None = None,
         if pixels is None:
             # Pillow also gives the specific reason when OpenCV refused a JPEG.
             pixels = _decode_with_pillow(im, label)
-        # EXIF only after decoding: for PNG, Pillow's getexif() may load the pixels itself and
-        # a failure there would leave a half-loaded image behind.
-        orientation = _orientation(im)
-        exif = _raw_exif(im)
-    pixels = _apply_orientation(pixels, orientation)
+        # Metadata only after decoding: for PNG, Pillow's getexif() may load the pixels itself
+        # and a failure there would leave a half-loaded image behind.
+        metadata = read_metadata(im, fmt)
+    pixels = _apply_orientation(pixels, metadata.orientation)
     return LoadedImage(pixels=pixels, name=label, format=fmt,
-                       resolution_wh=(pixels.shape[1], pixels.shape[0]), exif=exif)
+                       resolution_wh=(pixels.shape[1], pixels.shape[0]), metadata=metadata,
+                       kind=_kind(metadata, kind, default_kind),
+                       content_hash=hashlib.sha256(data).hexdigest())
+
+
+def _kind(metadata: ImageMetadata, kind: SourceKind | None, default_kind: SourceKind) -> SourceKind:
+    return kind if kind is not None else metadata.kind(default_kind)
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -209,26 +234,10 @@ def _public_format(pillow_format: str | None) -> str:
     return "JPEG" if pillow_format == "MPO" else str(pillow_format)
 
 
-def _orientation(im: Image.Image, *, header_only: bool = False) -> int:
-    if header_only and im.format == "PNG" and "exif" not in im.info:
-        # An eXIf chunk after the pixel data is only found by decoding; probing must not.
-        return 1
-    try:
-        value = im.getexif().get(_EXIF_ORIENTATION_TAG, 1)
-    except (OSError, SyntaxError, ValueError, TypeError, KeyError):
-        return 1  # a damaged EXIF block should not cost the photo; treat it as upright
-    return value if isinstance(value, int) and 1 <= value <= 8 else 1
-
-
-def _raw_exif(im: Image.Image) -> bytes | None:
-    raw = im.info.get("exif")
-    if isinstance(raw, bytes) and raw:
-        return raw if raw.startswith(b"Exif\x00\x00") else b"Exif\x00\x00" + raw
-    try:
-        exif = im.getexif()  # TIFF keeps EXIF in its own tags, not in info
-        return exif.tobytes() if len(exif) else None
-    except (OSError, SyntaxError, ValueError, TypeError, KeyError):
-        return None
+def _header_metadata(im: Image.Image, fmt: str) -> ImageMetadata:
+    """Metadata without decoding: a PNG's eXIf chunk after the pixel data is only found by
+    decoding, so a probe takes such a PNG as having no EXIF."""
+    return read_metadata(im, fmt, with_exif=not (im.format == "PNG" and "exif" not in im.info))
 
 
 # -- decoding -------------------------------------------------------------------------------

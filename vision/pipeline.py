@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,20 +30,17 @@ from vision.errors import ImageLoadError, ModelError
 from vision.image_io import DEFAULT_MAX_PIXELS, LoadedImage, load_image
 from vision.model_card import ModelCard
 from vision.model_registry import InstalledModel, resolve_model
+from vision.sources import SOURCE_KINDS, SourceKind
 from vision.taxonomy import Taxonomy
-from vision.tiling import (
-    SOURCE_KINDS,
-    SourceKind,
-    TileWindow,
-    exceeds_input,
-    merge_tile_detections,
-    sniff_source_kind,
-    tile_windows,
-)
+from vision.tiling import TileWindow, exceeds_input, merge_tile_detections, tile_windows
 
 TileMode = bool | Literal["auto"]
-# For files: "sniff" reads the header and takes DJI XMP for "drone", anything else "unknown".
+# For files: "sniff" takes the kind the source reader found (DJI XMP: "drone", else "unknown").
 FileSourceKind = SourceKind | Literal["sniff"]
+# For images: "auto" takes a LoadedImage's kind (the source reader's), "unknown" for an array.
+ImageSourceKind = SourceKind | Literal["auto"]
+# Called with the number of raster windows detected so far (progress, leases, cancellation).
+TileProgress = Callable[[int], None]
 
 
 class TilingConfig(BaseModel):
@@ -77,6 +74,9 @@ class TilingConfig(BaseModel):
     camera_factor: float | None = Field(
         default=8.0, ge=1.0, le=100.0,
         description="Fixed/PTZ camera frames: only frames much larger than the input are tiled.")
+    orthomosaic_factor: float | None = Field(
+        default=1.0, ge=1.0, le=100.0,
+        description="Orthomosaic windows: tiled whenever larger than the model input, like drone photos.")
     iou_threshold: float = Field(default=0.5, gt=0.0, le=1.0,
                                  description="NMS across tiles for objects seen whole twice.")
     match_threshold: float = Field(default=0.5, gt=0.0, le=1.0,
@@ -84,8 +84,9 @@ class TilingConfig(BaseModel):
 
     def factor_for(self, source: SourceKind) -> float | None:
         """The tiling factor of a kind of image (None: never tiled under tiled='auto')."""
-        factors: dict[str, float | None] = {"citizen": self.citizen_factor, "drone": self.drone_factor,
-                                            "camera": self.camera_factor, "unknown": self.auto_factor}
+        factors: dict[str, float | None] = {
+            "citizen": self.citizen_factor, "drone": self.drone_factor, "camera": self.camera_factor,
+            "orthomosaic": self.orthomosaic_factor, "unknown": self.auto_factor}
         if source not in factors:
             raise ValueError(f"expected source to be one of {SOURCE_KINDS}, got {source!r}")
         return factors[source]
@@ -241,26 +242,59 @@ class Pipeline:
         return tiled
 
     def detect(self, image: np.ndarray | LoadedImage, *, tiled: TileMode = "auto",
-               source: SourceKind = "unknown", timeout: float | None = None) -> Detections:
+               source: ImageSourceKind = "auto", timeout: float | None = None) -> Detections:
         """Findings in one BGR uint8 HxWx3 image (or a LoadedImage), in source pixels.
 
-        `source` says what the image is ("citizen", "drone", "camera", "unknown"), which
-        decides tiling when `tiled` is "auto". `timeout` bounds the wait for room in the
-        shared queue (QueueFullError after it).
+        `source` says what the image is (vision.sources.SourceKind), which decides tiling
+        when `tiled` is "auto"; "auto" takes a LoadedImage's own kind (the source reader's)
+        and "unknown" for a bare array. `timeout` bounds the wait for room in the shared queue (QueueFullError
+        after it).
         """
         return self._finish(self._submit(image, tiled, timeout, source))
 
+    def detect_raster(self, windows: Iterable[tuple[TileWindow, np.ndarray]], *,
+                      resolution_wh: tuple[int, int], source: SourceKind = "orthomosaic",
+                      on_progress: TileProgress | None = None) -> Detections:
+        """Findings in a raster too large to hold in memory, given as its windows' pixels.
+
+        Windows stream through the shared queue a few at a time (enough to fill a batch),
+        so memory is a handful of windows plus the detections, whatever the raster's size;
+        a window's pixels are dropped once detected. Thresholds apply per window, seams are
+        merged across windows (as for a tiled image) and labels mapped to taxonomy keys.
+        `on_progress(done)` is called after each window; an exception from it (a lost
+        lease, a cancelled job) stops the run and cancels the windows still queued.
+        Waits as long as it takes for room in the queue: a survey waits its turn.
+        """
+        in_flight = max(2, 2 * self.batcher_config.max_batch)
+        pending: deque[tuple[TileWindow, Future[Detections]]] = deque()
+        per_tile: list[tuple[TileWindow, Detections]] = []
+
+        def collect() -> None:
+            window, future = pending.popleft()
+            per_tile.append((window, self._apply_thresholds(future.result())))
+            if on_progress is not None:
+                on_progress(len(per_tile))
+
+        try:
+            for window, pixels in windows:
+                pending.append((window, self._batcher.submit(_checked_pixels(pixels))))
+                if len(pending) >= in_flight:
+                    collect()
+            while pending:
+                collect()
+        finally:
+            for _, future in pending:
+                future.cancel()
+        return self._merge_and_map(per_tile, resolution_wh, source)
+
     def _submit(self, image: np.ndarray | LoadedImage, tiled: TileMode,
-                timeout: float | None = None, source: SourceKind = "unknown") -> _Submitted:
+                timeout: float | None = None, source: ImageSourceKind = "auto") -> _Submitted:
         """Queue the image (or its tiles) for inference; returns without waiting for results."""
+        if source == "auto":
+            source = image.kind if isinstance(image, LoadedImage) else "unknown"
         if source not in SOURCE_KINDS:
             raise ValueError(f"expected source to be one of {SOURCE_KINDS}, got {source!r}")
-        pixels = image.pixels if isinstance(image, LoadedImage) else image
-        if not isinstance(pixels, np.ndarray):
-            raise ValueError(f"expected a BGR uint8 (H, W, 3) image, got {type(pixels).__name__}")
-        if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
-            got = f"{pixels.dtype} {pixels.shape}"
-            raise ValueError(f"expected a BGR uint8 (H, W, 3) image, got {got}")
+        pixels = _checked_pixels(image.pixels if isinstance(image, LoadedImage) else image)
         height, width = pixels.shape[:2]
         if self.should_tile((width, height), tiled, source):
             windows = tile_windows((width, height), self.tiling.tile_size or self.detector.input_size,
@@ -279,16 +313,19 @@ class Pipeline:
 
     def _finish(self, submitted: _Submitted) -> Detections:
         """Wait for the tiles' results; thresholds, seam merge and class mapping."""
-        windows = submitted.windows
         per_tile = [(window, self._apply_thresholds(future.result()))
-                    for window, future in zip(windows, submitted.futures, strict=True)]
-        if len(windows) > 1:
+                    for window, future in zip(submitted.windows, submitted.futures, strict=True)]
+        return self._merge_and_map(per_tile, submitted.resolution_wh, submitted.source)
+
+    def _merge_and_map(self, per_tile: list[tuple[TileWindow, Detections]], resolution_wh: tuple[int, int],
+                       source: SourceKind) -> Detections:
+        if len(per_tile) == 1:
+            found = per_tile[0][1]
+        else:  # several windows (or none): seams merged, offsets into image pixels
             found = merge_tile_detections(per_tile, iou_threshold=self.tiling.iou_threshold,
                                           match_threshold=self.tiling.match_threshold,
-                                          resolution_wh=submitted.resolution_wh)
-        else:
-            found = per_tile[0][1]
-        return self._to_findings(found, submitted.resolution_wh, len(windows), submitted.source)
+                                          resolution_wh=resolution_wh)
+        return self._to_findings(found, resolution_wh, len(per_tile), source)
 
     def _apply_thresholds(self, dets: Detections) -> Detections:
         keep = dets.confidence >= self._thresholds[dets.class_id]
@@ -323,8 +360,8 @@ class Pipeline:
                     keep_image: bool = False) -> FileResult:
         """Load and detect one file; an unreadable image is returned as an error value.
 
-        `source` "sniff" (the default) takes a file with DJI XMP for a drone photo and any
-        other for "unknown". `keep_image` returns the decoded image in the result, for
+        `source` "sniff" (the default) takes the kind the source reader found (DJI XMP: a
+        drone photo; any other: "unknown"). `keep_image` returns the decoded image in the result, for
         drawing on it.
         """
         return self._collect(self._load_and_submit(path, tiled, source), keep_image)
@@ -333,13 +370,12 @@ class Pipeline:
                          source: FileSourceKind = "sniff") -> _Loaded:
         started = time.perf_counter()
         try:
-            loaded = load_image(path, max_pixels=self.max_pixels)
+            loaded = load_image(path, max_pixels=self.max_pixels, kind=None if source == "sniff" else source)
         except ImageLoadError as exc:
             return _Loaded(str(path), None, FileError.from_exception(exc), None,
                            (time.perf_counter() - started) * 1000, 0.0)
-        kind: SourceKind = sniff_source_kind(path) if source == "sniff" else source
         loaded_at = time.perf_counter()
-        submitted = self._submit(loaded, tiled, source=kind)
+        submitted = self._submit(loaded, tiled)
         return _Loaded(str(path), loaded, None, submitted, (loaded_at - started) * 1000, loaded_at)
 
     def _collect(self, item: _Loaded, keep_image: bool) -> FileResult:
@@ -398,3 +434,11 @@ class Pipeline:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self.close(drain=exc_type is None)
+
+
+def _checked_pixels(pixels: object) -> np.ndarray:
+    if not isinstance(pixels, np.ndarray):
+        raise ValueError(f"expected a BGR uint8 (H, W, 3) image, got {type(pixels).__name__}")
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValueError(f"expected a BGR uint8 (H, W, 3) image, got {pixels.dtype} {pixels.shape}")
+    return pixels

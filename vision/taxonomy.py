@@ -16,9 +16,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from vision.config_files import load_config_file
 from vision.errors import TaxonomyError
+from vision.sources import SourceKind
 
-SourceKind = Literal["camera", "drone", "citizen"]
 GroundAnchor = Literal["center", "bottom_center"]
 
 
@@ -85,14 +86,7 @@ class Taxonomy(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Taxonomy:
-        path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise TaxonomyError(f"{path}: cannot read taxonomy: {exc}") from exc
-        except yaml.YAMLError as exc:
-            raise TaxonomyError(f"{path}: not valid YAML: {exc}") from exc
-        return cls.from_mapping(raw, origin=str(path))
+        return load_config_file(cls, Path(path), "taxonomy", TaxonomyError, fmt="YAML")
 
     @classmethod
     def from_mapping(cls, raw: object, origin: str = "<mapping>") -> Taxonomy:

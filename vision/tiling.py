@@ -22,27 +22,20 @@ Whether to tile at all depends on what the image is (`SourceKind`): a citizen's 
 photo shows a garbage pile close up, and tiles would cut it into pieces; a drone photo
 shows small things from far away, which shrink to nothing in one network input. The rule
 per kind is a factor: tile when the longer side exceeds factor x the model input
-(`exceeds_input`); no factor means never. `sniff_source_kind` tells drone photos (DJI XMP)
-from the rest by reading the file's header only. The factors themselves are configuration
-(vision.pipeline.TilingConfig).
+(`exceeds_input`); no factor means never. The kind comes with the image from the source
+reader (`vision.image_io.LoadedImage.kind`: DJI XMP makes a drone photo). The factors
+themselves are configuration (vision.pipeline.TilingConfig).
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal, get_args
 
 import numpy as np
 
 from vision.detections import Detections
 from vision.postprocess import nms
-
-SourceKind = Literal["citizen", "drone", "camera", "unknown"]
-SOURCE_KINDS: tuple[SourceKind, ...] = get_args(SourceKind)
-_XMP_TIFF_TAG = 700
 
 
 @dataclass(frozen=True)
@@ -123,34 +116,6 @@ def exceeds_input(resolution_wh: tuple[int, int], input_size: int, factor: float
     if factor < 1.0:
         raise ValueError(f"expected a tiling factor >= 1 (or None for never), got {factor}")
     return max(resolution_wh) > factor * input_size
-
-
-def sniff_source_kind(source: str | Path | bytes, default: SourceKind = "unknown") -> SourceKind:
-    """"drone" when the image carries DJI XMP (`drone-dji:` tags), else `default`.
-
-    Reads the header only (Pillow opens lazily) and never raises: an unreadable file is
-    `default`, and loading it reports the real problem.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    from vision.geo.xmp import XmpError, dji_tags
-
-    if default not in SOURCE_KINDS:
-        raise ValueError(f"expected default to be one of {SOURCE_KINDS}, got {default!r}")
-    try:
-        opened = Image.open(io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray)) else source)
-        with opened as im:
-            xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")  # JPEG/WEBP, PNG iTXt
-            if xmp is None and hasattr(im, "tag_v2"):
-                xmp = im.tag_v2.get(_XMP_TIFF_TAG)  # TIFF keeps XMP in a tag of its own
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return default
-    if not xmp:
-        return default
-    try:
-        return "drone" if dji_tags(xmp) else default
-    except XmpError:
-        return default
 
 
 # -- merging ------------------------------------------------------------------------------

@@ -17,18 +17,18 @@ from fastapi.routing import iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from service.api.state import ServiceState
 from service.auth import Role, authenticate, role_satisfies
 from service.db.models import ApiKey
+from service.runtime import Runtime
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer pv_...`.")
 
 
-def get_state(request: Request) -> ServiceState:
+def get_state(request: Request) -> Runtime:
     return request.app.state.service
 
 
-StateDep = Annotated[ServiceState, Depends(get_state)]
+StateDep = Annotated[Runtime, Depends(get_state)]
 
 
 def get_session(state: StateDep) -> Iterator[Session]:

@@ -24,9 +24,9 @@ from typing import Any
 
 from celery import Celery
 
-from service.jobs.context import JobContext
 from service.jobs.models import FINAL_STATES, Job, JobState
 from service.jobs.work import RunOutcome, claim_and_execute
+from service.runtime import Runtime
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -38,19 +38,19 @@ PUBLISH_RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 
 class _LazyContext:
     """Builds the job context on the first task, inside the worker process (after the fork)."""
 
-    def __init__(self, build: Callable[[], JobContext]) -> None:
+    def __init__(self, build: Callable[[], Runtime]) -> None:
         self._build = build
-        self._context: JobContext | None = None
+        self._context: Runtime | None = None
         self._lock = threading.Lock()
 
-    def get(self) -> JobContext:
+    def get(self) -> Runtime:
         with self._lock:
             if self._context is None:
                 self._context = self._build()
             return self._context
 
 
-def make_celery(settings: Settings, *, context: Callable[[], JobContext] | None = None) -> Celery:
+def make_celery(settings: Settings, *, context: Callable[[], Runtime] | None = None) -> Celery:
     """A Celery app for `settings.broker_url`; `context` builds the workers' job context (default:
     from the settings, with the installed model)."""
     if not settings.broker_url:
@@ -72,7 +72,7 @@ def make_celery(settings: Settings, *, context: Callable[[], JobContext] | None 
         # Redis redelivers unacknowledged messages after this; the lease makes a duplicate harmless.
         broker_transport_options={"visibility_timeout": 6 * 3600},
     )
-    contexts = _LazyContext(context or (lambda: JobContext.from_settings(settings)[0]))
+    contexts = _LazyContext(context or (lambda: Runtime.build(settings)))
 
     # shared=False: each app keeps its own task (and context); Celery would otherwise hand every
     # app created later the task of the first.
@@ -90,7 +90,7 @@ def make_celery(settings: Settings, *, context: Callable[[], JobContext] | None 
     return app
 
 
-def _may_need_a_runner(ctx: JobContext, job_id: str) -> bool:
+def _may_need_a_runner(ctx: Runtime, job_id: str) -> bool:
     with ctx.session_factory() as session:
         job = session.get(Job, job_id)
     if job is None:

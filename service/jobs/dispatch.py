@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import ServiceError
 from service.jobs import queue
-from service.jobs.context import JobContext, utc_now
 from service.jobs.runner import JobRunner
+from service.runtime import Runtime, utc_now
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 class BrokerUnavailableError(ServiceError):
     """The job is saved but could not be sent to the broker (503: retry the upload)."""
+
+    retryable = True
 
 
 class JobDispatcher(Protocol):
@@ -97,7 +99,7 @@ class NoDispatcher:
 
 
 def make_dispatcher(
-    settings: Settings, ctx: JobContext | None, session_factory: sessionmaker[Session]
+    settings: Settings, ctx: Runtime | None, session_factory: sessionmaker[Session]
 ) -> JobDispatcher:
     if settings.broker_url:
         return CeleryDispatcher(settings, session_factory)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from service.analysis import PhotoAnalysis, content_hash
 from service.jobs.archive import ZipMember, open_archive, read_member
-from service.jobs.context import JobContext
 from service.jobs.errors import SurveyInputError
 from service.jobs.inputs import zip_limits
 from service.jobs.items import JobSpec, Progress, recorded_frame_id, write_item, write_progress
@@ -24,13 +23,14 @@ from service.jobs.lease import Lease
 from service.jobs.models import ItemOutcome
 from service.jobs.retry import detect_with_retry
 from service.jobs.store import JobInputStore
+from service.runtime import Runtime
 from vision.errors import ImageLoadError
 
 logger = logging.getLogger(__name__)
 STAGE = "analysing photos"
 
 
-def run_drone_survey(ctx: JobContext, spec: JobSpec, done: set[int], lease: Lease) -> None:
+def run_drone_survey(ctx: Runtime, spec: JobSpec, done: set[int], lease: Lease) -> None:
     path = JobInputStore(ctx.settings.data_dir).path_of(spec.input_path)
     zf, members = open_archive(path, zip_limits(ctx.settings))
     with zf:
@@ -63,7 +63,7 @@ class _Prepared:
     skip_reason: str | None = None
 
 
-def _prepare(ctx: JobContext, spec: JobSpec, zf: zipfile.ZipFile, member: ZipMember) -> _Prepared:
+def _prepare(ctx: Runtime, spec: JobSpec, zf: zipfile.ZipFile, member: ZipMember) -> _Prepared:
     if member.skip_reason is not None:
         return _Prepared(skip_reason=member.skip_reason)
     try:
@@ -75,16 +75,16 @@ def _prepare(ctx: JobContext, spec: JobSpec, zf: zipfile.ZipFile, member: ZipMem
     if frame_id is not None:
         return _Prepared(frame_id=frame_id)
     try:
-        analysis = detect_with_retry(
-            lambda: ctx.analyzer.analyze(data, name=f"survey photo {member.seq}", lon=None, lat=None)
-        )
+        # A survey's photos are drone photos, whether or not their XMP says so (not every
+        # drone writes DJI XMP): tiled like drone photos, never left whole like a citizen's.
+        image = ctx.read_image(data, name=f"survey photo {member.seq}", default_kind="drone")
     except ImageLoadError as exc:
         return _Prepared(skip_reason=f"{exc.reason}: {exc.detail}")
-    return _Prepared(analysis=analysis)
+    return _Prepared(analysis=detect_with_retry(lambda: ctx.analyzer.analyze(image, lon=None, lat=None)))
 
 
 def _write(
-    ctx: JobContext,
+    ctx: Runtime,
     spec: JobSpec,
     lease: Lease,
     member: ZipMember,

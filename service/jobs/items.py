@@ -1,10 +1,11 @@
 """One step of a job: a photo or tile into the ledger, its `job_items` row and the job's progress, atomically.
 
-Everything a step writes commits together or not at all: the frame, observations and issue
-events (`record_analysis`), the item saying what became of this photo or tile, and the
-job's progress. A crash between steps therefore leaves nothing half done, and a resumed
-run skips exactly the items that exist. Before the expensive analysis, a photo already in
-the ledger under this model (same content hash) is recognised and not analysed again.
+Everything a step writes commits together or not at all, in one recording unit of work
+(`service.recording`): the frame, observations and issue events, the item saying what
+became of this photo or tile, and the job's progress. A crash between steps therefore
+leaves nothing half done, and a resumed run skips exactly the items that exist. Before
+the expensive analysis, a photo already in the ledger under this model (same content
+hash) is recognised and not analysed again.
 """
 
 from __future__ import annotations
@@ -12,21 +13,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from service.analysis import PhotoAnalysis
 from service.auth import Role
 from service.db.models import Frame
 from service.db.session import session_scope
-from service.evidence import EvidenceStore
 from service.jobs import queue
-from service.jobs.context import JobContext
 from service.jobs.errors import LeaseLost
 from service.jobs.lease import Lease
 from service.jobs.models import ItemOutcome, Job, JobItem
 from service.jobs.queue import LeaseStatus
 from service.ledger.events import Actor
-from service.ledger.intake import Outcome, SourceRef, record_analysis
+from service.ledger.intake import Outcome, SourceRef
+from service.recording import UnitOfWork, unit_of_work
+from service.runtime import Runtime
 
 MAX_REASON_CHARS = 1000
 
@@ -73,14 +73,14 @@ class Progress:
     stage: str
 
 
-def recorded_frame_id(ctx: JobContext, content_hash: str, model_version: str) -> int | None:
+def recorded_frame_id(ctx: Runtime, content_hash: str, model_version: str) -> int | None:
     with ctx.session_factory() as session:
         return session.scalar(
             select(Frame.id).where(Frame.content_hash == content_hash, Frame.model_version == model_version)
         )
 
 
-def write_progress(ctx: JobContext, spec: JobSpec, lease: Lease, progress: Progress) -> None:
+def write_progress(ctx: Runtime, spec: JobSpec, lease: Lease, progress: Progress) -> None:
     """Progress without an item (the detection pass of an orthomosaic)."""
     with session_scope(ctx.session_factory) as session:
         status = queue.set_progress(
@@ -97,7 +97,7 @@ def write_progress(ctx: JobContext, spec: JobSpec, lease: Lease, progress: Progr
 
 
 def write_item(
-    ctx: JobContext,
+    ctx: Runtime,
     spec: JobSpec,
     lease: Lease,
     *,
@@ -109,57 +109,36 @@ def write_item(
     reason: str | None = None,
     frame_id: int | None = None,
 ) -> JobItem:
-    """Record `analysis` (or a skipped / already-recorded item) and the progress in one transaction."""
-    store = ctx.evidence_store()
-    try:
-        with session_scope(ctx.session_factory) as session:
-            status = queue.set_progress(
-                session,
-                job_id=spec.id,
-                owner=lease.owner,
-                done=progress.done,
-                total=progress.total,
-                stage=progress.stage,
-                now=ctx.lease_clock(),
-            )
-            if status is LeaseStatus.lost:
-                raise LeaseLost()  # another runner owns the job now: write nothing
-            item = (
-                _recorded_item(session, ctx, spec, analysis, store)
-                if analysis is not None
-                else JobItem(frame_id=frame_id)
-            )
-            item.job_id = spec.id
-            item.seq = seq
-            item.label = label
-            if analysis is None:
-                if outcome is None:
-                    raise ValueError("expected an analysis or an outcome")
-                item.outcome = outcome.value
-                item.reason = reason[:MAX_REASON_CHARS] if reason else None
-            session.add(item)
-            session.flush()
-    except BaseException:
-        store.discard_written()
-        raise
-    store.commit_written()
+    """Record `analysis` (or a skipped / already-recorded item) and the progress in one unit of work."""
+    with unit_of_work(ctx) as work:
+        status = queue.set_progress(
+            work.session,
+            job_id=spec.id,
+            owner=lease.owner,
+            done=progress.done,
+            total=progress.total,
+            stage=progress.stage,
+            now=ctx.lease_clock(),
+        )
+        if status is LeaseStatus.lost:
+            raise LeaseLost()  # another runner owns the job now: write nothing
+        item = _recorded_item(work, spec, analysis) if analysis is not None else JobItem(frame_id=frame_id)
+        item.job_id = spec.id
+        item.seq = seq
+        item.label = label
+        if analysis is None:
+            if outcome is None:
+                raise ValueError("expected an analysis or an outcome")
+            item.outcome = outcome.value
+            item.reason = reason[:MAX_REASON_CHARS] if reason else None
+        work.session.add(item)
+        work.session.flush()
     lease.note(status)
     return item
 
 
-def _recorded_item(
-    session: Session, ctx: JobContext, spec: JobSpec, analysis: PhotoAnalysis, store: EvidenceStore
-) -> JobItem:
-    result = record_analysis(
-        session,
-        ctx.intake,
-        analysis=analysis,
-        source=spec.source(),
-        store=store,
-        actor=spec.actor(),
-        now=ctx.clock(),
-        note=spec.note,
-    )
+def _recorded_item(work: UnitOfWork, spec: JobSpec, analysis: PhotoAnalysis) -> JobItem:
+    result = work.record(analysis, source=spec.source(), actor=spec.actor(), note=spec.note)
     outcomes = [o.outcome for o in result.observations]
     return JobItem(
         outcome=(ItemOutcome.already_recorded if result.duplicate else ItemOutcome.recorded).value,

@@ -14,16 +14,16 @@ from types import TracebackType
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.jobs import queue
-from service.jobs.context import JobContext
 from service.jobs.errors import JobCancelled, LeaseLost, RunnerStopping
 from service.jobs.queue import LeaseStatus
+from service.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
 
 class Lease:
     def __init__(
-        self, ctx: JobContext, job_id: str, owner: str, stopping: threading.Event | None = None
+        self, ctx: Runtime, job_id: str, owner: str, stopping: threading.Event | None = None
     ) -> None:
         self.ctx = ctx
         self.job_id = job_id

@@ -16,8 +16,8 @@ import threading
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.jobs import queue
-from service.jobs.context import JobContext
 from service.jobs.work import RunOutcome, claim_and_execute
+from service.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ ERROR_BACKOFF_S = 10.0
 
 
 class JobRunner:
-    def __init__(self, ctx: JobContext, *, poll_s: float = POLL_S) -> None:
+    def __init__(self, ctx: Runtime, *, poll_s: float = POLL_S) -> None:
         self.ctx = ctx
         self.poll_s = poll_s
         self._wake = threading.Event()

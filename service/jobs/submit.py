@@ -11,7 +11,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -20,15 +19,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.auth import actor_label
 from service.db.models import ApiKey
 from service.db.session import lock_ledger, session_scope
-from service.jobs.context import JobContext
 from service.jobs.dispatch import JobDispatcher, make_dispatcher
 from service.jobs.models import Job, JobKind, JobState
 from service.jobs.store import JobInputStore, StoredUpload
+from service.runtime import Runtime
 from service.settings import Settings
 from vision.errors import ModelError
-
-if TYPE_CHECKING:
-    from service.api.state import ServiceState
 
 
 class SubmitStatus(StrEnum):
@@ -50,13 +46,13 @@ class JobServices:
 
     settings: Settings
     session_factory: sessionmaker[Session]
-    context: JobContext | None
+    context: Runtime | None
     dispatcher: JobDispatcher
     store: JobInputStore
 
     @classmethod
-    def for_app(cls, state: ServiceState) -> JobServices:
-        context = JobContext.from_service_state(state)
+    def for_app(cls, state: Runtime) -> JobServices:
+        context = state if state.runs_surveys else None
         return cls(
             settings=state.settings,
             session_factory=state.session_factory,

@@ -1,10 +1,13 @@
 """The job function, the same for the in-process runner and Celery: claim, run with a lease, finish.
 
 `execute` turns what happened into the job's final state: succeeded; failed with a message
-a user can act on (bad input, no model, another model); cancelled; queued again (runner
-shutting down); or left alone (lease lost: another runner has it). Anything that is not
-an `Exception` (the process being killed, KeyboardInterrupt) leaves the job running under
-a lease that nobody renews, so another runner resumes it once the lease runs out.
+a user can act on (any deliberate error, `vision.errors.PatrolVisionError`: bad input, no
+model, another model, a queue still full after `retry.detect_with_retry` waited out what
+the hierarchy calls `retryable`); cancelled; queued again (runner shutting down); or left
+alone (lease lost: another runner has it). Any other exception is a bug: the job fails as
+an internal error and the worker logs the traceback. Anything that is not an `Exception`
+(the process being killed, KeyboardInterrupt) leaves the job running under a lease that
+nobody renews, so another runner resumes it once the lease runs out.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import threading
 from enum import StrEnum
 
 from service.jobs import queue
-from service.jobs.context import JobContext
 from service.jobs.drone_survey import run_drone_survey
 from service.jobs.errors import (
     JobCancelled,
@@ -28,7 +30,8 @@ from service.jobs.lease import Lease
 from service.jobs.models import Job, JobKind, JobState
 from service.jobs.ortho_survey import run_orthomosaic
 from service.jobs.store import JobInputStore
-from vision.errors import ModelError, QueueFullError, TaxonomyError
+from service.runtime import Runtime
+from vision.errors import PatrolVisionError
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +45,7 @@ class RunOutcome(StrEnum):
     not_claimed = "not_claimed"  # nothing to run (finished, held by a live runner, or unknown)
 
 
-USER_ERRORS = (SurveyInputError, ModelError, ModelMismatchError, TaxonomyError, QueueFullError)
-
-
-def run_job(ctx: JobContext, job_id: str, lease: Lease) -> None:
+def run_job(ctx: Runtime, job_id: str, lease: Lease) -> None:
     with ctx.session_factory() as session:
         job = session.get(Job, job_id)
         if job is None:
@@ -69,7 +69,7 @@ def run_job(ctx: JobContext, job_id: str, lease: Lease) -> None:
 
 
 def execute(
-    ctx: JobContext, job_id: str, owner: str, *, stopping: threading.Event | None = None
+    ctx: Runtime, job_id: str, owner: str, *, stopping: threading.Event | None = None
 ) -> RunOutcome:
     """Run a job this owner has claimed, to a final state where one is reached."""
 
@@ -90,7 +90,7 @@ def execute(
         except LeaseLost:
             logger.warning("job %s: lease lost; another runner continues it", job_id)
             return RunOutcome.lost
-        except USER_ERRORS as exc:
+        except PatrolVisionError as exc:  # deliberate: its message says what to change
             finish(JobState.failed, str(exc))
             return RunOutcome.failed
         except Exception as exc:
@@ -102,7 +102,7 @@ def execute(
 
 
 def claim_and_execute(
-    ctx: JobContext, *, job_id: str | None = None, stopping: threading.Event | None = None
+    ctx: Runtime, *, job_id: str | None = None, stopping: threading.Event | None = None
 ) -> tuple[str | None, RunOutcome]:
     """Claim one job (the oldest runnable, or `job_id`) and run it."""
     owner = queue.new_owner()

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.analysis import ObservationDraft, PhotoAnalysis
-from service.db.models import Frame, Issue, Observation, Source
+from service.db.models import ApiKey, Frame, Issue, Observation, Source
 from service.db.session import lock_ledger
 from service.evidence import EvidenceStore
 from service.ledger.dedup import DedupRules, MatchAction, find_match
@@ -38,10 +38,15 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True)
 class SourceRef:
-    kind: str  # citizen | drone | camera
+    kind: str  # citizen | drone | camera (the ledger's source kinds: service.db.models.SOURCE_KINDS)
     name: str
     preset: str = ""
     api_key_id: int | None = None
+
+    @classmethod
+    def of_key(cls, kind: str, key: ApiKey) -> SourceRef:
+        """The source an API key's uploads come from (one per key, named after it)."""
+        return cls(kind=kind, name=f"key {key.id} ({key.name})", api_key_id=key.id)
 
 
 @dataclass(frozen=True)
@@ -209,6 +214,7 @@ def _place_observation(
     )
     session.add(obs)
     session.flush()
+    distance = match.distance_m if match is not None else 0.0  # every outcome but opened has a match
     if outcome == Outcome.opened:
         record_event(
             session,
@@ -228,8 +234,8 @@ def _place_observation(
             actor=actor,
             at=now,
             observation_id=obs.id,
-            reason=f"{draft.class_key} seen again, {match.distance_m:.1f} m away",
-        )  # type: ignore[union-attr]
+            reason=f"{draft.class_key} seen again, {distance:.1f} m away",
+        )
     if outcome == Outcome.rebound:
         was = issue.state
         transition(
@@ -240,8 +246,8 @@ def _place_observation(
             at=now,
             observation_id=obs.id,
             reason=f"{draft.class_key} seen again at a {was} place "
-            f"({match.distance_m:.1f} m away, observation {obs.id})",
-        )  # type: ignore[union-attr]
+            f"({distance:.1f} m away, observation {obs.id})",
+        )
     return ObservationOutcome(obs, issue, outcome)
 
 

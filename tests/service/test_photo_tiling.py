@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from service.api.routes.photos import analyze_upload
 from service.photo_analyzer import PipelineAnalyzer
+from service.runtime import Runtime
 from service.settings import Settings
 from tests.service.conftest import painted_card
 from tests.vision.fakes import PaintedBoxDetector
@@ -42,9 +44,9 @@ def test_uploads_are_tiled_by_source_kind(tmp_path: Path, xmp, expected_shapes) 
     detector = PaintedBoxDetector(input_size=64, max_batch=8)
     settings = Settings(database_url=f"sqlite:///{tmp_path}/x.db", data_dir=tmp_path / "data")
     with Pipeline(detector, painted_card(), batcher=BatcherConfig(max_batch=8, max_wait_ms=1)) as pipeline:
-        PipelineAnalyzer(settings, pipeline=pipeline).analyze(
-            _jpeg((640, 480), xmp), name="upload.jpg", lon=None, lat=None
-        )
+        runtime = Runtime.build(settings, analyzer=PipelineAnalyzer(settings, pipeline=pipeline))
+        analyze_upload(runtime, _jpeg((640, 480), xmp), lon=None, lat=None)  # what POST /v1/photos runs
+        runtime.close()
     if expected_shapes == "tiles":
         assert len(detector.image_shapes) > 1
         assert set(detector.image_shapes) == {(64, 64, 3)}

@@ -280,20 +280,18 @@ def test_sixteen_bit_rgb_png_keeps_the_high_byte() -> None:
 # -- EXIF and probing ---------------------------------------------------------------------
 
 
-def test_raw_exif_is_returned_for_gps_reading_later(rgb) -> None:
+def test_exif_is_read_once_with_its_gps_ifd(rgb) -> None:
     exif = Image.Exif()
     exif[0x010F] = "DJI"                                         # Make
     exif.get_ifd(0x8825).update({1: "N", 2: (30.0, 15.0, 0.0)})  # GPSLatitudeRef, GPSLatitude
     loaded = load_image(encode(Image.fromarray(rgb), "JPEG", exif=exif.tobytes()))
-    assert loaded.exif is not None and loaded.exif.startswith(b"Exif\x00\x00")
-    parsed = Image.Exif()
-    parsed.load(loaded.exif)
-    assert parsed[0x010F] == "DJI"
-    assert parsed.get_ifd(0x8825)[1] == "N"
+    assert loaded.metadata.make == "DJI"
+    assert loaded.metadata.exif.get(0x010F) == "DJI"
+    assert loaded.metadata.exif.get_ifd(0x8825)[1] == "N"
 
 
-def test_no_exif_gives_none(rgb) -> None:
-    assert load_image(encode(Image.fromarray(rgb), "PNG")).exif is None
+def test_no_exif_gives_empty_tags(rgb) -> None:
+    assert len(load_image(encode(Image.fromarray(rgb), "PNG")).metadata.exif) == 0
 
 
 def test_probe_reads_only_the_header() -> None:

@@ -7,7 +7,8 @@ import pytest
 
 from tests.vision.fakes import PaintedBoxDetector, paint_box
 from vision.detections import Detections
-from vision.tiling import TileWindow, exceeds_input, merge_tile_detections, sniff_source_kind, tile_windows
+from vision.image_io import load_image, probe_image
+from vision.tiling import TileWindow, exceeds_input, merge_tile_detections, tile_windows
 
 # -- windows ------------------------------------------------------------------------------
 
@@ -232,21 +233,24 @@ def _encoded(fmt: str, xmp: str | None) -> bytes:
     ("PNG", None, "camera", "camera"),
     ("JPEG", ENTITY_BOMB, "unknown", "unknown"),  # refused by defusedxml: not a drone, no crash
 ])
-def test_sniff_source_kind_from_bytes_and_files(tmp_path, fmt, xmp, default, expected):
+def test_the_source_reader_sniffs_the_kind_from_bytes_and_files(tmp_path, fmt, xmp, default, expected):
     data = _encoded(fmt, xmp)
-    assert sniff_source_kind(data, default=default) == expected
+    assert load_image(data, default_kind=default).kind == expected
     path = tmp_path / f"image.{fmt.lower()}"
     path.write_bytes(data)
-    assert sniff_source_kind(path, default=default) == expected
-    assert sniff_source_kind(str(path), default=default) == expected
+    assert load_image(path, default_kind=default).kind == expected
+    assert probe_image(str(path), default_kind=default).kind == expected  # header only
 
 
-@pytest.mark.parametrize("data", [b"", b"not an image at all", b"\xff\xd8\xff\xe0 truncated jpeg"])
-def test_sniff_never_raises_on_bad_input(tmp_path, data):
-    assert sniff_source_kind(data, default="citizen") == "citizen"
-    assert sniff_source_kind(tmp_path / "missing.jpg") == "unknown"
+def test_an_explicit_kind_is_kept_whatever_the_file_says():
+    assert load_image(_encoded("JPEG", DJI), kind="citizen").kind == "citizen"
 
 
-def test_sniff_refuses_an_unknown_default():
-    with pytest.raises(ValueError, match="expected default"):
-        sniff_source_kind(b"", default="phone")  # type: ignore[arg-type]
+def test_a_refused_xmp_packet_says_why():
+    meta = load_image(_encoded("JPEG", ENTITY_BOMB)).metadata
+    assert meta.dji == {} and meta.xmp_problem is not None and "refused" in meta.xmp_problem
+
+
+def test_an_unknown_kind_is_refused():
+    with pytest.raises(ValueError, match="expected a source kind"):
+        load_image(_encoded("JPEG", None), default_kind="phone")  # type: ignore[arg-type]

@@ -17,13 +17,13 @@ import time
 from collections import Counter
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TextIO, cast
 
 import typer
 
 if TYPE_CHECKING:
     from vision.annotate import Annotator
-    from vision.pipeline import FileResult, Pipeline
+    from vision.pipeline import FileResult, FileSourceKind, Pipeline, TileMode
     from vision.taxonomy import Taxonomy
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
@@ -177,16 +177,20 @@ class GeoJsonSink:
     def write(self, result: FileResult) -> None:
         from vision.errors import ImageLoadError
         from vision.geo.geojson import detections_to_feature_collection
-        from vision.geo.georeference import georeference_image
+        from vision.geo.georeference import GEOTIFF_SUFFIXES, georeference_image
         from vision.geo.geotagging import geotag_detections
-        from vision.geo.types import NoLocation
+        from vision.geo.types import Geotag, NoLocation
 
         detections = result.detections
         if detections is None or len(detections) == 0:
             return
         source, taken = None, None
+        geotags: list[Geotag | NoLocation]
         try:
-            ref = georeference_image(result.path)
+            # The decoded image carries its metadata: only a GeoTIFF is opened again, by
+            # rasterio, for its transform (the image reader does not parse GeoTIFF tags).
+            is_geotiff = Path(result.path).suffix.lower() in GEOTIFF_SUFFIXES
+            ref = georeference_image(result.path if is_geotiff or result.image is None else result.image)
         except ImageLoadError as exc:
             geotags = [NoLocation(f"no georeference: {exc.reason}: {exc.detail}")] * len(detections)
         else:
@@ -284,14 +288,15 @@ def detect_command(
         counts: Counter[str] = Counter()
         failed = 0
         started = time.perf_counter()
-        tiled = {"auto": "auto", "on": True, "off": False}[tile.value]
-        kind = "sniff" if source is SourceChoice.auto else source.value
+        tiled: TileMode = "auto" if tile.value == "auto" else tile.value == "on"
+        # SourceChoice's values other than auto are source kinds.
+        kind = cast("FileSourceKind", "sniff" if source is SourceChoice.auto else source.value)
         progress = Progress(TextColumn("detect"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console)
         with pipeline, progress:
             task = progress.add_task("detect", total=len(files), rate="")
             results = pipeline.detect_many(files, workers=workers, tiled=tiled, source=kind,
-                                           keep_images=annotate is not None)
+                                           keep_images=annotate is not None or geojson is not None)
             for done, result in enumerate(results, 1):
                 for sink in sinks:
                     sink.write(result)
@@ -299,7 +304,7 @@ def detect_command(
                     failed += 1
                     progress.console.print(f"[red]failed[/red] {result.path}: {result.error.reason}: "
                                            f"{result.error.detail}")
-                else:
+                elif result.detections is not None:
                     counts.update(result.detections.data["class_key"].tolist())
                 elapsed = time.perf_counter() - started
                 progress.update(task, advance=1, rate=f"{done / elapsed:.2f} images/s")

@@ -22,13 +22,15 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from vision.errors import GeoError
 from vision.geo.camera import FrameCamera, Intrinsics, Orientation
 from vision.geo.dem import Dem, DemGround
 from vision.geo.frame_projector import FrameProjector, PoseUncertainty
 from vision.geo.local_frame import LocalFrame
 from vision.geo.surface import FlatGround
+from vision.geo.types import Latitude, Longitude, in_wgs84_range
+from vision.sources import EXIF_IFD_TAG
 
-EXIF_IFD = 0x8769
 FOCAL_LENGTH, FOCAL_35MM = 0x920A, 0xA405
 FOCAL_PLANE_X_RES, FOCAL_PLANE_UNIT, PIXEL_X_DIMENSION = 0xA20E, 0xA210, 0xA002
 # FocalPlaneResolutionUnit -> millimetres per unit (EXIF 2.32: 2 inch, 3 cm, 4 mm, 5 um).
@@ -36,7 +38,7 @@ _UNIT_MM = {2: 25.4, 3: 10.0, 4: 1.0, 5: 0.001}
 RTK_FIXED = 50
 
 
-class DroneGeometryError(ValueError):
+class DroneGeometryError(GeoError):
     """The drone metadata is present but cannot give a camera model."""
 
 
@@ -45,8 +47,8 @@ class DronePose(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    lon: float = Field(ge=-180, le=180)
-    lat: float = Field(ge=-90, le=90)
+    lon: Longitude
+    lat: Latitude
     relative_altitude_m: float | None = None
     absolute_altitude_m: float | None = None
     yaw_deg: float
@@ -78,7 +80,7 @@ def read_dji_pose(tags: Mapping[str, str]) -> tuple[DronePose | None, list[str]]
     lon = _float(tags, "GpsLongitude", "GpsLongtitude", "Longitude")  # some firmware spells it "Longtitude"
     if lat is None or lon is None:
         return None, ["XMP drone-dji has no usable GpsLatitude/GpsLongitude"]
-    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+    if not in_wgs84_range(lon, lat):
         return None, [f"XMP drone-dji position out of range: latitude {lat}, longitude {lon}"]
     if lat == 0 and lon == 0:
         return None, ["XMP drone-dji position is exactly 0,0 (no GNSS fix)"]
@@ -134,7 +136,7 @@ def drone_intrinsics(
         return Intrinsics(
             width=width, height=height, fx=f_px, fy=f_px, cx=cx, cy=cy
         ), "XMP CalibratedFocalLength (pixels)"
-    ifd: Mapping[int, Any] = exif.get_ifd(EXIF_IFD) if hasattr(exif, "get_ifd") else {}
+    ifd: Mapping[int, Any] = exif.get_ifd(EXIF_IFD_TAG) if hasattr(exif, "get_ifd") else {}
     focal_mm = _exif_number(ifd, FOCAL_LENGTH)
     x_res = _exif_number(ifd, FOCAL_PLANE_X_RES)
     unit = ifd.get(FOCAL_PLANE_UNIT, 2)

@@ -14,10 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from vision.geo.types import NoLocation
-
-GPS_IFD = 0x8825
-EXIF_IFD = 0x8769
+from vision.geo.types import NoLocation, check_lon_lat
+from vision.sources import EXIF_IFD_TAG
 
 # GPS IFD tag numbers (EXIF 2.32, section 4.6.6).
 LAT_REF, LAT, LON_REF, LON = 1, 2, 3, 4
@@ -137,7 +135,7 @@ def capture_time(exif: Mapping[int, Any], gps: PhotoGps | None = None) -> dateti
     """
     if gps is not None and gps.timestamp is not None:
         return gps.timestamp
-    exif_ifd: Mapping[int, Any] = exif.get_ifd(EXIF_IFD) if hasattr(exif, "get_ifd") else {}
+    exif_ifd: Mapping[int, Any] = exif.get_ifd(EXIF_IFD_TAG) if hasattr(exif, "get_ifd") else {}
     raw = _text(exif_ifd.get(DATETIME_ORIGINAL))
     if raw is None:
         return None
@@ -165,8 +163,7 @@ def parse_manual_lonlat(text: str) -> tuple[float, float]:
         lon, lat = float(parts[0]), float(parts[1])
     except ValueError as exc:
         raise ValueError(f"expected 'lon,lat' as two numbers, got {text!r}") from exc
-    if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
-        raise ValueError(f"expected lon in [-180, 180] and lat in [-90, 90], got {lon}, {lat}")
+    check_lon_lat(lon, lat)
     if lon == 0 and lat == 0:
         raise ValueError("expected a real position, got 0,0 (Null Island)")
     return lon, lat

@@ -45,7 +45,7 @@ class FrameProjector:
     frame: LocalFrame
     surface: GroundSurface
     uncertainty: PoseUncertainty
-    source: Literal["drone", "tower"]
+    source: Literal["drone", "camera"]
     max_range_m: float = 3000.0
     nadir_footprint_deg: float = 20.0
     edge_samples: int = 8

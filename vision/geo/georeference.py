@@ -5,7 +5,9 @@ Precedence: a tower camera config given by the caller; a georeferenced GeoTIFF
 in the XMP; a phone's EXIF GPS. Everything that was present but unusable is listed in
 `reasons`, so a user checking a camera's calibration sees why a source was skipped.
 
-Pixels are those of the upright image, as `vision.image_io.load_image` returns it and as
+The image's metadata comes from the one source reader (vision.image_io): pass the
+`LoadedImage` that was detected on, and nothing is read again; a path is probed once,
+header only. Pixels are those of the upright image, as `load_image` returns it and as
 detections refer to it: `width`/`height` are upright, and a drone camera model read from a
 photo with an EXIF orientation is turned into the upright frame (vision.geo.exif_orientation).
 """
@@ -21,15 +23,15 @@ import numpy as np
 
 from vision.geo.dem import DemError
 from vision.geo.drone import DroneGeometryError, build_drone_projector, drone_intrinsics, read_dji_pose
-from vision.geo.exif_gps import GPS_IFD, PhotoGps, capture_time, parse_gps_ifd
+from vision.geo.exif_gps import PhotoGps, capture_time, parse_gps_ifd
 from vision.geo.exif_orientation import MIRRORED, OrientationError, upright_camera, upright_size
 from vision.geo.homography import HomographyError
-from vision.geo.metadata import read_image_metadata
 from vision.geo.phone import PhonePositionPolicy, PhotographerProjector
 from vision.geo.projector import GroundProjector
 from vision.geo.tower import TowerCameraConfig, TowerConfigError, build_tower_projector
 from vision.geo.types import GroundPosition
-from vision.geo.xmp import XmpError, dji_tags
+from vision.image_io import LoadedImage, probe_image
+from vision.sources import GPS_IFD_TAG, ImageMetadata
 
 GEOTIFF_SUFFIXES = (".tif", ".tiff", ".gtiff")
 
@@ -70,7 +72,7 @@ def _orthomosaic(path: Path, accuracy_m: float, reasons: list[str]) -> ImageGeor
 
 
 def georeference_image(
-    path: str | Path,
+    image: str | Path | LoadedImage,
     *,
     camera: TowerCameraConfig | str | Path | None = None,
     preset: str | None = None,
@@ -80,33 +82,59 @@ def georeference_image(
     phone_policy: PhonePositionPolicy | None = None,
     ortho_accuracy_m: float = 1.0,
 ) -> ImageGeoreference:
-    """Raises ImageLoadError for unreadable files and TowerConfigError for a bad config; every
+    """The projector for an image: a decoded `LoadedImage` (its metadata, nothing re-read) or a
+    file path (GeoTIFFs by suffix; other files probed once, header only).
+
+    Raises ImageLoadError for unreadable files and TowerConfigError for a bad config; every
     other problem becomes a reason."""
-    path = Path(path)
     reasons: list[str] = []
-    if path.suffix.lower() in GEOTIFF_SUFFIXES and camera is None:
-        ortho = _orthomosaic(path, ortho_accuracy_m, reasons)
-        if ortho is not None:
-            return ortho
-    meta = read_image_metadata(path)
-    gps_ifd = meta.exif.get_ifd(GPS_IFD)
-    gps = parse_gps_ifd(gps_ifd)
+    if isinstance(image, LoadedImage):
+        name, meta = image.name, image.metadata
+    else:
+        path = Path(image)
+        if path.suffix.lower() in GEOTIFF_SUFFIXES and camera is None:
+            ortho = _orthomosaic(path, ortho_accuracy_m, reasons)
+            if ortho is not None:
+                return ortho
+        name, meta = str(path), probe_image(path).metadata
+    return georeference_metadata(
+        meta, name, reasons=reasons, camera=camera, preset=preset, manual_lonlat=manual_lonlat,
+        dem_path=dem_path, takeoff_elevation_m=takeoff_elevation_m, phone_policy=phone_policy,
+    )
+
+
+def georeference_metadata(
+    meta: ImageMetadata,
+    name: str,
+    *,
+    reasons: list[str] | None = None,
+    camera: TowerCameraConfig | str | Path | None = None,
+    preset: str | None = None,
+    manual_lonlat: tuple[float, float] | None = None,
+    dem_path: str | Path | None = None,
+    takeoff_elevation_m: float | None = None,
+    phone_policy: PhonePositionPolicy | None = None,
+) -> ImageGeoreference:
+    """`georeference_image` for metadata already read (vision.sources.ImageMetadata)."""
+    reasons = [] if reasons is None else reasons
+    stored_w, stored_h = meta.stored_wh
+    gps = parse_gps_ifd(meta.exif.get_ifd(GPS_IFD_TAG))
     taken = capture_time(meta.exif, gps if isinstance(gps, PhotoGps) else None)
-    orientation = meta.orientation if meta.orientation in range(1, 9) else 1
-    width, height = upright_size((meta.width, meta.height), orientation)
-    result = ImageGeoreference(str(path), width, height, None, reasons, taken, orientation)
+    orientation = meta.orientation
+    width, height = upright_size((stored_w, stored_h), orientation)
+    result = ImageGeoreference(name, width, height, None, reasons, taken, orientation)
 
     if camera is not None:
         config = camera if isinstance(camera, TowerCameraConfig) else TowerCameraConfig.load(camera)
         if orientation != 1:
             # Not turned: a tower config is calibrated on frames as the camera streams them.
-            result.width, result.height = meta.width, meta.height
+            result.width, result.height = stored_w, stored_h
             reasons.append(f"EXIF orientation {orientation}: the camera config is taken to describe the "
                            f"stored, unrotated frame, and so are pixels; strip the tag from tower snapshots")
-        if (config.image_width, config.image_height) != (meta.width, meta.height):
+        if (config.image_width, config.image_height) != (stored_w, stored_h):
             reasons.append(
                 f"camera config {config.name!r} is for {config.image_width}x{config.image_height} "
-                f"images, this one is {meta.width}x{meta.height}"
+                f"images, this one is {stored_w}x{stored_h}"
             )
             return result
         try:
@@ -123,37 +151,34 @@ def georeference_image(
         )
         return result
 
-    if meta.xmp:
-        try:
-            tags = dji_tags(meta.xmp)
-        except XmpError as exc:
-            reasons.append(str(exc))
-            tags = {}
-        if tags:
-            pose, pose_reasons = read_dji_pose(tags)
-            reasons.extend(pose_reasons)
-            intrinsics, how = drone_intrinsics(tags, meta.exif, meta.width, meta.height)
-            if intrinsics is None:
-                reasons.append(how)
-            if pose is not None and intrinsics is not None and orientation in MIRRORED:
-                reasons.append(f"EXIF orientation {orientation} mirrors the photo: no drone camera model")
-            elif pose is not None and intrinsics is not None:
-                try:
-                    projector = build_drone_projector(
-                        pose,
-                        intrinsics,
-                        dem_path=dem_path,
-                        takeoff_elevation_m=takeoff_elevation_m,
-                        description={"intrinsics_from": how, "make": meta.make, "model": meta.model,
-                                     "exif_orientation": orientation},
-                    )
-                    # XMP pose and intrinsics describe the stored sensor image; detections
-                    # are upright pixels.
-                    upright = upright_camera(projector.camera, orientation)
-                    result.projector = replace(projector, camera=upright)
-                    return result
-                except (DroneGeometryError, DemError, OrientationError) as exc:
-                    reasons.append(f"drone pose unusable: {exc}")
+    if meta.xmp_problem is not None:
+        reasons.append(meta.xmp_problem)
+    if meta.dji:
+        tags = meta.dji
+        pose, pose_reasons = read_dji_pose(tags)
+        reasons.extend(pose_reasons)
+        intrinsics, how = drone_intrinsics(tags, meta.exif, stored_w, stored_h)
+        if intrinsics is None:
+            reasons.append(how)
+        if pose is not None and intrinsics is not None and orientation in MIRRORED:
+            reasons.append(f"EXIF orientation {orientation} mirrors the photo: no drone camera model")
+        elif pose is not None and intrinsics is not None:
+            try:
+                projector = build_drone_projector(
+                    pose,
+                    intrinsics,
+                    dem_path=dem_path,
+                    takeoff_elevation_m=takeoff_elevation_m,
+                    description={"intrinsics_from": how, "make": meta.make, "model": meta.model,
+                                 "exif_orientation": orientation},
+                )
+                # XMP pose and intrinsics describe the stored sensor image; detections
+                # are upright pixels.
+                upright = upright_camera(projector.camera, orientation)
+                result.projector = replace(projector, camera=upright)
+                return result
+            except (DroneGeometryError, DemError, OrientationError) as exc:
+                reasons.append(f"drone pose unusable: {exc}")
     if isinstance(gps, PhotoGps):
         result.projector = PhotographerProjector.from_exif(gps, phone_policy, captured_at=taken)
     else:

@@ -14,6 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vision.errors import GeoError
 from vision.geo.footprint import footprint_from_mapping
 from vision.geo.frame_projector import CHI2_2DOF_95
 from vision.geo.local_frame import LocalFrame
@@ -22,7 +23,7 @@ from vision.geo.types import Footprint, GroundAnchor, GroundPosition, NoLocation
 MIN_GCPS = 4
 
 
-class HomographyError(ValueError):
+class HomographyError(GeoError):
     """Ground control points cannot give a usable homography."""
 
 
@@ -47,7 +48,7 @@ class HomographyProjector:
     w_sign: float  # sign of w on the ground side of the horizon
     max_range_m: float = 3000.0
     sigma_assumed: bool = False
-    source: str = "tower"
+    source: str = "camera"
 
     @classmethod
     def fit(
@@ -152,7 +153,7 @@ class HomographyProjector:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "type": "tower",
+            "type": "camera",
             "method": "homography",
             "lon": self.frame.lon0,
             "lat": self.frame.lat0,

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from affine import Affine
@@ -21,12 +22,16 @@ from pyproj import CRS, Transformer
 from shapely.geometry import Polygon
 
 from vision.detections import Detections
+from vision.errors import GeoError
 from vision.geo.local_frame import WGS84, area_m2, transform_geometry
 from vision.geo.types import Footprint, Geotag, GroundAnchor, GroundPosition, NoLocation
-from vision.tiling import TileWindow, merge_tile_detections, tile_windows
+from vision.tiling import TileWindow, tile_windows
+
+if TYPE_CHECKING:
+    from vision.pipeline import Pipeline
 
 
-class OrthomosaicError(ValueError):
+class OrthomosaicError(GeoError):
     """The raster cannot be used as an orthomosaic (no CRS, unsupported bands or data type)."""
 
 
@@ -99,9 +104,11 @@ class OrthoGeoreference:
     width: int
     height: int
     absolute_accuracy_m: float = 1.0  # typical orthomosaic without ground control; pass yours
+    captured_at: datetime | None = None  # TIFFTAG_DATETIME: local time without an offset (TIFF spec)
 
     @classmethod
     def from_path(cls, path: str | Path, absolute_accuracy_m: float = 1.0) -> OrthoGeoreference:
+        """Everything the raster's header says, read once."""
         import rasterio
 
         with rasterio.open(path) as src:
@@ -113,6 +120,7 @@ class OrthoGeoreference:
                 src.width,
                 src.height,
                 absolute_accuracy_m,
+                _tiff_datetime(src.tags().get("TIFFTAG_DATETIME")),
             )
 
     def to_wgs84(self) -> Transformer:
@@ -131,6 +139,15 @@ class OrthoGeoreference:
 
     def pixel_size_m(self) -> float:
         return self._pixel_size_m
+
+
+def _tiff_datetime(raw: str | None) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        return datetime.strptime(raw.strip(), "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        return None  # a malformed date costs the date, not the survey
 
 
 def pixel_box_polygon(xyxy: Sequence[float], transform: Affine) -> Polygon:
@@ -183,9 +200,6 @@ def _pixel_size(transform: Affine, to_wgs84: Transformer) -> float:
     return float(np.sqrt(area_m2(poly))) if poly.is_valid and np.isfinite(poly.bounds).all() else 0.0
 
 
-BatchDetect = Callable[[list[np.ndarray]], list[Detections]]
-
-
 @dataclass(frozen=True)
 class OrthoDetections:
     """Detections of a whole orthomosaic in raster pixels, with one geotag each."""
@@ -194,46 +208,43 @@ class OrthoDetections:
     geotags: list[Geotag | NoLocation]
     georef: OrthoGeoreference
     tiles: int
+    windows: list[TileWindow]
 
 
 def detect_orthomosaic(
     path: str | Path,
-    detect: BatchDetect,
+    pipeline: Pipeline,
     *,
-    tile_size: int = 1024,
-    overlap: float = 0.2,
-    batch_size: int = 8,
     absolute_accuracy_m: float = 1.0,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> OrthoDetections:
-    """Run `detect` (any batch function, e.g. a Detector's predict_batch) over all tiles.
+    """Every window of the raster through the pipeline's shared queue; one finding per object.
 
-    A minimal driver for scripts and tests; the service's pipeline does the same through its
-    shared batcher. Tiles are dropped once detected, so memory is one batch of tiles plus
-    the detections; seams are merged with `vision.tiling.merge_tile_detections`.
+    Windows are the pipeline's tiles (its tiling config: tile size, overlap, thresholds),
+    read one at a time (`iter_tiles`) and streamed (`Pipeline.detect_raster`), so memory
+    stays a few windows whatever the raster's size; seams are merged across windows and
+    each finding is geotagged through the raster's transform. `on_progress(done, total)`
+    follows the windows; an exception from it stops the run.
     """
     georef = OrthoGeoreference.from_path(path, absolute_accuracy_m)
-    per_tile: list[tuple[TileWindow, Detections]] = []
-    batch: list[OrthoTile] = []
-
-    def flush() -> None:
-        per_tile.extend(zip([t.tile for t in batch], detect([t.image for t in batch]), strict=True))
-        batch.clear()
-
-    for tile in iter_tiles(path, tile_size, overlap):
-        batch.append(tile)
-        if len(batch) >= batch_size:
-            flush()
-    if batch:
-        flush()
-    merged = merge_tile_detections(per_tile, resolution_wh=(georef.width, georef.height))
+    tile_size = pipeline.tiling.tile_size or pipeline.detector.input_size
+    overlap = pipeline.tiling.overlap
+    windows = tile_windows((georef.width, georef.height), tile_size, overlap)
+    progress = None if on_progress is None else (lambda done: on_progress(done, len(windows)))
+    detections = pipeline.detect_raster(
+        ((tile.tile, tile.image) for tile in iter_tiles(path, tile_size, overlap)),
+        resolution_wh=(georef.width, georef.height),
+        source="orthomosaic",
+        on_progress=progress,
+    )
     geotags = tile_detections_to_geotags(
-        merged,
+        detections,
         georef.transform,
         georef.crs,
         absolute_accuracy_m=absolute_accuracy_m,
         to_wgs84=georef.to_wgs84(),
     )
-    return OrthoDetections(merged, geotags, georef, len(per_tile))
+    return OrthoDetections(detections, geotags, georef, len(windows), windows)
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ class PhotographerProjector:
     origin: Literal["exif", "manual"]
     captured_at: datetime | None = None
     gps: PhotoGps | None = None
-    source: Literal["phone"] = "phone"
+    source: Literal["citizen"] = "citizen"
 
     @classmethod
     def from_exif(
@@ -84,7 +84,7 @@ class PhotographerProjector:
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "type": "phone",
+            "type": "citizen",
             "position_from": self.origin,
             "lon": self.lon,
             "lat": self.lat,

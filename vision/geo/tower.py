@@ -8,25 +8,25 @@ used; otherwise rays are met with level ground (or a DEM) at the tower's base.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from vision.config_files import load_config_file
+from vision.errors import GeoError
 from vision.geo.camera import FrameCamera, Intrinsics, Orientation
 from vision.geo.dem import Dem, DemGround
 from vision.geo.frame_projector import FrameProjector, PoseUncertainty
 from vision.geo.homography import MIN_GCPS, HomographyProjector
 from vision.geo.local_frame import LocalFrame
 from vision.geo.surface import FlatGround
-from vision.geo.types import GroundPosition
+from vision.geo.types import GroundPosition, Latitude, Longitude
 
 
-class TowerConfigError(ValueError):
+class TowerConfigError(GeoError):
     """A tower camera config file is unreadable or invalid."""
 
 
@@ -34,8 +34,8 @@ class GroundControlPoint(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     pixel: tuple[float, float] = Field(description="Pixel x, y in the preset's image.")
-    lon: float = Field(ge=-180, le=180)
-    lat: float = Field(ge=-90, le=90)
+    lon: Longitude
+    lat: Latitude
 
 
 class Preset(BaseModel):
@@ -66,8 +66,8 @@ class TowerCameraConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1)
-    lon: float = Field(ge=-180, le=180)
-    lat: float = Field(ge=-90, le=90)
+    lon: Longitude
+    lat: Latitude
     mount_height_m: float = Field(
         gt=0, le=1000, description="Lens height above the ground at the tower's base."
     )
@@ -108,16 +108,7 @@ class TowerCameraConfig(BaseModel):
 
     @classmethod
     def load(cls, path: str | Path) -> TowerCameraConfig:
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-            raw = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-        except (OSError, json.JSONDecodeError, yaml.YAMLError) as exc:
-            raise TowerConfigError(f"{path}: cannot read camera config: {exc}") from exc
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            raise TowerConfigError(f"{path}: invalid camera config: {exc}") from exc
+        return load_config_file(cls, Path(path), "camera config", TowerConfigError)  # .json or YAML
 
     def preset(self, preset_id: str | None) -> Preset:
         if preset_id is None:
@@ -190,7 +181,7 @@ def build_tower_projector(
         frame=frame,
         surface=surface,
         uncertainty=config.uncertainty,
-        source="tower",
+        source="camera",
         max_range_m=config.max_range_m,
         description={
             "name": config.name,

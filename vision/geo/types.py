@@ -7,13 +7,39 @@ position lies with about 95 % confidence.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any
 
+from pydantic import Field
 from shapely.geometry import Polygon, mapping
 
-GroundAnchor = Literal["center", "bottom_center"]
-GeoSourceKind = Literal["phone", "drone", "tower", "orthomosaic"]
+from vision.errors import GeoError
+from vision.sources import SourceKind
+from vision.taxonomy import GroundAnchor as GroundAnchor  # which box point touches the ground; per class
+
+# The same ranges as bounds on pydantic fields (configs, poses, request bodies).
+Longitude = Annotated[float, Field(ge=-180, le=180, description="WGS-84 longitude in degrees.")]
+Latitude = Annotated[float, Field(ge=-90, le=90, description="WGS-84 latitude in degrees.")]
+
+
+def in_wgs84_range(lon: float, lat: float) -> bool:
+    """The one WGS-84 range check: finite degrees, lon in [-180, 180] and lat in [-90, 90]."""
+    return math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90
+
+
+def check_lon_lat(lon: float, lat: float) -> None:
+    """GeoError (a ValueError) naming the expected ranges unless `in_wgs84_range(lon, lat)`."""
+    if not in_wgs84_range(lon, lat):
+        raise GeoError(f"expected lon in [-180, 180] and lat in [-90, 90], got {lon}, {lat}")
+
+
+def valid_lon_lat(lon: float | None, lat: float | None) -> bool:
+    """A usable position: in range (`in_wgs84_range`) and not (0, 0), which is what a missing GPS fix
+    looks like."""
+    if lon is None or lat is None or not in_wgs84_range(lon, lat):
+        return False
+    return not (abs(lon) < 1e-6 and abs(lat) < 1e-6)
 
 
 @dataclass(frozen=True)
@@ -36,8 +62,7 @@ class GroundPosition:
     elevation_m: float | None = None
 
     def __post_init__(self) -> None:
-        if not (-180.0 <= self.lon <= 180.0 and -90.0 <= self.lat <= 90.0):
-            raise ValueError(f"expected lon in [-180, 180] and lat in [-90, 90], got {self.lon}, {self.lat}")
+        check_lon_lat(self.lon, self.lat)
         if not self.uncertainty_m >= 0:
             raise ValueError(f"expected uncertainty_m >= 0, got {self.uncertainty_m}")
 
@@ -76,7 +101,7 @@ class Geotag:
 
     point: GroundPosition
     anchor: GroundAnchor
-    source: GeoSourceKind
+    source: SourceKind  # citizen (a phone's position), drone, camera (a tower preset) or orthomosaic
     footprint: Footprint | None = None
     footprint_reason: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)

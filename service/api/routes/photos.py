@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
@@ -12,14 +11,15 @@ from fastapi.concurrency import run_in_threadpool
 from service.analysis import PhotoAnalysis
 from service.api.deps import AUTHENTICATED, StateDep, require_role
 from service.api.schemas import IssueRef, ObservationPublic, PhotoResult
-from service.api.state import ServiceState
 from service.api.uploads import read_single_file_form
 from service.auth import Role
 from service.db.models import ApiKey
-from service.db.session import session_scope
 from service.ledger.events import Actor
-from service.ledger.intake import IntakeResult, SourceRef, record_analysis
-from vision.errors import ImageLoadError, ModelError, QueueFullError
+from service.ledger.intake import IntakeResult, SourceRef
+from service.recording import unit_of_work
+from service.runtime import Runtime
+from vision.errors import GeoError, ImageLoadError
+from vision.geo.types import check_lon_lat
 
 router = APIRouter(prefix="/v1/photos", tags=["photos"], dependencies=AUTHENTICATED)
 
@@ -80,25 +80,10 @@ async def upload_photo(
             status.HTTP_422_UNPROCESSABLE_CONTENT, f"note: at most {MAX_NOTE_CHARS} characters"
         )
     try:
-        analysis = await run_in_threadpool(
-            state.analyzer.analyze, form.file_bytes, name=UPLOAD_LABEL, lon=lon, lat=lat
-        )
-    except ImageLoadError as exc:
+        analysis = await run_in_threadpool(analyze_upload, state, form.file_bytes, lon, lat)
+    except ImageLoadError as exc:  # answered by service.api.errors, like every deliberate error
         state.metrics.rejected_uploads.labels(exc.reason).inc()
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, {"reason": exc.reason, "detail": exc.detail}
-        ) from None
-    except ModelError as exc:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, f"no detection model is available: {exc}"
-        ) from None
-    except QueueFullError:
-        # Back-pressure from the shared inference queue: the client should retry, not give up.
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "the detector is busy; retry in a few seconds",
-            headers={"Retry-After": "5"},
-        ) from None
+        raise
     result = await run_in_threadpool(_record, state, key, analysis, note)
     if result.duplicate:
         response.status_code = status.HTTP_200_OK
@@ -118,44 +103,28 @@ def _manual_position(fields: dict[str, str]) -> tuple[float | None, float | None
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"expected decimal degrees for lon and lat, got {raw_lon!r}, {raw_lat!r}",
         ) from None
-    if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"expected lon in [-180, 180] and lat in [-90, 90], got {lon}, {lat}",
-        )
+    try:
+        check_lon_lat(lon, lat)
+    except GeoError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     return lon, lat
 
 
-def _record(state: ServiceState, key: ApiKey, analysis: PhotoAnalysis, note: str) -> PhotoResult:
-    now = state.clock()
-    store = state.evidence_store()
-    source = SourceRef(kind="citizen", name=f"key {key.id} ({key.name})", api_key_id=key.id)
-    try:
-        with session_scope(state.session_factory) as session:
-            result = record_analysis(
-                session,
-                state.intake,
-                analysis=analysis,
-                source=source,
-                store=store,
-                actor=Actor.from_key(key),
-                now=now,
-                note=note,
-            )
-            body = photo_result(result, state, analysis)
-    except BaseException:
-        store.discard_written()  # the rows are gone; do not leave their images behind
-        raise
-    store.commit_written()
-    for item in result.observations:
-        state.metrics.observations.labels(item.observation.class_key, item.outcome.value).inc()
-    for passed in result.passes:
-        if passed.verified:
-            state.metrics.transitions.labels("verified", "system").inc()
-    return body
+def analyze_upload(state: Runtime, data: bytes, lon: float | None, lat: float | None) -> PhotoAnalysis:
+    """The bytes read once by the source reader (a citizen's photo unless its XMP says drone)."""
+    image = state.read_image(data, name=UPLOAD_LABEL, default_kind="citizen")
+    return state.analyzer.analyze(image, lon=lon, lat=lat)
 
 
-def photo_result(result: IntakeResult, state: ServiceState, analysis: PhotoAnalysis) -> PhotoResult:
+def _record(state: Runtime, key: ApiKey, analysis: PhotoAnalysis, note: str) -> PhotoResult:
+    with unit_of_work(state) as work:
+        result = work.record(
+            analysis, source=SourceRef.of_key("citizen", key), actor=Actor.from_key(key), note=note
+        )
+        return photo_result(result, state, analysis)
+
+
+def photo_result(result: IntakeResult, state: Runtime, analysis: PhotoAnalysis) -> PhotoResult:
     frame = result.frame
     observations, issues, seen = [], [], set()
     for item in result.observations:

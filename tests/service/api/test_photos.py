@@ -318,3 +318,30 @@ def test_a_full_inference_queue_is_503_with_retry_after(settings, clock, keys_fa
         response = upload(client, keys, png(painted([GARBAGE])), lon=BASE_LON, lat=BASE_LAT)
     assert response.status_code == 503 and response.headers["retry-after"] == "5"
     assert _rows(settings) == {"frames": 0, "observations": 0, "issues": 0, "sources": 0}
+
+
+def test_an_uploaded_photo_is_opened_and_decoded_once(client, keys, monkeypatch):
+    """The source reader reads the bytes once: the header (EXIF GPS, XMP, orientation) and the
+    pixels in one pass; geotagging, tiling and recording use what it read."""
+    from PIL import Image
+
+    opens: list[int] = []
+    decodes: list[int] = []
+    real_open, real_imdecode = Image.open, cv2.imdecode
+
+    def counting_open(*args, **kwargs):  # type: ignore[no-untyped-def]
+        opens.append(1)
+        return real_open(*args, **kwargs)
+
+    def counting_imdecode(*args, **kwargs):  # type: ignore[no-untyped-def]
+        decodes.append(1)
+        return real_imdecode(*args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", counting_open)
+    monkeypatch.setattr(cv2, "imdecode", counting_imdecode)
+    photo = jpeg(painted([GARBAGE]), gps=exif_gps(BASE_LON, BASE_LAT))
+    response = upload(client, keys, photo, filename="photo.jpg")
+    assert response.status_code == 201, response.text
+    (observation,) = response.json()["observations"]
+    assert observation["lon"] is not None  # placed by its EXIF GPS: the metadata was read
+    assert (len(opens), len(decodes)) == (1, 1)

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from service.auth import Role, create_key
 from service.db.models import ApiKey, Frame, Issue, IssueEvent, Observation
 from service.db.session import session_scope
-from service.jobs.context import JobContext
+from service.runtime import Runtime
 from service.jobs.dispatch import InProcessDispatcher
 from service.jobs.inputs import sniff_kind
 from service.jobs.models import Job, JobItem
@@ -38,14 +38,14 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def job_ctx(settings: Settings, analyzer, clock) -> Iterator[JobContext]:  # type: ignore[no-untyped-def]
+def job_ctx(settings: Settings, analyzer, clock) -> Iterator[Runtime]:  # type: ignore[no-untyped-def]
     """A job context on the test database with the painted-box analyzer (no app, no runner thread)."""
-    ctx, engine = JobContext.from_settings(settings, analyzer=analyzer, clock=clock)
+    ctx = Runtime.build(settings, analyzer=analyzer, clock=clock)
     yield ctx
-    engine.dispose()
+    ctx.close()
 
 
-def enqueue(ctx: JobContext, data: bytes) -> str:
+def enqueue(ctx: Runtime, data: bytes) -> str:
     """Submit a survey as the API does (stored input, job row), without starting a runner."""
     store = JobInputStore(ctx.settings.data_dir)
     writer = HashingWriter(store.incoming_path())
@@ -67,14 +67,14 @@ def enqueue(ctx: JobContext, data: bytes) -> str:
     return submission.job.id
 
 
-def job_row(ctx: JobContext, job_id: str) -> Job:
+def job_row(ctx: Runtime, job_id: str) -> Job:
     with ctx.session_factory() as session:
         job = session.get(Job, job_id)
     assert job is not None
     return job
 
 
-def ledger_counts(ctx: JobContext) -> dict[str, int]:
+def ledger_counts(ctx: Runtime) -> dict[str, int]:
     with ctx.session_factory() as session:
         return {
             name: session.scalar(select(func.count()).select_from(model)) or 0

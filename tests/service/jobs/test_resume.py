@@ -120,7 +120,7 @@ def test_a_second_survey_of_the_same_photos_runs_no_inference(job_ctx):
 
 RUNNER = """
 import sys, time
-from service.jobs.context import JobContext
+from service.runtime import Runtime
 from service.jobs.runner import JobRunner
 from service.photo_analyzer import PipelineAnalyzer
 from service.settings import Settings
@@ -139,7 +139,7 @@ class SlowDetector(PaintedBoxDetector):
 settings = Settings(database_url=sys.argv[1], data_dir=sys.argv[2])
 batcher = BatcherConfig(max_batch=1, max_wait_ms=1)
 pipeline = Pipeline(SlowDetector(input_size=640), painted_card(), batcher=batcher)
-ctx, engine = JobContext.from_settings(settings, analyzer=PipelineAnalyzer(settings, pipeline=pipeline))
+ctx = Runtime.build(settings, analyzer=PipelineAnalyzer(settings, pipeline=pipeline))
 print("ready", flush=True)
 JobRunner(ctx).run_until_idle()
 print("finished", flush=True)

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from patrol_cli.main import app
 from tests.vision.cli.conftest import IMAGE_SIZES
 from vision.annotate import Annotator
 from vision.cli.detect import expand_inputs
-from vision.cli.main import app
 from vision.detections import Detections
 from vision.taxonomy import Taxonomy
 
@@ -225,7 +225,7 @@ def test_geojson_places_findings_of_a_gps_photo_and_keeps_unlocated_ones(models_
         if props["image"] == str(phone):
             lon, lat = feature["geometry"]["coordinates"]
             assert (lon, lat) == pytest.approx((120.125, 30.25), abs=1e-6)
-            assert props["source"] == "phone"
+            assert props["source"] == "citizen"
         else:
             assert props["image"] == str(image_dir / "a.png")
             assert feature["geometry"] is None

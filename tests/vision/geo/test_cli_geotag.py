@@ -64,7 +64,7 @@ def test_phone_photo_with_bogus_gps_reports_reasons(tmp_path: Path, run: CliRunn
     assert any("out of range" in r for r in body["reasons"])
     assert all(p["location"] is None for p in body["points"])
     code, body, _ = invoke(run, str(path), "--lonlat", "117.5,31.5")
-    assert body is not None and body["source"] == "phone"
+    assert body is not None and body["source"] == "citizen"
     assert body["points"][0]["lon"] == 117.5 and body["points"][0]["uncertainty_m"] == 10.0
 
 
@@ -74,7 +74,7 @@ def test_tower_camera_config(tmp_path: Path, run: CliRunner) -> None:
     frame = write_jpeg(tmp_path / "f.jpg", (1920, 1080))
     code, body, _ = invoke(run, str(frame), "--camera", str(cam), "--preset", "1")
     assert code == 0 and body is not None
-    assert body["source"] == "tower" and body["camera"]["preset"] == "1"
+    assert body["source"] == "camera" and body["camera"]["preset"] == "1"
     assert body["points"][1]["location"] is None  # the top-left corner is sky
     far, centre = body["expected_error"]["far_edge"], body["expected_error"]["centre"]
     assert far["error_m"] > centre["error_m"] > 0

@@ -67,7 +67,7 @@ def test_unlocated_detections_keep_a_null_geometry_or_are_dropped() -> None:
     proj = projector(pitch=-3.0, height=30.0, hfov=60.0)
     d = Detections(xyxy=np.array([[100, 50, 300, 200]], np.float32), confidence=[0.6], class_id=[0])
     tags = geotag_detections(d, proj)
-    fc = detections_to_feature_collection(d, tags, source="tower")
+    fc = detections_to_feature_collection(d, tags, source="camera")
     assert fc["features"][0]["geometry"] is None
     assert "horizon" in fc["features"][0]["properties"]["no_location_reason"]
     assert detections_to_feature_collection(d, tags, include_unlocated=False)["features"] == []

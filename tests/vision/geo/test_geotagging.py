@@ -95,6 +95,6 @@ def test_detection_in_the_sky_has_no_location_and_one_crossing_the_horizon_no_fo
 def test_phone_geotags_have_points_but_no_area() -> None:
     proj = PhotographerProjector.from_manual(117.0, 31.0)
     (tag,) = geotag_detections(dets([[0, 0, 5, 5]], ["garbage_pile"]), proj)
-    assert isinstance(tag, Geotag) and tag.source == "phone"
+    assert isinstance(tag, Geotag) and tag.source == "citizen"
     assert (tag.point.lon, tag.point.lat) == (117.0, 31.0) and tag.area_m2 is None
     assert tag.footprint_reason is not None

@@ -8,14 +8,14 @@ import sys
 import textwrap
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from affine import Affine
 from pyproj import Geod, Transformer
 
+from tests.vision.fakes import FAKE_LABELS, TINY_LABEL_MAP, PaintedBoxDetector
 from tests.vision.geo.conftest import write_geotiff
-from vision.detections import Detections
+from vision.batcher import BatcherConfig
 from vision.geo.georeference import georeference_image, locate_points
 from vision.geo.orthomosaic import (
     OrthomosaicError,
@@ -25,26 +25,20 @@ from vision.geo.orthomosaic import (
     tile_detections_to_geotags,
 )
 from vision.geo.types import Geotag
+from vision.model_card import ModelCard
+from vision.pipeline import Pipeline, TilingConfig
 
 GEOD = Geod(ellps="WGS84")
 RED_RGB = (255, 0, 0)
 
 
-def painted_squares(images: list[np.ndarray]) -> list[Detections]:
-    """A fake detector: one box per connected patch of pure red in each BGR tile."""
-    out = []
-    for image in images:
-        mask = ((image[..., 2] > 200) & (image[..., 1] < 50) & (image[..., 0] < 50)).astype(np.uint8)
-        n, _, stats, _ = cv2.connectedComponentsWithStats(mask)
-        boxes = [[x, y, x + w, y + h] for x, y, w, h, _ in stats[1:n]]
-        out.append(
-            Detections(
-                xyxy=np.array(boxes, np.float32).reshape(-1, 4),
-                confidence=np.full(len(boxes), 0.9),
-                class_id=np.zeros(len(boxes), np.int64),
-            )
-        )
-    return out
+def painted_squares_pipeline(tile_size: int, overlap: float, batch_size: int) -> Pipeline:
+    """The pipeline over a real detector of painted squares (pure red: label "garbage")."""
+    card = ModelCard(name="painted", version="1", sha256="0" * 64, input_size=tile_size,
+                     labels=list(FAKE_LABELS), label_map=dict(TINY_LABEL_MAP), thresholds={})
+    return Pipeline(PaintedBoxDetector(input_size=tile_size, max_batch=batch_size), card,
+                    batcher=BatcherConfig(max_batch=batch_size, max_wait_ms=1),
+                    tiling=TilingConfig(tile_size=tile_size, overlap=overlap))
 
 
 def canvas(width: int, height: int, squares: list[tuple[int, int, int]]) -> np.ndarray:
@@ -71,7 +65,10 @@ def test_tiles_to_polygons_with_a_fake_detector(tmp_path: Path, crs: str) -> Non
     else:  # about 0.1 m pixels in degrees
         transform = Affine(1e-6, 0, 117.2, 0, -1e-6, 31.82)
     path = write_geotiff(tmp_path / "ortho.tif", canvas(1200, 800, SQUARES), crs, transform)
-    result = detect_orthomosaic(path, painted_squares, tile_size=448, overlap=0.25, batch_size=3)
+    progress: list[tuple[int, int]] = []
+    with painted_squares_pipeline(tile_size=448, overlap=0.25, batch_size=3) as pipeline:
+        result = detect_orthomosaic(path, pipeline, on_progress=lambda *p: progress.append(p))
+    assert progress == [(done, 12) for done in range(1, 13)]  # streamed window by window
     assert result.tiles == 12  # 4 columns x 3 rows of 448 px with 112 px overlap
     assert len(result.detections) == len(SQUARES)  # the square on the seam merged into one
     to_wgs = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
@@ -109,7 +106,7 @@ def test_tiles_are_bgr_windows_with_their_own_transform(tmp_path: Path) -> None:
     assert covered.min() >= 1
     # A tile's boxes go through the tile's transform: the same square from the last tile.
     last = tiles[-1]
-    dets = painted_squares([last.image])[0]
+    dets = PaintedBoxDetector(input_size=256).predict_batch([last.image])[0]
     tag = tile_detections_to_geotags(dets, last.transform, "EPSG:32650")[0]
     assert isinstance(tag, Geotag) and tag.area_m2 == pytest.approx(25.0 * 25.0, rel=0.01)
 

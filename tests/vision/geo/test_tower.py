@@ -121,7 +121,7 @@ def ray_projector(tilt: float = -8.0) -> FrameProjector:
         frame=LocalFrame(LON, LAT),
         surface=FlatGround(earth_curvature=False),
         uncertainty=PoseUncertainty(),
-        source="tower",
+        source="camera",
     )
 
 
@@ -165,7 +165,7 @@ def test_geotag_with_camera_config_and_size_check(tmp_path: Path) -> None:
     cam = tmp_path / "cam.yaml"
     cam.write_text(yaml.safe_dump(config()), encoding="utf-8")
     ok = georeference_image(write_jpeg(tmp_path / "frame.jpg", (W, H)), camera=cam, preset="1")
-    assert ok.source == "tower"
+    assert ok.source == "camera"
     points = locate_points(ok)
     assert isinstance(points[0]["lon"], float) and points[1]["location"] is None  # top-left corner is sky
     wrong = georeference_image(write_jpeg(tmp_path / "small.jpg", (640, 360)), camera=cam)
