@@ -13,6 +13,7 @@ import zipfile
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from service.analysis import PhotoAnalysis, content_hash
 from service.jobs.archive import ZipMember, open_archive, read_member
@@ -62,6 +63,14 @@ class _Prepared:
     frame_id: int | None = None
     skip_reason: str | None = None
 
+    def item(self) -> dict[str, Any]:
+        """What `write_item` records for this member."""
+        if self.analysis is not None:
+            return {"analysis": self.analysis}
+        if self.frame_id is not None:
+            return {"outcome": ItemOutcome.already_recorded, "frame_id": self.frame_id}
+        return {"outcome": ItemOutcome.skipped, "reason": self.skip_reason}
+
 
 def _prepare(ctx: Runtime, spec: JobSpec, zf: zipfile.ZipFile, member: ZipMember) -> _Prepared:
     if member.skip_reason is not None:
@@ -93,38 +102,15 @@ def _write(
     total: int,
 ) -> int:
     prepared = future.result()
-    progress = Progress(count + 1, total, STAGE)
-    if prepared.analysis is not None:
-        write_item(
-            ctx,
-            spec,
-            lease,
-            seq=member.seq,
-            label=member.label,
-            progress=progress,
-            analysis=prepared.analysis,
-        )
-    elif prepared.frame_id is not None:
-        write_item(
-            ctx,
-            spec,
-            lease,
-            seq=member.seq,
-            label=member.label,
-            progress=progress,
-            outcome=ItemOutcome.already_recorded,
-            frame_id=prepared.frame_id,
-        )
-    else:
+    if prepared.skip_reason is not None:
         logger.info("job %s: skipped %s: %s", spec.id, member.label, prepared.skip_reason)
-        write_item(
-            ctx,
-            spec,
-            lease,
-            seq=member.seq,
-            label=member.label,
-            progress=progress,
-            outcome=ItemOutcome.skipped,
-            reason=prepared.skip_reason,
-        )
+    write_item(
+        ctx,
+        spec,
+        lease,
+        seq=member.seq,
+        label=member.label,
+        progress=Progress(count + 1, total, STAGE),
+        **prepared.item(),
+    )
     return count + 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from service.analysis import PhotoAnalysis
 from service.auth import Role
@@ -83,17 +84,23 @@ def recorded_frame_id(ctx: Runtime, content_hash: str, model_version: str) -> in
 def write_progress(ctx: Runtime, spec: JobSpec, lease: Lease, progress: Progress) -> None:
     """Progress without an item (the detection pass of an orthomosaic)."""
     with session_scope(ctx.session_factory) as session:
-        status = queue.set_progress(
-            session,
-            job_id=spec.id,
-            owner=lease.owner,
-            done=progress.done,
-            total=progress.total,
-            stage=progress.stage,
-            now=ctx.lease_clock(),
-        )
+        status = _set_progress(session, ctx, spec, lease, progress)
     lease.note(status)
     lease.check()
+
+
+def _set_progress(
+    session: Session, ctx: Runtime, spec: JobSpec, lease: Lease, progress: Progress
+) -> LeaseStatus:
+    return queue.set_progress(
+        session,
+        job_id=spec.id,
+        owner=lease.owner,
+        done=progress.done,
+        total=progress.total,
+        stage=progress.stage,
+        now=ctx.lease_clock(),
+    )
 
 
 def write_item(
@@ -111,15 +118,7 @@ def write_item(
 ) -> JobItem:
     """Record `analysis` (or a skipped / already-recorded item) and the progress in one unit of work."""
     with unit_of_work(ctx) as work:
-        status = queue.set_progress(
-            work.session,
-            job_id=spec.id,
-            owner=lease.owner,
-            done=progress.done,
-            total=progress.total,
-            stage=progress.stage,
-            now=ctx.lease_clock(),
-        )
+        status = _set_progress(work.session, ctx, spec, lease, progress)
         if status is LeaseStatus.lost:
             raise LeaseLost()  # another runner owns the job now: write nothing
         item = _recorded_item(work, spec, analysis) if analysis is not None else JobItem(frame_id=frame_id)

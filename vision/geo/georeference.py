@@ -17,9 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
+from typing_extensions import Unpack
 
 from vision.geo.dem import DemError
 from vision.geo.drone import DroneGeometryError, build_drone_projector, drone_intrinsics, read_dji_pose
@@ -71,16 +72,20 @@ def _orthomosaic(path: Path, accuracy_m: float, reasons: list[str]) -> ImageGeor
     return ImageGeoreference(str(path), georef.width, georef.height, OrthoProjector(georef), reasons)
 
 
+class GeoreferenceOptions(TypedDict, total=False):
+    """What the caller knows beyond the file: a tower camera config and preset, a position given
+    by hand (overrides EXIF GPS), a DEM and the take-off elevation, the phone position policy."""
+
+    camera: TowerCameraConfig | str | Path | None
+    preset: str | None
+    manual_lonlat: tuple[float, float] | None
+    dem_path: str | Path | None
+    takeoff_elevation_m: float | None
+    phone_policy: PhonePositionPolicy | None
+
+
 def georeference_image(
-    image: str | Path | LoadedImage,
-    *,
-    camera: TowerCameraConfig | str | Path | None = None,
-    preset: str | None = None,
-    manual_lonlat: tuple[float, float] | None = None,
-    dem_path: str | Path | None = None,
-    takeoff_elevation_m: float | None = None,
-    phone_policy: PhonePositionPolicy | None = None,
-    ortho_accuracy_m: float = 1.0,
+    image: str | Path | LoadedImage, *, ortho_accuracy_m: float = 1.0, **options: Unpack[GeoreferenceOptions]
 ) -> ImageGeoreference:
     """The projector for an image: a decoded `LoadedImage` (its metadata, nothing re-read) or a
     file path (GeoTIFFs by suffix; other files probed once, header only).
@@ -92,15 +97,12 @@ def georeference_image(
         name, meta = image.name, image.metadata
     else:
         path = Path(image)
-        if path.suffix.lower() in GEOTIFF_SUFFIXES and camera is None:
+        if path.suffix.lower() in GEOTIFF_SUFFIXES and options.get("camera") is None:
             ortho = _orthomosaic(path, ortho_accuracy_m, reasons)
             if ortho is not None:
                 return ortho
         name, meta = str(path), probe_image(path).metadata
-    return georeference_metadata(
-        meta, name, reasons=reasons, camera=camera, preset=preset, manual_lonlat=manual_lonlat,
-        dem_path=dem_path, takeoff_elevation_m=takeoff_elevation_m, phone_policy=phone_policy,
-    )
+    return georeference_metadata(meta, name, reasons=reasons, **options)
 
 
 def georeference_metadata(
