@@ -32,7 +32,9 @@ install-dev: $(UV)
 demo: install-serve
 	$(BIN)/patrol demo
 
+# The layering contracts (pyproject.toml, [tool.importlinter]) first: a broken one fails the run.
 test: install-dev
+	$(BIN)/lint-imports --no-logo
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Regenerate the lock after changing dependencies in pyproject.toml.
@@ -42,7 +44,8 @@ lock: $(UV)
 		--python-platform x86_64-manylinux_2_28 -o requirements/constraints.txt
 
 lint: install-dev
-	$(BIN)/ruff check vision service training tests benchmarks
+	$(BIN)/ruff check vision service training patrol_cli tests benchmarks
+	$(BIN)/lint-imports --no-logo
 
 bench: install-dev
 	$(BIN)/python benchmarks/inference.py --quick

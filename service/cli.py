@@ -1,13 +1,26 @@
-"""`patrol serve`, `patrol keys`, `patrol regions import`, `patrol demo`: settings from PATROL_* variables."""
+"""`patrol serve`, `patrol keys`, `patrol regions`, `patrol demo`: settings from PATROL_* variables.
+
+The ledger database comes from PATROL_DATABASE_URL or `--database-url`. `serve` creates and
+migrates it; `keys` and `regions` use an existing one and refuse to create an SQLite file
+silently in some folder (`keys create` and `regions import` take `--create-database`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from service.demo import demo_command
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session
+
+    from service.settings import Settings
+    from vision.cli.output import Justify
 
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 regions_app = typer.Typer(help="Villages and grids.", no_args_is_help=True)
@@ -22,13 +35,31 @@ def register(app: typer.Typer) -> None:
     )
 
 
-def _settings():  # type: ignore[no-untyped-def]
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="SQLAlchemy URL of the ledger: sqlite:///path.db or postgresql+psycopg://user@host/db "
+        "[default: PATROL_DATABASE_URL, else sqlite:///./var/patrol.db]",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")]
+CreateDatabaseOption = Annotated[
+    bool,
+    typer.Option(
+        "--create-database", help="Create (and migrate) the SQLite ledger file if it does not exist yet."
+    ),
+]
+
+
+def _settings(database_url: str | None = None) -> Settings:
     from pydantic import ValidationError
 
     from service.settings import Settings
 
     try:
-        return Settings()
+        return Settings(database_url=database_url) if database_url else Settings()
     except ValidationError as exc:
         typer.echo(f"invalid PATROL_* settings:\n{exc}", err=True)
         raise typer.Exit(2) from None
@@ -37,33 +68,33 @@ def _settings():  # type: ignore[no-untyped-def]
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     import uvicorn
 
     from service.api.app import create_app
 
-    uvicorn.run(create_app(_settings()), host=host, port=port, proxy_headers=True)
+    uvicorn.run(create_app(_settings(database_url)), host=host, port=port, proxy_headers=True)
 
 
 @keys_app.command("create", help="Create an API key and print it once; only its hash is stored.")
 def keys_create(
     role: Annotated[str, typer.Option(help="citizen, worker, reviewer, ingest or admin.")],
     name: Annotated[str, typer.Option(help="Who or what holds the key.")] = "",
+    database_url: DatabaseUrlOption = None,
+    create_database: CreateDatabaseOption = False,
 ) -> None:
     from datetime import UTC, datetime
 
     from service.auth import Role, create_key
-    from service.db.session import make_engine, make_session_factory, session_scope
-    from service.migrations import runner
+    from service.db.session import make_session_factory, session_scope
 
     try:
         parsed = Role(role)
     except ValueError:
         typer.echo(f"unknown role {role!r}; expected one of: {', '.join(r.value for r in Role)}", err=True)
         raise typer.Exit(2) from None
-    settings = _settings()
-    engine = make_engine(settings.database_url)
-    runner.upgrade(engine)
+    engine = _migrated_engine(database_url, create=create_database)
     with session_scope(make_session_factory(engine)) as session:
         row, token = create_key(
             session, role=parsed, name=name or f"{parsed.value} key", now=datetime.now(UTC)
@@ -75,28 +106,44 @@ def keys_create(
 
 
 @keys_app.command("list", help="List API keys (id, role, name, created, revoked); never the keys themselves.")
-def keys_list() -> None:
+def keys_list(database_url: DatabaseUrlOption = None, as_json: JsonOption = False) -> None:
     from sqlalchemy import select
 
     from service.db.models import ApiKey
-    from service.db.session import make_session_factory
 
-    engine = _migrated_engine()
-    with make_session_factory(engine)() as session:
-        for key in session.scalars(select(ApiKey).order_by(ApiKey.id)):
-            revoked = key.revoked_at.isoformat() if key.revoked_at else "-"
-            typer.echo(f"{key.id}\t{key.role}\t{key.name}\t{key.created_at.isoformat()}\trevoked={revoked}")
-    engine.dispose()
+    def read(session: Session) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": key.id,
+                "role": key.role,
+                "name": key.name,
+                "created_at": key.created_at.isoformat(),
+                "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+            }
+            for key in session.scalars(select(ApiKey).order_by(ApiKey.id))
+        ]
+
+    _print_listing(
+        _read_ledger(database_url, read),
+        as_json,
+        title="API keys",
+        columns=(("id", "right"), "role", "name", "created", "revoked"),
+        row=lambda k: (str(k["id"]), k["role"], k["name"], k["created_at"], k["revoked_at"] or "-"),
+        empty="no API keys yet; create one with `patrol keys create --role admin`",
+    )
 
 
 @keys_app.command("revoke", help="Revoke an API key by id; requests with it get 401 from then on.")
-def keys_revoke(key_id: Annotated[int, typer.Argument(help="The id shown by `patrol keys list`.")]) -> None:
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(help="The id shown by `patrol keys list`.")],
+    database_url: DatabaseUrlOption = None,
+) -> None:
     from datetime import UTC, datetime
 
     from service.db.models import ApiKey
     from service.db.session import make_session_factory, session_scope
 
-    engine = _migrated_engine()
+    engine = _migrated_engine(database_url)
     with session_scope(make_session_factory(engine)) as session:
         key = session.get(ApiKey, key_id)
         if key is not None and key.revoked_at is None:
@@ -108,13 +155,88 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="The id shown by `pat
     typer.echo(f"revoked key {key_id} ({key.role}, {key.name})", err=True)
 
 
-def _migrated_engine():  # type: ignore[no-untyped-def]
+def _migrated_engine(database_url: str | None, *, create: bool = False) -> Engine:
+    """The ledger's engine, migrated; exit 2 when the settings are bad or an SQLite ledger file is
+    missing and `create` is false (a mistyped path or the wrong folder would start an empty ledger)."""
     from service.db.session import make_engine
     from service.migrations import runner
 
-    engine = make_engine(_settings().database_url)
+    url = _settings(database_url).database_url
+    missing = _missing_sqlite_file(url)
+    if missing is not None and not create:
+        import os
+
+        origin = (
+            "--database-url"
+            if database_url
+            else "PATROL_DATABASE_URL"
+            if os.environ.get("PATROL_DATABASE_URL")
+            else "the default; set PATROL_DATABASE_URL or pass --database-url"
+        )
+        typer.echo(
+            f"error: no ledger database at {missing} ({url}, from {origin}). Point at an existing "
+            "ledger, or create this one: run `patrol serve` once with this URL (it migrates on start) "
+            "or pass --create-database to `patrol keys create` or `patrol regions import`.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    engine = make_engine(url)
     runner.upgrade(engine)
     return engine
+
+
+def _missing_sqlite_file(database_url: str) -> Path | None:
+    """The absolute path of an SQLite URL's database file when that file does not exist; else None."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    name = url.database
+    if url.get_backend_name() != "sqlite" or not name or name == ":memory:":
+        return None
+    if name.startswith("file:"):  # an SQLite URI filename (?uri=true)
+        name = name.removeprefix("file:").split("?", 1)[0]
+    path = Path(name).expanduser().resolve()
+    return None if path.exists() else path
+
+
+def _read_ledger(
+    database_url: str | None, read: Callable[[Session], list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """`read` in a session on the existing ledger (see `_migrated_engine`)."""
+    from service.db.session import make_session_factory
+
+    engine = _migrated_engine(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            return read(session)
+    finally:
+        engine.dispose()
+
+
+def _print_listing(
+    items: list[dict[str, Any]],
+    as_json: bool,
+    *,
+    title: str,
+    columns: Sequence[str | tuple[str, Justify]],
+    row: Callable[[dict[str, Any]], Sequence[str]],
+    empty: str,
+) -> None:
+    """A JSON list on stdout, or a table that folds long cells (nothing cut); `empty` on stderr."""
+    from rich.console import Console
+
+    from vision.cli.output import folding_table, print_json
+
+    if as_json:
+        print_json(items)
+        return
+    if not items:
+        typer.echo(empty, err=True)
+        return
+    table = folding_table(title, columns)
+    for item in items:
+        table.add_row(*row(item))
+    Console().print(table)
 
 
 @regions_app.command(
@@ -122,14 +244,17 @@ def _migrated_engine():  # type: ignore[no-untyped-def]
     help="Import villages and grids from a GeoJSON FeatureCollection "
     "(properties: name, kind = village | grid).",
 )
-def regions_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]) -> None:
+def regions_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    database_url: DatabaseUrlOption = None,
+    create_database: CreateDatabaseOption = False,
+) -> None:
     import json
     from datetime import UTC, datetime
 
-    from service.db.session import lock_ledger, make_engine, make_session_factory, session_scope
+    from service.db.session import lock_ledger, make_session_factory, session_scope
     from service.errors import InvalidInputError
     from service.ledger.regions import import_regions, parse_feature_collection
-    from service.migrations import runner
 
     try:
         drafts = parse_feature_collection(json.loads(file.read_text(encoding="utf-8")))
@@ -139,9 +264,7 @@ def regions_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=Fa
     except InvalidInputError as exc:
         typer.echo(f"{file}: {exc}", err=True)
         raise typer.Exit(2) from None
-    settings = _settings()
-    engine = make_engine(settings.database_url)
-    runner.upgrade(engine)
+    engine = _migrated_engine(database_url, create=create_database)
     now = datetime.now(UTC)
     with session_scope(make_session_factory(engine)) as session:
         lock_ledger(session, now)
@@ -154,4 +277,32 @@ def regions_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=Fa
         f"{len(created)} created, {len(result.skipped)} already present, "
         f"{result.issues_reassigned} issues moved to a smaller region",
         err=True,
+    )
+
+
+@regions_app.command("list", help="List villages and grids (id, kind, name, the region it lies in, area).")
+def regions_list(database_url: DatabaseUrlOption = None, as_json: JsonOption = False) -> None:
+    from service.ledger.regions import all_regions
+
+    def read(session: Session) -> list[dict[str, Any]]:
+        by_id = all_regions(session)
+        return [
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "name": r.name,
+                "parent_id": r.parent_id,
+                "parent": by_id[r.parent_id].name if r.parent_id in by_id else None,
+                "area_m2": round(r.area_m2, 1),
+            }
+            for r in by_id.values()
+        ]
+
+    _print_listing(
+        _read_ledger(database_url, read),
+        as_json,
+        title="villages and grids",
+        columns=(("id", "right"), "kind", "name", "in", ("area m²", "right")),
+        row=lambda r: (str(r["id"]), r["kind"], r["name"], r["parent"] or "-", f"{r['area_m2']:,.0f}"),
+        empty="no villages or grids yet; import them with `patrol regions import FILE.geojson`",
     )

@@ -47,15 +47,6 @@ def search_box(lon: float, lat: float, radius_m: float) -> SearchBox:
     return SearchBox(lon - dlon, max(-90.0, lat - dlat), lon + dlon, min(90.0, lat + dlat))
 
 
-def valid_lon_lat(lon: float | None, lat: float | None) -> bool:
-    """A usable position: finite, in range, and not (0, 0), which is what a missing GPS fix looks like."""
-    if lon is None or lat is None:
-        return False
-    if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
-        return False
-    return not (abs(lon) < 1e-6 and abs(lat) < 1e-6)
-
-
 def to_geojson_text(geometry: BaseGeometry) -> str:
     return json.dumps(mapping(geometry), separators=(",", ":"))
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from patrol_cli.main import app as patrol
 from tests.vision.fakes import install_tiny_model
-from vision.cli.main import app as patrol
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
@@ -44,7 +44,7 @@ def test_without_a_model_the_demo_says_so_and_writes_nothing(tmp_path):
 
 PROGRAM = """
 import json, sys
-from vision.cli.main import app
+from patrol_cli.main import app
 try:
     app(["demo", "--out", sys.argv[1], "--models-dir", sys.argv[2], "--samples", sys.argv[3]],
         standalone_mode=False)
@@ -99,3 +99,39 @@ def test_the_demo_runs_the_samples_end_to_end_without_torch(tiny_model, tmp_path
         assert feature["properties"]["evidence"], feature["id"]
         for relative in feature["properties"]["evidence"]:
             assert (out / relative).is_file()
+
+
+def _feature(issue_id, village, grid, coords):  # type: ignore[no-untyped-def]
+    return {
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": coords} if coords else None,
+        "properties": {"id": issue_id, "class_key": "garbage_pile", "name_zh": "垃圾堆", "max_score": 0.8125,
+                       "village": village, "grid": grid, "state": "candidate", "observation_count": 2},
+    }
+
+
+def test_the_ledger_as_json_rows_and_as_a_table_that_keeps_grid_names_whole():
+    import io
+
+    from rich.console import Console
+
+    from service.demo import _ledger_rows, _ledger_table
+
+    features = [_feature(1, "青山村", "青山村第一网格", [119.123456789, 30.5]),
+                _feature(2, "青山村", "青山村第三网格", None)]
+    rows = _ledger_rows(features)
+    assert rows[0] == {"id": 1, "class_key": "garbage_pile", "name_zh": "垃圾堆", "max_score": 0.8125,
+                       "village": "青山村", "grid": "青山村第一网格", "lon": 119.123456789, "lat": 30.5,
+                       "state": "candidate", "observation_count": 2}
+    assert rows[1]["lon"] is None and rows[1]["lat"] is None
+    json.dumps(rows)  # a JSON document as it is
+    console = Console(width=80, record=True, file=io.StringIO())
+    console.print(_ledger_table(features))
+    text = console.export_text()
+    assert "…" not in text
+    columns: dict[int, str] = {}
+    for line in text.splitlines():
+        if line.startswith("│"):
+            for i, cell in enumerate(line.strip("│").split("│")):
+                columns[i] = columns.get(i, "") + cell.strip()
+    assert "青山村第一网格" in columns[4] and "青山村第三网格" in columns[4]

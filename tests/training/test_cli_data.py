@@ -9,10 +9,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from patrol_cli.main import app
 from tests.model_factory import TinyModel
 from tests.training.synthetic import make_synthetic_dataset
 from tests.vision.fakes import install_tiny_model
-from vision.cli.main import app
 from vision.model_card import ModelCard
 
 runner = CliRunner()

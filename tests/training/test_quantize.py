@@ -13,6 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
+from patrol_cli.main import app
 from tests.training.synthetic import make_synthetic_dataset
 from tests.vision.fakes import FAKE_LABELS, install_tiny_model
 from training.quantize import (
@@ -24,7 +25,6 @@ from training.quantize import (
     quantize_model,
     quantize_onnx,
 )
-from vision.cli.main import app
 from vision.detectors.base import OnnxRuntimeConfig
 from vision.detectors.onnx_runtime import OnnxRuntimeDetector
 from vision.model_registry import resolve_model, sha256_file

@@ -96,7 +96,7 @@ STRACE = _strace_works()
 
 def _run_patrol(args: list[str], env: dict[str, str], trace: Path) -> subprocess.CompletedProcess:
     """`patrol ARGS` in a child process, under the Python guard and, where possible, strace."""
-    command = [sys.executable, "-m", "vision.cli.main", *args]
+    command = [sys.executable, "-m", "patrol_cli", *args]
     if STRACE:
         command = ["strace", "-f", "-e", "trace=connect,sendto,sendmsg", "-o", str(trace), *command]
     return subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -56,8 +55,8 @@ def list_command(
 ) -> None:
     """Show installed models and their cards."""
     from rich.console import Console
-    from rich.table import Table
 
+    from vision.cli.output import folding_table, print_json
     from vision.model_registry import default_models_dir
     from vision.taxonomy import Taxonomy
 
@@ -66,15 +65,14 @@ def list_command(
     folders = sorted(p.parent for p in root.glob("*/card.json")) if root.is_dir() else []
     summaries = [model_summary(folder, taxonomy) for folder in folders]
     if as_json:
-        typer.echo(json.dumps(summaries, ensure_ascii=False, indent=2))
+        print_json(summaries)
     else:
         console = Console()
         if not summaries:
             console.print(f"no models installed in {root} (a model folder holds model.onnx and card.json)")
             return
-        table = Table(title=f"models in {root}")
-        for column in ("name", "version", "input", "trained classes", "not trained on", "sha256", "metrics"):
-            table.add_column(column)
+        table = folding_table(f"models in {root}", ("name", "version", "input", "trained classes",
+                                                     "not trained on", "sha256", "metrics"))
         for s in summaries:
             if s["error"]:
                 table.add_row(s["name"], "-", "-", "-", "-", "-", f"[red]{s['error']}[/red]")

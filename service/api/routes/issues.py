@@ -18,9 +18,9 @@ from service.db.models import ApiKey, Issue
 from service.db.session import lock_ledger
 from service.errors import NotFoundError
 from service.ledger.events import Actor, record_event, transition
-from service.ledger.geometry import valid_lon_lat
 from service.ledger.regions import all_regions, smallest_region_containing
 from service.ledger.states import State
+from vision.geo.types import valid_lon_lat
 
 router = APIRouter(prefix="/v1/issues", tags=["issues"], dependencies=AUTHENTICATED)
 

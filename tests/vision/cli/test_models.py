@@ -7,8 +7,8 @@ import shutil
 
 from typer.testing import CliRunner
 
+from patrol_cli.main import app
 from tests.vision.fakes import install_tiny_model
-from vision.cli.main import app
 
 runner = CliRunner()
 
@@ -71,3 +71,17 @@ def test_no_models_installed_says_so(tmp_path):
     assert "no models installed" in result.stdout
     result = _list(tmp_path / "none", "--json")
     assert json.loads(result.stdout) == []
+
+
+def test_a_narrow_table_folds_identifiers_instead_of_cutting_them(models_dir):
+    result = runner.invoke(app, ["models", "list", "--models-dir", str(models_dir)], env={"COLUMNS": "60"})
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    columns: dict[int, str] = {}  # each column's text, its lines joined: a folded cell reads whole
+    for line in result.stdout.splitlines():
+        if line.startswith("│"):
+            for i, cell in enumerate(line.strip("│").split("│")):
+                columns[i] = columns.get(i, "") + cell.strip()
+    text = " ".join(columns.values())
+    for key in ("garbage_pile", "straw_burning", "roadside_clutter", "illegal_structure", "2026.11.23-test"):
+        assert key in text
