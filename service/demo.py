@@ -113,7 +113,7 @@ def run_demo(
     ctx = Runtime.build(settings)
     report = DemoReport()
     try:
-        runner.upgrade(engine)
+        runner.upgrade(ctx.engine)
         console.print(f"model {ctx.model_version()}")
         citizen_key, drone_key = _demo_keys(ctx)
         report.regions = _import_regions(ctx, regions_file)
