@@ -126,24 +126,20 @@ def read_metadata(im: Image.Image, format_name: str, *, with_exif: bool = True) 
     if not (isinstance(orientation, int) and 1 <= orientation <= 8):
         orientation = 1  # a damaged tag should not cost the photo; treat it as upright
     xmp = _xmp_packet(im)
-    dji: Mapping[str, str] = _EMPTY
-    problem = None
-    if xmp:
-        from vision.geo.xmp import XmpError, dji_tags  # defusedxml; only when there is a packet
+    dji, problem = _drone_tags(xmp)
+    return ImageMetadata((int(im.width), int(im.height)), format_name, orientation, exif, xmp, dji, problem)
 
-        try:
-            dji = MappingProxyType(dji_tags(xmp))
-        except XmpError as exc:
-            problem = str(exc)
-    return ImageMetadata(
-        stored_wh=(int(im.width), int(im.height)),
-        format=format_name,
-        orientation=orientation,
-        exif=exif,
-        xmp=xmp,
-        dji=dji,
-        xmp_problem=problem,
-    )
+
+def _drone_tags(xmp: bytes | None) -> tuple[Mapping[str, str], str | None]:
+    """The packet's `drone-dji:` properties, and why a packet that is there was refused."""
+    if not xmp:
+        return _EMPTY, None
+    from vision.geo.xmp import XmpError, dji_tags  # defusedxml; only when there is a packet
+
+    try:
+        return MappingProxyType(dji_tags(xmp)), None
+    except XmpError as exc:
+        return _EMPTY, str(exc)
 
 
 def _exif_tags(im: Image.Image) -> ExifTags:
