@@ -232,7 +232,7 @@ def sample_images(folder: Path | None, data_yaml: Path | None,
     source = "synthetic"
     if folder is not None:
         candidates = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
-        source = str(folder)
+        source = folder.as_posix() if not folder.is_absolute() else folder.name  # no machine paths in cards
         if not candidates:
             raise ExportError(f"no images ({', '.join(_IMAGE_SUFFIXES)}) under {folder}")
     elif data_yaml is not None and data_yaml.is_file():
@@ -246,7 +246,7 @@ def sample_images(folder: Path | None, data_yaml: Path | None,
             path = Path(entry) if Path(entry).is_absolute() else root / entry
             if path.is_dir():
                 candidates += sorted(p for p in path.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
-        source = f"{data_yaml} val split" if candidates else source
+        source = f"{data_yaml.parent.name} val split" if candidates else source
     images = [image for p in candidates[:count] if (image := cv2.imread(str(p))) is not None]
     if folder is not None and not images:
         raise ExportError(f"none of the images under {folder} could be read")
@@ -314,6 +314,7 @@ def export_model(weights: Path, name: str, models_dir: Path | None = None, *, im
     from datetime import UTC, datetime
 
     from training.registry import install_model
+    from training.run_record import relative_path
     from vision.model_registry import sha256_file
 
     if not weights.is_file():
@@ -321,6 +322,9 @@ def export_model(weights: Path, name: str, models_dir: Path | None = None, *, im
     facts = _read_checkpoint_facts(weights)
     size = int(imgsz or facts["imgsz"] or 640)
     record = _run_record_for(weights)
+    # The card names the run and the weights within it, not where they lay on this machine.
+    run_dir = weights.resolve().parent.parent if record is not None else None
+    run_id = (record or {}).get("run_id") or (run_dir.name if run_dir is not None else None)
     data_record = (record or {}).get("data") or {}
     data_yaml = Path(facts["data"]) if facts["data"] else None
     label_map = default_label_map(facts["labels"], data_record.get("label_map"))
@@ -341,7 +345,9 @@ def export_model(weights: Path, name: str, models_dir: Path | None = None, *, im
             "trained_classes": sorted({key for key in label_map.values() if key is not None}),
             "dataset": {k: data_record[k] for k in ("name", "version", "hash", "hash_source", "data_yaml")
                         if data_record.get(k) is not None},
-            "training": {"weights": str(weights.resolve()), "weights_sha256": sha256_file(weights),
+            "training": {"run_id": run_id,
+                         "weights": relative_path(weights, run_dir) if run_dir is not None else weights.name,
+                         "weights_sha256": sha256_file(weights),
                          "run": record or {},
                          "export": {"opset": OPSET, "dynamic": True, "simplify": True, "samples": source,
                                     "parity": parity.as_dict()}},

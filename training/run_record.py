@@ -2,7 +2,10 @@
 
 Written as `run_record.json` beside ultralytics' own `args.yaml` in the run folder, once
 when the run starts and again when it ends, so that a run killed half-way still says what
-it was. The model card copies it into its `training` field.
+it was. The model card copies it into its `training` field, so the record keeps no absolute
+path of the machine that trained: the run is named by its id (the run folder's name), and
+paths are relative to the run folder (the command's to its `cwd`, itself relative to the run
+folder).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 class DataRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    data_yaml: str
+    data_yaml: str = Field(description="Relative to the run folder (as given when described alone).")
     hash: str = Field(description="Dataset hash: the dataset card's, else one computed from the files.")
     hash_source: Literal["dataset_card", "files"]
     name: str | None = None
@@ -66,17 +69,21 @@ class HardwareRecord(BaseModel):
 class RunRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    command: list[str] = Field(description="argv of the process that trained, verbatim.")
-    command_line: str = Field(description="The same, shell-quoted, to paste and rerun.")
-    cwd: str = Field(description="Working directory the command ran in (relative paths start here).")
+    run_id: str | None = Field(default=None, description="The run folder's name (`--name`).")
+    command: list[str] = Field(description="argv of the process that trained, its absolute paths made "
+                                           "relative to `cwd`.")
+    command_line: str = Field(description="The same, shell-quoted, to paste and rerun in `cwd`.")
+    cwd: str = Field(description="Working directory the command ran in, relative to the run folder.")
     status: Literal["running", "finished", "failed"]
     started_at: str
     finished_at: str | None = None
     wall_seconds: float | None = Field(default=None, description="All sessions, resumes included.")
     resumed_at: list[str] = Field(default_factory=list)
     seed: int
-    base: dict[str, Any] = Field(description="Starting weights: path, sha256, kind.")
-    train_args: dict[str, Any] = Field(description="What was passed to ultralytics' train().")
+    base: dict[str, Any] = Field(description="Starting weights: path (a checkpoint's relative to the run "
+                                             "folder), sha256, kind.")
+    train_args: dict[str, Any] = Field(description="What was passed to ultralytics' train(); its data and "
+                                                   "project relative to the run folder.")
     data: DataRecord
     code: CodeRecord
     hardware: HardwareRecord
@@ -101,6 +108,23 @@ def now_iso() -> str:
 
 def command_line(argv: list[str]) -> str:
     return shlex.join(argv)
+
+
+def relative_path(path: str | Path, start: Path) -> str:
+    """`path` relative to the folder `start`, with / separators: what a record keeps instead of
+    an absolute path of the machine that wrote it."""
+    return Path(os.path.relpath(Path(path).resolve(), start.resolve())).as_posix()
+
+
+def portable_command(argv: list[str], cwd: Path) -> list[str]:
+    """argv with each absolute path in it (also in `--option=/path`) made relative to `cwd`."""
+    portable = []
+    for arg in argv:
+        head, sep, value = arg.partition("=")
+        if not (sep and arg.startswith("-")):
+            head, sep, value = "", "", arg
+        portable.append(head + sep + (relative_path(value, cwd) if os.path.isabs(value) else value))
+    return portable
 
 
 def sha256_file(path: Path) -> str:
@@ -166,18 +190,21 @@ def data_labels(data_yaml: Path) -> list[str]:
     raise ValueError(f"{data_yaml}: expected 'names' as a list or an id -> name mapping, got {names!r}")
 
 
-def describe_data(data_yaml: Path) -> DataRecord:
-    """The dataset card's hash and label map when `patrol dataset build` wrote one, else hash the files."""
+def describe_data(data_yaml: Path, run_dir: Path | None = None) -> DataRecord:
+    """The dataset card's hash and label map when `patrol dataset build` wrote one, else hash the files.
+
+    With `run_dir`, data_yaml is recorded relative to it."""
     labels = data_labels(data_yaml)
+    recorded = relative_path(data_yaml, run_dir) if run_dir is not None else str(data_yaml)
     card_path = data_yaml.parent / DATASET_CARD_JSON
     if card_path.is_file():
         card = json.loads(card_path.read_text(encoding="utf-8"))
         credits = [s.get("attribution") or f"{s.get('name')} ({s.get('licence')}) {s.get('url', '')}".strip()
                    for s in card.get("sources", [])]
-        return DataRecord(data_yaml=str(data_yaml), hash=card["hash"], hash_source="dataset_card",
+        return DataRecord(data_yaml=recorded, hash=card["hash"], hash_source="dataset_card",
                           name=card.get("name"), version=card.get("version"), labels=labels,
                           label_map=card.get("label_map"), attribution=credits)
-    return DataRecord(data_yaml=str(data_yaml), hash=hash_dataset_files(data_yaml, labels),
+    return DataRecord(data_yaml=recorded, hash=hash_dataset_files(data_yaml, labels),
                       hash_source="files", labels=labels)
 
 

@@ -35,6 +35,8 @@ from training.run_record import (
     describe_data,
     describe_hardware,
     now_iso,
+    portable_command,
+    relative_path,
     sha256_file,
 )
 from training.run_record import command_line as quote_command
@@ -125,12 +127,13 @@ def _prepare_offline(device: str) -> tuple[Any, dict[str, Any]]:
         api_key_removed = True
     fonts = place_offline_fonts(Path(USER_CONFIG_DIR))
     amp = amp_mode(device)
+    # fonts_placed are in ultralytics' config dir (USER_CONFIG_DIR), a folder of this machine.
     return ultralytics, {"amp": amp, "plots": False, "fonts_placed": fonts,
-                         "font_dir": str(USER_CONFIG_DIR), "api_key_removed": api_key_removed,
+                         "api_key_removed": api_key_removed,
                          "YOLO_OFFLINE": os.environ.get("YOLO_OFFLINE")}
 
 
-def _describe_base(base: str) -> dict[str, Any]:
+def _describe_base(base: str, run_dir: Path) -> dict[str, Any]:
     path = Path(base)
     if path.suffix == ".pt":
         if not path.is_file():
@@ -138,7 +141,7 @@ def _describe_base(base: str) -> dict[str, Any]:
             raise TrainingError(f"base weights {path} not found; pass an existing .pt (e.g. from "
                                 f"`patrol transplant`) or an architecture YAML such as yolov5nu.yaml")
         check_ultralytics_checkpoint(path)
-        return {"kind": "checkpoint", "path": str(path.resolve()), "sha256": sha256_file(path)}
+        return {"kind": "checkpoint", "path": relative_path(path, run_dir), "sha256": sha256_file(path)}
     if path.suffix in (".yaml", ".yml"):
         return {"kind": "architecture", "path": base, "sha256": None}
     raise TrainingError(f"expected the base to be a .pt checkpoint or an architecture .yaml, got {base!r}")
@@ -182,9 +185,10 @@ def train(options: TrainOptions, argv: list[str], callbacks: Callbacks | None = 
     """
     if not options.data.is_file():
         raise TrainingError(f"data file {options.data} not found; build one with `patrol datasets build`")
-    base = _describe_base(options.base)
-    data = describe_data(options.data.resolve())
     project = _run_dir(options)
+    run_dir = project / options.name
+    base = _describe_base(options.base, run_dir)
+    data = describe_data(options.data.resolve(), run_dir)
     if (project / options.name).exists():
         raise TrainingError(f"run {project / options.name} exists; pick another --name, or pass "
                             f"--resume to continue it")
@@ -209,11 +213,15 @@ def train(options: TrainOptions, argv: list[str], callbacks: Callbacks | None = 
     }
     if options.freeze is not None:
         train_args["freeze"] = options.freeze
+    # The record names no absolute path of this machine (it goes into the model card).
+    command = portable_command(list(argv), Path.cwd())
+    recorded_args = {**train_args, "data": relative_path(options.data, run_dir),
+                     "project": relative_path(project, run_dir)}
     record = RunRecord(
-        command=list(argv), command_line=quote_command(list(argv)), cwd=str(Path.cwd()), status="running",
-        started_at=now_iso(), seed=options.seed, base=base, train_args=train_args, data=data,
-        code=describe_code(), hardware=describe_hardware(options.device), offline=offline)
-    run_dir = project / options.name
+        run_id=options.name, command=command, command_line=quote_command(command),
+        cwd=relative_path(Path.cwd(), run_dir), status="running", started_at=now_iso(), seed=options.seed,
+        base=base, train_args=recorded_args, data=data, code=describe_code(),
+        hardware=describe_hardware(options.device), offline=offline)
     return _fit(lambda: model.train(**train_args), model, record, run_dir, previous_seconds=0.0)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from tests.training.synthetic import make_synthetic_dataset
-from training.run_record import RunRecord, hash_dataset_files
+from training.run_record import RunRecord, hash_dataset_files, portable_command
 
 pytestmark = pytest.mark.slow
 
@@ -168,8 +168,12 @@ def test_run_record_says_what_ran(trained_run):
     _check_trained(trained_run)
     record = RunRecord.read(trained_run.run_dir)
     assert record.status == "finished" and record.error is None
-    assert record.command[1:] == trained_run.args
-    assert record.command_line.endswith(" ".join(trained_run.args))
+    # The record (copied into model cards) names no absolute path of this machine.
+    assert record.command[1:] == portable_command(trained_run.args, PROJECT_ROOT)
+    assert record.command_line.endswith(" ".join(record.command[1:]))
+    assert record.run_id == "tiny" and (trained_run.run_dir / record.cwd).resolve() == PROJECT_ROOT.resolve()
+    assert (trained_run.run_dir / record.data.data_yaml).resolve() == trained_run.dataset.data_yaml.resolve()
+    assert record.train_args["project"] == ".."
     assert record.seed == 3 and record.train_args["seed"] == 3
     assert record.train_args["imgsz"] == 64 and record.train_args["plots"] is False
     assert record.train_args["amp"] is False and record.offline["amp"] is False
@@ -210,6 +214,8 @@ def test_export_install_and_evaluate(trained_run):
     assert card.label_map == {label: label for label in LABELS}
     assert card.training["run"]["data"]["hash"] == RunRecord.read(trained_run.run_dir).data.hash
     assert card.training["export"]["parity"] == parity
+    assert card.training["run_id"] == "tiny" and card.training["weights"] == "weights/best.pt"
+    assert not [value for value in _strings(card.model_dump()) if value.startswith("/")]
     assert (installed.folder / "card.md").read_text().startswith("# Model tiny")
 
     detector = load_detector(OnnxRuntimeConfig(model=installed.weights, conf=0.001))
@@ -229,6 +235,14 @@ def test_export_install_and_evaluate(trained_run):
              (LABELS[box.class_id] for box in image.boxes)}
     assert set(summary["per_class"]) >= drawn
     json.dumps(summary)  # what `patrol evaluate --json` would print
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict | list):
+        for item in value.values() if isinstance(value, dict) else value:
+            yield from _strings(item)
 
 
 class _StopAfterFirstEpoch(Exception):

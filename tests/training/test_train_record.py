@@ -20,6 +20,7 @@ from training.run_record import (
     describe_code,
     describe_data,
     hash_dataset_files,
+    portable_command,
 )
 from training.train import (
     TrainingError,
@@ -106,6 +107,14 @@ def test_command_line_is_shell_quoted():
         "patrol train --name 'a b' --data d.yaml"
 
 
+def test_portable_command_makes_absolute_paths_relative_to_cwd(tmp_path):
+    cwd = tmp_path / "project"
+    argv = [str(cwd / ".venv/bin/patrol"), "train", "--data", str(tmp_path / "d" / "data.yaml"),
+            f"--project={tmp_path / 'runs'}", "--name", "a", "--base", "yolov5nu.yaml"]
+    assert portable_command(argv, cwd) == [".venv/bin/patrol", "train", "--data", "../d/data.yaml",
+                                           "--project=../runs", "--name", "a", "--base", "yolov5nu.yaml"]
+
+
 @pytest.mark.parametrize("base, expectation, kind", [
     ("yolov5nu.yaml", does_not_raise(), "architecture"),
     ("missing.pt", pytest.raises(TrainingError, match="not found"), None),
@@ -113,16 +122,16 @@ def test_command_line_is_shell_quoted():
 ])
 def test_base_must_be_a_local_checkpoint_or_an_architecture(base, expectation, kind):
     with expectation:
-        assert _describe_base(base)["kind"] == kind
+        assert _describe_base(base, Path("runs/r"))["kind"] == kind
 
 
 def test_base_checkpoint_is_hashed(tmp_path):
     weights = tmp_path / "w.pt"
     torch.save({"model": {"w": torch.zeros(2)}}, weights)
-    described = _describe_base(str(weights))
+    described = _describe_base(str(weights), tmp_path / "runs" / "r")
     assert described["kind"] == "checkpoint"
     assert described["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
-    assert described["path"] == str(weights.resolve())
+    assert described["path"] == "../../w.pt"  # relative to the run folder: cards name no machine paths
 
 
 class _Planted:
@@ -134,7 +143,7 @@ def test_base_checkpoint_with_planted_code_is_refused(tmp_path):
     weights = tmp_path / "planted.pt"
     torch.save({"model": _Planted()}, weights)
     with pytest.raises(UnsafeCheckpointError, match="posix.system"):
-        _describe_base(str(weights))
+        _describe_base(str(weights), tmp_path / "runs" / "r")
 
 
 @pytest.mark.parametrize("fields, expectation", [
