@@ -7,10 +7,10 @@ VENV ?= .venv
 UV_VERSION := 0.13.9
 BIN := $(VENV)/bin
 UV := $(BIN)/uv
-# Wheel folders some machines keep on disk (torch and its CUDA wheels among them); used when present.
-LOCAL_WHEELS := $(foreach d,/opt/pypi/files /opt/pypi-more/files /opt/wheels,$(if $(wildcard $(d)),--find-links $(d)))
+# Extra wheel folders (a machine's local copies of torch and its CUDA wheels, say) are the
+# machine's business, not this file's: uv reads them from UV_FIND_LINKS (see README.md).
 UV_INSTALL = $(UV) pip install --python $(BIN)/python -c requirements/constraints.txt \
-	--overrides requirements/overrides.txt $(LOCAL_WHEELS)
+	--overrides requirements/overrides.txt
 PYTEST_ARGS ?=
 
 .PHONY: demo test install-serve install-dev lock lint bench clean
@@ -33,8 +33,10 @@ demo: install-serve
 	$(BIN)/patrol demo
 
 # The layering contracts (pyproject.toml, [tool.importlinter]) first: a broken one fails the run.
+# Then mypy ([tool.mypy]): a type error, or a `# type: ignore` that hides none, fails it too.
 test: install-dev
 	$(BIN)/lint-imports --no-logo
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Regenerate the lock after changing dependencies in pyproject.toml.

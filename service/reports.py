@@ -92,6 +92,8 @@ def ranking(session: Session, month: str, timezone: str) -> list[RankingRow]:
             Issue.created_at >= start, Issue.created_at < end, Issue.region_id.is_not(None)
         )
     ):
+        if region_id is None:
+            continue  # excluded by the query; narrows the type
         for rid in ancestors.get(region_id, []):
             found[rid] += 1
 
@@ -110,6 +112,8 @@ def ranking(session: Session, month: str, timezone: str) -> list[RankingRow]:
     issues_by: dict[tuple[int, str], set[int]] = defaultdict(set)
     close_days: dict[int, list[float]] = defaultdict(list)
     for issue_id, to_state, at, region_id, created_at in events:
+        if region_id is None or to_state is None:
+            continue  # excluded by the query; narrows the types
         for rid in ancestors.get(region_id, []):
             issues_by[(rid, to_state)].add(issue_id)
             if to_state == State.closed.value:

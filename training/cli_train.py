@@ -38,7 +38,8 @@ def transplant_command(
 
     if (data is None) == (labels is None):
         raise _fail("pass exactly one of --data DATA_YAML or --labels a,b,c")
-    names = data_labels(data) if data is not None else [x.strip() for x in labels.split(",") if x.strip()]
+    listed = (labels or "").split(",")
+    names = data_labels(data) if data is not None else [x.strip() for x in listed if x.strip()]
     try:
         model, report = transplant(source, names, expected_sha256=None if any_checksum else YOLOV5N_SHA256)
         save_ultralytics_checkpoint(model, report, out)

@@ -331,11 +331,11 @@ def choose_thresholds(collected: Collected, card: ModelCard, *, floor: float = M
         if key is None:
             continue
         if label in data.names:
-            def truth_of(name: str, label: str = label) -> bool:
-                return name == label
+            def truth_of(name: str, wanted: str = label) -> bool:
+                return name == wanted
         else:
-            def truth_of(name: str, key: str = key) -> bool:
-                return data.label_map.get(name) == key
+            def truth_of(name: str, wanted: str = key) -> bool:
+                return data.label_map.get(name) == wanted
         gt = []
         preds = []
         for image in images:

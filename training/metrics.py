@@ -114,12 +114,14 @@ class CocoEvaluation:
         gt_anns = _annotations(ground_truth, cat_ids, scored=False)
         dt_anns = _annotations(predictions, cat_ids, scored=True)
         cats = [{"id": cid, "name": name} for name, cid in cat_ids.items()]
+        # The stubs' TypedDicts ask for fields a bbox evaluation has no use for (file_name,
+        # segmentation, supercategory) and lack the predictions' "score": hence the ignores.
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
             gt = COCO()
-            gt.dataset = {"images": images, "annotations": gt_anns, "categories": cats}
+            gt.dataset = {"images": images, "annotations": gt_anns, "categories": cats}  # type: ignore[typeddict-item]
             gt.createIndex()
             dt = COCO()
-            dt.dataset = {"images": images, "annotations": dt_anns, "categories": cats}
+            dt.dataset = {"images": images, "annotations": dt_anns, "categories": cats}  # type: ignore[typeddict-item]
             dt.createIndex()
             evaluator = COCOeval(gt, dt, iouType="bbox")
             evaluator.params.imgIds = [im["id"] for im in images]
@@ -189,7 +191,7 @@ def _annotations(per_image: Sequence[ImageBoxes], cat_ids: dict[str, int], *, sc
                 "id": len(anns) + 1, "image_id": image_index + 1, "category_id": cat_ids[name],
                 "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0}
             if scored:
-                ann["score"] = float(boxes.scores[j])  # type: ignore[index]
+                ann["score"] = float(boxes.scores[j])  # type: ignore[index]  # scored: checked above
             anns.append(ann)
     return anns
 

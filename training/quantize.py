@@ -252,9 +252,11 @@ def quantize_onnx(source: Path, target: Path, images: Sequence[Path], imgsz: int
     metadata = {p.key: p.value for p in source_model.metadata_props}
     with tempfile.TemporaryDirectory(prefix="patrol-quantize-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
+        errors: tuple[type[BaseException], ...] = (*_onnx_errors(), ValueError, RuntimeError, KeyError,
+                                                   OSError)
         try:
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        except (*_onnx_errors(), ValueError, RuntimeError, KeyError, OSError) as exc:
+        except errors as exc:
             raise QuantizeError(f"quant_pre_process failed on {source}: {exc}") from exc
         model = onnx.load(str(prepared))
         _name_unnamed_nodes(model)

@@ -21,10 +21,10 @@ import pickle
 import pickletools
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from vision.errors import ModelError
 
@@ -82,7 +82,7 @@ class PickledModule:
         return self.source_name.rsplit(".", 1)[-1]
 
 
-def _stand_ins() -> list[tuple[type, str]]:
+def _stand_ins() -> list[Callable[..., Any] | tuple[Callable[..., Any], str]]:
     # One subclass per global, so a loaded object still says which class it stood for.
     return [(type(name.rsplit(".", 1)[-1], (PickledModule,), {"source_name": name}), name)
             for name in ALLOWED_CLASS_NAMES]
@@ -165,11 +165,12 @@ def pickled_globals(path: Path) -> list[str]:
             elif op in _STRING_OPS:
                 recent.append(str(arg))
             elif op in ("GET", "BINGET", "LONG_BINGET"):
-                recent.append(memo.get(int(arg)))
+                recent.append(memo.get(arg) if isinstance(arg, int) else None)
             elif op == "MEMOIZE":
                 memo[len(memo)] = recent[-1] if recent else None
             elif op in ("PUT", "BINPUT", "LONG_BINPUT"):
-                memo[int(arg)] = recent[-1] if recent else None
+                if isinstance(arg, int):
+                    memo[arg] = recent[-1] if recent else None
             elif op not in _NO_PUSH_OPS:
                 recent.append(None)
     except (ValueError, EOFError):
@@ -316,6 +317,7 @@ def transplant(source_path: Path, labels: list[str], *, expected_sha256: str | N
     if not labels:
         raise ValueError("expected at least one label, got none")
     import_ultralytics()
+    from torch import nn
     from ultralytics.nn.tasks import DetectionModel
 
     checkpoint = load_yolov5_checkpoint(source_path, expected_sha256)
@@ -330,7 +332,8 @@ def transplant(source_path: Path, labels: list[str], *, expected_sha256: str | N
     result = model.load_state_dict(copy, strict=False)
     if result.unexpected_keys:
         raise ModelError(f"unexpected keys after matching: {result.unexpected_keys[:5]}")
-    target_types = [type(layer).__name__ for layer in model.model]
+    layers = cast("nn.Module", model.model)  # an nn.Sequential; torch types attributes as Tensor | Module
+    target_types = [type(layer).__name__ for layer in layers.children()]
     source_types = yolov5_layer_types(checkpoint)
     # The head differs on purpose (anchor-based vs anchor-free Detect); the rest must not.
     types_match = source_types[:-1] == target_types[:-1]

@@ -58,7 +58,7 @@ class LetterboxMeta:
     @property
     def gain_xy(self) -> tuple[float, float]:
         """Network pixels per source pixel along x and y."""
-        rw, rh = self.resized_wh  # type: ignore[misc]
+        rw, rh = self.resized_wh  # type: ignore[misc]  # set by __post_init__: never None
         return rw / self.resolution_wh[0], rh / self.resolution_wh[1]
 
     def to_source(self, xyxy: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -160,7 +160,7 @@ def letterbox_batch(
     for i, image in enumerate(images):
         h, w = image.shape[:2]
         meta = letterbox_meta((w, h), size, canvas_wh=(canvas_w, canvas_h))
-        new_w, new_h = meta.resized_wh  # type: ignore[misc]
+        new_w, new_h = meta.resized_wh  # type: ignore[misc]  # set by __post_init__: never None
         resized = image if (new_w, new_h) == (w, h) else cv2.resize(
             image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
         x0, y0 = meta.pad_x, meta.pad_y

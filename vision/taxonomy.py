@@ -107,7 +107,7 @@ class Taxonomy(BaseModel):
     def keys(self) -> tuple[str, ...]:
         return tuple(c.key for c in self.classes)
 
-    def __iter__(self) -> Iterator[ClassSpec]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[ClassSpec]:  # type: ignore[override]  # the classes, not pydantic's fields
         return iter(self.classes)
 
     def __len__(self) -> int:

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, distinct, func, select
+from sqlalchemy import ScalarSelect, Select, distinct, func, select
 from sqlalchemy.orm import Session
 
 from service.api.schemas import (
@@ -36,7 +36,7 @@ class IssueFilters:
     since: datetime | None = None
 
 
-def _counts() -> tuple[object, object]:
+def _counts() -> tuple[ScalarSelect[int], ScalarSelect[int]]:
     observations = (
         select(func.count(Observation.id))
         .where(Observation.issue_id == Issue.id)
@@ -54,7 +54,7 @@ def _counts() -> tuple[object, object]:
     return observations, sources
 
 
-def filtered(filters: IssueFilters, regions: dict[int, Region]) -> Select:  # type: ignore[type-arg]
+def filtered(filters: IssueFilters, regions: dict[int, Region]) -> Select[Issue]:
     query = select(Issue)
     if filters.states:
         query = query.where(Issue.state.in_([s.value for s in filters.states]))
@@ -193,7 +193,7 @@ def evidence_items(session: Session, issue_id: int) -> list[EvidencePublic]:
         EvidencePublic(
             n=item.n,
             kind=item.kind,
-            frame_id=item.frame.id,  # type: ignore[arg-type]
+            frame_id=item.frame.id,
             observation_id=item.observation.id if item.observation else None,
             source_kind=item.source.kind,
             source_name=item.source.name,

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, update
+from sqlalchemy import Connection, Engine, create_engine, event, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,7 +42,7 @@ def _sqlite_engine(database_url: str) -> Engine:
     engine = create_engine(database_url, connect_args={"check_same_thread": False})
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:  # sqlite3.Connection, pool record
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, see the module docstring
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -51,7 +52,7 @@ def _sqlite_engine(database_url: str) -> Engine:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(connection) -> None:  # type: ignore[no-untyped-def]
+    def _on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN")
 
     return engine
@@ -79,5 +80,5 @@ def lock_ledger(session: Session, now: datetime) -> None:
     before the lock, so one lock costs nothing measurable.
     """
     result = session.execute(update(LedgerLock).where(LedgerLock.name == LEDGER_LOCK).values(touched_at=now))
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if result.rowcount != 1:  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
         raise SchemaNotReadyError(f"ledger lock row {LEDGER_LOCK!r} is missing; run the migrations")

@@ -35,7 +35,8 @@ from vision.taxonomy import Taxonomy
 
 
 class MatchAction(StrEnum):
-    join = "join"  # add the observation, state unchanged
+    # "join" shadows str.join (never called on an action): hence the ignore.
+    join = "join"  # type: ignore[assignment]  # add the observation, state unchanged
     rebound = "rebound"  # add the observation and reopen the issue
 
 
@@ -96,7 +97,7 @@ def find_match(
         action = _action(issue, rules, class_key, observed_at)
         if action is None:
             continue
-        dist = distance_m(lon, lat, issue.lon, issue.lat)  # type: ignore[arg-type]
+        dist = distance_m(lon, lat, issue.lon, issue.lat)  # type: ignore[arg-type]  # selected by lon/lat between(): never NULL
         if dist > radius:
             continue
         key = (dist, 0 if State(issue.state) in OPEN_STATES else 1)

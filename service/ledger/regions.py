@@ -200,7 +200,7 @@ def reassign_issues(session: Session, regions: list[Region]) -> int:
         select(Issue).where(Issue.lon.between(min_lon, max_lon), Issue.lat.between(min_lat, max_lat))
     )
     for issue in issues:
-        region = smallest_region_containing(session, issue.lon, issue.lat)  # type: ignore[arg-type]
+        region = smallest_region_containing(session, issue.lon, issue.lat)  # type: ignore[arg-type]  # selected by lon/lat between(): never NULL
         new_id = None if region is None else region.id
         if new_id != issue.region_id:
             issue.region_id = new_id

@@ -100,7 +100,7 @@ def check_rectified_issues(
 
 
 def _place(issue: Issue) -> BaseGeometry:
-    return from_geojson_text(issue.footprint) if issue.footprint else Point(issue.lon, issue.lat)
+    return from_geojson_text(issue.footprint) if issue.footprint else Point(issue.lon, issue.lat)  # type: ignore[arg-type]  # selected by lon/lat between(): never NULL
 
 
 def _seen_here(issue: Issue, observations: list[Observation], dedup: DedupRules) -> bool:
@@ -110,7 +110,7 @@ def _seen_here(issue: Issue, observations: list[Observation], dedup: DedupRules)
             continue
         if obs.lon is None or obs.lat is None:
             return True  # somewhere in view: cannot vouch for the place
-        if distance_m(obs.lon, obs.lat, issue.lon, issue.lat) <= radius:  # type: ignore[arg-type]
+        if distance_m(obs.lon, obs.lat, issue.lon, issue.lat) <= radius:  # type: ignore[arg-type]  # selected by lon/lat between(): never NULL
             return True
     return False
 

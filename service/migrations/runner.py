@@ -6,6 +6,7 @@ wheel finds its migrations next to this file and no working directory matters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -43,7 +44,7 @@ def head_revision() -> str:
     return head
 
 
-def _run(engine: Engine, action) -> None:  # type: ignore[no-untyped-def]
+def _run(engine: Engine, action: Callable[[Config], None]) -> None:
     config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection

@@ -9,7 +9,7 @@ make an image's split depend on the other images in the set.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import combinations
 from pathlib import Path
 
@@ -40,7 +40,7 @@ def _close_matrix_counts(a: np.ndarray, b: np.ndarray, max_hamming: int, chunk: 
     return pairs, rows
 
 
-def cross_split_pairs(paths_by_split: dict[str, Sequence[Path]], max_hamming: int = 4) -> dict[str, int]:
+def cross_split_pairs(paths_by_split: Mapping[str, Sequence[Path]], max_hamming: int = 4) -> dict[str, int]:
     """Close pairs for every pair of splits ("test~train": n, ...), and how many test and val
     images have a close image in train ("test_with_train_duplicate": n, ...)."""
     hashes = {split: np.array([dhash64(p) for p in paths], dtype=np.uint64)
@@ -57,7 +57,7 @@ def cross_split_pairs(paths_by_split: dict[str, Sequence[Path]], max_hamming: in
     return counts
 
 
-def near_duplicate_report(paths: dict[str, dict[str, Sequence[Path]]], max_hamming: int = 4
+def near_duplicate_report(paths: Mapping[str, Mapping[str, Sequence[Path]]], max_hamming: int = 4
                           ) -> dict[str, object]:
     """Per source (pairs across sources are not looked for): cross-split close pairs."""
     return {"method": f"{DHASH_METHOD} <= {max_hamming}", "max_hamming": max_hamming,

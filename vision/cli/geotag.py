@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 
@@ -76,7 +77,7 @@ def geotag(
     except (ImageLoadError, TowerConfigError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
-    points = locate_points(ref, pixels)
+    points = locate_points(ref, None if pixels is None else np.asarray(pixels, dtype=np.float64))
     if gcj02:
         for p in points:
             if p.get("lon") is not None:

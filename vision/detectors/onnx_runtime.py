@@ -247,10 +247,11 @@ class OnnxRuntimeDetector:
         if not path.is_file():
             raise ModelError(f"ONNX model {path} does not exist")
         providers = choose_providers(config.device, ort.get_available_providers())
+        errors: tuple[type[BaseException], ...] = (*_ort_errors(), RuntimeError, ValueError)
         try:
             session = ort.InferenceSession(str(path), sess_options=session_options(config),
                                            providers=providers)
-        except (*_ort_errors(), RuntimeError, ValueError) as exc:
+        except errors as exc:
             raise ModelError(f"onnxruntime cannot load {path}: {exc}") from exc
         # Registry layout models/<name>/model.onnx: the folder names the model.
         name = path.parent.name if path.name == "model.onnx" else path.stem
@@ -295,7 +296,7 @@ class OnnxRuntimeDetector:
                 part = indices[start:start + step]
                 for i, detections in zip(part, self._predict_chunk([images[i] for i in part]), strict=True):
                     results[i] = detections
-        return results  # type: ignore[return-value]
+        return results  # type: ignore[return-value]  # every slot is filled above
 
     # -- internals ----------------------------------------------------------------------
 

@@ -115,7 +115,7 @@ class UltralyticsDetector:
                 predictions = self._yolo.predict([images[i] for i in indices], **kwargs)
             for i, result in zip(indices, predictions, strict=True):
                 results[i] = self._to_detections(result)
-        return results  # type: ignore[return-value]
+        return results  # type: ignore[return-value]  # every slot is filled above
 
     def _to_detections(self, result: Any) -> Detections:
         boxes = result.boxes

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import shapely
 from pyproj import CRS, Transformer
-from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
 WGS84 = CRS.from_epsg(4326)
@@ -75,7 +74,7 @@ def transform_geometry(
     return shapely.transform(geometry, _apply)
 
 
-def area_m2(polygon_wgs84: Polygon) -> float:
+def area_m2(polygon_wgs84: BaseGeometry) -> float:
     """Area of a WGS-84 polygon in square metres, measured in a frame centred on it."""
     if polygon_wgs84.is_empty:
         return 0.0

@@ -54,7 +54,7 @@ def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"expected bbox=min_lon,min_lat,max_lon,max_lat with min <= max, got {text!r}",
         )
-    return values  # type: ignore[return-value]
+    return values
 
 
 @router.get("", response_model=IssueCollection, name="list_issues")

@@ -43,7 +43,7 @@ def _props(region: Region, regions: dict[int, Region]) -> RegionProperties:
     return RegionProperties(
         id=region.id,
         name=region.name,
-        kind=region.kind,  # type: ignore[arg-type]
+        kind=region.kind,
         parent_id=region.parent_id,
         parent_name=parent.name if parent else None,
         area_m2=round(region.area_m2, 1),
