@@ -1,10 +1,12 @@
-"""Exceptions the service raises on purpose; the API maps each to one HTTP status."""
+"""Exceptions the service raises on purpose; `service.api.errors` maps each to one HTTP status."""
 
 from __future__ import annotations
 
+from vision.errors import PatrolVisionError
 
-class ServiceError(Exception):
-    """Base of the service's own errors."""
+
+class ServiceError(PatrolVisionError):
+    """Base of the service's own errors: one branch of the project's one hierarchy."""
 
 
 class NotFoundError(ServiceError):

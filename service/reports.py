@@ -23,10 +23,11 @@ import io
 import re
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal, cast
 from zoneinfo import ZoneInfo
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -54,11 +55,17 @@ CSV_COLUMNS = (
 _MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 
 
-@dataclass(frozen=True)
-class RankingRow:
+RegionKind = Literal["village", "grid"]
+
+
+class RankingRow(BaseModel):
+    """One region's figures for the month and its rank; a CSV row here, a JSON row in the API."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     region_id: int
     name: str
-    kind: str
+    kind: RegionKind
     parent_name: str | None
     found: int
     confirmed: int
@@ -127,16 +134,16 @@ def ranking(session: Session, month: str, timezone: str) -> list[RankingRow]:
         parent = regions.get(region.parent_id) if region.parent_id is not None else None
         rows.append(
             RankingRow(
-                region.id,
-                region.name,
-                region.kind,
-                parent.name if parent else None,
-                found[region.id],
-                confirmed,
-                closed,
-                round(closed / confirmed, 4) if confirmed else None,
-                round(statistics.median(days), 2) if days else None,
-                len(issues_by[(region.id, State.rebound.value)]),
+                region_id=region.id,
+                name=region.name,
+                kind=cast(RegionKind, region.kind),  # the regions table's CHECK constraint
+                parent_name=parent.name if parent else None,
+                found=found[region.id],
+                confirmed=confirmed,
+                closed=closed,
+                closure_rate=round(closed / confirmed, 4) if confirmed else None,
+                median_days_to_close=round(statistics.median(days), 2) if days else None,
+                rebounds=len(issues_by[(region.id, State.rebound.value)]),
                 rank=0,
             )
         )
@@ -158,7 +165,7 @@ def _ranked(rows: list[RankingRow]) -> list[RankingRow]:
             key = _sort_key(row)
             if key != previous_key:
                 rank, previous_key = position, key
-            out.append(RankingRow(**{**row.__dict__, "rank": rank}))
+            out.append(row.model_copy(update={"rank": rank}))
     return out
 
 

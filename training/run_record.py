@@ -10,7 +10,6 @@ folder).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -25,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from training.datasets.card import dataset_hash
+from vision.model_registry import sha256_file
 
 RECORD_JSON = "run_record.json"
 DATASET_CARD_JSON = "dataset_card.json"   # written by `patrol dataset build` beside data.yaml
@@ -125,14 +125,6 @@ def portable_command(argv: list[str], cwd: Path) -> list[str]:
             head, sep, value = "", "", arg
         portable.append(head + sep + (relative_path(value, cwd) if os.path.isabs(value) else value))
     return portable
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _split_dirs(data: dict[str, Any], data_yaml: Path) -> list[Path]:

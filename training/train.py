@@ -37,11 +37,11 @@ from training.run_record import (
     now_iso,
     portable_command,
     relative_path,
-    sha256_file,
 )
 from training.run_record import command_line as quote_command
 from training.transplant import check_ultralytics_checkpoint
 from vision.errors import ModelError
+from vision.model_registry import sha256_file
 
 # Names check_font() looks for in the config dir (ASCII labels, then any other labels).
 _FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")

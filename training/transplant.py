@@ -16,7 +16,6 @@ the anchor-free Detect head (layer 24) does not and keeps its fresh initialisati
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import pickletools
 import re
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from vision.errors import ModelError
+from vision.model_registry import sha256_file
 
 YOLOV5N_SHA256 = "4f180cf23ba0717ada0badd6c685026d73d48f184d00fc159c2641284b2ac0a3"
 TARGET_ARCHITECTURE = "yolov5nu.yaml"
@@ -88,14 +88,6 @@ def _stand_ins() -> list[Callable[..., Any] | tuple[Callable[..., Any], str]]:
             for name in ALLOWED_CLASS_NAMES]
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_yolov5_checkpoint(path: Path, expected_sha256: str | None = YOLOV5N_SHA256) -> dict[str, Any]:
     """Read an official YOLOv5 checkpoint without executing it; modules come back as stand-ins.
 
@@ -107,7 +99,7 @@ def load_yolov5_checkpoint(path: Path, expected_sha256: str | None = YOLOV5N_SHA
     if not path.is_file():
         raise ModelError(f"{path}: checkpoint not found")
     if expected_sha256 is not None:
-        actual = sha256_of(path)
+        actual = sha256_file(path)
         if actual != expected_sha256:
             raise ModelError(f"{path}: expected sha256 {expected_sha256}, got {actual}; "
                              f"not the official checkpoint (pass expected_sha256=None to skip)")
@@ -338,7 +330,7 @@ def transplant(source_path: Path, labels: list[str], *, expected_sha256: str | N
     # The head differs on purpose (anchor-based vs anchor-free Detect); the rest must not.
     types_match = source_types[:-1] == target_types[:-1]
     report = TransplantReport(
-        source=str(source_path), source_sha256=sha256_of(source_path), architecture=architecture,
+        source=str(source_path), source_sha256=sha256_file(source_path), architecture=architecture,
         nc=len(labels), labels=list(labels), transplanted=sorted(copy), skipped_source=skipped,
         untouched_target=untouched, layer_types_match=types_match)
     return model, report

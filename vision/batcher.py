@@ -28,7 +28,7 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vision.errors import QueueFullError
+from vision.errors import BatcherClosedError, QueueFullError
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +53,6 @@ class BatcherConfig(BaseModel):
     queue_size: int = Field(
         default=64, ge=1, le=100_000,
         description="Most items waiting; beyond it submit() blocks (back-pressure) or fails.")
-
-
-class BatcherClosedError(RuntimeError):
-    """Raised by submit() after close(); like concurrent.futures after shutdown()."""
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,26 @@
-"""Exceptions raised at the vision core's boundaries.
+"""Exceptions raised at the vision core's boundaries, and the root of the project's errors.
 
 Each one names what was wrong and where, so that a CLI run or an API call can report it
-per file and carry on with the next one.
+per file and carry on with the next one. Every error the project raises on purpose derives
+from `PatrolVisionError`: the vision core's here, the geo errors (`GeoError`), training's
+and the service's (`service.errors.ServiceError`). The service maps the hierarchy to HTTP
+in one table (`service.api.errors`); jobs read `retryable` from the classes.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class PatrolVisionError(Exception):
-    """Base of every error the vision core raises on purpose."""
+    """Base of every error the project raises on purpose.
+
+    `retryable` says whether the same call can succeed later with nothing changed (a full
+    inference queue, a broker that is away): callers wait and try again. Otherwise the
+    input, the model or the configuration has to change first, and retrying is pointless.
+    """
+
+    retryable: ClassVar[bool] = False
 
 
 class ImageLoadError(PatrolVisionError):
@@ -47,3 +59,16 @@ class BackendUnavailableError(ModelError):
 
 class QueueFullError(PatrolVisionError):
     """The inference queue stayed full for longer than the caller was willing to wait."""
+
+    retryable = True
+
+
+class BatcherClosedError(PatrolVisionError, RuntimeError):
+    """Raised by submit() after close(); like concurrent.futures after shutdown()."""
+
+
+class GeoError(PatrolVisionError, ValueError):
+    """Geo input that cannot be used: coordinates out of range, bad metadata or camera geometry.
+
+    Also a ValueError, which is what these errors were before the hierarchy held them.
+    """

@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from vision.config_files import load_config_file
 from vision.errors import ModelError
 from vision.taxonomy import Taxonomy
 
@@ -71,17 +71,7 @@ class ModelCard(BaseModel):
 
     @classmethod
     def read(cls, path: str | Path) -> ModelCard:
-        path = Path(path)
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ModelError(f"{path}: cannot read model card: {exc}") from exc
-        except json.JSONDecodeError as exc:
-            raise ModelError(f"{path}: model card is not valid JSON: {exc}") from exc
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            raise ModelError(f"{path}: invalid model card: {exc}") from exc
+        return load_config_file(cls, Path(path), "model card", ModelError, fmt="JSON")
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")

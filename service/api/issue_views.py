@@ -141,20 +141,7 @@ def detail(session: Session, issue: Issue, regions: dict[int, Region], taxonomy:
     events = history(session, issue.id)
     props = IssueDetailProperties(
         **properties(issue, n_obs, n_src, regions, taxonomy),
-        history=[
-            EventPublic(
-                id=e.id,
-                at=e.at,
-                kind=e.kind,
-                actor=e.actor,
-                from_state=e.from_state,
-                to_state=e.to_state,
-                reason=e.reason,
-                observation_id=e.observation_id,
-                frame_id=e.frame_id,
-            )
-            for e in events
-        ],
+        history=[EventPublic.model_validate(e, from_attributes=True) for e in events],
         evidence=evidence_items(session, issue.id),
         allowed_transitions=list(allowed_targets(State(issue.state))),
     )

@@ -8,6 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.ledger.states import State
+from service.reports import RankingRow
+from vision.geo.types import Latitude, Longitude
 
 
 class _In(BaseModel):
@@ -27,8 +29,8 @@ class TransitionCreate(_In):
 
 
 class LocationUpdate(_In):
-    lon: float = Field(ge=-180, le=180, description="WGS-84 longitude in degrees.")
-    lat: float = Field(ge=-90, le=90, description="WGS-84 latitude in degrees.")
+    lon: Longitude
+    lat: Latitude
     reason: str = Field(default="", max_length=2000)
 
 
@@ -188,20 +190,6 @@ class RegionImportResult(_Out):
 
 
 # -- reports --------------------------------------------------------------------------------------
-
-
-class RankingRow(_Out):
-    region_id: int
-    name: str
-    kind: Literal["village", "grid"]
-    parent_name: str | None
-    found: int
-    confirmed: int
-    closed: int
-    closure_rate: float | None
-    median_days_to_close: float | None
-    rebounds: int
-    rank: int
 
 
 class RankingReport(_Out):

@@ -20,20 +20,17 @@ from fastapi import HTTPException, Request, status
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from service.errors import ServiceError
+
 MAX_FORM_FIELD_BYTES = 64 * 1024
 
 
-class BodyTooLargeError(Exception):
+class BodyTooLargeError(ServiceError):
+    """The body is declared or streams past the limit (413, see service.api.errors)."""
+
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        super().__init__(f"request body exceeds the {limit:,}-byte limit")
-
-
-def too_large(limit: int) -> HTTPException:
-    return HTTPException(
-        status.HTTP_413_CONTENT_TOO_LARGE,
-        f"request body exceeds the {limit:,}-byte limit ({limit / 1024 / 1024:.0f} MB)",
-    )
+        super().__init__(f"request body exceeds the {limit:,}-byte limit ({limit / 1024 / 1024:.0f} MB)")
 
 
 def check_content_length(request: Request, limit: int) -> None:
@@ -45,7 +42,7 @@ def check_content_length(request: Request, limit: int) -> None:
     except ValueError:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"invalid Content-Length {declared!r}") from None
     if size > limit:
-        raise too_large(limit)
+        raise BodyTooLargeError(limit)
 
 
 async def _counted(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
@@ -86,8 +83,6 @@ async def single_file_form(
     )
     try:
         form = await parser.parse()
-    except BodyTooLargeError:
-        raise too_large(limit) from None
     except MultiPartException as exc:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, f"malformed multipart body: {exc.message}"
@@ -126,12 +121,7 @@ async def read_json_body(request: Request, *, limit: int, media_types: tuple[str
             f"expected a body of type {' or '.join(media_types)}, got {content_type or 'none'!r}",
         )
     check_content_length(request, limit)
-    chunks = []
-    try:
-        async for chunk in _counted(request, limit):
-            chunks.append(chunk)
-    except BodyTooLargeError:
-        raise too_large(limit) from None
+    chunks = [chunk async for chunk in _counted(request, limit)]
     try:
         return json.loads(b"".join(chunks))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

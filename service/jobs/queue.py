@@ -15,11 +15,11 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import and_, func, or_, select, update
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.session import session_scope
@@ -90,32 +90,33 @@ def settle_abandoned(factory: sessionmaker[Session], *, now: datetime, max_attem
         cancelled = session.execute(
             update(Job)
             .where(expired, Job.cancel_requested.is_(True))
-            .values(
-                state=JobState.cancelled.value,
-                stage="cancelled",
-                lease_owner=None,
-                lease_expires_at=None,
-                finished_at=now,
-                updated_at=now,
-            )
+            .values(**_ended(JobState.cancelled, now))
             .execution_options(synchronize_session=False)
         ).rowcount
         failed = session.execute(
             update(Job)
             .where(expired, Job.attempts >= max_attempts)
             .values(
-                state=JobState.failed.value,
-                stage="failed",
+                **_ended(JobState.failed, now),
                 error=f"its runner stopped {max_attempts} times without finishing (crashed, killed or "
                 "out of memory); see the worker logs, then submit the survey again to retry",
-                lease_owner=None,
-                lease_expires_at=None,
-                finished_at=now,
-                updated_at=now,
             )
             .execution_options(synchronize_session=False)
         ).rowcount
     return int(cancelled or 0) + int(failed or 0)
+
+
+def _ended(state: JobState, now: datetime) -> dict[str, object]:
+    """The columns of a job that reaches final `state` now: its lease given up."""
+    return dict(
+        state=state.value, stage=state.value, lease_owner=None, lease_expires_at=None, finished_at=now,
+        updated_at=now,
+    )
+
+
+def _running_under(job_id: str, owner: str) -> ColumnElement[bool]:
+    """The job is running under `owner`'s lease: the guard on every write a runner makes to it."""
+    return and_(Job.id == job_id, Job.lease_owner == owner, Job.state == JobState.running)
 
 
 class LeaseStatus(StrEnum):
@@ -128,16 +129,9 @@ def renew(
     factory: sessionmaker[Session], *, job_id: str, owner: str, now: datetime, lease_seconds: float
 ) -> LeaseStatus:
     with session_scope(factory) as session:
-        row = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.lease_owner == owner, Job.state == JobState.running)
-            .values(lease_expires_at=now + timedelta(seconds=lease_seconds), heartbeat_at=now)
-            .returning(Job.cancel_requested)
-            .execution_options(synchronize_session=False)
-        ).first()
-    if row is None:
-        return LeaseStatus.lost
-    return LeaseStatus.cancel_requested if row[0] else LeaseStatus.held
+        return _update_held(
+            session, job_id, owner, lease_expires_at=now + timedelta(seconds=lease_seconds), heartbeat_at=now
+        )
 
 
 def set_progress(
@@ -148,10 +142,16 @@ def set_progress(
     On PostgreSQL this also locks the job row until commit, so two runners that both believe
     they hold the job can never both write an item.
     """
+    return _update_held(session, job_id, owner, progress_done=done, progress_total=total, stage=stage,
+                        updated_at=now)
+
+
+def _update_held(session: Session, job_id: str, owner: str, **values: object) -> LeaseStatus:
+    """Set `values` on the job if `owner` still runs it; the lease's status either way."""
     row = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.lease_owner == owner, Job.state == JobState.running)
-        .values(progress_done=done, progress_total=total, stage=stage, updated_at=now)
+        .where(_running_under(job_id, owner))
+        .values(**values)
         .returning(Job.cancel_requested)
         .execution_options(synchronize_session=False)
     ).first()
@@ -174,16 +174,8 @@ def finish(
     with session_scope(factory) as session:
         result = session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.lease_owner == owner, Job.state == JobState.running)
-            .values(
-                state=state.value,
-                stage=state.value,
-                error=error[:MAX_ERROR_CHARS] if error else None,
-                lease_owner=None,
-                lease_expires_at=None,
-                finished_at=now,
-                updated_at=now,
-            )
+            .where(_running_under(job_id, owner))
+            .values(**_ended(state, now), error=error[:MAX_ERROR_CHARS] if error else None)
             .execution_options(synchronize_session=False)
         )
     return result.rowcount == 1  # type: ignore[attr-defined]
@@ -194,7 +186,7 @@ def release(factory: sessionmaker[Session], *, job_id: str, owner: str, now: dat
     with session_scope(factory) as session:
         result = session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.lease_owner == owner, Job.state == JobState.running)
+            .where(_running_under(job_id, owner))
             .values(
                 state=JobState.queued.value,
                 stage="queued",
@@ -263,11 +255,14 @@ def request_cancel(session: Session, job: Job, now: datetime) -> None:
     job.updated_at = now
 
 
-@dataclass(frozen=True)
-class JobSummary:
-    items: int
+class JobCounts(BaseModel):
+    """What became of a job's items so far; the API's JobSummary adds the first skipped ones."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    items: int = Field(description="Photos or tiles handled so far.")
     recorded: int
-    already_recorded: int
+    already_recorded: int = Field(description="In the ledger before (same image and model): not added again.")
     skipped: int
     observations: int
     issues_opened: int
@@ -276,7 +271,7 @@ class JobSummary:
     issues_verified: int
 
 
-def summarize(session: Session, job_id: str) -> JobSummary:
+def summarize(session: Session, job_id: str) -> JobCounts:
     outcome_counts = dict(
         session.execute(
             select(JobItem.outcome, func.count()).where(JobItem.job_id == job_id).group_by(JobItem.outcome)
@@ -291,7 +286,7 @@ def summarize(session: Session, job_id: str) -> JobSummary:
             func.coalesce(func.sum(JobItem.issues_verified), 0),
         ).where(JobItem.job_id == job_id)
     ).one()
-    return JobSummary(
+    return JobCounts(
         items=sum(outcome_counts.values()),
         recorded=outcome_counts.get(ItemOutcome.recorded.value, 0),
         already_recorded=outcome_counts.get(ItemOutcome.already_recorded.value, 0),

@@ -1,4 +1,6 @@
-"""Waiting out a busy inference queue: photo uploads get 503 and retry, a job waits its turn."""
+"""Waiting out what the error hierarchy calls `retryable` (a busy inference queue): photo
+uploads get 503 with Retry-After, a job waits its turn here.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +8,19 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from vision.errors import QueueFullError
+from vision.errors import PatrolVisionError
 
 T = TypeVar("T")
 BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 def detect_with_retry(call: Callable[[], T], *, sleep: Callable[[float], None] = time.sleep) -> T:
-    """`call()`, retried with growing pauses while the shared inference queue stays full."""
+    """`call()`, retried with growing pauses while it fails with a `retryable` error (a full queue)."""
     for pause in BACKOFF_S:
         try:
             return call()
-        except QueueFullError:
+        except PatrolVisionError as exc:
+            if not exc.retryable:
+                raise
             sleep(pause)
-    return call()  # still full after ~50 s: let QueueFullError fail the job with its message
+    return call()  # still failing after ~50 s: let the error fail the job with its message

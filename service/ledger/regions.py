@@ -8,7 +8,6 @@ smallest region that covers its point; a point on a shared boundary goes to the 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,6 +22,7 @@ from service.db.models import Issue, Region
 from service.errors import InvalidInputError
 from service.ledger.geometry import from_geojson_text, to_geojson_text
 from vision.geo.local_frame import area_m2
+from vision.geo.types import in_wgs84_range
 
 REGION_KINDS = ("village", "grid")
 MAX_FEATURES = 10_000
@@ -103,13 +103,7 @@ def _parse_feature(index: int, feature: Any) -> RegionDraft:
     if geometry.is_empty:
         raise InvalidInputError(f"{where}: the polygon is empty")
     min_lon, min_lat, max_lon, max_lat = geometry.bounds
-    if (
-        not all(math.isfinite(v) for v in geometry.bounds)
-        or min_lon < -180
-        or max_lon > 180
-        or min_lat < -90
-        or max_lat > 90
-    ):
+    if not (in_wgs84_range(min_lon, min_lat) and in_wgs84_range(max_lon, max_lat)):
         raise InvalidInputError(f"{where}: expected lon/lat degrees in WGS-84, got bounds {geometry.bounds}")
     if not geometry.is_valid:
         raise InvalidInputError(

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from training.datasets.errors import DatasetError
+from vision.config_files import load_config_file
 from vision.taxonomy import Taxonomy
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -27,21 +27,26 @@ _SNAKE = re.compile(r"[a-z][a-z0-9_]*")
 _SLUG = re.compile(r"[a-z0-9][a-z0-9._-]*")
 
 
+def _matching(pattern: re.Pattern[str], expected: str) -> AfterValidator:
+    """A text field that must fully match `pattern`; the error says `expected` and what it got."""
+
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(f"expected {expected}, got {value!r}")
+        return value
+
+    return AfterValidator(check)
+
+
 class LabelSpec(BaseModel):
     """One model label (class id = position in `DatasetSpec.labels`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(description="Model label, snake_case, e.g. garbage_pile or smoke.")
+    name: Annotated[str, _matching(_SNAKE, "a snake_case label like 'garbage_pile'")] = Field(
+        description="Model label, snake_case, e.g. garbage_pile or smoke.")
     taxonomy: str | None = Field(description="Taxonomy key it reports as; null for a helper label.")
     description: str = Field(default="", description="What a box of this label contains.")
-
-    @field_validator("name")
-    @classmethod
-    def _snake_case(cls, value: str) -> str:
-        if not _SNAKE.fullmatch(value):
-            raise ValueError(f"expected a snake_case label like 'garbage_pile', got {value!r}")
-        return value
 
 
 class SplitFractions(BaseModel):
@@ -110,7 +115,8 @@ class SourceSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(description="Short slug, used as the prefix of every output file name.")
+    name: Annotated[str, _matching(_SLUG, "a lower-case slug like 'cn-garbage-overflow'")] = Field(
+        description="Short slug, used as the prefix of every output file name.")
     path: str = Field(description="Folder relative to the data root (or absolute).")
     folders: tuple[str, ...] | None = Field(
         default=None, description="Subfolders holding images/ and labels/; default: every "
@@ -126,13 +132,6 @@ class SourceSpec(BaseModel):
     url: str = Field(default="", description="Where the data comes from.")
     attribution: str = Field(default="", description="Credit line for model cards.")
     notes: str = Field(default="", description="Why the mapping and split rule are what they are.")
-
-    @field_validator("name")
-    @classmethod
-    def _slug(cls, value: str) -> str:
-        if not _SLUG.fullmatch(value):
-            raise ValueError(f"expected a lower-case slug like 'cn-garbage-overflow', got {value!r}")
-        return value
 
     @model_validator(mode="after")
     def _every_class_mapped(self) -> SourceSpec:
@@ -153,19 +152,13 @@ class DatasetSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(description="Dataset name, a slug.")
+    name: Annotated[str, _matching(_SLUG, "a lower-case slug like 'patrol-public'")] = Field(
+        description="Dataset name, a slug.")
     version: int = Field(default=1, ge=1, description="Bump when the definition changes meaning.")
     description: str = Field(default="")
     labels: tuple[LabelSpec, ...] = Field(min_length=1, description="Model labels by class id.")
     fractions: SplitFractions = Field(default_factory=SplitFractions)
     sources: tuple[SourceSpec, ...] = Field(min_length=1)
-
-    @field_validator("name")
-    @classmethod
-    def _slug(cls, value: str) -> str:
-        if not _SLUG.fullmatch(value):
-            raise ValueError(f"expected a lower-case slug like 'patrol-public', got {value!r}")
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSpec:
@@ -204,14 +197,4 @@ class DatasetSpec(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> DatasetSpec:
-        path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise DatasetError(f"{path}: cannot read dataset definition: {exc}") from exc
-        except yaml.YAMLError as exc:
-            raise DatasetError(f"{path}: not valid YAML: {exc}") from exc
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            raise DatasetError(f"{path}: invalid dataset definition: {exc}") from exc
+        return load_config_file(cls, Path(path), "dataset definition", DatasetError, fmt="YAML")

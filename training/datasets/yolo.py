@@ -12,9 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from training.datasets.errors import DatasetError
+from vision.config_files import read_config_file
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
@@ -104,12 +103,7 @@ def read_data_yaml(path: str | Path) -> DataYaml:
     path = Path(path)
     if path.is_dir():
         path = path / "data.yaml"
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read data.yaml: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise DatasetError(f"{path}: not valid YAML: {exc}") from exc
+    raw = read_config_file(path, "data.yaml", DatasetError, fmt="YAML")
     if not isinstance(raw, dict) or "names" not in raw:
         raise DatasetError(f"{path}: expected a mapping with `names` and split folders")
     root_raw = raw.get("path") or "."

@@ -14,11 +14,12 @@ import numpy as np
 from affine import Affine
 from pyproj import Transformer
 
+from vision.errors import GeoError
 from vision.geo.local_frame import LocalFrame
 from vision.geo.surface import REFRACTION_K, curvature_drop
 
 
-class DemError(ValueError):
+class DemError(GeoError):
     """The DEM cannot be used here: unreadable, wrong shape, or not covering the area."""
 
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from vision.errors import GeoError
 from vision.geo.camera import FrameCamera, Intrinsics, Orientation
 
 MIRRORED = (2, 4, 5, 7)
 QUARTER_TURNS = (5, 6, 7, 8)  # width and height swap
 
 
-class OrientationError(ValueError):
+class OrientationError(GeoError):
     """The EXIF orientation cannot be applied to a camera model (a mirrored image, or bad input)."""
 
 

@@ -7,7 +7,6 @@ a few kilometres, so areas measured in it are good to far better than 0.01 %.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,12 +14,9 @@ import shapely
 from pyproj import CRS, Transformer
 from shapely.geometry.base import BaseGeometry
 
+from vision.geo.types import check_lon_lat
+
 WGS84 = CRS.from_epsg(4326)
-
-
-def check_lon_lat(lon: float, lat: float) -> None:
-    if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
-        raise ValueError(f"expected lon in [-180, 180] and lat in [-90, 90], got {lon}, {lat}")
 
 
 @dataclass(frozen=True)

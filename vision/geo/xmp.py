@@ -11,12 +11,14 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml
 import defusedxml.ElementTree as SafeET
 
+from vision.errors import GeoError
+
 DJI_NAMESPACE = "http://www.dji.com/drone-dji/1.0/"
 MAX_XMP_BYTES = 4 * 1024 * 1024
 _XMPMETA_END = b"</x:xmpmeta>"
 
 
-class XmpError(ValueError):
+class XmpError(GeoError):
     """An XMP packet was refused (unsafe constructs), malformed, or too large."""
 
     def __init__(self, reason: str, detail: str) -> None:

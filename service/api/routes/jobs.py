@@ -38,16 +38,7 @@ class SkippedItem(_Public):
     reason: str | None
 
 
-class JobSummary(_Public):
-    items: int = Field(description="Photos or tiles handled so far.")
-    recorded: int
-    already_recorded: int = Field(description="In the ledger before (same image and model): not added again.")
-    skipped: int
-    observations: int
-    issues_opened: int
-    issues_joined: int
-    issues_rebound: int
-    issues_verified: int
+class JobSummary(queue.JobCounts):
     skipped_items: list[SkippedItem] = Field(description="The first 100, in order.")
 
 
@@ -87,7 +78,7 @@ def job_public(session: Session, job: Job) -> JobPublic:
         cancel_requested=job.cancel_requested,
         error=job.error,
         summary=JobSummary(
-            **vars(counts),
+            **counts.model_dump(),
             skipped_items=[
                 SkippedItem(seq=i.seq, label=i.label, reason=i.reason)
                 for i in queue.skipped_items(session, job.id)

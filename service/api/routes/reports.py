@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 
 from service.api.deps import AUTHENTICATED, SessionDep, StateDep, require_role
-from service.api.schemas import RankingReport, RankingRow
+from service.api.schemas import RankingReport
 from service.auth import Role
 from service.reports import RANK_RULE, ranking, to_csv
 
@@ -40,5 +40,5 @@ def get_ranking(
         month=month,
         timezone=state.settings.timezone,
         rule=RANK_RULE,
-        rows=[RankingRow(**row.__dict__) for row in rows],
+        rows=rows,
     )

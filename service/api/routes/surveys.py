@@ -18,13 +18,11 @@ from service.api.routes.jobs import JobPublic, job_public
 from service.api.uploads import single_file_form
 from service.auth import Role
 from service.db.models import ApiKey
-from service.jobs.dispatch import BrokerUnavailableError
 from service.jobs.errors import SurveyInputError
 from service.jobs.inputs import inspect_survey
 from service.jobs.models import JobState
 from service.jobs.store import HashingWriter, JobInputStore, StoredUpload
 from service.jobs.submit import JobServices
-from vision.errors import ModelError
 
 router = APIRouter(prefix="/v1/surveys", tags=["surveys"], dependencies=AUTHENTICATED)
 
@@ -91,29 +89,19 @@ async def submit_survey(
             )
         try:
             survey = await run_in_threadpool(inspect_survey, upload.path, state.settings)
-        except SurveyInputError as exc:
+        except SurveyInputError:  # answered by service.api.errors, like every deliberate error
             state.metrics.rejected_uploads.labels("survey").inc()
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-        try:
-            model_version = await run_in_threadpool(jobs.model_version)
-        except ModelError as exc:
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE, f"no detection model is available: {exc}"
-            ) from None
-        try:
-            submission = await run_in_threadpool(
-                jobs.submit,
-                upload,
-                kind=survey.kind,
-                model_version=model_version,
-                key=key,
-                note=note,
-                now=state.clock(),
-            )
-        except BrokerUnavailableError as exc:
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": "30"}
-            ) from None
+            raise
+        model_version = await run_in_threadpool(jobs.model_version)  # ModelError: 503
+        submission = await run_in_threadpool(  # BrokerUnavailableError: 503 with Retry-After
+            jobs.submit,
+            upload,
+            kind=survey.kind,
+            model_version=model_version,
+            key=key,
+            note=note,
+            now=state.clock(),
+        )
     finally:
         upload.path.unlink(missing_ok=True)  # kept only when a job adopted it (moved away)
     if submission.job.state == JobState.succeeded:

@@ -1,0 +1,79 @@
+"""Every deliberate error's HTTP answer, in one table; `add_error_handlers(app)` installs it.
+
+The project has one error hierarchy (`vision.errors.PatrolVisionError`, with the service's
+`ServiceError` under it), so routes do not catch and translate errors: they let them rise
+and this table answers. A class not listed takes the answer of its nearest listed ancestor
+(Starlette looks handlers up along the exception's MRO); an error with no listed ancestor
+is a bug and a 500. The body is `{"detail": str(exc)}` unless the entry says otherwise;
+errors whose class says `retryable` carry a Retry-After header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+
+from service.api.uploads import BodyTooLargeError
+from service.errors import (
+    IllegalTransitionError,
+    InvalidInputError,
+    NotFoundError,
+    RoleNotAllowedError,
+    TransitionConflictError,
+)
+from service.jobs.dispatch import BrokerUnavailableError
+from service.jobs.errors import SurveyInputError
+from vision.errors import ImageLoadError, ModelError, PatrolVisionError, QueueFullError, TaxonomyError
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    """How one error class is answered: status, `detail` made from the error, extra body keys."""
+
+    status_code: int
+    detail: Callable[[Any], Any] = str
+    extra: Callable[[Any], dict[str, Any]] | None = None
+    retry_after_s: int | None = None  # set exactly for the classes that say `retryable`
+
+    async def handle(self, request: Request, exc: Exception) -> JSONResponse:
+        body = {"detail": self.detail(exc), **(self.extra(exc) if self.extra else {})}
+        headers = None if self.retry_after_s is None else {"Retry-After": str(self.retry_after_s)}
+        return JSONResponse(body, status_code=self.status_code, headers=headers)
+
+
+HTTP_ANSWERS: Mapping[type[PatrolVisionError], HttpAnswer] = {
+    NotFoundError: HttpAnswer(status.HTTP_404_NOT_FOUND),
+    RoleNotAllowedError: HttpAnswer(status.HTTP_403_FORBIDDEN),
+    IllegalTransitionError: HttpAnswer(
+        status.HTTP_409_CONFLICT, extra=lambda exc: {"state": exc.state, "allowed": list(exc.allowed)}
+    ),
+    TransitionConflictError: HttpAnswer(status.HTTP_409_CONFLICT),
+    BodyTooLargeError: HttpAnswer(status.HTTP_413_CONTENT_TOO_LARGE),
+    InvalidInputError: HttpAnswer(status.HTTP_422_UNPROCESSABLE_CONTENT),
+    SurveyInputError: HttpAnswer(status.HTTP_422_UNPROCESSABLE_CONTENT),
+    TaxonomyError: HttpAnswer(status.HTTP_422_UNPROCESSABLE_CONTENT),
+    # Not a usable image: the machine-readable reason beside the words.
+    ImageLoadError: HttpAnswer(
+        status.HTTP_422_UNPROCESSABLE_CONTENT, detail=lambda exc: {"reason": exc.reason, "detail": exc.detail}
+    ),
+    ModelError: HttpAnswer(
+        status.HTTP_503_SERVICE_UNAVAILABLE, detail=lambda exc: f"no detection model is available: {exc}"
+    ),
+    # Back-pressure from the shared inference queue: the client should retry, not give up.
+    QueueFullError: HttpAnswer(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        detail=lambda exc: "the detector is busy; retry in a few seconds",
+        retry_after_s=5,
+    ),
+    BrokerUnavailableError: HttpAnswer(status.HTTP_503_SERVICE_UNAVAILABLE, retry_after_s=30),
+}
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """One handler per listed class; the most specific listed class of an error answers it."""
+    for error_class, answer in HTTP_ANSWERS.items():
+        app.add_exception_handler(error_class, answer.handle)
