@@ -296,6 +296,9 @@ def _write_evidence(session: Session, ctx: Runtime, folder: Path, console: Conso
             data={"class_key": np.array([o.class_key for o in observations], dtype=str)},
         )
         path = folder / f"frame-{frame.id:03d}-{source.kind}.jpg"
+        if pixels is None:
+            console.print(f"[yellow]frame {frame.id}: evidence image {frame.image_path} missing[/yellow]")
+            continue
         annotator.draw(pixels, detections).save(path, quality=90)
         written.append(path)
     return written

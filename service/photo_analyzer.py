@@ -104,7 +104,9 @@ def camera_point(projector: GroundProjector | None) -> GroundPoint | None:
         return None
     described = projector.describe()
     lon, lat = described.get("lon"), described.get("lat")
-    return GroundPoint(float(lon), float(lat)) if valid_lon_lat(lon, lat) else None
+    if lon is None or lat is None or not valid_lon_lat(float(lon), float(lat)):
+        return None
+    return GroundPoint(float(lon), float(lat))
 
 
 def coverage(projector: GroundProjector | None, width: int, height: int):  # type: ignore[no-untyped-def]

@@ -139,7 +139,7 @@ def load_image(source: str | Path | bytes, *, name: str | None = None,
             raise ImageLoadError(label, "too_many_pixels",
                                  f"{width}x{height} = {width * height:,} pixels, limit is {max_pixels:,}")
         fmt = _public_format(im.format)
-        pixels = None
+        pixels: np.ndarray | None = None
         if fmt == "JPEG" and im.mode in ("RGB", "L"):
             flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
             pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
@@ -243,7 +243,7 @@ def _header_metadata(im: Image.Image, fmt: str) -> ImageMetadata:
 # -- decoding -------------------------------------------------------------------------------
 
 
-def _decode_with_pillow(im: Image.Image, label: str) -> npt.NDArray[np.uint8]:
+def _decode_with_pillow(im: Image.Image, label: str) -> np.ndarray:
     try:
         im.load()
     except Image.DecompressionBombError as exc:
@@ -253,7 +253,7 @@ def _decode_with_pillow(im: Image.Image, label: str) -> npt.NDArray[np.uint8]:
     return _to_bgr(im)
 
 
-def _to_bgr(im: Image.Image) -> npt.NDArray[np.uint8]:
+def _to_bgr(im: Image.Image) -> np.ndarray:  # cv2 results: typed as any dtype
     mode = im.mode
     if mode == "RGB":
         return cv2.cvtColor(np.asarray(im), cv2.COLOR_RGB2BGR)
@@ -276,7 +276,7 @@ def _to_bgr(im: Image.Image) -> npt.NDArray[np.uint8]:
     return cv2.cvtColor(np.asarray(im.convert("RGB")), cv2.COLOR_RGB2BGR)
 
 
-def _apply_orientation(pixels: npt.NDArray[np.uint8], orientation: int) -> npt.NDArray[np.uint8]:
+def _apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
     """The transposes of PIL.ImageOps.exif_transpose, on a BGR array; result is contiguous."""
     if orientation == 2:
         pixels = cv2.flip(pixels, 1)

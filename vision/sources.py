@@ -35,13 +35,14 @@ XMP_TIFF_TAG = 700  # TIFF keeps its XMP packet in a tag of its own
 EXIF_IFD_TAG, GPS_IFD_TAG = 0x8769, 0x8825
 
 _EMPTY: Mapping[int, Any] = MappingProxyType({})
+_NO_TAGS: Mapping[str, str] = MappingProxyType({})
 
 
 def check_source_kind(kind: str) -> SourceKind:
     """`kind` when it is one of SOURCE_KINDS; ValueError naming the valid ones otherwise."""
     if kind not in SOURCE_KINDS:
         raise ValueError(f"expected a source kind, one of {SOURCE_KINDS}, got {kind!r}")
-    return kind  # type: ignore[return-value]  # narrowed by the membership test above
+    return kind
 
 
 @dataclass(frozen=True)
@@ -133,13 +134,13 @@ def read_metadata(im: Image.Image, format_name: str, *, with_exif: bool = True) 
 def _drone_tags(xmp: bytes | None) -> tuple[Mapping[str, str], str | None]:
     """The packet's `drone-dji:` properties, and why a packet that is there was refused."""
     if not xmp:
-        return _EMPTY, None
+        return _NO_TAGS, None
     from vision.geo.xmp import XmpError, dji_tags  # defusedxml; only when there is a packet
 
     try:
         return MappingProxyType(dji_tags(xmp)), None
     except XmpError as exc:
-        return _EMPTY, str(exc)
+        return _NO_TAGS, str(exc)
 
 
 def _exif_tags(im: Image.Image) -> ExifTags:

@@ -17,9 +17,10 @@ import socket
 import uuid
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Result, and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.session import session_scope
@@ -87,23 +88,32 @@ def settle_abandoned(factory: sessionmaker[Session], *, now: datetime, max_attem
     """End jobs whose runner died and that may not run again: cancelled ones, and ones out of attempts."""
     expired = and_(Job.state == JobState.running, Job.lease_expires_at < now)
     with session_scope(factory) as session:
-        cancelled = session.execute(
-            update(Job)
-            .where(expired, Job.cancel_requested.is_(True))
-            .values(**_ended(JobState.cancelled, now))
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        failed = session.execute(
-            update(Job)
-            .where(expired, Job.attempts >= max_attempts)
-            .values(
-                **_ended(JobState.failed, now),
-                error=f"its runner stopped {max_attempts} times without finishing (crashed, killed or "
-                "out of memory); see the worker logs, then submit the survey again to retry",
+        cancelled = _rowcount(
+            session.execute(
+                update(Job)
+                .where(expired, Job.cancel_requested.is_(True))
+                .values(**_ended(JobState.cancelled, now))
+                .execution_options(synchronize_session=False)
             )
-            .execution_options(synchronize_session=False)
-        ).rowcount
-    return int(cancelled or 0) + int(failed or 0)
+        )
+        failed = _rowcount(
+            session.execute(
+                update(Job)
+                .where(expired, Job.attempts >= max_attempts)
+                .values(
+                    **_ended(JobState.failed, now),
+                    error=f"its runner stopped {max_attempts} times without finishing (crashed, killed or "
+                    "out of memory); see the worker logs, then submit the survey again to retry",
+                )
+                .execution_options(synchronize_session=False)
+            )
+        )
+    return cancelled + failed
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE matched: its result is a CursorResult, which the generic type does not say."""
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _ended(state: JobState, now: datetime) -> dict[str, object]:

@@ -63,7 +63,7 @@ class JobRunner:
 
     def run_until_idle(self) -> list[RunOutcome]:
         """Run jobs in the calling thread until none is runnable."""
-        outcomes = []
+        outcomes: list[RunOutcome] = []
         while (outcome := self.run_once()) is not RunOutcome.not_claimed:
             outcomes.append(outcome)
         return outcomes

@@ -89,7 +89,7 @@ class Intrinsics(BaseModel):
             return np.column_stack(((pts[:, 0] - self.cx) / self.fx, (pts[:, 1] - self.cy) / self.fy))
         # The default 5 iterations leave ~0.01 px at wide-lens corners; iterate to convergence.
         criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
-        out = cv2.undistortPointsIter(
+        out = cv2.undistortPointsIter(  # type: ignore[call-overload]  # the stubs refuse None for R and P
             pts.reshape(-1, 1, 2), self.matrix, np.asarray(self.distortion, np.float64), None, None, criteria
         )
         return out.reshape(-1, 2)

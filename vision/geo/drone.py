@@ -110,7 +110,7 @@ def read_dji_pose(tags: Mapping[str, str]) -> tuple[DronePose | None, list[str]]
         yaw_from=yaw_from,
         flight_yaw_deg=flight_yaw,
         rtk_flag=None if rtk_flag_value is None else int(rtk_flag_value),
-        rtk_std_m=tuple(stds) if all(s is not None and s >= 0 for s in stds) else None,  # type: ignore[arg-type]
+        rtk_std_m=tuple(stds) if all(s is not None and s >= 0 for s in stds) else None,
     )
     return pose, reasons
 

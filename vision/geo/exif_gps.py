@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from vision.geo.types import NoLocation, check_lon_lat
-from vision.sources import EXIF_IFD_TAG
+from vision.sources import EXIF_IFD_TAG, ExifTags
 
 # GPS IFD tag numbers (EXIF 2.32, section 4.6.6).
 LAT_REF, LAT, LON_REF, LON = 1, 2, 3, 4
@@ -127,7 +127,7 @@ def _gps_timestamp(gps: Mapping[int, Any]) -> datetime | None:
     return day + timedelta(hours=h, minutes=m, seconds=s)
 
 
-def capture_time(exif: Mapping[int, Any], gps: PhotoGps | None = None) -> datetime | None:
+def capture_time(exif: ExifTags | Mapping[int, Any], gps: PhotoGps | None = None) -> datetime | None:
     """When the photo was taken: the GPS (UTC) time, else DateTimeOriginal with its offset if any.
 
     A DateTimeOriginal without OffsetTimeOriginal is local time of unknown zone; it is returned

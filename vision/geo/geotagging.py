@@ -47,9 +47,9 @@ def resolve_anchors(
 
     Keys the taxonomy does not know (helper labels mapped to nothing) take the default.
     """
-    for key, anchor in (anchors or {}).items():
+    for class_key, anchor in (anchors or {}).items():
         if anchor not in ANCHORS:
-            raise ValueError(f"expected anchor in {ANCHORS} for class {key!r}, got {anchor!r}")
+            raise ValueError(f"expected anchor in {ANCHORS} for class {class_key!r}, got {anchor!r}")
     if default not in ANCHORS:
         raise ValueError(f"expected default anchor in {ANCHORS}, got {default!r}")
     taxonomy = taxonomy or Taxonomy.default()

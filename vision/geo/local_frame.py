@@ -8,6 +8,7 @@ a few kilometres, so areas measured in it are good to far better than 0.01 %.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import shapely
@@ -15,6 +16,8 @@ from pyproj import CRS, Transformer
 from shapely.geometry.base import BaseGeometry
 
 from vision.geo.types import check_lon_lat
+
+Geometry = TypeVar("Geometry", bound=BaseGeometry)
 
 WGS84 = CRS.from_epsg(4326)
 
@@ -50,17 +53,16 @@ class LocalFrame:
         lon, lat = self._forward.transform(np.asarray(x, float), np.asarray(y, float), direction="INVERSE")
         return np.asarray(lon, float), np.asarray(lat, float)
 
-    def polygon_to_wgs84(self, polygon: BaseGeometry) -> BaseGeometry:
+    def polygon_to_wgs84(self, polygon: Geometry) -> Geometry:
         return transform_geometry(polygon, self._forward, inverse=True)
 
-    def polygon_to_local(self, polygon: BaseGeometry) -> BaseGeometry:
+    def polygon_to_local(self, polygon: Geometry) -> Geometry:
         return transform_geometry(polygon, self._forward)
 
 
-def transform_geometry(
-    geometry: BaseGeometry, transformer: Transformer, inverse: bool = False
-) -> BaseGeometry:
-    """A shapely geometry through a pyproj transformer (always_xy), all coordinates at once."""
+def transform_geometry(geometry: Geometry, transformer: Transformer, inverse: bool = False) -> Geometry:
+    """A shapely geometry through a pyproj transformer (always_xy), all coordinates at once;
+    the result is a geometry of the same type (a polygon stays a polygon)."""
     direction = "INVERSE" if inverse else "FORWARD"
 
     def _apply(xy: np.ndarray) -> np.ndarray:

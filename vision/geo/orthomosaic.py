@@ -256,7 +256,7 @@ class OrthoProjector:
 
     def locate(self, pixels_xy: np.ndarray) -> list[GroundPosition | NoLocation]:
         pixels = np.asarray(pixels_xy, np.float64).reshape(-1, 2)
-        xs, ys = self.georef.transform @ (pixels[:, 0], pixels[:, 1])
+        xs, ys = self.georef.transform @ (pixels[:, 0], pixels[:, 1])  # type: ignore[operator]  # Affine maps arrays too
         lon, lat = self.georef.to_wgs84().transform(np.asarray(xs), np.asarray(ys))
         radius = self.georef.absolute_accuracy_m + self.georef.pixel_size_m()
         out: list[GroundPosition | NoLocation] = []
@@ -278,7 +278,8 @@ class OrthoProjector:
 
     def footprint(self, xyxy: np.ndarray, anchor: GroundAnchor) -> Footprint | NoLocation:
         tag = tile_detections_to_geotags(
-            Detections(xyxy=np.asarray([xyxy], np.float32), confidence=[1.0], class_id=[0]),
+            Detections(xyxy=np.asarray([xyxy], np.float32), confidence=np.ones(1, np.float32),
+                       class_id=np.zeros(1, np.int64)),
             self.georef.transform,
             self.georef.crs,
             to_wgs84=self.georef.to_wgs84(),

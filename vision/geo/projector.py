@@ -11,7 +11,10 @@ from vision.geo.types import Footprint, GroundAnchor, GroundPosition, NoLocation
 
 @runtime_checkable
 class GroundProjector(Protocol):
-    source: str
+    @property
+    def source(self) -> str:
+        """What the image is (vision.sources.SourceKind): citizen, drone, camera or orthomosaic."""
+        ...
 
     def locate(self, pixels_xy: np.ndarray) -> list[GroundPosition | NoLocation]:
         """(N, 2) source-image pixels -> one ground position (or the reason for none) each."""
