@@ -8,6 +8,10 @@ import pytest
 
 from tests.model_factory import TinyModel, build_tiny_model
 
+# Real servers (PostgreSQL, Redis) found or started for the `server` tests: tests/servers.
+# pytester runs the inner sessions that test that mechanism.
+pytest_plugins = ["tests.servers.plugin", "pytester"]
+
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:

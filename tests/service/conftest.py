@@ -1,7 +1,8 @@
 """Fixtures for the ledger service: a database per backend, an app with a real analyzer, keys per role.
 
 Backends: every API test runs on SQLite (a file per test, copied from one migrated
-template) and on the real PostgreSQL at 127.0.0.1:5432 (marked `server`): one fresh
+template) and on a real PostgreSQL (marked `server`; the machine's at 127.0.0.1:5432, the one
+PATROL_TEST_POSTGRES_URL names, or a throwaway one: see tests/servers): one fresh
 database per test session (`patrol_test_<random>`, created from the `test` database and
 dropped at the end, so parallel CI runs never share tables), emptied between tests.
 
@@ -13,7 +14,6 @@ smoke -> straw_burning, green = garbage_bin, a helper label that is no violation
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -37,7 +37,6 @@ from vision.batcher import BatcherConfig
 from vision.model_card import ModelCard
 from vision.pipeline import Pipeline
 
-PG_ADMIN_URL = os.environ.get("PATROL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 LEDGER_TABLES = (
     "job_items",
     "jobs",
@@ -85,8 +84,8 @@ class PostgresServer:
 
 
 @pytest.fixture(scope="session")
-def postgres() -> PostgresServer:
-    return PostgresServer(PG_ADMIN_URL)
+def postgres(postgres_admin_url: str) -> PostgresServer:
+    return PostgresServer(postgres_admin_url)
 
 
 @pytest.fixture(scope="session")
