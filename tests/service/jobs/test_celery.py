@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -38,6 +40,17 @@ def worker_app(settings, context):  # type: ignore[no-untyped-def]
     return app
 
 
+@contextmanager
+def api_and_worker(settings, analyzer, clock) -> Iterator[tuple[FastAPI, TestClient]]:  # type: ignore[no-untyped-def]
+    """The API and a real Celery worker in a thread, sharing the app's runtime (analyzer, clock)."""
+    app = create_app(settings, analyzer=analyzer, clock=clock)
+    with (
+        TestClient(app) as client,
+        start_worker(worker_app(settings, app.state.service), perform_ping_check=False, shutdown_timeout=30),
+    ):
+        yield app, client
+
+
 @pytest.fixture(scope="session")
 def celery_queue(celery_broker_url: str) -> Iterator[str]:
     name = f"patrol-test-{uuid.uuid4().hex[:12]}"
@@ -53,12 +66,7 @@ def celery_queue(celery_broker_url: str) -> Iterator[str]:
 def test_a_survey_runs_on_a_celery_worker(settings, analyzer, clock, keys_factory, celery_queue,
                                           celery_broker_url):
     scaled = settings.model_copy(update={"broker_url": celery_broker_url, "job_queue": celery_queue})
-    app = create_app(scaled, analyzer=analyzer, clock=clock)
-    context = app.state.service  # the app's runtime: the worker shares its analyzer and clock
-    with (
-        TestClient(app) as client,
-        start_worker(worker_app(scaled, context), perform_ping_check=False, shutdown_timeout=30),
-    ):
+    with api_and_worker(scaled, analyzer, clock) as (app, client):
         assert isinstance(app.state.jobs.dispatcher, CeleryDispatcher)  # no runner thread in the API
         keys = keys_factory()
         response = submit(client, keys, drone_zip(3))
@@ -89,12 +97,7 @@ def test_a_job_saved_while_the_broker_was_down_is_sent_at_the_next_start(
         (job_id,) = _queued_job_ids(settings)
 
     live = settings.model_copy(update={"broker_url": celery_broker_url, "job_queue": celery_queue})
-    app = create_app(live, analyzer=analyzer, clock=clock)
-    context = app.state.service  # the app's runtime: the worker shares its analyzer and clock
-    with (
-        TestClient(app) as client,
-        start_worker(worker_app(live, context), perform_ping_check=False, shutdown_timeout=30),
-    ):
+    with api_and_worker(live, analyzer, clock) as (_, client):
         job = wait_for_job(client, keys, job_id, timeout_s=60)
         assert job["state"] == "succeeded" and job["summary"]["recorded"] == 2, job["error"]
 

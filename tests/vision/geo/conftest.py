@@ -60,23 +60,17 @@ def dji_xmp(**tags: Any) -> bytes:
 
 
 def write_geotiff(path: Path, image_rgb: np.ndarray, crs: str, transform: Any) -> Path:
+    """An RGB orthophoto, tiled in 256 px blocks as orthomosaic tools write them."""
+    return write_raster(path, np.transpose(image_rgb, (2, 0, 1)), crs, transform,
+                        tiled=True, blockxsize=256, blockysize=256, compress="deflate")
+
+
+def write_raster(path: Path, bands: np.ndarray, crs: str, transform: Any, **profile: Any) -> Path:
+    """A GeoTIFF of (bands, height, width) values in their own dtype; `profile` adds creation options."""
     import rasterio
 
-    height, width = image_rgb.shape[:2]
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=width,
-        height=height,
-        count=3,
-        dtype="uint8",
-        crs=crs,
-        transform=transform,
-        tiled=True,
-        blockxsize=256,
-        blockysize=256,
-        compress="deflate",
-    ) as dst:
-        dst.write(np.transpose(image_rgb, (2, 0, 1)))
+    count, height, width = bands.shape
+    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=count,
+                       dtype=str(bands.dtype), crs=crs, transform=transform, **profile) as dst:
+        dst.write(bands)
     return path

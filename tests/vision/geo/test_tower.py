@@ -12,7 +12,7 @@ import pytest
 import yaml
 from affine import Affine
 
-from tests.vision.geo.conftest import write_jpeg
+from tests.vision.geo.conftest import write_jpeg, write_raster
 from vision.geo.camera import FrameCamera, Intrinsics, Orientation
 from vision.geo.dem import Dem, DemGround
 from vision.geo.frame_projector import FrameProjector, PoseUncertainty
@@ -176,7 +176,6 @@ def write_dem(
     path: Path, crs: str, elevation: Any, frame: LocalFrame, radius: float = 600.0, pixel_m: float = 5.0
 ) -> Path:
     """A DEM whose value at each pixel centre is `elevation(x_local, y_local)`."""
-    import rasterio
     from pyproj import Transformer
 
     to_crs = Transformer.from_crs(frame.crs, crs, always_xy=True)
@@ -188,20 +187,7 @@ def write_dem(
     cx, cy = transform @ (cols, rows)
     lx, ly = Transformer.from_crs(crs, frame.crs, always_xy=True).transform(cx, cy)
     data = elevation(np.asarray(lx), np.asarray(ly)).astype(np.float32)
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=width,
-        height=height,
-        count=1,
-        dtype="float32",
-        crs=crs,
-        transform=transform,
-        nodata=-9999.0,
-    ) as dst:
-        dst.write(data, 1)
-    return path
+    return write_raster(path, data[None], crs, transform, nodata=-9999.0)
 
 
 @pytest.mark.parametrize("crs", ["EPSG:32650", "EPSG:4326"])
