@@ -20,6 +20,14 @@ How a file is read:
 6. The header's metadata (EXIF, GPS, XMP, orientation) is read in the same pass
    (`vision.sources.read_metadata`) and the source kind follows from it, so no later stage
    opens the file again; the content hash is taken from the same bytes.
+7. Decode caps per source kind (`decode_caps`, e.g. a citizen's photo, which the model sees
+   at its input size and is never tiled): a JPEG over the cap is decoded reduced by 2, 4 or 8
+   in the DCT (OpenCV's IMREAD_REDUCED_*, Pillow's draft mode), which is faster and never
+   allocates the full-size image; formats that cannot be decoded reduced (PNG, TIFF, WEBP,
+   BMP) are refused over the cap before a pixel is decoded. A 9990x9990 PNG costs ~1 GB to
+   decode (Pillow's 4-byte buffer, the array copy, the BGR copy); refused by a 12 MPx cap it
+   costs nothing. Only a JPEG's kind can be reduced this way: its XMP (the drone pose, whose
+   geometry is in stored pixels) is in the header, so a drone photo is never reduced.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +52,11 @@ from vision.sources import ImageMetadata, SourceKind, check_source_kind, read_me
 # and we report it as "JPEG".
 ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "TIFF", "WEBP", "BMP")
 DEFAULT_MAX_PIXELS = 100_000_000
+# The reductions a JPEG decoder does in the DCT, and OpenCV's flags for them.
+_JPEG_REDUCTIONS: tuple[tuple[int, int], ...] = (
+    (1, cv2.IMREAD_COLOR), (2, cv2.IMREAD_REDUCED_COLOR_2), (4, cv2.IMREAD_REDUCED_COLOR_4),
+    (8, cv2.IMREAD_REDUCED_COLOR_8),
+)
 
 _BYTES_NAME = "<bytes>"
 
@@ -118,11 +132,16 @@ def probe_image(source: str | Path | bytes, *, name: str | None = None,
 
 def load_image(source: str | Path | bytes, *, name: str | None = None,
                max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int | None = None,
-               kind: SourceKind | None = None, default_kind: SourceKind = "unknown") -> LoadedImage:
+               kind: SourceKind | None = None, default_kind: SourceKind = "unknown",
+               decode_caps: Mapping[SourceKind, int] | None = None) -> LoadedImage:
     """Decode a file path or encoded bytes into an upright BGR uint8 image with its metadata.
 
     `kind` says what the image is; None sniffs it from the metadata: a DJI XMP pose means
     "drone", anything else `default_kind` (e.g. "citizen" for uploads).
+
+    `decode_caps`: the most pixels an image of a kind is decoded to (module docstring, 7):
+    a JPEG over it comes out reduced by 2, 4 or 8 (its `resolution_wh` says so, its
+    metadata keeps the stored size), any other format over it is refused.
 
     Raises ImageLoadError(reason=not_found | empty | too_large | unsupported_format |
     too_many_pixels | corrupt).
@@ -139,23 +158,48 @@ def load_image(source: str | Path | bytes, *, name: str | None = None,
             raise ImageLoadError(label, "too_many_pixels",
                                  f"{width}x{height} = {width * height:,} pixels, limit is {max_pixels:,}")
         fmt = _public_format(im.format)
+        header: ImageMetadata | None = None
+        cap = None
+        if decode_caps:
+            # The kind decides the cap; a JPEG's metadata is all in its header (and must be
+            # read before Pillow's draft mode changes im.size).
+            header = _header_metadata(im, fmt)
+            cap = decode_caps.get(_kind(header, kind, default_kind))
+        scale = _reduction(label, fmt, width, height, cap)
         pixels: np.ndarray | None = None
         if fmt == "JPEG" and im.mode in ("RGB", "L"):
-            flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+            flags = dict(_JPEG_REDUCTIONS)[scale] | cv2.IMREAD_IGNORE_ORIENTATION
             pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-            if pixels is not None and pixels.shape[:2] != (height, width):
+            if pixels is not None and pixels.shape[:2] != (-(-height // scale), -(-width // scale)):
                 pixels = None  # a first frame cv2 read differently from the header: let Pillow decide
         if pixels is None:
             # Pillow also gives the specific reason when OpenCV refused a JPEG.
+            if scale > 1:
+                im.draft(im.mode, (width // scale, height // scale))  # Pillow floors: size // request
             pixels = _decode_with_pillow(im, label)
         # Metadata only after decoding: for PNG, Pillow's getexif() may load the pixels itself
         # and a failure there would leave a half-loaded image behind.
-        metadata = read_metadata(im, fmt)
+        metadata = header if header is not None and fmt == "JPEG" else read_metadata(im, fmt)
     pixels = _apply_orientation(pixels, metadata.orientation)
     return LoadedImage(pixels=pixels, name=label, format=fmt,
                        resolution_wh=(pixels.shape[1], pixels.shape[0]), metadata=metadata,
                        kind=_kind(metadata, kind, default_kind),
                        content_hash=hashlib.sha256(data).hexdigest())
+
+
+def _reduction(label: str, fmt: str, width: int, height: int, cap: int | None) -> int:
+    """1 (full size), or the least JPEG reduction that brings the image under `cap` pixels;
+    ImageLoadError for what no allowed decoding brings under it."""
+    if cap is None or width * height <= cap:
+        return 1
+    if fmt == "JPEG":
+        for scale, _flag in _JPEG_REDUCTIONS[1:]:
+            if -(-width // scale) * -(-height // scale) <= cap:
+                return scale
+    how = "even decoded at 1/8" if fmt == "JPEG" else f"a {fmt} cannot be decoded reduced, and"
+    raise ImageLoadError(label, "too_many_pixels",
+                         f"{width}x{height} = {width * height:,} pixels: {how} it exceeds this "
+                         f"source's limit of {cap:,} pixels")
 
 
 def _kind(metadata: ImageMetadata, kind: SourceKind | None, default_kind: SourceKind) -> SourceKind:

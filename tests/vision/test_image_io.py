@@ -206,6 +206,45 @@ def test_real_image_over_the_cap(rgb) -> None:
     assert load_image(data, max_pixels=H * W).resolution_wh == (W, H)
 
 
+# -- decode caps per source kind ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("cap", "expected_wh"), [
+    (H * W, (W, H)),                        # under the cap: full size
+    (H * W - 1, (W // 2, H // 2)),          # the least reduction that fits
+    ((W // 4) * (H // 4), (W // 4, H // 4)),
+    ((W // 8) * (H // 8), (W // 8, H // 8)),
+])
+@pytest.mark.parametrize("mode", ["RGB", "CMYK"])  # OpenCV's decoder, Pillow's draft mode
+def test_a_jpeg_over_its_kinds_cap_is_decoded_reduced(rgb, cap: int, expected_wh, mode: str) -> None:
+    data = encode(Image.fromarray(rgb).convert(mode), "JPEG", quality=95)
+    image = load_image(data, default_kind="citizen", decode_caps={"citizen": cap})
+    assert image.resolution_wh == expected_wh and image.pixels.shape == (*expected_wh[::-1], 3)
+    assert image.metadata.stored_wh == (W, H)  # the file's size, for geometry
+    reference = load_image(data).pixels
+    shrunk = cv2.resize(reference, expected_wh, interpolation=cv2.INTER_AREA)
+    assert np.abs(image.pixels.astype(int) - shrunk).mean() < 6.0
+    assert image.content_hash == load_image(data).content_hash
+
+
+def test_a_cap_applies_to_its_kind_only(rgb) -> None:
+    data = encode(Image.fromarray(rgb), "JPEG")
+    caps = {"citizen": 16}
+    assert load_image(data, default_kind="drone", decode_caps=caps).resolution_wh == (W, H)
+    with expect_reason("too_many_pixels", "even decoded at 1/8"):
+        load_image(data, default_kind="citizen", decode_caps=caps)
+
+
+def test_a_png_over_its_kinds_cap_is_refused_before_decoding() -> None:
+    # The pixel data is garbage, as in the test above: "too_many_pixels", not "corrupt",
+    # proves nothing was decoded. PNG has no reduced decoding.
+    claims_100x100 = crafted_png(100, 100, idat=b"not zlib data")
+    with expect_reason("too_many_pixels", "a PNG cannot be decoded reduced"):
+        load_image(claims_100x100, default_kind="citizen", decode_caps={"citizen": 9_999})
+    with expect_reason("corrupt"):
+        load_image(claims_100x100, default_kind="citizen", decode_caps={"citizen": 10_000})
+
+
 @pytest.mark.parametrize("as_file", [True, False])
 def test_byte_cap(tmp_path: Path, rgb, as_file: bool) -> None:
     data = encode(Image.fromarray(rgb), "PNG")
