@@ -56,12 +56,12 @@ CreateDatabaseOption = Annotated[
 def _settings(database_url: str | None = None) -> Settings:
     from pydantic import ValidationError
 
-    from service.settings import Settings
+    from service.settings import Settings, settings_error_text
 
     try:
         return Settings(database_url=database_url) if database_url else Settings()
     except ValidationError as exc:
-        typer.echo(f"invalid PATROL_* settings:\n{exc}", err=True)
+        typer.echo(f"invalid PATROL_* settings:\n{settings_error_text(exc)}", err=True)
         raise typer.Exit(2) from None
 
 

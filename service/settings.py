@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vision.taxonomy import Taxonomy
@@ -28,7 +29,11 @@ def _class_keys() -> tuple[str, ...]:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PATROL_", extra="forbid", frozen=True)
+    # hide_input_in_errors: a ValidationError never repeats a value (a database URL's password,
+    # a key); `settings_error_text` says which variable and why, with safe values only.
+    model_config = SettingsConfigDict(
+        env_prefix="PATROL_", extra="forbid", frozen=True, hide_input_in_errors=True
+    )
 
     database_url: str = Field(
         default="sqlite:///./var/patrol.db",
@@ -54,6 +59,20 @@ class Settings(BaseSettings):
         description="Largest photo request body; larger ones get 413 unread.",
     )
     max_image_pixels: int = Field(default=100_000_000, ge=1, description="Decompression-bomb guard.")
+    max_citizen_photo_pixels: int = Field(
+        # 4000 x 3000, a phone's usual photo; the model sees it at its input size (never tiled).
+        default=12_000_000,
+        ge=65_536,
+        description="Most pixels a citizen's photo is decoded to: a larger JPEG is decoded reduced "
+        "(1/2, 1/4, 1/8), a larger PNG/TIFF/WEBP/BMP is refused (422) before decoding.",
+    )
+    max_concurrent_decodes: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Images decoded at once per process (uploads and survey members); the others wait, "
+        "so decoding memory stays bounded however many requests arrive.",
+    )
     dedup_radius_m: dict[str, float] = Field(
         default_factory=dict, description="Per-class override of the taxonomy's dedup_radius_m (metres)."
     )
@@ -111,8 +130,9 @@ class Settings(BaseSettings):
             if value.startswith(plain):
                 return "postgresql+psycopg://" + value[len(plain) :]
         if not value.startswith(("sqlite://", "postgresql+psycopg://")):
+            scheme = value.split("://", 1)[0] if "://" in value else "no scheme"
             raise ValueError(
-                f"expected a sqlite:/// or postgresql+psycopg:// URL, got {value.split(':', 1)[0]}:..."
+                f"expected a sqlite:/// or postgresql+psycopg:// URL, got {scheme[:20]}://..."
             )
         return value
 
@@ -159,3 +179,40 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+# Fields whose values are never shown, whole, in an error; URLs are shown with the password hidden.
+SECRET_FIELDS = frozenset({"bootstrap_admin_key"})
+URL_FIELDS = frozenset({"database_url", "broker_url"})
+
+
+def settings_error_text(exc: ValidationError) -> str:
+    """One line per invalid setting, `PATROL_NAME: why (got value)`, the value shown only when it
+    is no secret (URLs with their password replaced by ***)."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = f"PATROL_{field.upper()}" if field else "settings"
+        shown = _safe_value(field, error.get("input"))
+        lines.append(f"{name}: {error['msg']}" + (f" (got {shown})" if shown is not None else ""))
+    return "\n".join(lines)
+
+
+def _safe_value(field: str, value: object) -> str | None:
+    if field in SECRET_FIELDS or not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        return None
+    if field in URL_FIELDS:
+        return repr(redact_url(str(value)))
+    return repr(value)[:120]
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password replaced by *** (and kept whole when it has none)."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.netloc.rsplit("@", 1)[1]
+        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    except ValueError:  # not parseable as a URL: it may be anything, show nothing
+        return "<unparseable URL>"

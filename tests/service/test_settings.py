@@ -47,3 +47,54 @@ def test_bad_settings_are_refused_with_a_reason(overrides, message):
     with pytest.raises(ValidationError) as caught:
         Settings(**overrides)
     assert message in str(caught.value)
+
+
+# -- secrets never appear in a settings error (issue #13) -------------------------------------------
+
+PASSWORD = "Sup3rSecretPw"
+SHORT_KEY = "short-key-9"
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"PATROL_DATABASE_URL": f"mysql://root:{PASSWORD}@db.example/x"}, "PATROL_DATABASE_URL"),
+        ({"PATROL_BOOTSTRAP_ADMIN_KEY": SHORT_KEY}, "PATROL_BOOTSTRAP_ADMIN_KEY"),
+        # A valid secret beside an invalid setting: the error is about the other one.
+        (
+            {"PATROL_DATABASE_URL": f"postgresql://u:{PASSWORD}@h/x", "PATROL_MAX_UPLOAD_BYTES": "abc"},
+            "PATROL_MAX_UPLOAD_BYTES",
+        ),
+        ({"PATROL_BROKER_URL": f"redis://:{PASSWORD}@h:6379", "PATROL_JOB_QUEUE": "a b"}, "PATROL_JOB_QUEUE"),
+    ],
+)
+def test_settings_errors_name_the_variable_and_never_a_secret(monkeypatch, env, named):
+    from typer.testing import CliRunner
+
+    from patrol_cli.main import app as patrol
+    from service.settings import settings_error_text
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    text = settings_error_text(info.value)
+    # Every way the error reaches a person: its own str (a Celery worker's traceback), the
+    # text `patrol serve` prints, and the command's whole output.
+    result = CliRunner().invoke(patrol, ["serve", "--port", "1"])
+    assert result.exit_code == 2 and named in result.output
+    for shown in (str(info.value), text, result.output):
+        assert PASSWORD not in shown and SHORT_KEY not in shown
+
+
+def test_settings_errors_show_harmless_values_and_urls_without_their_password(monkeypatch):
+    from service.settings import redact_url, settings_error_text
+
+    monkeypatch.setenv("PATROL_DATABASE_URL", f"mysql://root:{PASSWORD}@db.example/x")
+    monkeypatch.setenv("PATROL_MAX_UPLOAD_BYTES", "abc")
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    text = settings_error_text(info.value)
+    assert "(got 'mysql://root:***@db.example/x')" in text and "(got 'abc')" in text
+    assert redact_url("sqlite:///var/l.db") == "sqlite:///var/l.db"
+    assert redact_url("redis://:pw@h:1/0") == "redis://:***@h:1/0"
