@@ -41,6 +41,31 @@ class ImageLoadError(PatrolVisionError):
         super().__init__(f"{path}: {reason}: {detail}")
 
 
+class VideoError(PatrolVisionError):
+    """A video file or stream could not be opened or read (vision.video).
+
+    `source` is the file or URL, `reason` one of REASONS. The input (or the URL) has to
+    change first; a stream that may come back raises `StreamError` instead.
+    """
+
+    REASONS = ("not_found", "unsupported_format", "no_video", "corrupt", "open_timeout", "read_timeout",
+               "disconnected")
+
+    def __init__(self, source: str, reason: str, detail: str) -> None:
+        if reason not in self.REASONS:
+            raise ValueError(f"expected reason in {self.REASONS}, got {reason!r}")
+        self.source = source
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{source}: {reason}: {detail}")
+
+
+class StreamError(VideoError):
+    """A stream that did not answer in time or went away: the same URL may work later."""
+
+    retryable = True
+
+
 class TaxonomyError(PatrolVisionError):
     """A taxonomy file or a class mapping is malformed or refers to unknown classes."""
 
