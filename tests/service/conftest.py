@@ -38,6 +38,11 @@ from vision.model_card import ModelCard
 from vision.pipeline import Pipeline
 
 LEDGER_TABLES = (
+    "alert_delivery_attempts",
+    "alert_deliveries",
+    "alerts",
+    "camera_states",
+    "cameras",
     "job_items",
     "jobs",
     "issue_events",
