@@ -26,7 +26,7 @@ from service.errors import (
     TransitionConflictError,
 )
 from service.jobs.dispatch import BrokerUnavailableError
-from service.jobs.errors import SurveyInputError
+from service.jobs.errors import SurveyInputError, SurveyOwnedElsewhereError
 from vision.errors import ImageLoadError, ModelError, PatrolVisionError, QueueFullError, TaxonomyError
 
 
@@ -52,6 +52,7 @@ HTTP_ANSWERS: Mapping[type[PatrolVisionError], HttpAnswer] = {
         status.HTTP_409_CONFLICT, extra=lambda exc: {"state": exc.state, "allowed": list(exc.allowed)}
     ),
     TransitionConflictError: HttpAnswer(status.HTTP_409_CONFLICT),
+    SurveyOwnedElsewhereError: HttpAnswer(status.HTTP_409_CONFLICT),
     BodyTooLargeError: HttpAnswer(status.HTTP_413_CONTENT_TOO_LARGE),
     InvalidInputError: HttpAnswer(status.HTTP_422_UNPROCESSABLE_CONTENT),
     SurveyInputError: HttpAnswer(status.HTTP_422_UNPROCESSABLE_CONTENT),

@@ -1,10 +1,13 @@
 """Celery on Redis, used when PATROL_BROKER_URL is set: the API sends job ids, workers run them.
 
-The database stays the source of truth: a task carries only the job id, claims the job
-with the same lease as the in-process runner and runs the same job function. Messages are
-acknowledged after the task (`acks_late`) and requeued when a worker dies mid-task, and
-the lease keeps a redelivered message from running a job twice: a task that finds its job
-held by a live worker retries later, one that finds it finished does nothing.
+The database stays the source of truth: a task carries only a job id, claims a job with
+the same lease (and the same fair order across keys) as the in-process runner and runs the
+same job function. Messages are acknowledged after the task (`acks_late`) and requeued when
+a pool child dies mid-task; the lease keeps a redelivered message from running a job twice:
+a task that finds nothing runnable (its job finished, or held by a live worker) does
+nothing. A job whose worker died is resent by the API's sweeper once its lease runs out
+(`dispatch.CeleryDispatcher`). SIGTERM hands running jobs back: they stop after the
+current photo or tile, are queued again and resent at once.
 
 Workers (same settings as the API, same installed model):
 
@@ -16,15 +19,19 @@ One process per CPU socket or GPU is enough: inference inside a task is already 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import threading
 from collections.abc import Callable
 from functools import cache
+from types import FrameType
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 
-from service.jobs.models import FINAL_STATES, Job, JobState
+from service.jobs import queue
 from service.jobs.work import RunOutcome, claim_and_execute
 from service.runtime import Runtime
 from service.settings import Settings
@@ -32,6 +39,7 @@ from service.settings import Settings
 logger = logging.getLogger(__name__)
 
 TASK_NAME = "patrol.run_job"
+VISIBILITY_TIMEOUT_S = 3600
 PUBLISH_RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 2}
 
 
@@ -69,8 +77,13 @@ def make_celery(settings: Settings, *, context: Callable[[], Runtime] | None = N
         broker_connection_timeout=5,
         task_publish_retry=True,
         task_publish_retry_policy=PUBLISH_RETRY_POLICY,
-        # Redis redelivers unacknowledged messages after this; the lease makes a duplicate harmless.
-        broker_transport_options={"visibility_timeout": 6 * 3600},
+        # Redis gives an unacknowledged message to another worker after this. It is no longer how a
+        # crashed job comes back (the API's sweeper resends it within ~1.5 leases); it is the
+        # backstop when no API runs. Redelivering a job that is still running costs one claim
+        # (the live lease refuses it; the message is dropped), so an hour is short enough to
+        # matter and long enough not to churn. Countdowns here are 0, never near it (ETA tasks
+        # beyond the visibility timeout would be delivered twice).
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
     )
     contexts = _LazyContext(context or (lambda: Runtime.build(settings)))
 
@@ -78,25 +91,57 @@ def make_celery(settings: Settings, *, context: Callable[[], Runtime] | None = N
     # app created later the task of the first.
     @app.task(name=TASK_NAME, bind=True, max_retries=None, shared=False)
     def run_job(self: Any, job_id: str) -> str:
+        if _STOPPING.is_set():  # this worker is shutting down: leave the job to another one
+            raise self.retry(countdown=0)
         ctx = contexts.get()
-        _, outcome = claim_and_execute(ctx, job_id=job_id)
-        if outcome is RunOutcome.released or (
-            outcome is RunOutcome.not_claimed and _may_need_a_runner(ctx, job_id)
-        ):
-            # Held by a live worker (or handed back): look again once its lease could have run out.
-            raise self.retry(countdown=settings.job_lease_seconds)
+        # A pool child killed on this host (OOM, kill -9) held its job under a lease nobody renews;
+        # end it now rather than a lease later. The message names a job, but a worker takes the
+        # fairest runnable one (queue.fair_order): each runnable job has a message, so all run.
+        queue.end_dead_local_leases(ctx.session_factory, now=ctx.lease_clock())
+        _, outcome = claim_and_execute(ctx, stopping=_STOPPING)
+        if outcome is RunOutcome.released:
+            # Handed back by a shutting-down worker: a fresh message lets another worker take it now.
+            raise self.retry(countdown=0)
+        if outcome is RunOutcome.not_claimed:
+            # Nothing runnable: the job is finished, or a live runner holds it (if that runner dies,
+            # the API's sweeper requeues and resends the job once its lease runs out).
+            logger.info("job %s: nothing to run; message dropped", job_id)
         return outcome.value
 
     return app
 
 
-def _may_need_a_runner(ctx: Runtime, job_id: str) -> bool:
-    with ctx.session_factory() as session:
-        job = session.get(Job, job_id)
-    if job is None:
-        logger.warning("job %s is not in the database; message dropped", job_id)
-        return False
-    return JobState(job.state) not in FINAL_STATES
+# Set when this worker process is asked to stop (SIGTERM): the running job stops after its
+# current photo or tile and goes back to the queue (work.execute releases it), instead of
+# the worker either waiting for an hour-long job (warm shutdown) or dying in it.
+_STOPPING = threading.Event()
+
+
+@signals.worker_process_init.connect(weak=False, dispatch_uid="patrol-jobs-child-sigterm")
+def _on_pool_child_start(**_: Any) -> None:
+    """A prefork pool child: SIGTERM (from the main process below, or the service manager) hands
+    its job back; a second SIGTERM ends it at once, as the pool's own terminate expects."""
+    _STOPPING.clear()
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        _STOPPING.set()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+@signals.worker_shutting_down.connect(weak=False, dispatch_uid="patrol-jobs-warm-shutdown")
+def _on_worker_shutting_down(sig: str, how: str, exitcode: int, **_: Any) -> None:
+    """The worker's main process got SIGTERM/SIGINT: its jobs stop after the current step."""
+    if how != "Warm":
+        return  # a cold shutdown kills the pool: leases run out and the sweeper resends
+    _STOPPING.set()  # solo and threads pools run the task in this process
+    from billiard.process import active_children
+
+    for child in active_children():  # prefork: the pool children run the tasks
+        if child.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGTERM)
 
 
 @cache

@@ -34,3 +34,7 @@ class RunnerStopping(JobStopped):
 
 class ModelMismatchError(ServiceError):
     """This worker runs another model than the job was submitted for."""
+
+
+class SurveyOwnedElsewhereError(ServiceError):
+    """The same survey was submitted by another key, whose job this key may not see (409)."""

@@ -4,8 +4,10 @@ Claiming is one UPDATE whose target is chosen by a subquery: on PostgreSQL the s
 locks its row `FOR UPDATE SKIP LOCKED`, so concurrent runners each get a different job
 without waiting; SQLite has no row locks (SQLAlchemy leaves the clause out) but the UPDATE
 takes the database write lock first and repeats the claim condition, so a job is still
-claimed once. A running job holds a lease that its runner renews; a runner that dies
-stops renewing, and once the lease has run out any runner may take the job over. A
+claimed once. Claims take turns across the keys that submitted jobs (`fair_order`), so
+one key cannot keep the runners to itself. A running job holds a lease that its runner
+renews; a runner that dies stops renewing, and once the lease has run out any runner may
+take the job over. A
 restarted process need not wait for that: leases of dead processes on the same host are
 ended at once (`end_dead_local_leases`).
 """
@@ -20,8 +22,9 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import ColumnElement, Result, and_, func, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import ColumnElement, Result, and_, case, func, or_, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased, sessionmaker
+from sqlalchemy.sql import Subquery
 
 from service.db.session import session_scope
 from service.jobs.models import FINAL_STATES, ItemOutcome, Job, JobItem, JobState
@@ -58,12 +61,19 @@ def claim(
     max_attempts: int,
     job_id: str | None = None,
 ) -> str | None:
-    """Claim the oldest claimable job (or the given one); its id, or None."""
+    """Claim the fairest claimable job (see `fair_order`), or the given one; its id, or None."""
     settle_abandoned(factory, now=now, max_attempts=max_attempts)
-    candidate = select(Job.id).where(_claimable(now, max_attempts))
+    usage = key_usage(now)
+    candidate = (
+        select(Job.id)
+        .outerjoin(usage, usage.c.api_key_id == Job.api_key_id)
+        .where(_claimable(now, max_attempts))
+    )
     if job_id is not None:
         candidate = candidate.where(Job.id == job_id)
-    candidate = candidate.order_by(Job.created_at, Job.id).limit(1).with_for_update(skip_locked=True)
+    candidate = (
+        candidate.order_by(*fair_order(usage)).limit(1).with_for_update(of=Job, skip_locked=True)
+    )
     statement = (
         update(Job)
         .where(Job.id == candidate.scalar_subquery(), _claimable(now, max_attempts))
@@ -82,6 +92,73 @@ def claim(
     )
     with session_scope(factory) as session:
         return session.execute(statement).scalar_one_or_none()
+
+
+def key_usage(now: datetime) -> Subquery:
+    """Per submitting key: its jobs a runner holds now, and when a runner last held one of its jobs.
+
+    One grouped pass over `jobs` per claim: the table holds a row per survey (thousands, not
+    millions), and this keeps the claim one statement, so SQLite's write lock and PostgreSQL's
+    SKIP LOCKED still make it atomic.
+    """
+    other = aliased(Job)
+    live = and_(other.state == JobState.running, other.lease_expires_at >= now)
+    return (
+        select(
+            other.api_key_id.label("api_key_id"),
+            func.sum(case((live, 1), else_=0)).label("running"),
+            func.max(other.heartbeat_at).label("last_ran"),
+        )
+        .where(other.heartbeat_at.is_not(None))
+        .group_by(other.api_key_id)
+        .subquery("key_usage")
+    )
+
+
+def fair_order(usage: Subquery) -> tuple[ColumnElement[Any] | InstrumentedAttribute[Any], ...]:
+    """Round-robin over submitting keys: the key with the fewest jobs running now first, then the
+    key whose jobs ran longest ago (never: first), then the oldest job. One key's hundred queued
+    surveys therefore take turns with another key's one instead of all going first."""
+    return (
+        func.coalesce(usage.c.running, 0),
+        usage.c.last_ran.is_not(None),  # keys whose jobs never ran go first (False sorts first)
+        usage.c.last_ran,
+        Job.created_at,
+        Job.id,
+    )
+
+
+def requeue_expired(factory: sessionmaker[Session], *, now: datetime, max_attempts: int) -> list[str]:
+    """Running jobs whose lease ran out (their runner crashed or was killed) back to `queued`; their ids.
+
+    The sweeper resends these to the broker: the crashed worker's message stays unacknowledged
+    until the broker's visibility timeout, so without this the job would wait that long. The
+    attempt the dead runner started still counts (`settle_abandoned` fails jobs out of them)."""
+    settle_abandoned(factory, now=now, max_attempts=max_attempts)
+    with session_scope(factory) as session:
+        return list(
+            session.scalars(
+                update(Job)
+                .where(
+                    Job.state == JobState.running,
+                    Job.lease_expires_at < now,
+                    Job.attempts < max_attempts,
+                    Job.cancel_requested.is_(False),
+                )
+                .values(state=JobState.queued.value, stage="queued", lease_owner=None, lease_expires_at=None,
+                        updated_at=now)
+                .returning(Job.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+
+
+def needs_runner(job: Job, now: datetime) -> bool:
+    """Queued, or running under a lease that ran out: nobody is running it now."""
+    if job.state == JobState.queued and not job.cancel_requested:
+        return True
+    expires = job.lease_expires_at
+    return job.state == JobState.running and (expires is None or expires < now)
 
 
 def settle_abandoned(factory: sessionmaker[Session], *, now: datetime, max_attempts: int) -> int:

@@ -1,7 +1,9 @@
 """Taking a checked survey upload into the queue, idempotently on (content hash, model version).
 
 The same survey under the same model is one job: a repeat upload returns it (a failed or
-cancelled one is queued again and resumes after its last recorded item). A new job adopts
+cancelled one is queued again and resumes after its last recorded item; one that nobody
+runs is handed to the dispatcher again, in case its message was lost). Only the key that
+submitted it (or an admin) may do so: another key's repeat is refused without its job. A new job adopts
 the upload as its input file and is handed to the dispatcher once its row is committed.
 """
 
@@ -19,10 +21,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.auth import actor_label
 from service.db.models import ApiKey
 from service.db.session import lock_ledger, session_scope
+from service.jobs import queue
 from service.jobs.dispatch import JobDispatcher, make_dispatcher
 from service.jobs.models import Job, JobKind, JobState
+from service.jobs.ownership import check_resubmit
 from service.jobs.store import JobInputStore, StoredUpload
-from service.runtime import Runtime
+from service.runtime import Clock, Runtime, utc_now
 from service.settings import Settings
 from vision.errors import ModelError
 
@@ -37,6 +41,7 @@ class SubmitStatus(StrEnum):
 class Submission:
     job: Job
     status: SubmitStatus
+    needs_runner: bool = True  # nobody runs it now (a message may have been lost): hand it over again
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class JobServices:
     context: Runtime | None
     dispatcher: JobDispatcher
     store: JobInputStore
+    lease_clock: Clock = utc_now  # wall time, as leases are written in
 
     @classmethod
     def for_app(cls, state: Runtime) -> JobServices:
@@ -59,6 +65,7 @@ class JobServices:
             context=context,
             dispatcher=make_dispatcher(state.settings, context, state.session_factory),
             store=JobInputStore(state.settings.data_dir),
+            lease_clock=state.lease_clock,
         )
 
     def start(self) -> None:
@@ -83,7 +90,8 @@ class JobServices:
         note: str,
         now: datetime,
     ) -> Submission:
-        """Raises BrokerUnavailableError when the job is saved but could not be sent (Celery)."""
+        """Raises BrokerUnavailableError when the job is saved but could not be sent (Celery), and
+        SurveyOwnedElsewhereError when another key submitted the same survey."""
         try:
             submission = self._store(upload, kind, model_version, key, note, now)
         except IntegrityError:  # the same survey arrived twice at once: the other request made the job
@@ -92,6 +100,8 @@ class JobServices:
             upload.path.unlink(missing_ok=True)  # adopted uploads have moved; repeats are not kept
         if submission.status is not SubmitStatus.existing:
             self.dispatcher.submit(submission.job.id)
+        elif submission.needs_runner:  # queued or stalled: its message may be lost (broker down, restarted)
+            self.dispatcher.resend(submission.job.id)
         return submission
 
     def _store(
@@ -130,6 +140,7 @@ class JobServices:
                 session.flush()  # a duplicate raises here, before the file moves
                 self.store.adopt(upload, job_id)
                 return Submission(job, SubmitStatus.created)
+            check_resubmit(key, job)
             if job.state in (JobState.failed, JobState.cancelled):
                 self.store.adopt(upload, job.id)  # the same bytes; replaces an input that went missing
                 job.state = JobState.queued.value
@@ -140,4 +151,4 @@ class JobServices:
                 job.finished_at = None
                 job.updated_at = now
                 return Submission(job, SubmitStatus.requeued)
-            return Submission(job, SubmitStatus.existing)
+            return Submission(job, SubmitStatus.existing, queue.needs_runner(job, self.lease_clock()))

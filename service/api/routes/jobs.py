@@ -1,4 +1,8 @@
-"""GET /v1/jobs/{id}: a survey job's state, progress and what became of each photo or tile; cancel."""
+"""GET /v1/jobs/{id}: a survey job's state, progress and what became of each photo or tile; cancel.
+
+A job belongs to the key that submitted it: another ingest key gets the same 404 as for a
+job that does not exist (it learns nothing about other keys' surveys); admins see all.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from service.db.session import lock_ledger
 from service.errors import NotFoundError
 from service.jobs import queue
 from service.jobs.models import FINAL_STATES, Job, JobKind, JobState
+from service.jobs.ownership import may_see
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=AUTHENTICATED)
 
@@ -91,18 +96,19 @@ def job_public(session: Session, job: Job) -> JobPublic:
     )
 
 
-def _job(session: Session, job_id: str) -> Job:
+def owned_job(session: Session, job_id: str, key: ApiKey) -> Job:
+    """The job if `key` submitted it or is an admin; NotFoundError (404) otherwise, as for no job."""
     job = session.get(Job, job_id)
-    if job is None:
+    if job is None or not may_see(key, job):
         raise NotFoundError(f"no job {job_id}")
     return job
 
 
 @router.get("/{job_id}", response_model=JobPublic, name="get_job")
 def get_job(
-    job_id: JobId, session: SessionDep, _: Annotated[ApiKey, require_role(*JOB_READERS)]
+    job_id: JobId, session: SessionDep, key: Annotated[ApiKey, require_role(*JOB_READERS)]
 ) -> JobPublic:
-    return job_public(session, _job(session, job_id))
+    return job_public(session, owned_job(session, job_id, key))
 
 
 @router.post(
@@ -112,15 +118,13 @@ def get_job(
     responses={409: {"description": "The job has finished already."}},
 )
 def cancel_job(
-    job_id: JobId, session: SessionDep, now: NowDep, _: Annotated[ApiKey, require_role(*JOB_READERS)]
+    job_id: JobId, session: SessionDep, now: NowDep, key: Annotated[ApiKey, require_role(*JOB_READERS)]
 ) -> JobPublic:
     """A queued job is cancelled at once; a running one stops after its current photo or tile
     (what it recorded stays in the ledger)."""
     with session.begin():
         lock_ledger(session, now)  # write first (SQLite), and no runner finishes the job meanwhile
-        job = session.get(Job, job_id)
-        if job is None:
-            raise NotFoundError(f"no job {job_id}")
+        job = owned_job(session, job_id, key)
         if JobState(job.state) in FINAL_STATES:
             raise HTTPException(status.HTTP_409_CONFLICT, f"job {job_id} has already {job.state}")
         queue.request_cancel(session, job, now)

@@ -45,16 +45,17 @@ def job_ctx(settings: Settings, analyzer, clock) -> Iterator[Runtime]:  # type: 
     ctx.close()
 
 
-def enqueue(ctx: Runtime, data: bytes) -> str:
-    """Submit a survey as the API does (stored input, job row), without starting a runner."""
+def enqueue(ctx: Runtime, data: bytes, *, key_name: str = "drone team") -> str:
+    """Submit a survey as the API does (stored input, job row), as the ingest key `key_name`,
+    without starting a runner."""
     store = JobInputStore(ctx.settings.data_dir)
     writer = HashingWriter(store.incoming_path())
     writer.write(data)
     upload = writer.close()
     with session_scope(ctx.session_factory) as session:
-        key = session.scalars(select(ApiKey).where(ApiKey.name == "drone team")).first()
+        key = session.scalars(select(ApiKey).where(ApiKey.name == key_name)).first()
         if key is None:
-            key, _ = create_key(session, role=Role.ingest, name="drone team", now=ctx.clock())
+            key, _ = create_key(session, role=Role.ingest, name=key_name, now=ctx.clock())
     services = JobServices(ctx.settings, ctx.session_factory, ctx, InProcessDispatcher(JobRunner(ctx)), store)
     submission = services.submit(
         upload,

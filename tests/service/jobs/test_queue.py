@@ -116,3 +116,33 @@ def test_cancel_a_running_job_stops_it_after_the_current_photo(job_ctx):
     # What was recorded before the cancel took effect stays, and nothing beyond the photos in flight.
     counts = ledger_counts(job_ctx)
     assert 1 <= counts["items"] < 4 and counts["frames"] == counts["items"] == counts["observations"]
+
+
+def test_claims_take_turns_across_keys(job_ctx):
+    """Key A queues three surveys, key B one after them: B's does not wait for all of A's."""
+    a_jobs = [_enqueue_later(job_ctx, drone_zip(1, shade=i), "team A") for i in range(3)]
+    b_job = _enqueue_later(job_ctx, drone_zip(1, shade=9), "team B")
+    t = job_ctx.lease_clock()
+    order = []
+    for step in range(4):
+        now = t + timedelta(seconds=step)
+        job_id = _claim(job_ctx, f"runner:1:{step}", at=now)
+        assert job_id is not None
+        order.append(job_id)
+        assert queue.finish(job_ctx.session_factory, job_id=job_id, owner=f"runner:1:{step}",
+                            state=queue.JobState.succeeded, now=now)
+    assert order == [a_jobs[0], b_job, a_jobs[1], a_jobs[2]]
+
+
+def test_a_key_with_a_running_job_waits_for_keys_with_none(job_ctx):
+    """Two runners: while A's first job runs, the second runner takes B's, though A's next is older."""
+    a_jobs = [_enqueue_later(job_ctx, drone_zip(1, shade=i), "team A") for i in range(2)]
+    b_job = _enqueue_later(job_ctx, drone_zip(1, shade=9), "team B")
+    assert _claim(job_ctx, "runner:1:x") == a_jobs[0]
+    assert _claim(job_ctx, "runner:2:x") == b_job
+    assert _claim(job_ctx, "runner:3:x") == a_jobs[1]
+
+
+def _enqueue_later(ctx, data, key_name):  # type: ignore[no-untyped-def]
+    ctx.clock.advance(seconds=1)  # distinct creation times: "oldest first" must decide ties
+    return enqueue(ctx, data, key_name=key_name)
