@@ -83,6 +83,7 @@ class PhotoAnalysis:
     camera_point: GroundPoint | None = None
     coverage: BaseGeometry | None = None
     location_reason: str | None = None
+    skipped_reason: str | None = None  # why the detector did not look at it (a blank frame)
 
     def __post_init__(self) -> None:
         if len(self.content_hash) != 64:

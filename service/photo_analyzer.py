@@ -8,6 +8,11 @@ manual lon/lat from the form (unless it is 0,0), a drone pose in the XMP, the ph
 GPS; bogus GPS (0,0, out of range, 0/0 rationals) gives "no location" with the reason, and
 the ledger opens `needs_location` candidates for it. Frames whose geometry is known (drone)
 also get their ground coverage, which lets them verify rectified issues (回头看).
+
+A blank frame (one colour: a covered lens, a black screen, a zero-filled pixel bomb) is not
+shown to the detector: models trained on smoke see "smoke" in a flat dark or grey frame, and
+a black photo must never open a straw_burning issue. Its analysis has no observations and
+says why (`skipped_reason`).
 """
 
 from __future__ import annotations
@@ -15,10 +20,13 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
+import numpy.typing as npt
 
 from service.analysis import GroundPoint, PhotoAnalysis, in_office_zone, model_version_of, observation_drafts
 from service.settings import Settings
+from vision.detections import Detections
 from vision.geo.georeference import ImageGeoreference, georeference_image
 from vision.geo.geotagging import geotag_detections
 from vision.geo.projector import GroundProjector
@@ -30,6 +38,11 @@ if TYPE_CHECKING:
     from vision.pipeline import Pipeline
 
 QUEUE_WAIT_S = 30.0  # longer than this in the inference queue: 503 "busy", the client retries
+# A frame whose grey levels (on a 64-px thumbnail, darkest to brightest) span at most this many
+# levels is blank. The thumbnail averages JPEG and sensor noise away; the whole range, not
+# percentiles, so one small fire in a dark night frame keeps it a picture; a foggy or smoky
+# photo still spans tens of levels.
+BLANK_SPREAD_LEVELS = 3
 
 
 class PipelineAnalyzer:
@@ -65,7 +78,8 @@ class PipelineAnalyzer:
         """Detect (the image's kind decides tiling: a citizen's photo is never tiled, a drone
         photo is), geotag, and make the ledger's drafts. `lon`/`lat`: a position given by hand."""
         pipeline = self.pipeline()
-        detections = pipeline.detect(image, timeout=QUEUE_WAIT_S)
+        skipped = blank_frame_reason(image.pixels)
+        detections = Detections.empty() if skipped else pipeline.detect(image, timeout=QUEUE_WAIT_S)
         georef = georeference_upload(image, lon, lat)
         tags = (
             geotag_detections(detections, georef.projector, taxonomy=self._taxonomy)
@@ -86,7 +100,21 @@ class PipelineAnalyzer:
             location_reason=None
             if georef.projector is not None
             else ("; ".join(georef.reasons) or "no location"),
+            skipped_reason=skipped,
         )
+
+
+def blank_frame_reason(pixels: npt.NDArray[np.uint8]) -> str | None:
+    """Why `pixels` is not worth a detector's look (one flat colour), or None for a real picture."""
+    height, width = pixels.shape[:2]
+    scale = min(1.0, 64.0 / max(height, width))
+    thumb = cv2.resize(pixels, (max(1, round(width * scale)), max(1, round(height * scale))),
+                       interpolation=cv2.INTER_AREA)
+    grey = cv2.cvtColor(thumb, cv2.COLOR_BGR2GRAY)
+    spread = int(grey.max()) - int(grey.min())
+    if spread > BLANK_SPREAD_LEVELS:
+        return None
+    return f"blank frame: one flat colour (grey levels span {spread}); not analysed"
 
 
 def georeference_upload(image: LoadedImage, lon: float | None, lat: float | None) -> ImageGeoreference:

@@ -8,6 +8,7 @@ one `IntakeContext` and one analyzer (and so one inference queue) per process.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,6 +60,13 @@ class Runtime:
     metrics: ServiceMetrics
     lease_clock: Clock = field(default=utc_now)  # wall time for leases, whatever the ledger clock says
     owns_analyzer: bool = False  # built here, so closed here
+    # Decodes at once in this process: each can take a few hundred MB (a 100 MPx drone photo),
+    # so more concurrent requests wait here instead of multiplying the memory.
+    decode_slots: threading.BoundedSemaphore = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        slots = threading.BoundedSemaphore(self.settings.max_concurrent_decodes)
+        object.__setattr__(self, "decode_slots", slots)  # frozen: set once, here
 
     @classmethod
     def build(
@@ -107,15 +115,18 @@ class Runtime:
         self.engine.dispose()
 
     def read_image(self, data: bytes, *, name: str, default_kind: SourceKind) -> LoadedImage:
-        """Uploaded bytes through the source reader under this service's limits (pixels, bytes);
-        ImageLoadError with a reason for anything unusable."""
-        return load_image(
-            data,
-            name=name,
-            default_kind=default_kind,
-            max_pixels=self.settings.max_image_pixels,
-            max_bytes=self.settings.max_upload_bytes,
-        )
+        """Uploaded bytes through the source reader under this service's limits (pixels, bytes, a
+        citizen photo's decode cap), one of `max_concurrent_decodes` at a time; ImageLoadError
+        with a reason for anything unusable."""
+        with self.decode_slots:
+            return load_image(
+                data,
+                name=name,
+                default_kind=default_kind,
+                max_pixels=self.settings.max_image_pixels,
+                max_bytes=self.settings.max_upload_bytes,
+                decode_caps={"citizen": self.settings.max_citizen_photo_pixels},
+            )
 
     def evidence_store(self) -> EvidenceStore:
         """A fresh store per unit of work: it remembers what it wrote, to undo on rollback."""

@@ -26,7 +26,7 @@ from service.api.routes import health, issues, jobs, photos, regions, reports, s
 from service.auth import ensure_bootstrap_admin
 from service.db.session import session_scope
 from service.jobs.submit import JobServices
-from service.metrics import ServiceMetrics
+from service.metrics import UNMATCHED_ROUTE, ServiceMetrics, method_label
 from service.migrations import runner
 from service.runtime import Clock, Runtime
 from service.settings import Settings
@@ -106,6 +106,7 @@ class RequestMetrics:
             await self.app(scope, receive, send_wrapper)
         finally:
             route: Any = scope.get("route")
-            template = getattr(route, "path", "<unmatched>")
-            self.metrics.requests.labels(scope["method"], template, str(status_code[0])).inc()
-            self.metrics.latency.labels(scope["method"], template).observe(time.perf_counter() - started)
+            template = getattr(route, "path", UNMATCHED_ROUTE)
+            method = method_label(scope["method"])
+            self.metrics.requests.labels(method, template, str(status_code[0])).inc()
+            self.metrics.latency.labels(method, template).observe(time.perf_counter() - started)

@@ -71,6 +71,9 @@ class PhotoResult(_Out):
     model_version: str
     duplicate: bool = Field(description="True when this image was analysed before; nothing new was stored.")
     location_reason: str | None = Field(description="Why the photo has no location, when it has none.")
+    detection_skipped: str | None = Field(
+        default=None, description="Why no detector looked at the photo (a blank, one-colour frame)."
+    )
     observations: list[ObservationPublic]
     issues: list[IssueRef]
     verified_issue_ids: list[int] = Field(default_factory=list)

@@ -85,13 +85,9 @@ def record_analysis(
     note: str = "",
 ) -> IntakeResult:
     lock_ledger(session, now)
-    existing = session.scalars(
-        select(Frame).where(
-            Frame.content_hash == analysis.content_hash, Frame.model_version == analysis.model_version
-        )
-    ).first()
-    if existing is not None:
-        return _earlier_result(session, existing)
+    earlier = recorded_result(session, analysis.content_hash, analysis.model_version)
+    if earlier is not None:
+        return earlier
     for draft in analysis.observations:
         ctx.taxonomy.get(draft.class_key)  # TaxonomyError for a class the ledger does not know
 
@@ -283,6 +279,15 @@ def _opened_reason(draft: ObservationDraft) -> str:
             "a reviewer must place it"
         )
     return f"new {draft.class_key} candidate"
+
+
+def recorded_result(session: Session, content_hash: str, model_version: str) -> IntakeResult | None:
+    """The earlier result when this image was recorded under this model, else None; writes nothing
+    (a photo route asks before decoding, so a duplicate costs no inference)."""
+    existing = session.scalars(
+        select(Frame).where(Frame.content_hash == content_hash, Frame.model_version == model_version)
+    ).first()
+    return None if existing is None else _earlier_result(session, existing)
 
 
 def _earlier_result(session: Session, frame: Frame) -> IntakeResult:

@@ -7,12 +7,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from service.api.app import create_app
-from tests.service.images import GARBAGE, painted, png
-from tests.vision.fakes import install_tiny_model
+from service.photo_analyzer import PipelineAnalyzer
+from tests.service.conftest import painted_card
+from tests.service.helpers import upload_ok
+from tests.service.images import GARBAGE, jpeg, painted, png
+from tests.vision.fakes import FAKE_LABELS, PaintedBoxDetector, install_tiny_model
+from vision.batcher import BatcherConfig
+from vision.detections import Detections
+from vision.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,3 +85,54 @@ def test_installed_onnx_model_serves_photos_without_torch(tiny_model, tmp_path):
     assert {o["class_key"] for o in body["observations"]} <= {"garbage_pile", "straw_burning"}
     assert body["observations"], "with zero thresholds an untrained model still reports boxes"
     assert len(body["issues"]) == len({o["issue_id"] for o in body["observations"]})
+
+
+# -- blank frames (issue #13) ---------------------------------------------------------------------
+
+
+class SmokeEverywhereDetector(PaintedBoxDetector):
+    """Sees smoke filling any frame, as smoke-trained models do on flat dark or grey frames."""
+
+    def _detect(self, image):  # type: ignore[no-untyped-def]
+        height, width = image.shape[:2]
+        return Detections(
+            xyxy=np.array([[0, 0, width, height]], np.float32),
+            confidence=np.array([0.9], np.float32),
+            class_id=np.array([FAKE_LABELS.index("smoke")], np.int64),
+            data={"class_name": np.array(["smoke"], dtype=str)},
+        )
+
+
+@pytest.fixture
+def smoke_everywhere(settings):  # type: ignore[no-untyped-def]
+    detector = SmokeEverywhereDetector(input_size=640)
+    pipeline = Pipeline(detector, painted_card(), batcher=BatcherConfig(max_batch=2))
+    yield PipelineAnalyzer(settings, pipeline=pipeline)
+    pipeline.close()
+
+
+BLACK = np.zeros((480, 640, 3), np.uint8)
+GREY_JPEG_NOISE = np.full((480, 640, 3), 128, np.uint8)
+NIGHT_WITH_A_FIRE = BLACK.copy()
+NIGHT_WITH_A_FIRE[300:312, 400:416] = (40, 120, 250)  # a small fire in a dark field: a picture
+
+
+@pytest.mark.parametrize("encode", [png, jpeg], ids=["png", "jpeg"])
+@pytest.mark.parametrize("pixels", [BLACK, GREY_JPEG_NOISE], ids=["black", "grey"])
+def test_a_blank_frame_never_becomes_straw_burning(  # type: ignore[no-untyped-def]
+    settings, smoke_everywhere, clock, keys_factory, pixels, encode
+):
+    with TestClient(create_app(settings, analyzer=smoke_everywhere, clock=clock)) as client:
+        keys = keys_factory()
+        body = upload_ok(client, keys, encode(pixels), lon=117.2, lat=31.8)
+    assert body["observations"] == [] and body["issues"] == []
+    assert body["detection_skipped"].startswith("blank frame: one flat colour")
+    assert smoke_everywhere.pipeline().detector.batch_sizes == []  # the detector never saw it
+
+
+def test_a_dark_frame_with_something_in_it_is_analysed(settings, smoke_everywhere, clock, keys_factory):
+    with TestClient(create_app(settings, analyzer=smoke_everywhere, clock=clock)) as client:
+        keys = keys_factory()
+        body = upload_ok(client, keys, png(NIGHT_WITH_A_FIRE), lon=117.2, lat=31.8)
+    assert [o["class_key"] for o in body["observations"]] == ["straw_burning"]
+    assert body["detection_skipped"] is None

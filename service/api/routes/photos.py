@@ -8,17 +8,17 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
-from service.analysis import PhotoAnalysis
+from service.analysis import PhotoAnalysis, content_hash
 from service.api.deps import AUTHENTICATED, StateDep, require_role
 from service.api.schemas import IssueRef, ObservationPublic, PhotoResult
 from service.api.uploads import read_single_file_form
 from service.auth import Role
 from service.db.models import ApiKey
 from service.ledger.events import Actor
-from service.ledger.intake import IntakeResult, SourceRef
+from service.ledger.intake import IntakeResult, SourceRef, recorded_result
 from service.recording import unit_of_work
 from service.runtime import Runtime
-from vision.errors import GeoError, ImageLoadError
+from vision.errors import GeoError, ImageLoadError, ModelError
 from vision.geo.types import check_lon_lat
 
 router = APIRouter(prefix="/v1/photos", tags=["photos"], dependencies=AUTHENTICATED)
@@ -79,6 +79,10 @@ async def upload_photo(
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, f"note: at most {MAX_NOTE_CHARS} characters"
         )
+    earlier = await run_in_threadpool(_recorded_before, state, form.file_bytes)
+    if earlier is not None:  # the same bytes under the same model: no decoding, no inference
+        response.status_code = status.HTTP_200_OK
+        return earlier
     try:
         analysis = await run_in_threadpool(analyze_upload, state, form.file_bytes, lon, lat)
     except ImageLoadError as exc:  # answered by service.api.errors, like every deliberate error
@@ -110,6 +114,26 @@ def _manual_position(fields: dict[str, str]) -> tuple[float | None, float | None
     return lon, lat
 
 
+def _recorded_before(state: Runtime, data: bytes) -> PhotoResult | None:
+    """The earlier result for these exact bytes under the current model, looked up by their hash
+    before anything decodes them. An analyzer without a pipeline (a test double) names its
+    model version only in its analysis, so its uploads are checked at recording instead."""
+    if not state.runs_surveys:
+        return None
+    try:
+        version = state.model_version()
+    except ModelError:
+        return None  # analysis answers: 422 for bad bytes first, else 503 naming the model
+    with state.session_factory() as session:
+        result = recorded_result(session, content_hash(data), version)
+        if result is None:
+            return None
+        frame = result.frame
+        reasons = [item.observation.location_reason for item in result.observations]
+        located = frame.camera_lon is not None or any(reason is None for reason in reasons)
+        return photo_result(result, state, None if located else (reasons[0] if reasons else "no location"))
+
+
 def analyze_upload(state: Runtime, data: bytes, lon: float | None, lat: float | None) -> PhotoAnalysis:
     """The bytes read once by the source reader (a citizen's photo unless its XMP says drone)."""
     image = state.read_image(data, name=UPLOAD_LABEL, default_kind="citizen")
@@ -121,10 +145,12 @@ def _record(state: Runtime, key: ApiKey, analysis: PhotoAnalysis, note: str) -> 
         result = work.record(
             analysis, source=SourceRef.of_key("citizen", key), actor=Actor.from_key(key), note=note
         )
-        return photo_result(result, state, analysis)
+        return photo_result(result, state, analysis.location_reason, analysis.skipped_reason)
 
 
-def photo_result(result: IntakeResult, state: Runtime, analysis: PhotoAnalysis) -> PhotoResult:
+def photo_result(
+    result: IntakeResult, state: Runtime, location_reason: str | None, skipped_reason: str | None = None
+) -> PhotoResult:
     frame = result.frame
     observations, issues, seen = [], [], set()
     for item in result.observations:
@@ -166,7 +192,8 @@ def photo_result(result: IntakeResult, state: Runtime, analysis: PhotoAnalysis) 
         content_hash=frame.content_hash,
         model_version=frame.model_version,
         duplicate=result.duplicate,
-        location_reason=analysis.location_reason,
+        location_reason=location_reason,
+        detection_skipped=skipped_reason,
         observations=observations,
         issues=issues,
         verified_issue_ids=[p.issue_id for p in result.passes if p.verified],

@@ -345,3 +345,73 @@ def test_an_uploaded_photo_is_opened_and_decoded_once(client, keys, monkeypatch)
     (observation,) = response.json()["observations"]
     assert observation["lon"] is not None  # placed by its EXIF GPS: the metadata was read
     assert (len(opens), len(decodes)) == (1, 1)
+
+
+# -- hardening (issue #13): duplicates, pixel caps, blank frames --------------------------------------
+
+
+def test_a_duplicate_is_answered_from_its_hash_before_decoding(client, keys, analyzer, monkeypatch):
+    """The same bytes under the same model get the earlier result (200) without being decoded
+    or shown to the detector again."""
+    from PIL import Image
+
+    photo = jpeg(painted([GARBAGE]), gps=exif_gps(BASE_LON, BASE_LAT))
+    first = upload(client, keys, photo, filename="photo.jpg")
+    assert first.status_code == 201, first.text
+    detector = analyzer.pipeline().detector
+    batches_before = len(detector.batch_sizes)
+    opens: list[int] = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda *a, **k: opens.append(1) or real_open(*a, **k))
+    second = upload(client, keys, photo, who="citizen2", filename="again.jpg")
+    assert second.status_code == 200, second.text
+    assert (len(detector.batch_sizes) - batches_before, len(opens)) == (0, 0)
+    body, earlier = second.json(), first.json()
+    assert body["duplicate"] is True and body["frame_id"] == earlier["frame_id"]
+    assert body["issues"][0]["id"] == earlier["issues"][0]["id"] and body["location_reason"] is None
+    assert body["observations"][0]["lon"] == earlier["observations"][0]["lon"]
+
+
+def test_a_duplicate_without_location_still_says_why(client, keys):
+    photo = png(painted([GARBAGE], shade=3))
+    first = upload_ok(client, keys, photo)
+    second = upload(client, keys, photo)
+    assert second.status_code == 200 and second.json()["location_reason"] == first["location_reason"]
+
+
+@pytest.fixture
+def capped_client(settings, analyzer, clock):  # type: ignore[no-untyped-def]
+    """A citizen photo decoded to at most 256 x 256 pixels."""
+    from fastapi.testclient import TestClient
+
+    from service.api.app import create_app
+
+    capped = settings.model_copy(update={"max_citizen_photo_pixels": 256 * 256})
+    with TestClient(create_app(capped, analyzer=analyzer, clock=clock)) as test_client:
+        yield test_client
+
+
+def test_a_citizen_png_over_the_photo_cap_is_refused_before_decoding(capped_client, keys, settings):
+    # 9990 x 9990 claimed over garbage pixel data: "corrupt" would mean a decode was tried.
+    bomb = (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 9990, 9990, 8, 2, 0, 0, 0))
+            + _png_chunk(b"IDAT", b"not zlib") + _png_chunk(b"IEND", b""))
+    response = upload(capped_client, keys, bomb, lon=BASE_LON, lat=BASE_LAT)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail["reason"] == "too_many_pixels" and "cannot be decoded reduced" in detail["detail"]
+    assert _rows(settings) == {"frames": 0, "observations": 0, "issues": 0, "sources": 0}
+    assert _files(settings) == []
+
+
+def test_a_citizen_jpeg_over_the_photo_cap_is_decoded_reduced(capped_client, keys, analyzer):
+    # 640 x 480 = 307,200 pixels over a 65,536 cap: decoded at 1/4 (160 x 120), boxes in those pixels.
+    photo = jpeg(painted([("garbage", (200, 160, 360, 320), 0.9)], size_wh=(640, 480)))
+    body = upload_ok(capped_client, keys, photo, lon=BASE_LON, lat=BASE_LAT)
+    assert analyzer.pipeline().detector.image_shapes[-1][:2] == (120, 160)
+    (observation,) = body["observations"]
+    assert observation["class_key"] == "garbage_pile"
+    assert observation["box_xyxy"] == pytest.approx([50, 40, 90, 80], abs=1.5)
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
