@@ -3,7 +3,9 @@
 OpenCV's putText has only Hershey fonts (no Chinese), so labels are drawn with Pillow and
 a CJK-capable TrueType font found on the system: fontconfig's list of fonts covering
 Chinese first, then common install paths of Noto Sans CJK, Source Han Sans, WenQuanYi and
-Droid Sans Fallback. Without one, labels fall back to the English key ("garbage_pile 0.87").
+Droid Sans Fallback; then the subset of Noto Sans CJK SC shipped with the install
+(`vision.fonts`). Only if that file was removed do labels fall back to the English key
+("garbage_pile 0.87").
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from vision.detections import Detections
+from vision.fonts import BUNDLED_CJK_FONT
 from vision.taxonomy import Taxonomy
 
 # Checked in order after fontconfig; Debian/Ubuntu, Fedora, Arch and macOS locations.
@@ -53,8 +56,9 @@ def fontconfig_cjk_fonts(timeout_s: float = 5.0) -> list[Path]:
 
 
 def find_cjk_font() -> Path | None:
-    """A font file that can draw Chinese labels, or None."""
-    for candidate in [*fontconfig_cjk_fonts(), *map(Path, COMMON_CJK_FONTS)]:
+    """A font file that can draw Chinese labels, or None: the system's first (a full font
+    covers any village name), the bundled subset when the system has none."""
+    for candidate in [*fontconfig_cjk_fonts(), *map(Path, COMMON_CJK_FONTS), BUNDLED_CJK_FONT]:
         if candidate.is_file():
             return candidate
     return None
