@@ -469,9 +469,11 @@ class StreamSupervisor:
             lost = self._read(reader)
             if self._stop.is_set():
                 return
-            if lost is None:  # a file ended: replay it at once
+            if lost is None and not is_stream_url(self.url):  # a file ended: replay it at once
                 failures = 0
                 continue
+            if lost is None:  # a live stream has no end: the server closed it
+                lost = StreamError(self.url, "disconnected", "the server ended the stream")
             self._counters.reconnects += 1
             failures += 1
             self._set_state("degraded", f"stream lost, reconnecting ({lost.reason}: {lost.detail})")

