@@ -24,12 +24,15 @@ if TYPE_CHECKING:
 
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 regions_app = typer.Typer(help="Villages and grids.", no_args_is_help=True)
+alerts_app = typer.Typer(help="Camera alerts and their deliveries.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
     app.command("serve", help="Run the ledger API (FastAPI on uvicorn); migrates the database first.")(serve)
     app.add_typer(keys_app, name="keys")
     app.add_typer(regions_app, name="regions")
+    app.command("watch", help="Watch the cameras of a cameras YAML: findings to the ledger, alerts.")(watch)
+    app.add_typer(alerts_app, name="alerts")
     app.command("demo", help="Run the ledger end to end on the bundled samples (needs models/default).")(
         demo_command
     )
@@ -306,3 +309,106 @@ def regions_list(database_url: DatabaseUrlOption = None, as_json: JsonOption = F
         row=lambda r: (str(r["id"]), r["kind"], r["name"], r["parent"] or "-", f"{r['area_m2']:,.0f}"),
         empty="no villages or grids yet; import them with `patrol regions import FILE.geojson`",
     )
+
+
+def watch(
+    cameras_file: Annotated[
+        Path,
+        typer.Argument(exists=True, dir_okay=False, readable=True, help="Cameras, rules, webhooks (YAML)."),
+    ],
+    database_url: DatabaseUrlOption = None,
+    for_seconds: Annotated[
+        float | None, typer.Option("--for-seconds", min=0.1, help="Stop after this long (default: Ctrl-C).")
+    ] = None,
+) -> None:
+    """One JSON line per analysed frame that found something, on stdout; states on stderr."""
+    import json
+    import signal
+    import threading
+
+    from service.cameras.config import CameraConfigError, WatchConfig
+    from service.cameras.runner import CameraService
+    from service.runtime import Runtime
+
+    try:
+        config = WatchConfig.load(cameras_file)
+    except CameraConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    engine = _migrated_engine(database_url, create=True)
+    engine.dispose()
+    runtime = Runtime.build(_settings(database_url))
+    runtime.settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    def show(result: Any) -> None:
+        if result.found or result.recorded:
+            typer.echo(json.dumps({
+                "camera": result.camera_id, "preset": result.preset,
+                "frame_time_s": round(result.frame_time_s, 3),
+                "found": result.found, "masked": result.masked, "held": result.held,
+                "suppressed": result.suppressed,
+                "recorded": [{"class_key": k, "outcome": o, "issue_id": i} for k, o, i in result.recorded],
+                "alerts": result.alert_ids,
+            }, ensure_ascii=False), nl=True)
+
+    try:
+        service = CameraService(runtime, config, on_result=show)
+    except CameraConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    service.start()
+    typer.echo(f"watching {len(service.cameras())} cameras; Ctrl-C stops", err=True)
+    try:
+        done.wait(for_seconds)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.stop()
+        runtime.close()
+
+
+@alerts_app.command("list", help="Alerts with their deliveries' states (newest first).")
+def alerts_list(
+    database_url: DatabaseUrlOption = None,
+    as_json: JsonOption = False,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+) -> None:
+    from service.cameras.views import alert_listing
+
+    _print_listing(
+        _read_ledger(database_url, lambda session: alert_listing(session, limit=limit)),
+        as_json,
+        title="camera alerts",
+        columns=(("id", "right"), "rule", "camera", "class", ("issue", "right"), "created", "deliveries"),
+        row=lambda a: (str(a["id"]), a["rule"], f"{a['camera_id']}/{a['preset']}", a["class_key"],
+                       str(a["issue_id"]), a["created_at"],
+                       ", ".join(f"{d['target']}: {d['state']}" for d in a["deliveries"]) or "-"),
+        empty="no alerts yet",
+    )
+
+
+@alerts_app.command("resend", help="Queue an alert's dead-lettered deliveries again (a watcher sends them).")
+def alerts_resend(
+    alert_id: Annotated[int, typer.Argument(help="The id shown by `patrol alerts list`.")],
+    include_delivered: Annotated[bool, typer.Option("--all", help="Also delivered and skipped.")] = False,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    from datetime import UTC, datetime
+
+    from service.cameras.delivery import resend_alert
+    from service.cameras.models import Alert
+    from service.db.session import make_session_factory, session_scope
+
+    engine = _migrated_engine(database_url)
+    with session_scope(make_session_factory(engine)) as session:
+        if session.get(Alert, alert_id) is None:
+            queued = None
+        else:
+            queued = resend_alert(session, alert_id, datetime.now(UTC), include_delivered=include_delivered)
+    engine.dispose()
+    if queued is None:
+        typer.echo(f"no alert {alert_id}; see `patrol alerts list`", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"alert {alert_id}: {len(queued)} deliveries queued again {queued}", err=True)

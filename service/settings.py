@@ -94,6 +94,11 @@ class Settings(BaseSettings):
         default=60.0, ge=0, description="Clear passes count as separate only when this far apart in time."
     )
     timezone: str = Field(default="Asia/Shanghai", description="Month boundaries of reports.")
+    cameras_file: Path | None = Field(
+        default=None,
+        description="A cameras YAML (service/cameras/config.py: cameras, alert rules, webhooks, loudspeakers); "
+        "when set, `patrol serve` watches its cameras in the service process and stops them at shutdown.",
+    )
     job_queue: str = Field(
         default="patrol-jobs",
         pattern=r"^[A-Za-z0-9_.:-]{1,100}$",

@@ -22,8 +22,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.analysis import PhotoAnalyzer
 from service.api.errors import add_error_handlers
+from service.api.routes import cameras as camera_routes
 from service.api.routes import health, issues, jobs, photos, regions, reports, surveys
 from service.auth import ensure_bootstrap_admin
+from service.cameras.runner import start_cameras
 from service.db.session import session_scope
 from service.jobs.submit import JobServices
 from service.metrics import UNMATCHED_ROUTE, ServiceMetrics, method_label
@@ -52,7 +54,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         start(state)
         job_services.start()  # resumes unfinished jobs (runner thread, or resent to Celery)
+        cameras = start_cameras(state)  # PATROL_CAMERAS_FILE: the watchtower cameras, in this process
         yield
+        if cameras is not None:
+            cameras.stop()  # readers end within their read timeout; queued alerts stay queued
         job_services.close()  # the current photo or tile finishes; the job is queued again
         state.close()  # the pipeline's batcher thread, when the app built it; the engine's pool
 
@@ -67,6 +72,7 @@ def create_app(
     app.state.jobs = job_services
     for module in (health, photos, issues, regions, reports, surveys, jobs):
         app.include_router(module.router)
+    app.include_router(camera_routes.router)  # cameras and their alerts
     add_error_handlers(app)
     app.add_middleware(RequestMetrics, metrics=state.metrics)
     return app

@@ -77,6 +77,12 @@ def _survey(i: int) -> dict[str, Any]:
 
 
 STAFF = frozenset({"worker", "reviewer", "admin"})
+CAMERA = {
+    "name": "east tower",
+    "url": "rtsp://192.0.2.10/stream1",
+    "tower": {"name": "east tower", "lon": BASE_LON, "lat": BASE_LAT, "mount_height_m": 30, "heading_deg": 90,
+              "tilt_deg": -15, "image_width": 1920, "image_height": 1080, "hfov_deg": {"1": 60}},
+}
 INGEST = frozenset({"ingest", "admin"})
 MATRIX = [
     Case("POST", "/v1/photos", frozenset(CALLERS[1:]), 201, _photo),
@@ -108,6 +114,14 @@ MATRIX = [
     Case("GET", "/v1/jobs/{job_id}", INGEST, 200, lambda i: {}),
     # the job has finished: callers past the role gate get 409, the others 403
     Case("POST", "/v1/jobs/{job_id}/cancel", INGEST, 409, lambda i: {}),
+    # cameras and alerts (service/api/routes/cameras.py); none stored: past the role gate, 404
+    Case("GET", "/v1/cameras", STAFF, 200, lambda i: {}),
+    Case("GET", "/v1/cameras/{camera_id}", STAFF, 404, lambda i: {}),
+    Case("PUT", "/v1/cameras/{camera_id}", frozenset({"admin"}), 200, lambda i: {"json": CAMERA}),
+    Case("DELETE", "/v1/cameras/{camera_id}", frozenset({"admin"}), 404, lambda i: {}),
+    Case("GET", "/v1/alerts", STAFF, 200, lambda i: {}),
+    Case("GET", "/v1/alerts/{alert_id}", STAFF, 404, lambda i: {}),
+    Case("POST", "/v1/alerts/{alert_id}/resend", frozenset({"reviewer", "admin"}), 404, lambda i: {}),
 ]
 
 
@@ -120,7 +134,7 @@ def test_matrix_covers_every_route(app):
 def test_role_matrix(client, keys, case):
     issue_id = upload_ok(client, keys, png(painted([GARBAGE])), lon=BASE_LON, lat=BASE_LAT)["issues"][0]["id"]
     job_id = finished_job(client, keys, drone_zip(1))["id"] if "{job_id}" in case.path else ""
-    path = case.path.format(issue_id=issue_id, n=1, job_id=job_id)
+    path = case.path.format(issue_id=issue_id, n=1, job_id=job_id, camera_id="east-tower", alert_id=999_999)
     for i, caller in enumerate(CALLERS):
         extra = case.request(i)
         headers = {**extra.pop("headers", {}), **keys.headers(caller)}
