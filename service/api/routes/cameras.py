@@ -1,8 +1,9 @@
 """Cameras and their alerts: configured cameras (CRUD), their states, alerts with every delivery
 attempt, and resending a dead-lettered alert.
 
-Cameras stored here are read by a watcher at its start (`patrol serve` with a cameras file,
-`patrol watch`): the YAML's cameras are the running set; these add to it by id.
+Cameras stored here are kept and validated (the cameras file's schema), but the running
+watcher (`patrol watch`, `patrol serve` with PATROL_CAMERAS_FILE) still watches the YAML's
+cameras only: starting stored cameras too is not built yet.
 """
 
 from __future__ import annotations
