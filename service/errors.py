@@ -40,3 +40,15 @@ class InvalidInputError(ServiceError):
 
 class SchemaNotReadyError(ServiceError):
     """The database lacks rows or tables the migrations create; run `patrol serve` or the migrations."""
+
+
+class NulCharacterError(InvalidInputError, ValueError):
+    """Text holding U+0000 (422). Also a ValueError, so that pydantic validators report it as one."""
+
+
+def check_no_nul(what: str, value: str) -> str:
+    """`value`, unless it holds a NUL character: PostgreSQL's text types cannot store one and
+    SQLite's can, so refusing it on input is what keeps the two backends answering alike."""
+    if "\x00" in value:
+        raise NulCharacterError(f"{what}: NUL characters (\\x00) are not allowed in text")
+    return value

@@ -2,7 +2,7 @@
 
 For a month (in the office's time zone) and each region, counting issues in the region or
 in any region nested inside it:
-- found: issues first recorded in the month;
+- found: issues first seen in the month, by capture time (not upload time);
 - confirmed: issues confirmed in the month;
 - closed: issues closed (销号) in the month;
 - closure_rate: closed / confirmed, or None when nothing was confirmed;
@@ -23,6 +23,7 @@ import io
 import re
 import statistics
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Literal, cast
 from zoneinfo import ZoneInfo
@@ -53,6 +54,10 @@ CSV_COLUMNS = (
     "rank",
 )
 _MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
+# The months a report can be asked for. Outside them the month's bounds in the office's time zone
+# leave what datetime can hold (9999-12 ends in year 10000; 0001-01 starts before year 1 in UTC);
+# the ledger holds nothing from before 1970 anyway.
+FIRST_YEAR, LAST_YEAR = 1970, 9998
 
 
 RegionKind = Literal["village", "grid"]
@@ -82,6 +87,8 @@ def month_bounds(month: str, timezone: str) -> tuple[datetime, datetime]:
     if match is None:
         raise InvalidInputError(f"expected month as YYYY-MM, e.g. 2026-11, got {month!r}")
     year, mon = int(match.group(1)), int(match.group(2))
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise InvalidInputError(f"expected a month from {FIRST_YEAR}-01 to {LAST_YEAR}-12, got {month!r}")
     zone = ZoneInfo(timezone)
     start = datetime(year, mon, 1, tzinfo=zone)
     end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=zone)
@@ -96,7 +103,7 @@ def ranking(session: Session, month: str, timezone: str) -> list[RankingRow]:
     found: dict[int, int] = defaultdict(int)
     for region_id in session.scalars(
         select(Issue.region_id).where(
-            Issue.created_at >= start, Issue.created_at < end, Issue.region_id.is_not(None)
+            Issue.first_seen_at >= start, Issue.first_seen_at < end, Issue.region_id.is_not(None)
         )
     ):
         if region_id is None:
@@ -170,12 +177,9 @@ def _ranked(rows: list[RankingRow]) -> list[RankingRow]:
 
 
 def to_csv(rows: list[RankingRow]) -> str:
-    """CSV with a UTF-8 BOM, so that Excel shows the Chinese names correctly."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for r in rows:
-        writer.writerow(
+    return bom_csv(
+        CSV_COLUMNS,
+        (
             [
                 r.kind,
                 r.name,
@@ -188,5 +192,15 @@ def to_csv(rows: list[RankingRow]) -> str:
                 r.rebounds,
                 r.rank,
             ]
-        )
+            for r in rows
+        ),
+    )
+
+
+def bom_csv(header: Iterable[object], rows: Iterable[Iterable[object]]) -> str:
+    """CSV with a UTF-8 BOM, so that Excel shows the Chinese names correctly."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(header)
+    writer.writerows(rows)
     return "\ufeff" + buffer.getvalue()

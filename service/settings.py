@@ -20,6 +20,9 @@ PLACEHOLDER_SECRETS = frozenset(
     {"changeme", "change-me", "change_me", "secret", "password", "admin", "test", "example", "xxx", "todo"}
 )
 MIN_SECRET_LENGTH = 32
+# Vertices one region may have: real village and grid boundaries have hundreds to thousands; a
+# million took 15 s to import and made every later point-in-polygon test slow.
+MAX_REGION_VERTICES = 50_000
 
 
 @lru_cache(maxsize=1)
@@ -94,11 +97,6 @@ class Settings(BaseSettings):
         default=60.0, ge=0, description="Clear passes count as separate only when this far apart in time."
     )
     timezone: str = Field(default="Asia/Shanghai", description="Month boundaries of reports.")
-    cameras_file: Path | None = Field(
-        default=None,
-        description="A cameras YAML (service/cameras/config.py: cameras, alert rules, webhooks, loudspeakers); "
-        "when set, `patrol serve` watches its cameras in the service process and stops them at shutdown.",
-    )
     job_queue: str = Field(
         default="patrol-jobs",
         pattern=r"^[A-Za-z0-9_.:-]{1,100}$",
@@ -125,6 +123,13 @@ class Settings(BaseSettings):
         le=1 << 44,
         description="Most bytes a survey zip may unpack to in all (zip-bomb guard); each photo in it "
         "is also held to max_upload_bytes.",
+    )
+
+    max_region_vertices: int = Field(
+        default=MAX_REGION_VERTICES,
+        ge=4,
+        le=10_000_000,
+        description="Most vertices of one imported village or grid polygon (all its rings together).",
     )
 
     @field_validator("database_url")

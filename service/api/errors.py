@@ -10,11 +10,14 @@ errors whose class says `retryable` carry a Retry-After header.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from service.api.uploads import BodyTooLargeError
@@ -78,3 +81,22 @@ def add_error_handlers(app: FastAPI) -> None:
     """One handler per listed class; the most specific listed class of an error answers it."""
     for error_class, answer in HTTP_ANSWERS.items():
         app.add_exception_handler(error_class, answer.handle)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+
+
+async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's own 422 for requests that fail validation, with one change: inputs such as
+    `{"lon": NaN}` (Python's JSON parser reads NaN and Infinity) are echoed as strings, since
+    strict JSON cannot carry them and the default answer failed to serialise into a 500."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    return JSONResponse({"detail": _finite(jsonable_encoder(errors))}, status_code=422)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # 'nan', 'inf', '-inf'
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value

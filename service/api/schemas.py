@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Path
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from service.errors import check_no_nul
 from service.ledger.states import State
 from service.reports import RankingRow
 from vision.geo.types import Latitude, Longitude
@@ -22,16 +24,27 @@ class _Out(BaseModel):
 
 # -- inputs ---------------------------------------------------------------------------------------
 
+# Bounds from the column types, so that an out-of-range number is a 422 here and never reaches
+# the driver (an OverflowError or a DataError, i.e. a 500): row ids are INTEGER columns, 32-bit
+# on PostgreSQL (SQLite's hold 64 bits, but the two backends answer alike); LIMIT and OFFSET
+# take 64-bit integers on both.
+MAX_ROW_ID = 2**31 - 1
+MAX_OFFSET = 2**63 - 1
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="A row id (1 to 2^31-1).")]
+
+# Free text that is stored: no NUL character (service.errors.check_no_nul).
+StoredText = Annotated[str, AfterValidator(lambda value: check_no_nul("text", value))]
+
 
 class TransitionCreate(_In):
     to: State = Field(description="Target state.")
-    reason: str = Field(default="", max_length=2000, description="Why; shown in the issue's history.")
+    reason: StoredText = Field(default="", max_length=2000, description="Why; shown in the issue's history.")
 
 
 class LocationUpdate(_In):
     lon: Longitude
     lat: Latitude
-    reason: str = Field(default="", max_length=2000)
+    reason: StoredText = Field(default="", max_length=2000)
 
 
 # -- photos ---------------------------------------------------------------------------------------
@@ -71,9 +84,6 @@ class PhotoResult(_Out):
     model_version: str
     duplicate: bool = Field(description="True when this image was analysed before; nothing new was stored.")
     location_reason: str | None = Field(description="Why the photo has no location, when it has none.")
-    detection_skipped: str | None = Field(
-        default=None, description="Why no detector looked at the photo (a blank, one-colour frame)."
-    )
     observations: list[ObservationPublic]
     issues: list[IssueRef]
     verified_issue_ids: list[int] = Field(default_factory=list)
@@ -177,7 +187,9 @@ class RegionProperties(_Out):
 class RegionFeature(_Out):
     type: Literal["Feature"] = "Feature"
     id: int
-    geometry: dict[str, Any]
+    geometry: dict[str, Any] | None = Field(
+        description="The Polygon or MultiPolygon with `geometry=true`; null otherwise (GeoJSON allows it)."
+    )
     properties: RegionProperties
 
 

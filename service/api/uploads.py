@@ -11,18 +11,27 @@ does the multipart parser see it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from fastapi import HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from service.errors import ServiceError
+from service.errors import ServiceError, check_no_nul
 
 MAX_FORM_FIELD_BYTES = 64 * 1024
+# Deeper JSON is no document we take (a GeoJSON MultiPolygon collection nests 8 levels): refused
+# before parsing, since json.loads recurses once per level and 100,000 levels end in a
+# RecursionError (a 500).
+MAX_JSON_DEPTH = 32
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 class BodyTooLargeError(ServiceError):
@@ -99,7 +108,7 @@ async def single_file_form(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
                 f"unexpected form fields {unknown}; allowed: {', '.join((file_field, *allowed_fields))}",
             )
-        yield upload, {k: v for k, v in form.items() if isinstance(v, str)}
+        yield upload, {k: check_no_nul(k, v) for k, v in form.items() if isinstance(v, str)}
     finally:
         await form.close()
 
@@ -122,7 +131,29 @@ async def read_json_body(request: Request, *, limit: int, media_types: tuple[str
         )
     check_content_length(request, limit)
     chunks = [chunk async for chunk in _counted(request, limit)]
+    # Tens of megabytes take a second to scan and parse: off the event loop, which keeps serving.
+    return await run_in_threadpool(parse_json, b"".join(chunks))
+
+
+def parse_json(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """The document in `raw`; 422 when it is no JSON or nests deeper than `max_depth`."""
+    depth = json_depth(raw)
+    if depth > max_depth:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"JSON nested {depth} levels deep; at most {max_depth}"
+        )
     try:
-        return json.loads(b"".join(chunks))
+        return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"body is not valid JSON: {exc}") from None
+
+
+def json_depth(raw: bytes) -> int:
+    """How deep the brackets of a JSON text nest, without parsing it (and so without recursion):
+    strings are blanked first, since brackets inside them do not count, then the running count
+    of openings less closings is taken in C."""
+    brackets = np.frombuffer(_JSON_STRING.sub(b'""', raw).translate(None, _NOT_BRACKETS), dtype=np.uint8)
+    if brackets.size == 0:
+        return 0
+    steps = np.where((brackets == ord("[")) | (brackets == ord("{")), 1, -1)
+    return int(np.cumsum(steps).max())

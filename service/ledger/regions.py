@@ -8,19 +8,25 @@ smallest region that covers its point; a point on a shared boundary goes to the 
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shapely.geometry import Point, shape
+import numpy as np
+import shapely
+from shapely.geometry import MultiPolygon, Point, Polygon
 from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from service.db.models import Issue, Region
-from service.errors import InvalidInputError
+from service.errors import InvalidInputError, check_no_nul
 from service.ledger.geometry import from_geojson_text, to_geojson_text
+from service.settings import MAX_REGION_VERTICES
 from vision.geo.local_frame import area_m2
 from vision.geo.types import in_wgs84_range
 
@@ -53,8 +59,9 @@ class ImportResult:
 # -- parsing ------------------------------------------------------------------------------------
 
 
-def parse_feature_collection(body: Any) -> list[RegionDraft]:
-    """Validate a GeoJSON FeatureCollection of village/grid polygons; InvalidInputError names the feature."""
+def parse_feature_collection(body: Any, *, max_vertices: int = MAX_REGION_VERTICES) -> list[RegionDraft]:
+    """Validate a GeoJSON FeatureCollection of village/grid polygons, each of at most `max_vertices`
+    vertices; InvalidInputError names the feature."""
     if not isinstance(body, dict) or body.get("type") != "FeatureCollection":
         got = body.get("type") if isinstance(body, dict) else type(body).__name__
         raise InvalidInputError(f"expected a GeoJSON FeatureCollection, got {got!r}")
@@ -64,7 +71,7 @@ def parse_feature_collection(body: Any) -> list[RegionDraft]:
         raise InvalidInputError("expected a non-empty 'features' list")
     if len(features) > MAX_FEATURES:
         raise InvalidInputError(f"expected at most {MAX_FEATURES} features, got {len(features)}")
-    return [_parse_feature(i, f) for i, f in enumerate(features)]
+    return [_parse_feature(i, f, max_vertices) for i, f in enumerate(features)]
 
 
 def _check_crs(crs: Any) -> None:
@@ -78,7 +85,7 @@ def _check_crs(crs: Any) -> None:
         )
 
 
-def _parse_feature(index: int, feature: Any) -> RegionDraft:
+def _parse_feature(index: int, feature: Any, max_vertices: int) -> RegionDraft:
     where = f"feature {index}"
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
         raise InvalidInputError(f"{where}: expected a GeoJSON Feature")
@@ -87,6 +94,7 @@ def _parse_feature(index: int, feature: Any) -> RegionDraft:
     if not isinstance(name, str) or not name.strip():
         raise InvalidInputError(f"{where}: expected a non-empty string property 'name'")
     where = f"feature {index} ({name.strip()})"
+    check_no_nul(f"feature {index}: name", name)
     kind = props.get("kind")
     if kind not in REGION_KINDS:
         raise InvalidInputError(
@@ -96,10 +104,7 @@ def _parse_feature(index: int, feature: Any) -> RegionDraft:
     if not isinstance(raw, dict) or raw.get("type") not in ("Polygon", "MultiPolygon"):
         got = raw.get("type") if isinstance(raw, dict) else raw
         raise InvalidInputError(f"{where}: expected a Polygon or MultiPolygon geometry, got {got!r}")
-    try:
-        geometry = shape(raw)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        raise InvalidInputError(f"{where}: malformed coordinates: {exc}") from exc
+    geometry = _polygons(where, raw["type"], raw.get("coordinates"), max_vertices)
     if geometry.is_empty:
         raise InvalidInputError(f"{where}: the polygon is empty")
     min_lon, min_lat, max_lon, max_lat = geometry.bounds
@@ -113,23 +118,75 @@ def _parse_feature(index: int, feature: Any) -> RegionDraft:
     return RegionDraft(name.strip()[:200], kind, geometry)
 
 
+def _polygons(where: str, kind: str, coordinates: Any, max_vertices: int) -> BaseGeometry:
+    """A Polygon or MultiPolygon from GeoJSON coordinates, checked before shapely sees them: shapely
+    would close an open ring silently, and takes NaN, strings and any number of vertices."""
+    polygons = [coordinates] if kind == "Polygon" else coordinates
+    if not _list_of_lists(polygons) or not all(_list_of_lists(rings) for rings in polygons):
+        raise InvalidInputError(
+            f"{where}: expected {kind} coordinates as lists of rings of [lon, lat] positions"
+        )
+    vertices = sum(len(ring) for rings in polygons for ring in rings)
+    if vertices > max_vertices:
+        raise InvalidInputError(
+            f"{where}: {vertices:,} vertices; at most {max_vertices:,} per region "
+            f"(PATROL_MAX_REGION_VERTICES). Simplify it first, e.g. in QGIS with 'Simplify'"
+        )
+    parts = [Polygon(shell, holes) for shell, *holes in ([_ring(where, r) for r in rs] for rs in polygons)]
+    return parts[0] if kind == "Polygon" else MultiPolygon(parts)
+
+
+def _list_of_lists(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(item, list) for item in value)
+
+
+_NUMBERS = (int, float)
+
+
+def _numbers(position: list[Any]) -> bool:
+    return all(type(v) in _NUMBERS for v in position)
+
+
+def _ring(where: str, ring: list[Any]) -> np.ndarray:
+    """A linear ring's lon/lat as an (n, 2) array: 4 or more finite positions, the last equal to the first."""
+    if len(ring) < 4:
+        raise InvalidInputError(
+            f"{where}: a ring needs at least 4 positions (the first repeated last), got {len(ring)}"
+        )
+    # type(), not isinstance: JSON true/false are bools, which are ints to isinstance
+    if not all(isinstance(p, list) and 2 <= len(p) <= 3 and _numbers(p) for p in ring):
+        raise InvalidInputError(f"{where}: expected each position as [lon, lat] numbers")
+    try:
+        lon_lat = np.array([p[:2] for p in ring], dtype=np.float64)
+    except OverflowError:  # an integer beyond any float
+        lon_lat = np.array([np.inf])
+    if not np.isfinite(lon_lat).all():
+        raise InvalidInputError(f"{where}: coordinates must be finite numbers, got NaN or an infinity")
+    if not np.array_equal(lon_lat[0], lon_lat[-1]):
+        raise InvalidInputError(
+            f"{where}: a ring is not closed: its last position {ring[-1]} must repeat its first {ring[0]} "
+            f"(RFC 7946)"
+        )
+    return lon_lat
+
+
 # -- storing ------------------------------------------------------------------------------------
 
 
 def import_regions(session: Session, drafts: list[RegionDraft], now: datetime) -> ImportResult:
     """Store new regions, re-nest all regions and move located issues into the smallest region."""
-    existing = list(session.scalars(select(Region)))
+    existing = list(session.scalars(select(Region).options(defer(Region.geometry))))
     created: list[Region] = []
+    new_drafts: list[RegionDraft] = []
     skipped: list[str] = []
     for draft in drafts:
-        if any(
-            r.kind == draft.kind
-            and r.name == draft.name
-            and from_geojson_text(r.geometry).equals(draft.geometry)
-            for r in existing + created
-        ):
+        named = (draft.kind, draft.name)
+        same_name = [REGION_SHAPES.get(session, r) for r in existing if (r.kind, r.name) == named]
+        same_name += [d.geometry for d in new_drafts if (d.kind, d.name) == named]
+        if any(g.equals(draft.geometry) for g in same_name):
             skipped.append(draft.name)
             continue
+        new_drafts.append(draft)
         min_lon, min_lat, max_lon, max_lat = draft.geometry.bounds
         region = Region(
             name=draft.name,
@@ -151,8 +208,8 @@ def import_regions(session: Session, drafts: list[RegionDraft], now: datetime) -
 
 
 def nest_regions(session: Session) -> None:
-    regions = list(session.scalars(select(Region)))
-    shapes = {r.id: from_geojson_text(r.geometry) for r in regions}
+    regions = list(session.scalars(select(Region).options(defer(Region.geometry))))
+    shapes = {r.id: REGION_SHAPES.get(session, r) for r in regions}
     for child in regions:
         parent = None
         for other in regions:
@@ -207,13 +264,15 @@ def reassign_issues(session: Session, regions: list[Region]) -> int:
 
 
 def smallest_region_containing(session: Session, lon: float, lat: float) -> Region | None:
+    """The index is two-staged: SQL narrows to the regions whose bounding box holds the point (an
+    index on the bounds), prepared polygons from REGION_SHAPES decide the rest."""
     rows = session.scalars(
-        select(Region).where(
-            Region.min_lon <= lon, Region.max_lon >= lon, Region.min_lat <= lat, Region.max_lat >= lat
-        )
+        select(Region)
+        .options(defer(Region.geometry))
+        .where(Region.min_lon <= lon, Region.max_lon >= lon, Region.min_lat <= lat, Region.max_lat >= lat)
     )
     point = Point(lon, lat)
-    containing = [r for r in rows if from_geojson_text(r.geometry).covers(point)]
+    containing = [r for r in rows if REGION_SHAPES.get(session, r).covers(point)]
     if not containing:
         return None
     return min(containing, key=lambda r: (r.area_m2, r.kind != "grid", r.id))
@@ -247,5 +306,62 @@ def descendants(regions_by_id: dict[int, Region], region_id: int) -> set[int]:
     return out
 
 
-def all_regions(session: Session) -> dict[int, Region]:
-    return {r.id: r for r in session.scalars(select(Region).order_by(Region.id))}
+def all_regions(session: Session, *, geometry: bool = False) -> dict[int, Region]:
+    """Every region by id; their GeoJSON text (megabytes, for big ones) only with `geometry`."""
+    query = select(Region).order_by(Region.id)
+    return {r.id: r for r in session.scalars(query if geometry else query.options(defer(Region.geometry)))}
+
+
+# -- parsed polygons ----------------------------------------------------------------------------
+
+
+class RegionShapes:
+    """Each region's polygon parsed once per process and prepared for point tests, shared by
+    every session and thread.
+
+    Polygons are stored as GeoJSON text; parsing a big one again for each photo made every
+    lookup slow. An entry's key is what identifies a stored region (its database, id, creation
+    time, kind, name, bounds and area). Regions are only ever added, so a key never goes stale;
+    a region rolled back and another stored under the same id has another key. Bounded by the
+    vertices held, least recently used first out.
+    """
+
+    def __init__(self, max_vertices: int) -> None:
+        self.max_vertices = max_vertices
+        self._held = 0
+        self._shapes: OrderedDict[Hashable, BaseGeometry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, session: Session, region: Region) -> BaseGeometry:
+        key = _version(session, region)
+        with self._lock:
+            shape = self._shapes.get(key)
+            if shape is not None:
+                self._shapes.move_to_end(key)
+                return shape
+        shape = from_geojson_text(region.geometry)  # loads the deferred column: one query
+        shapely.prepare(shape)
+        # GEOS builds a prepared polygon's point index lazily, on its first test: build it here,
+        # before other threads share the shape.
+        shape.covers(shape.representative_point())
+        with self._lock:
+            if key not in self._shapes:
+                self._shapes[key] = shape
+                self._held += int(shapely.get_num_coordinates(shape))
+            while self._held > self.max_vertices and len(self._shapes) > 1:
+                _, old = self._shapes.popitem(last=False)
+                self._held -= int(shapely.get_num_coordinates(old))
+        return shape
+
+    def __len__(self) -> int:
+        return len(self._shapes)
+
+
+def _version(session: Session, region: Region) -> Sequence[Hashable]:
+    bounds = (region.min_lon, region.min_lat, region.max_lon, region.max_lat)
+    database = str(session.get_bind().engine.url)
+    return (database, region.id, region.created_at, region.kind, region.name, bounds, region.area_m2)
+
+
+# About 40 regions at the vertex cap, or thousands of ordinary ones (~100 bytes a vertex prepared).
+REGION_SHAPES = RegionShapes(max_vertices=2_000_000)

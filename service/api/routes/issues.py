@@ -12,7 +12,15 @@ from sqlalchemy.orm import Session
 
 from service.api.deps import AUTHENTICATED, NowDep, SessionDep, StateDep, require_role
 from service.api.issue_views import IssueFilters, detail, evidence_rows, list_features
-from service.api.schemas import IssueCollection, IssueDetail, LocationUpdate, TransitionCreate
+from service.api.schemas import (
+    MAX_OFFSET,
+    MAX_ROW_ID,
+    IssueCollection,
+    IssueDetail,
+    LocationUpdate,
+    RowId,
+    TransitionCreate,
+)
 from service.auth import Role
 from service.db.models import ApiKey, Issue
 from service.db.session import lock_ledger
@@ -66,13 +74,15 @@ def list_issues(
     class_: Annotated[
         list[str] | None, Query(alias="class", description="Class key; repeat for several.")
     ] = None,
-    region: Annotated[int | None, Query(description="Region id; includes the regions nested in it.")] = None,
+    region: Annotated[
+        int | None, Query(ge=1, le=MAX_ROW_ID, description="Region id; includes the regions nested in it.")
+    ] = None,
     bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat (WGS-84).")] = None,
     since: Annotated[
         datetime | None, Query(description="Only issues changed at or after this time (ISO 8601).")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> IssueCollection:
     unknown = sorted(set(class_ or ()) - set(state.taxonomy.keys))
     if unknown:
@@ -101,7 +111,7 @@ def list_issues(
 
 @router.get("/{issue_id}", response_model=IssueDetail, name="get_issue")
 def get_issue(
-    issue_id: int, state: StateDep, session: SessionDep, _: Annotated[ApiKey, require_role(*READERS)]
+    issue_id: RowId, state: StateDep, session: SessionDep, _: Annotated[ApiKey, require_role(*READERS)]
 ) -> IssueDetail:
     return detail(session, _issue(session, issue_id), all_regions(session), state.taxonomy)
 
@@ -113,7 +123,7 @@ def get_issue(
     responses={200: {"content": {"image/jpeg": {}}, "description": "The evidence image."}},
 )
 def get_evidence(
-    issue_id: int,
+    issue_id: RowId,
     n: int,
     state: StateDep,
     session: SessionDep,
@@ -149,7 +159,7 @@ def get_evidence(
     },
 )
 def post_transition(
-    issue_id: int,
+    issue_id: RowId,
     body: TransitionCreate,
     state: StateDep,
     session: SessionDep,
@@ -166,7 +176,7 @@ def post_transition(
 
 @router.put("/{issue_id}/location", response_model=IssueDetail, name="place_issue")
 def put_location(
-    issue_id: int,
+    issue_id: RowId,
     body: LocationUpdate,
     state: StateDep,
     session: SessionDep,

@@ -6,11 +6,11 @@ import json
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from service.api.deps import AUTHENTICATED, NowDep, SessionDep, require_role
+from service.api.deps import AUTHENTICATED, NowDep, SessionDep, StateDep, require_role
 from service.api.schemas import (
     RegionCollection,
     RegionFeature,
@@ -58,11 +58,18 @@ def _props(region: Region, regions: dict[int, Region]) -> RegionProperties:
     openapi_extra=_BODY_DOC,
 )
 async def post_regions(
-    request: Request, session: SessionDep, now: NowDep, _: Annotated[ApiKey, require_role(Role.admin)]
+    request: Request,
+    state: StateDep,
+    session: SessionDep,
+    now: NowDep,
+    _: Annotated[ApiKey, require_role(Role.admin)],
 ) -> RegionImportResult:
     body = await read_json_body(request, limit=MAX_REGIONS_BYTES, media_types=GEOJSON_TYPES)
-    drafts = parse_feature_collection(body)
-    return await run_in_threadpool(_store, session, drafts, now)  # the database is blocking I/O
+    # Checking tens of thousands of vertices takes a while: off the event loop, like the database.
+    drafts = await run_in_threadpool(
+        parse_feature_collection, body, max_vertices=state.settings.max_region_vertices
+    )
+    return await run_in_threadpool(_store, session, drafts, now)
 
 
 def _store(session: Session, drafts: list[RegionDraft], now: datetime) -> RegionImportResult:
@@ -78,11 +85,19 @@ def _store(session: Session, drafts: list[RegionDraft], now: datetime) -> Region
 
 
 @router.get("", response_model=RegionCollection, name="list_regions")
-def get_regions(session: SessionDep, _: Annotated[ApiKey, require_role(Role.citizen)]) -> RegionCollection:
-    regions = all_regions(session)
+def get_regions(
+    session: SessionDep,
+    _: Annotated[ApiKey, require_role(Role.citizen)],
+    geometry: Annotated[
+        bool, Query(description="Include each region's polygon (can be megabytes); null otherwise.")
+    ] = False,
+) -> RegionCollection:
+    regions = all_regions(session, geometry=geometry)
     return RegionCollection(
         features=[
-            RegionFeature(id=r.id, geometry=json.loads(r.geometry), properties=_props(r, regions))
+            RegionFeature(
+                id=r.id, geometry=json.loads(r.geometry) if geometry else None, properties=_props(r, regions)
+            )
             for r in regions.values()
         ]
     )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
+from fastapi.testclient import TestClient
 
+from service.api.app import create_app
 from tests.service.helpers import issue, issues, upload_ok
 from tests.service.images import BASE_LAT, BASE_LON, GARBAGE, offset, painted, png
 
@@ -173,6 +176,40 @@ BAD_BODIES = {
 }
 
 
+def collection(*features: dict) -> dict:  # type: ignore[type-arg]
+    return {"type": "FeatureCollection", "features": list(features)}
+
+
+SQUARE = rect(0, 0, 100, 100)[0]
+BAD_BODIES.update(
+    {
+        # shapely closes an open ring silently: it is refused like the other invalid rings
+        "unclosed ring": (collection(feature("open", "grid", [SQUARE[:-1]])), "ring is not closed"),
+        "ring of 3": (collection(feature("tri", "grid", [SQUARE[:2] + SQUARE[:1]])), "at least 4 positions"),
+        "NaN": (
+            collection(feature("nan", "grid", [[SQUARE[0], [float("nan"), SQUARE[1][1]], *SQUARE[2:]]])),
+            "finite numbers",
+        ),
+        "Infinity": (
+            collection(feature("inf", "grid", [[SQUARE[0], [float("inf"), SQUARE[1][1]], *SQUARE[2:]]])),
+            "finite numbers",
+        ),
+        "huge integer": (
+            collection(feature("big", "grid", [[SQUARE[0], [10**400, SQUARE[1][1]], *SQUARE[2:]]])),
+            "finite numbers",
+        ),
+        "strings": (
+            collection(feature("s", "grid", [[[str(v) for v in p] for p in SQUARE]])),
+            "[lon, lat] numbers",
+        ),
+        "booleans": (collection(feature("b", "grid", [[[True, False], *SQUARE[1:]]])), "[lon, lat] numbers"),
+        "flat list": (collection(feature("f", "grid", [1, 2, 3])), "lists of rings"),
+        "nested a level too deep": (collection(feature("d", "grid", [[SQUARE]])), "at least 4 positions"),
+        "NUL in the name": (collection(feature("东\x00村", "village", [SQUARE])), "NUL"),
+    }
+)
+
+
 @pytest.mark.parametrize("body, message", BAD_BODIES.values(), ids=list(BAD_BODIES))
 def test_bad_region_files_are_422_naming_the_feature(client, keys, body, message):
     response = post_regions(client, keys, body)
@@ -192,3 +229,60 @@ def test_regions_body_must_be_json(client, keys):
         content=b"{not json",
     )
     assert response.status_code == 422 and "not valid JSON" in response.json()["detail"]
+
+
+def test_json_nested_100000_deep_is_422_before_parsing(client, keys):
+    body = b'{"type": "FeatureCollection", "features": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    response = client.post(
+        "/v1/regions", headers={**keys.headers("admin"), "content-type": "application/json"}, content=body
+    )
+    assert response.status_code == 422, response.text
+    assert "nested 100001 levels deep" in response.json()["detail"]
+
+
+def test_brackets_inside_names_do_not_count_as_nesting(client, keys):
+    name = "东村 " + "[{" * 40 + '\\"'
+    response = post_regions(client, keys, collection(feature(name, "village", [SQUARE])))
+    assert response.status_code == 201, response.text
+    assert response.json()["created"][0]["name"] == name
+
+
+@pytest.fixture
+def capped(settings, analyzer, clock, keys_factory):  # type: ignore[no-untyped-def]
+    """An app whose regions may have at most 10 vertices."""
+    app = create_app(settings.model_copy(update={"max_region_vertices": 10}), analyzer=analyzer, clock=clock)
+    with TestClient(app) as client:
+        yield client, keys_factory()
+
+
+def test_regions_beyond_the_vertex_cap_are_422(capped):
+    client, keys = capped
+    ring = [[117.0 + 0.001 * math.cos(a / 10), 31.0 + 0.001 * math.sin(a / 10)] for a in range(10)]
+    ring.append(ring[0])  # 11 positions: one over the cap
+    response = post_regions(client, keys, collection(feature("round", "grid", [ring])))
+    assert response.status_code == 422, response.text
+    assert "11 vertices; at most 10 per region" in response.json()["detail"]
+    within = collection(feature("ok", "grid", [ring[:9] + ring[:1]]))
+    assert post_regions(client, keys, within).status_code == 201
+
+
+def test_listings_carry_geometry_only_on_request(client, keys):
+    post_regions(client, keys, TOWNSHIP)
+    plain = client.get("/v1/regions", headers=keys.headers("citizen")).json()["features"]
+    assert plain and all(f["geometry"] is None for f in plain)
+    full = client.get("/v1/regions", headers=keys.headers("citizen"), params={"geometry": "true"}).json()
+    by_name = {f["properties"]["name"]: f["geometry"] for f in full["features"]}
+    assert by_name["东村"] == {"type": "Polygon", "coordinates": rect(-500, -500, 500, 500)}
+    assert len(by_name) == len(TOWNSHIP["features"])
+
+
+def test_photos_after_an_import_find_the_new_regions(client, keys):
+    """The cached polygons follow the region set: a grid imported later takes the next photo."""
+    post_regions(client, keys, collection(TOWNSHIP["features"][1]))  # 东村 alone
+    lon, lat = offset(BASE_LON, BASE_LAT, east_m=200)
+    first = upload_ok(client, keys, png(painted([GARBAGE])), lon=lon, lat=lat)["issues"][0]["id"]
+    assert issue(client, keys, first)["properties"]["grid"] is None
+    post_regions(client, keys, collection(TOWNSHIP["features"][2]))  # 东村第二网格
+    lon, lat = offset(BASE_LON, BASE_LAT, east_m=200, north_m=100)
+    second = upload_ok(client, keys, png(painted([GARBAGE], shade=1)), lon=lon, lat=lat)["issues"][0]["id"]
+    assert issue(client, keys, second)["properties"]["grid"] == "东村第二网格"
