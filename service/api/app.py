@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.analysis import PhotoAnalyzer
+from service.api.disconnects import add_disconnect_handler
 from service.api.errors import add_error_handlers
 from service.api.routes import cameras as camera_routes
 from service.api.routes import health, issues, jobs, photos, regions, reports, surveys
@@ -74,6 +75,7 @@ def create_app(
         app.include_router(module.router)
     app.include_router(camera_routes.router)  # cameras and their alerts
     add_error_handlers(app)
+    add_disconnect_handler(app)
     app.add_middleware(RequestMetrics, metrics=state.metrics)
     return app
 

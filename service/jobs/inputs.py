@@ -96,4 +96,6 @@ def inspect_geotiff(path: Path) -> SurveyInput:
                 JobKind.orthomosaic, src.width * src.height, f"{src.width}x{src.height} px, {src.crs}"
             )
     except RasterioError as exc:
-        raise SurveyInputError(f"not a readable GeoTIFF: {exc}") from None
+        # GDAL names the file it read: the server's temp file, which is no business of the client's.
+        detail = str(exc).replace(str(path), "upload").replace(path.name, "upload")
+        raise SurveyInputError(f"not a readable GeoTIFF: {detail}") from None

@@ -165,6 +165,13 @@ def test_geotiffs_that_are_no_orthomosaic_are_422(client, keys, tmp_path):
     assert response.status_code == 422, response.text
     assert "not a readable GeoTIFF" in response.json()["detail"]
 
+    # A TIFF whose directory is garbage: GDAL's message names the file it read, the server's temp
+    # file (jobs/incoming/<uuid>.part), which the answer must not show (#13).
+    response = submit(client, keys, b"II*\x00\x08\x00\x00\x00" + b"\x01" * 200)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail.startswith("not a readable GeoTIFF: upload: ") and ".part" not in detail, detail
+
 
 def test_a_body_over_the_survey_limit_is_413(client, keys, settings):
     limit = client.app.state.service.settings.max_survey_bytes
