@@ -1,4 +1,5 @@
-"""GET /v1/reports/ranking: the monthly 红黑榜 per village and grid, as JSON or CSV."""
+"""GET /v1/reports/ranking: the monthly ranking per village and grid, as JSON or CSV.
+GET /v1/reports/monthly: the monthly report with its 红黑榜, as JSON, CSV, HTML (the page) or PDF."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from fastapi import APIRouter, Query, Response
 from service.api.deps import AUTHENTICATED, SessionDep, StateDep, require_role
 from service.api.schemas import RankingReport
 from service.auth import Role
+from service.monthly_report import BoardRules, MonthlyReport, monthly_report
+from service.monthly_report import to_csv as monthly_csv
+from service.report_page.pdf import html_to_pdf
+from service.report_page.render import report_html
 from service.reports import RANK_RULE, ranking, to_csv
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"], dependencies=AUTHENTICATED)
@@ -41,4 +46,41 @@ def get_ranking(
         timezone=state.settings.timezone,
         rule=RANK_RULE,
         rows=rows,
+    )
+
+
+@router.get(
+    "/monthly",
+    response_model=MonthlyReport,
+    name="monthly_report",
+    responses={
+        200: {
+            "content": {"text/csv": {}, "text/html": {}, "application/pdf": {}},
+            "description": "JSON; CSV, HTML or a printable PDF with format=csv|html|pdf.",
+        }
+    },
+)
+def get_monthly_report(
+    state: StateDep,
+    session: SessionDep,
+    _: Annotated[object, require_role(*READERS)],
+    month: Annotated[str, Query(description="YYYY-MM, in the office's time zone.", examples=["2026-11"])],
+    format: Annotated[Literal["json", "csv", "html", "pdf"], Query()] = "json",
+) -> MonthlyReport | Response:
+    report = monthly_report(session, month, state.settings.timezone, BoardRules.load())
+    session.rollback()  # nothing written; no transaction stays open while a PDF renders
+    if format == "json":
+        return report
+    if format == "csv":
+        body: str | bytes = monthly_csv(report, state.taxonomy.keys)
+        media_type = "text/csv; charset=utf-8"
+    elif format == "html":
+        body, media_type = report_html(report, state.taxonomy), "text/html; charset=utf-8"
+    else:
+        body, media_type = html_to_pdf(report_html(report, state.taxonomy)), "application/pdf"
+    disposition = "inline" if format == "html" else "attachment"
+    return Response(
+        body,
+        media_type=media_type,
+        headers={"Content-Disposition": f'{disposition}; filename="report-{month}.{format}"'},
     )

@@ -49,6 +49,8 @@ def build(source: Path, target: Path) -> None:
     names.setName("NotoSansCJKsc-Regular-subset", 3, 3, 1, 0x409)
     names.setName("Noto Sans CJK SC Regular subset", 4, 3, 1, 0x409)
     names.setName("NotoSansCJKsc-Regular-subset", 6, 3, 1, 0x409)
+    names.removeNames(nameID=16)  # the variable font's typographic family and style ("Thin")
+    names.removeNames(nameID=17)
     regular.save(target)
 
 
