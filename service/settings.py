@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -97,6 +98,19 @@ class Settings(BaseSettings):
         default=60.0, ge=0, description="Clear passes count as separate only when this far apart in time."
     )
     timezone: str = Field(default="Asia/Shanghai", description="Month boundaries of reports.")
+    basemap_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s\"'<>]+$",
+        description="Optional online basemap for the office's page, an XYZ template with {z}, {x} and {y} "
+        "(e.g. https://tiles.example.cn/{z}/{x}/{y}.png). Unset: no basemap, and the page requests "
+        "nothing outside this server.",
+    )
+    basemap_crs: Literal["wgs84", "gcj02"] = Field(
+        default="wgs84",
+        description="gcj02 for basemaps drawn in China's GCJ-02 datum (most Chinese web maps): the page then "
+        "shifts the ledger's WGS-84 positions onto it.",
+    )
+    basemap_attribution: str = Field(default="", max_length=300, description="Credit shown on the map.")
     job_queue: str = Field(
         default="patrol-jobs",
         pattern=r"^[A-Za-z0-9_.:-]{1,100}$",
@@ -169,6 +183,13 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"expected an IANA time zone such as 'Asia/Shanghai', got {value!r}") from exc
+        return value
+
+    @field_validator("basemap_url")
+    @classmethod
+    def _xyz_template(cls, value: str | None) -> str | None:
+        if value is not None and not all(part in value for part in ("{z}", "{x}", "{y}")):
+            raise ValueError(f"expected an XYZ tile template with {{z}}, {{x}} and {{y}}, got {value!r}")
         return value
 
     @model_validator(mode="after")

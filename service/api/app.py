@@ -24,7 +24,8 @@ from service.analysis import PhotoAnalyzer
 from service.api.disconnects import add_disconnect_handler
 from service.api.errors import add_error_handlers
 from service.api.routes import cameras as camera_routes
-from service.api.routes import health, issues, jobs, photos, regions, reports, surveys
+from service.api.routes import health, issues, jobs, me, photos, regions, reports, surveys
+from service.api.routes import taxonomy as classes  # `taxonomy` is create_app's argument
 from service.auth import ensure_bootstrap_admin
 from service.cameras.runner import start_cameras
 from service.db.session import session_scope
@@ -33,11 +34,14 @@ from service.metrics import UNMATCHED_ROUTE, ServiceMetrics, method_label
 from service.migrations import runner
 from service.runtime import Clock, Runtime
 from service.settings import Settings
+from service.web import pages as web
 from vision.taxonomy import Taxonomy
 
 # Route names reachable without an API key. Everything else is denied by default.
 PUBLIC_ROUTES = frozenset(
     {"health", "metrics", "openapi", "swagger_ui_html", "swagger_ui_redirect", "redoc_html"}
+    # the office's page shell, its map settings and its static files (service/web); no data
+    | {"web_page", "web_config", "static"}
 )
 
 
@@ -66,13 +70,16 @@ def create_app(
         title="patrol-vision ledger",
         version="1",
         lifespan=lifespan,
+        docs_url=None,  # served by service.web with local assets: FastAPI's own load from a CDN
+        redoc_url=None,
         description="Photos and surveys in, deduplicated candidate issues out: states, history, "
         "villages and grids, roles. Authenticate with `Authorization: Bearer <key>`.",
     )
     app.state.service = state
     app.state.jobs = job_services
-    for module in (health, photos, issues, regions, reports, surveys, jobs):
+    for module in (health, photos, issues, regions, reports, surveys, jobs, classes, me):
         app.include_router(module.router)
+    web.mount(app, state.settings)
     app.include_router(camera_routes.router)  # cameras and their alerts
     add_error_handlers(app)
     add_disconnect_handler(app)

@@ -34,6 +34,8 @@ class IssueFilters:
     region_id: int | None = None
     bbox: tuple[float, float, float, float] | None = None
     since: datetime | None = None
+    captured: tuple[datetime, datetime] | None = None  # [start, end) of the first capture (UTC)
+    source_kinds: tuple[str, ...] = ()  # seen by a source of one of these kinds
 
 
 def _counts() -> tuple[ScalarSelect[int], ScalarSelect[int]]:
@@ -67,6 +69,17 @@ def filtered(filters: IssueFilters, regions: dict[int, Region]) -> Select[Issue]
         query = query.where(Issue.lon.between(min_lon, max_lon), Issue.lat.between(min_lat, max_lat))
     if filters.since is not None:
         query = query.where(Issue.updated_at >= filters.since)
+    if filters.captured is not None:
+        start, end = filters.captured
+        query = query.where(Issue.first_seen_at >= start, Issue.first_seen_at < end)
+    if filters.source_kinds:
+        seen_by = (
+            select(Observation.issue_id)
+            .join(Frame, Frame.id == Observation.frame_id)
+            .join(Source, Source.id == Frame.source_id)
+            .where(Source.kind.in_(filters.source_kinds))
+        )
+        query = query.where(Issue.id.in_(seen_by))
     return query
 
 
@@ -188,6 +201,14 @@ def evidence_items(session: Session, issue_id: int) -> list[EvidencePublic]:
             score=round(item.observation.score, 4) if item.observation else None,
             crop_url=f"{base}/{item.n}?view=crop" if item.observation else None,
             frame_url=f"{base}/{item.n}?view=frame",
+            box_xyxy=_box(item.observation),
+            frame_wh=(item.frame.width, item.frame.height),
         )
         for item in evidence_rows(session, issue_id)
     ]
+
+
+def _box(observation: Observation | None) -> tuple[float, float, float, float] | None:
+    if observation is None:
+        return None
+    return (observation.x1, observation.y1, observation.x2, observation.y2)

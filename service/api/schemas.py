@@ -157,6 +157,17 @@ class EvidencePublic(_Out):
     score: float | None
     crop_url: str | None
     frame_url: str
+    box_xyxy: tuple[float, float, float, float]
+    lon: float | None
+    lat: float | None
+    location_uncertainty_m: float | None
+    location_reason: str | None
+    footprint: dict[str, Any] | None
+    area_m2: float | None
+    observed_at: datetime
+    model_version: str
+    content_hash: str
+    issue_id: int
 
 
 class IssueDetailProperties(IssueProperties):
@@ -218,3 +229,29 @@ class HealthPublic(_Out):
     status: Literal["ok", "degraded"]
     database: str
     schema_revision: str | None
+
+
+class ClassPublic(_Out):
+    key: str
+    name_zh: str
+    name_en: str
+    colour: str = Field(description="#RRGGBB, for maps and annotated evidence.")
+    sources: list[str] = Field(description="Imagery kinds the class applies to.")
+
+
+class TaxonomyPublic(_Out):
+    classes: list[ClassPublic]
+
+
+class MovePublic(_Out):
+    from_state: State
+    to_state: State
+
+
+class KeyPublic(_Out):
+    """Who the caller is, and the state changes their role may make (the API still checks each)."""
+
+    id: int
+    name: str
+    role: str
+    moves: list[MovePublic]

@@ -385,7 +385,7 @@ class Provided:
     origin: str = ""
 
     def describe(self) -> str:
-        where = urlsplit(self.url).netloc.rsplit("@", 1)[-1]
+        where = urlsplit(self.url).netloc.rsplit("@", 1)[-1] or urlsplit(self.url).path  # file:// binaries
         if self.throwaway is None:
             return f"{self.component.name} at {where} ({self.origin})"
         return (f"{self.component.name} throwaway at {where} ({self.origin}, "
@@ -408,6 +408,8 @@ class Component:
     install: str                                      # the one command that installs what `start` needs
     start_timeout_s: float
     extra_hint: str = field(default="deselect its tests with -m 'not server'")
+    # whether something is at default_url to probe; None: a TCP connection is accepted there
+    present: Callable[[str], bool] | None = None
 
 
 def _exit(component: Component, reason: str, *, install: bool) -> NoReturn:
@@ -438,11 +440,13 @@ def _provide(component: Component, registry: Registry) -> Provided:
     mode = os.environ.get(MODE_VAR, "auto")
     if component.default_url and mode != "throwaway":
         parts = urlsplit(component.default_url)
-        if answers(parts.hostname or "127.0.0.1", parts.port or 0):
+        there = (component.present or (lambda _: answers(parts.hostname or "127.0.0.1", parts.port or 0)))
+        if there(component.default_url):
             try:
                 component.probe(component.default_url, PROBE_TIMEOUT_S)
             except Exception as exc:
-                _exit(component, f"something answers at {parts.hostname}:{parts.port} but "
+                where = parts.path if component.present else f"{parts.hostname}:{parts.port}"
+                _exit(component, f"something answers at {where} but "
                       f"{component.default_url} does not work ({exc}); set {MODE_VAR}=throwaway to start "
                       f"a throwaway one instead", install=False)
             return Provided(component, component.default_url, origin="found at the default address")

@@ -20,7 +20,7 @@ from types import FrameType
 
 import pytest
 
-from tests.servers import postgres_server, redis_server, rtsp_server
+from tests.servers import chromium, postgres_server, redis_server, rtsp_server
 from tests.servers.core import Component, Provided, Registry, provide
 
 REGISTRY = pytest.StashKey[Registry]()
@@ -102,3 +102,10 @@ def rtsp_stream(real_servers: Registry) -> Iterator[Provided]:
 def redis_url(real_servers: Registry) -> Iterator[str]:
     """redis://host:port of a Redis for the tests; each test picks its own database number."""
     yield from _fixture_for(redis_server.COMPONENT, real_servers)
+
+
+@pytest.fixture(scope="session")
+def chromium_path(real_servers: Registry) -> Iterator[str]:
+    """Path of the Chromium binary the `browser` tests drive (see tests/servers/chromium.py)."""
+    provided = provide(chromium.COMPONENT, real_servers)
+    yield str(chromium.binary(provided.url))

@@ -28,7 +28,9 @@ from service.errors import NotFoundError
 from service.ledger.events import Actor, record_event, transition
 from service.ledger.regions import all_regions, smallest_region_containing
 from service.ledger.states import State
+from service.reports import month_bounds
 from vision.geo.types import valid_lon_lat
+from vision.sources import SourceKind
 
 router = APIRouter(prefix="/v1/issues", tags=["issues"], dependencies=AUTHENTICATED)
 
@@ -81,6 +83,12 @@ def list_issues(
     since: Annotated[
         datetime | None, Query(description="Only issues changed at or after this time (ISO 8601).")
     ] = None,
+    month: Annotated[
+        str | None, Query(description="YYYY-MM: issues first captured in this month (office time zone).")
+    ] = None,
+    source: Annotated[
+        list[SourceKind] | None, Query(description="Seen by a source of this kind; repeat for several.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> IssueCollection:
@@ -104,6 +112,8 @@ def list_issues(
         region_id=region,
         bbox=_bbox(bbox),
         since=since,
+        captured=month_bounds(month, state.settings.timezone) if month is not None else None,
+        source_kinds=tuple(source or ()),
     )
     features, total = list_features(session, filters, regions, state.taxonomy, limit=limit, offset=offset)
     return IssueCollection(features=features, total=total)

@@ -51,8 +51,11 @@ def test_the_check_catches_a_route_without_auth(settings):
 
 def test_only_health_metrics_and_docs_are_public(client):
     public = {r.path for r in route_table(client.app) if r.name in PUBLIC_ROUTES}
-    assert public == {"/health", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
-    for path in ("/health", "/metrics", "/openapi.json", "/docs"):
+    assert public == {
+        "/health", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
+        "/", "/web/config.json", "/static",  # the office's page shell, its map settings, its JS and CSS
+    }
+    for path in ("/health", "/metrics", "/openapi.json", "/docs", "/", "/web/config.json"):
         assert client.get(path).status_code == 200, path
 
 
@@ -109,6 +112,8 @@ MATRIX = [
         },
     ),
     Case("GET", "/v1/regions", frozenset(CALLERS[1:]), 200, lambda i: {}),
+    Case("GET", "/v1/taxonomy", frozenset(CALLERS[1:]), 200, lambda i: {}),
+    Case("GET", "/v1/me", frozenset(CALLERS[1:]), 200, lambda i: {}),
     Case("GET", "/v1/reports/ranking", STAFF, 200, lambda i: {"params": {"month": "2026-11"}}),
     Case("POST", "/v1/surveys", INGEST, 202, _survey),
     Case("GET", "/v1/jobs/{job_id}", INGEST, 200, lambda i: {}),
@@ -121,6 +126,7 @@ MATRIX = [
     Case("DELETE", "/v1/cameras/{camera_id}", frozenset({"admin"}), 404, lambda i: {}),
     Case("GET", "/v1/alerts", STAFF, 200, lambda i: {}),
     Case("GET", "/v1/alerts/{alert_id}", STAFF, 404, lambda i: {}),
+    Case("GET", "/v1/alerts/{alert_id}/clip", STAFF, 404, lambda i: {}),
     Case("POST", "/v1/alerts/{alert_id}/resend", frozenset({"reviewer", "admin"}), 404, lambda i: {}),
 ]
 
