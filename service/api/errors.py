@@ -30,7 +30,16 @@ from service.errors import (
 )
 from service.jobs.dispatch import BrokerUnavailableError
 from service.jobs.errors import SurveyInputError, SurveyOwnedElsewhereError
-from vision.errors import ImageLoadError, ModelError, PatrolVisionError, QueueFullError, TaxonomyError
+from service.settings import redact_url
+from vision.errors import (
+    ImageLoadError,
+    ModelError,
+    PatrolVisionError,
+    QueueFullError,
+    StreamError,
+    TaxonomyError,
+    VideoError,
+)
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,12 @@ HTTP_ANSWERS: Mapping[type[PatrolVisionError], HttpAnswer] = {
     ImageLoadError: HttpAnswer(
         status.HTTP_422_UNPROCESSABLE_CONTENT, detail=lambda exc: {"reason": exc.reason, "detail": exc.detail}
     ),
+    # A video source given through the API that is not one (no such file, not a video, corrupt).
+    VideoError: HttpAnswer(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=lambda exc: _video_detail(exc)),
+    # A stream that is down or silent may answer later: retry after about one reconnect.
+    StreamError: HttpAnswer(
+        status.HTTP_503_SERVICE_UNAVAILABLE, detail=lambda exc: _video_detail(exc), retry_after_s=10
+    ),
     ModelError: HttpAnswer(
         status.HTTP_503_SERVICE_UNAVAILABLE, detail=lambda exc: f"no detection model is available: {exc}"
     ),
@@ -75,6 +90,12 @@ HTTP_ANSWERS: Mapping[type[PatrolVisionError], HttpAnswer] = {
     ),
     BrokerUnavailableError: HttpAnswer(status.HTTP_503_SERVICE_UNAVAILABLE, retry_after_s=30),
 }
+
+
+def _video_detail(exc: VideoError) -> dict[str, str]:
+    """The reason and words, with a stream URL's password hidden (FFmpeg's messages repeat the URL)."""
+    source = redact_url(exc.source)
+    return {"reason": exc.reason, "source": source, "detail": exc.detail.replace(exc.source, source)}
 
 
 def add_error_handlers(app: FastAPI) -> None:

@@ -18,7 +18,9 @@ from vision.errors import (
     ModelError,
     PatrolVisionError,
     QueueFullError,
+    StreamError,
     UnknownBackendError,
+    VideoError,
 )
 from vision.geo.orthomosaic import OrthomosaicError
 
@@ -66,6 +68,35 @@ def _answer(exc: Exception) -> Any:
             None,
         ),
         (QueueFullError("full"), 503, {"detail": "the detector is busy; retry in a few seconds"}, "5"),
+        (
+            VideoError("clip.txt", "unsupported_format", "cannot open as a video"),
+            422,
+            {
+                "detail": {
+                    "reason": "unsupported_format",
+                    "source": "clip.txt",
+                    "detail": "cannot open as a video",
+                }
+            },
+            None,
+        ),
+        # A stream that is down: retry later; the URL's password never reaches the answer.
+        (
+            StreamError(
+                "rtsp://admin:hunter2@10.0.0.7/live",
+                "disconnected",
+                "Connection refused: 'rtsp://admin:hunter2@10.0.0.7/live'",
+            ),
+            503,
+            {
+                "detail": {
+                    "reason": "disconnected",
+                    "source": "rtsp://admin:***@10.0.0.7/live",
+                    "detail": "Connection refused: 'rtsp://admin:***@10.0.0.7/live'",
+                }
+            },
+            "10",
+        ),
         (BrokerUnavailableError("redis away"), 503, {"detail": "redis away"}, "30"),
         (
             BodyTooLargeError(2 * 1024 * 1024),
