@@ -138,6 +138,21 @@ class Settings(BaseSettings):
         description="Most bytes a survey zip may unpack to in all (zip-bomb guard); each photo in it "
         "is also held to max_upload_bytes.",
     )
+    max_survey_pixels: int = Field(
+        default=10_000_000_000,
+        ge=1,
+        le=1 << 50,
+        description="Most pixels one survey may hold (an orthomosaic's width x height, or the sum its "
+        "photos' headers declare), checked before it is queued: a survey's runner time grows with its "
+        "pixels. 10 GPx is a 100 000 x 100 000 orthomosaic or about 500 twenty-megapixel drone photos.",
+    )
+    max_survey_area_km2: float = Field(
+        default=100.0,
+        gt=0,
+        le=1_000_000,
+        description="Most ground one orthomosaic may cover (a township is tens of km²), checked before "
+        "it is queued.",
+    )
 
     max_region_vertices: int = Field(
         default=MAX_REGION_VERTICES,

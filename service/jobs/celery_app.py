@@ -91,6 +91,7 @@ def make_celery(settings: Settings, *, context: Callable[[], Runtime] | None = N
     # app created later the task of the first.
     @app.task(name=TASK_NAME, bind=True, max_retries=None, shared=False)
     def run_job(self: Any, job_id: str) -> str:
+        _hand_back_on_sigterm()
         if _STOPPING.is_set():  # this worker is shutting down: leave the job to another one
             raise self.retry(countdown=0)
         ctx = contexts.get()
@@ -117,24 +118,39 @@ def make_celery(settings: Settings, *, context: Callable[[], Runtime] | None = N
 _STOPPING = threading.Event()
 
 
-@signals.worker_process_init.connect(weak=False, dispatch_uid="patrol-jobs-child-sigterm")
+_IN_POOL_CHILD = threading.Event()
+
+
+@signals.worker_process_init.connect(weak=False, dispatch_uid="patrol-jobs-pool-child")
 def _on_pool_child_start(**_: Any) -> None:
-    """A prefork pool child: SIGTERM (from the main process below, or the service manager) hands
-    its job back; a second SIGTERM ends it at once, as the pool's own terminate expects."""
     _STOPPING.clear()
+    _IN_POOL_CHILD.set()
 
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        _STOPPING.set()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
-    signal.signal(signal.SIGTERM, on_sigterm)
+def _hand_back_on_sigterm() -> None:
+    """In a prefork pool child: SIGTERM (from the main process below, or a service manager that
+    signals the whole group) hands the job back instead of killing the child mid-photo.
+
+    Installed when a task starts, not at the child's init signal: billiard resets SIGTERM to its
+    own exit handler right after that signal. The child still ends with its main process,
+    whatever happens here: the pool sets PR_SET_PDEATHSIG to SIGKILL."""
+    if (
+        _IN_POOL_CHILD.is_set()
+        and threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) is not _on_child_sigterm
+    ):
+        signal.signal(signal.SIGTERM, _on_child_sigterm)
+
+
+def _on_child_sigterm(signum: int, frame: FrameType | None) -> None:
+    _STOPPING.set()
 
 
 @signals.worker_shutting_down.connect(weak=False, dispatch_uid="patrol-jobs-warm-shutdown")
 def _on_worker_shutting_down(sig: str, how: str, exitcode: int, **_: Any) -> None:
     """The worker's main process got SIGTERM/SIGINT: its jobs stop after the current step."""
-    if how != "Warm":
-        return  # a cold shutdown kills the pool: leases run out and the sweeper resends
+    if how != "Warm" or _STOPPING.is_set():
+        return  # a cold shutdown kills the pool (the sweeper resends its jobs); a repeat adds nothing
     _STOPPING.set()  # solo and threads pools run the task in this process
     from billiard.process import active_children
 

@@ -21,6 +21,7 @@ from service.jobs.errors import SurveyInputError
 from service.jobs.inputs import zip_limits
 from service.jobs.items import JobSpec, Progress, recorded_frame_id, write_item, write_progress
 from service.jobs.lease import Lease
+from service.jobs.member_header import read_header
 from service.jobs.models import ItemOutcome
 from service.jobs.retry import detect_with_retry
 from service.jobs.store import JobInputStore
@@ -75,6 +76,9 @@ class _Prepared:
 def _prepare(ctx: Runtime, spec: JobSpec, zf: zipfile.ZipFile, member: ZipMember) -> _Prepared:
     if member.skip_reason is not None:
         return _Prepared(skip_reason=member.skip_reason)
+    header = read_header(zf, member, max_pixels=ctx.settings.max_image_pixels)
+    if header.skip_reason is not None:  # not a photo, or too many pixels: decided before reading it whole
+        return _Prepared(skip_reason=header.skip_reason)
     try:
         # zipfile reads through one shared file handle; ZipFile.open serialises access to it.
         data = read_member(zf, member)

@@ -3,7 +3,10 @@
 A zip of photos or a georeferenced GeoTIFF (orthomosaic). Everything that can be found
 wrong cheaply is found here, so the client gets a 422 at once instead of a failed job
 later: unreadable or refused archives (see `archive`), TIFFs without a CRS, unsupported
-bands or data types, and files cut short (the last block is read).
+bands or data types, and files cut short (the last block is read). Surveys beyond
+PATROL_MAX_SURVEY_PIXELS (an orthomosaic's size, or the sum its photos' headers declare)
+or PATROL_MAX_SURVEY_AREA_KM2 (an orthomosaic's ground) are refused here, before a job
+exists: one survey's runner time grows with its pixels.
 """
 
 from __future__ import annotations
@@ -11,11 +14,16 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from service.jobs.archive import ZipLimits, open_archive
 from service.jobs.errors import SurveyInputError
+from service.jobs.member_header import read_header
 from service.jobs.models import JobKind
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from vision.geo.orthomosaic import OrthoGeoreference
 
 ZIP_MAGIC = (b"PK\x03\x04",)
 EMPTY_ZIP_MAGIC = b"PK\x05\x06"
@@ -59,17 +67,51 @@ def inspect_survey(path: Path, settings: Settings) -> SurveyInput:
     with path.open("rb") as fh:
         kind = sniff_kind(fh.read(8))
     if kind is JobKind.drone_photos:
-        zf, members = open_archive(path, zip_limits(settings))
-        zf.close()
-        usable = sum(m.skip_reason is None for m in members)
-        return SurveyInput(kind, len(members), f"{len(members)} files, {usable} within the limits")
-    return inspect_geotiff(path)
+        return inspect_zip(path, settings)
+    return inspect_geotiff(path, settings)
 
 
-def inspect_geotiff(path: Path) -> SurveyInput:
+def inspect_zip(path: Path, settings: Settings) -> SurveyInput:
+    """Refused archives (see `archive`), and archives whose photos' headers declare more pixels in
+    all than PATROL_MAX_SURVEY_PIXELS; only each member's header is read, not the member."""
+    zf, members = open_archive(path, zip_limits(settings))
+    with zf:
+        headers = [
+            read_header(zf, m, max_pixels=settings.max_image_pixels) for m in members if m.skip_reason is None
+        ]
+    usable = [h for h in headers if h.skip_reason is None]
+    pixels = sum(h.pixels or 0 for h in usable)
+    _check_pixels(pixels, f"its {len(usable)} photos' headers declare", settings)
+    return SurveyInput(
+        JobKind.drone_photos, len(members), f"{len(members)} files, {len(usable)} photos, {pixels:,} px"
+    )
+
+
+def _check_pixels(pixels: int, what: str, settings: Settings) -> None:
+    if pixels > settings.max_survey_pixels:
+        raise SurveyInputError(
+            f"survey too large: {what} {pixels:,} pixels, more than the {settings.max_survey_pixels:,} "
+            "allowed per survey (PATROL_MAX_SURVEY_PIXELS); split it into smaller surveys"
+        )
+
+
+def _check_area(georeference: OrthoGeoreference, settings: Settings) -> None:
+    area_km2 = georeference.pixel_size_m() ** 2 * georeference.width * georeference.height / 1e6
+    if not area_km2 <= settings.max_survey_area_km2:  # NaN (a degenerate transform) is refused too
+        raise SurveyInputError(
+            f"survey too large: the orthomosaic covers {area_km2:,.1f} km² of ground, more than the "
+            f"{settings.max_survey_area_km2:,.1f} km² allowed per survey (PATROL_MAX_SURVEY_AREA_KM2); "
+            "split it into smaller surveys"
+        )
+
+
+def inspect_geotiff(path: Path, settings: Settings) -> SurveyInput:
     import rasterio
+    from pyproj import CRS
     from rasterio.errors import NotGeoreferencedWarning, RasterioError
     from rasterio.windows import Window
+
+    from vision.geo.orthomosaic import OrthoGeoreference
 
     try:
         with warnings.catch_warnings():
@@ -84,6 +126,9 @@ def inspect_geotiff(path: Path) -> SurveyInput:
                 )
             if src.count == 2:
                 raise SurveyInputError(f"expected a GeoTIFF with 1 or 3+ bands, got {src.count}")
+            _check_pixels(src.width * src.height, f"the orthomosaic is {src.width}x{src.height} =", settings)
+            crs = CRS.from_user_input(src.crs.to_wkt())
+            _check_area(OrthoGeoreference(crs, src.transform, src.width, src.height), settings)
             dtype = src.dtypes[0]
             if dtype not in ORTHO_DTYPES:
                 raise SurveyInputError(

@@ -11,14 +11,23 @@ from sqlalchemy import func, select
 from service.auth import Role, create_key
 from service.db.models import ApiKey, Frame, Issue, IssueEvent, Observation
 from service.db.session import session_scope
-from service.runtime import Runtime
 from service.jobs.dispatch import InProcessDispatcher
 from service.jobs.inputs import sniff_kind
 from service.jobs.models import Job, JobItem
 from service.jobs.runner import JobRunner
 from service.jobs.store import HashingWriter, JobInputStore
 from service.jobs.submit import JobServices
+from service.runtime import Runtime
 from service.settings import Settings
+
+REDIS_DB = 11  # the Celery tests' database on the session's Redis
+
+
+@pytest.fixture(scope="session")
+def celery_broker_url(redis_url: str) -> str:
+    """Database 11 of the session's Redis (the machine's at 127.0.0.1:6379, or a throwaway one)."""
+    return f"{redis_url}/{REDIS_DB}"
+
 
 SURVEY_LIMITS = {
     "max_survey_members": 6,

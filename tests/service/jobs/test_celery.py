@@ -25,14 +25,6 @@ from service.jobs.dispatch import CeleryDispatcher
 from service.jobs.models import Job
 from tests.service.jobs.surveys import drone_zip, submit, wait_for_job
 
-REDIS_DB = 11
-
-
-@pytest.fixture(scope="session")
-def celery_broker_url(redis_url: str) -> str:
-    """Database 11 of the session's Redis (the machine's at 127.0.0.1:6379, or a throwaway one)."""
-    return f"{redis_url}/{REDIS_DB}"
-
 
 def worker_app(settings, context):  # type: ignore[no-untyped-def]
     app = make_celery(settings, context=lambda: context)

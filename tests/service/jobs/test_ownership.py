@@ -34,7 +34,9 @@ ACCESS = [
 
 
 @pytest.mark.parametrize(("who", "read", "cancel"), ACCESS)
-def test_a_job_is_seen_and_cancelled_only_by_its_key_and_admins(client, keys, settings, clock, who, read, cancel):
+def test_a_job_is_seen_and_cancelled_only_by_its_key_and_admins(
+    client, keys, settings, clock, who, read, cancel
+):
     keys = _with_second_ingest_key(keys, settings, clock)
     client.app.state.jobs.dispatcher.runner.stop()  # the job stays queued, so a cancel can succeed
     job_id = submit(client, keys, drone_zip(1)).json()["id"]
