@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from service.cameras.clips import ClipPolicy
 from service.cameras.persistence import PersistenceRule
 from service.cameras.schedule import Schedule
 from service.errors import InvalidInputError
@@ -180,6 +181,7 @@ class WatchConfig(_Config):
     loudspeakers: tuple[Loudspeaker, ...] = ()
     persistence: PersistenceRule = PersistenceRule()
     retry: RetryPolicy = RetryPolicy()
+    clips: ClipPolicy = Field(default=ClipPolicy(), description="Clips kept around events that alert.")
     queue_size: int = Field(
         default=4, ge=1, le=100, description="Frames buffered per stream (oldest dropped)."
     )

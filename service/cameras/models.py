@@ -91,6 +91,9 @@ class Alert(Base):
     observed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     digested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, doc="When a digest took it.")
+    clip_path: Mapped[str | None] = mapped_column(
+        String(200), doc="The MP4 around the event under the data dir, once written (service.cameras.clips)."
+    )
 
 
 class Delivery(Base):

@@ -68,6 +68,7 @@ def alert_view(session: Session, alert: Alert, *, with_attempts: bool = False) -
         "observed_at": alert.observed_at.isoformat(),
         "created_at": alert.created_at.isoformat(),
         "digested_at": alert.digested_at.isoformat() if alert.digested_at else None,
+        "clip": f"/v1/alerts/{alert.id}/clip" if alert.clip_path else None,  # MP4 around the event
         "deliveries": views,
     }
 

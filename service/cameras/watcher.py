@@ -9,7 +9,9 @@ For each frame the stream supervisor hands over (`vision.video.VideoFrame`):
    preset has recorded before (`memory`: known issues, rejected false alarms);
 5. what is left is recorded through `service.recording` as a camera finding, geotagged with
    the tower's preset pose, frame and crops as evidence, and the alert rules (`alerts`) run
-   in the same transaction.
+   in the same transaction;
+6. an event that raised alerts keeps a short clip of the seconds around it (`clips`), which
+   the alerts point at once it is written.
 """
 
 from __future__ import annotations
@@ -23,12 +25,16 @@ from zoneinfo import ZoneInfo
 
 import cv2
 import numpy as np
+from sqlalchemy import update
 
 from service.analysis import PhotoAnalysis, model_version_of, observation_drafts
 from service.cameras.alerts import raise_alerts
+from service.cameras.clips import ClipRecorder
 from service.cameras.config import CameraConfig, PresetWatch, WatchConfig
 from service.cameras.memory import ViewMemory
+from service.cameras.models import Alert
 from service.cameras.persistence import PersistenceTracker
+from service.db.session import session_scope
 from service.ledger.events import Actor
 from service.ledger.intake import SourceRef
 from service.photo_analyzer import QUEUE_WAIT_S, camera_point, coverage
@@ -82,9 +88,11 @@ class CameraWatcher:
         self._zone = ZoneInfo(runtime.settings.timezone)
         # Called with the new alert ids after a commit that raised some (the dispatcher's wake).
         self.on_alerts: list[Callable[[list[int]], None]] = []
+        self.clips = ClipRecorder(config.clips, runtime.settings.data_dir, camera.id, self._clip_written)
 
     def process(self, frame: VideoFrame) -> FrameResult | None:
         """None when the frame is not analysed (head moving, preset not due, schedule off)."""
+        self.clips.add(frame)
         plan, into_s = self.camera.preset_at(frame.time_s)
         if into_s < plan.settle_s:
             return None
@@ -245,3 +253,17 @@ class CameraWatcher:
         if result.alert_ids:
             for callback in self.on_alerts:
                 callback(result.alert_ids)
+            self.clips.event(frame.time_s, result.alert_ids)
+
+    def close(self) -> None:
+        """The camera stops: clips still waiting for their last seconds are written with what they have."""
+        self.clips.close()
+
+    def _clip_written(self, relative: str, alert_ids: list[int]) -> None:
+        with session_scope(self.runtime.session_factory) as session:
+            session.execute(
+                update(Alert)
+                .where(Alert.id.in_(alert_ids))
+                .values(clip_path=relative)
+                .execution_options(synchronize_session=False)
+            )

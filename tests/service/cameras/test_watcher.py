@@ -65,14 +65,6 @@ def receivers() -> Iterator[tuple[Receiver, Receiver]]:
     speaker.close()
 
 
-@pytest.fixture
-def runtime(settings, analyzer, clock) -> Iterator[Runtime]:  # type: ignore[no-untyped-def]
-    built = Runtime.build(settings, analyzer=analyzer, clock=clock)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    yield built
-    built.engine.dispose()
-
-
 def _config(hook: Receiver, speaker: Receiver) -> WatchConfig:
     camera = CameraConfig(
         id="east-tower",
