@@ -13,7 +13,7 @@ UV_INSTALL = $(UV) pip install --python $(BIN)/python -c requirements/constraint
 	--overrides requirements/overrides.txt
 PYTEST_ARGS ?=
 
-.PHONY: demo test install-serve install-dev lock lint bench clean
+.PHONY: demo demo-camera test install-serve install-dev lock lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ install-dev: $(UV)
 
 demo: install-serve
 	$(BIN)/patrol demo
+
+# A bundled smoke photo replayed as a watchtower camera: the signed alert and the broadcast arrive.
+demo-camera: install-serve
+	$(BIN)/patrol demo-camera
 
 # The layering contracts (pyproject.toml, [tool.importlinter]) first: a broken one fails the run.
 # Then mypy ([tool.mypy]): a type error, or a `# type: ignore` that hides none, fails it too.

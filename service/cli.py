@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from service.cameras.demo import camera_demo_command
 from service.demo import demo_command
 
 if TYPE_CHECKING:
@@ -36,6 +37,9 @@ def register(app: typer.Typer) -> None:
     app.command("demo", help="Run the ledger end to end on the bundled samples (needs models/default).")(
         demo_command
     )
+    app.command(
+        "demo-camera", help="Replay a bundled smoke photo as a watchtower camera; show the alert arriving."
+    )(camera_demo_command)
 
 
 DatabaseUrlOption = Annotated[
@@ -320,8 +324,19 @@ def watch(
     for_seconds: Annotated[
         float | None, typer.Option("--for-seconds", min=0.1, help="Stop after this long (default: Ctrl-C).")
     ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            help="Watch only this camera id (repeatable): one process per group of cameras, all on the "
+            "same database. Default: every camera of the file and of the API.",
+        ),
+    ] = None,
 ) -> None:
-    """One JSON line per analysed frame that found something, on stdout; states on stderr."""
+    """One JSON line per analysed frame that found something, on stdout; states on stderr.
+
+    Watches the file's cameras and those stored through the API (`/v1/cameras`), picking up
+    changes within seconds; rules, webhooks and loudspeakers come from the file."""
     import json
     import signal
     import threading
@@ -352,7 +367,7 @@ def watch(
             }, ensure_ascii=False), nl=True)
 
     try:
-        service = CameraService(runtime, config, on_result=show)
+        service = CameraService(runtime, config, on_result=show, only=frozenset(only) if only else None)
     except CameraConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
