@@ -37,7 +37,7 @@ export const api = {
   imageUrl: async (path) => URL.createObjectURL(await (await request(path)).blob()),
   me: () => api.json("/v1/me"),
   taxonomy: () => api.json("/v1/taxonomy"),
-  regions: () => api.json("/v1/regions"),
+  regions: () => api.json("/v1/regions?geometry=true"),  // outlines only on request (they can be large)
   issue: (id) => api.json(`/v1/issues/${id}`),
   move: (id, to, reason) => api.json(`/v1/issues/${id}/transitions`, { method: "POST", body: { to, reason } }),
   async issues(filters) {
