@@ -9,7 +9,8 @@ stays open and silent) and bring it back on the same port (`RtspThrowaway`). FFm
 cannot serve: its RTSP muxer publishes to a server and does not listen for players.
 
 PATROL_TEST_RTSP_URL names a stream to read instead; the tests that kill or stall the server
-skip then, since they cannot do that to somebody else's server.
+skip then, since they cannot do that to somebody else's server. PATROL_TEST_RTSP_PYTHON names
+the Python that has python3-gi (default: /usr/bin/python3, then python3 on PATH).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from tests.servers.core import (
 )
 
 URL_ENV = "PATROL_TEST_RTSP_URL"
+PYTHON_ENV = "PATROL_TEST_RTSP_PYTHON"
 INSTALL = ("apt-get install -y gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base "
            "gstreamer1.0-plugins-good gstreamer1.0-plugins-bad python3-gi")
 START_TIMEOUT_S = 20.0
@@ -53,11 +55,19 @@ def probe(url: str, timeout_s: float) -> None:
         next(reader)
 
 
+def python_candidates() -> tuple[str, ...]:
+    """The Pythons to try, in order: PATROL_TEST_RTSP_PYTHON alone when set, else the system's."""
+    configured = os.environ.get(PYTHON_ENV, "").strip()
+    if configured:
+        return (configured,)
+    return tuple(c for c in ("/usr/bin/python3", shutil.which("python3")) if c)
+
+
 @functools.cache
-def find_python() -> str:
-    """The system Python with python3-gi and GStreamer's RTSP server; Unavailable otherwise."""
+def find_python(candidates: tuple[str, ...]) -> str:
+    """The first of `candidates` with python3-gi and GStreamer's RTSP server; Unavailable otherwise."""
     last = "no python3 on this machine"
-    for candidate in ("/usr/bin/python3", shutil.which("python3")):
+    for candidate in candidates:
         if not candidate or not os.path.exists(candidate):
             continue
         check = subprocess.run([candidate, "-c", _CHECK], capture_output=True, text=True, timeout=30)
@@ -130,7 +140,7 @@ def session_clip(registry: Registry) -> Path:
 
 
 def start(registry: Registry, timeout_s: float) -> Provided:
-    python = find_python()
+    python = find_python(python_candidates())
     throwaway = RtspThrowaway(registry, python, session_clip(registry))
     start_with_free_port(throwaway, throwaway.launch, timeout_s)
     return Provided(COMPONENT, throwaway.rtsp_url, throwaway, origin=f"gst-rtsp-server via {python}")

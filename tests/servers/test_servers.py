@@ -7,12 +7,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.servers import fake, postgres_server, redis_server
+from tests.servers import fake, postgres_server, redis_server, rtsp_server
 from tests.servers.core import Proc, Registry, Unavailable, provide
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,6 +73,35 @@ def test_a_configured_server_that_does_not_work_stops_the_run_and_names_its_vari
     out = result.stdout.str()
     assert "PATROL_TEST_FAKE_URL=fake://127.0.0.1:1 does not work" in out
     assert "install it with" not in out  # installing would not help: the configured server is the problem
+
+
+USES_RTSP_TWICE = """
+    def test_first(rtsp_stream):
+        pass
+
+    def test_second(rtsp_stream):
+        pass
+"""
+
+
+def test_without_gstreamers_rtsp_server_the_run_stops_at_once_with_the_apt_command(
+    pytester, monkeypatch, tmp_path
+):
+    """A real Python that lacks python3-gi (this venv's, without any site-packages) is the only
+    one offered: the `rtsp_stream` fixture stops the run before any test, naming the packages."""
+    python = tmp_path / "python-without-gi"
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
+    python.chmod(0o755)
+    monkeypatch.delenv(rtsp_server.URL_ENV, raising=False)
+    monkeypatch.setenv(rtsp_server.PYTHON_ENV, str(python))
+    result = _inner_session(pytester, "", USES_RTSP_TWICE)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    out = result.stdout.str()
+    assert "RTSP server for the tests: none is configured or answering, and none can be started here" in out
+    assert "no Python with GStreamer's RTSP server" in out and "No module named 'gi'" in out
+    assert f"install it with: {rtsp_server.INSTALL}" in out
+    assert rtsp_server.INSTALL.startswith("apt-get install -y gir1.2-gst-rtsp-server-1.0 ")
+    assert "passed" not in out and "failed" not in out  # no test ran, none failed one by one
 
 
 def test_a_missing_binary_is_reported_as_unavailable(monkeypatch):
