@@ -180,6 +180,10 @@ class Pipeline:
         if config.max_batch > detector.max_batch:
             # a static-batch export cannot take more; do not let the queue form bigger batches
             config = config.model_copy(update={"max_batch": detector.max_batch})
+        if config.workers == 0:
+            # Lanes only for a detector that says it is safe to call from several threads at
+            # once (OnnxRuntimeDetector.lanes); any other runs from one worker thread.
+            config = config.model_copy(update={"workers": max(1, int(getattr(detector, "lanes", 1)))})
         self.batcher_config = config
         self._labels = np.asarray(card.labels, dtype=str)
         self._keys = [card.label_map[label] for label in card.labels]
@@ -200,11 +204,18 @@ class Pipeline:
         *,
         batcher: BatcherConfig | None = None,
         tiling: TilingConfig | None = None,
-        intra_op_threads: int = 0,
+        intra_op_threads: int = 1,
+        lanes: int = 0,
+        allow_spinning: bool = False,
         device: Literal["cpu", "cuda", "tensorrt"] = "cpu",
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> Pipeline:
-        """Open an installed model's ONNX weights with ONNX Runtime, labels from its card."""
+        """Open an installed model's ONNX weights with ONNX Runtime, labels from its card.
+
+        `intra_op_threads`, `lanes` and `allow_spinning` as in OnnxRuntimeConfig; the
+        defaults (one thread per run, one run per core) won quiet and loaded on the reference
+        box; benchmarks/README.md gives the setting per deployment.
+        """
         from vision.detectors.base import OnnxRuntimeConfig
         from vision.detectors.onnx_runtime import OnnxRuntimeDetector
 
@@ -214,7 +225,8 @@ class Pipeline:
         # be dropped here anyway, and fewer candidates make the backend's NMS cheaper.
         floor = min(card.threshold_for(label, taxonomy) for label in card.labels)
         config = OnnxRuntimeConfig(model=model.weights, imgsz=card.input_size, conf=floor,
-                                   device=device, intra_op_threads=intra_op_threads)
+                                   device=device, intra_op_threads=intra_op_threads, lanes=lanes,
+                                   allow_spinning=allow_spinning)
         detector = OnnxRuntimeDetector.from_config(config, labels=card.labels, end2end=card.end2end)
         detector.warmup()
         return cls(detector, card, taxonomy, batcher=batcher, tiling=tiling, max_pixels=max_pixels)
@@ -229,6 +241,11 @@ class Pipeline:
     ) -> Pipeline:
         """A registry name ("default") or a model folder; the weights' sha256 is verified."""
         return cls.from_installed(resolve_model(name_or_path, models_dir), **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def _batch_capacity(self) -> int:
+        """Images the batcher's lanes take at once; streams keep twice this in flight."""
+        return self.batcher_config.max_batch * self.batcher_config.workers
 
     # -- detection ----------------------------------------------------------------------
 
@@ -265,7 +282,7 @@ class Pipeline:
         lease, a cancelled job) stops the run and cancels the windows still queued.
         Waits as long as it takes for room in the queue: a survey waits its turn.
         """
-        in_flight = max(2, 2 * self.batcher_config.max_batch)
+        in_flight = max(2, 2 * self._batch_capacity)
         pending: deque[tuple[TileWindow, Future[Detections]]] = deque()
         per_tile: list[tuple[TileWindow, Detections]] = []
 
@@ -395,14 +412,14 @@ class Pipeline:
         `workers` threads read and decode files and queue them for inference without
         waiting for the results, so decoding the next images overlaps inference and the
         batcher sees enough images to fill its batches. Thresholds and tile merging run in
-        the consuming thread. At most max(2 x workers, 2 x max_batch) files are in flight,
+        the consuming thread. At most max(2 x workers, 2 x max_batch x lanes) files are in flight,
         whatever the length of `paths`.
         """
         if workers < 1:
             raise ValueError(f"expected workers >= 1, got {workers}")
         if source != "sniff" and source not in SOURCE_KINDS:
             raise ValueError(f"expected source to be 'sniff' or one of {SOURCE_KINDS}, got {source!r}")
-        in_flight = max(2 * workers, 2 * self.batcher_config.max_batch)
+        in_flight = max(2 * workers, 2 * self._batch_capacity)
         pending: deque[Future[_Loaded]] = deque()
         with ThreadPoolExecutor(workers, thread_name_prefix="detect-load") as pool:
             try:

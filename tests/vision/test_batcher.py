@@ -232,7 +232,8 @@ def test_call_submits_many_and_returns_results_in_order():
     {"max_batch": 0},
     {"queue_size": 0},
     {"max_wait_ms": -1},
-    {"max_batch": 4, "workers": 2},
+    {"workers": -1},
+    {"max_batch": 4, "lanes": 2},  # unknown keys are refused (extra="forbid")
 ])
 def test_config_rejects_bad_values(raw):
     with pytest.raises(ValidationError):
@@ -242,3 +243,43 @@ def test_config_rejects_bad_values(raw):
 def test_negative_submit_timeout_is_rejected():
     with DynamicBatcher(lambda items: list(items)) as batcher, pytest.raises(ValueError, match="timeout"):
         batcher.submit(1, timeout=-1)
+
+
+def test_workers_run_batches_at_once_and_each_caller_gets_its_own_result():
+    # Each batch waits at a barrier that only opens when two batches are inside the batch
+    # function together: with one worker this would time out.
+    barrier = threading.Barrier(2, timeout=10)
+
+    def fn(items):
+        barrier.wait()
+        return [(threading.current_thread().name, i * 10) for i in items]
+
+    with DynamicBatcher(fn, BatcherConfig(max_batch=1, max_wait_ms=0, workers=2)) as batcher:
+        futures = [batcher.submit(i) for i in range(6)]
+        results = [f.result(timeout=20) for f in futures]
+    assert [value for _, value in results] == [i * 10 for i in range(6)]
+    assert len({name for name, _ in results}) == 2
+    assert batcher.stats().items_done == 6
+    assert not batcher.worker_alive
+
+
+def test_close_without_drain_stops_every_worker():
+    release = threading.Event()
+
+    def fn(items):
+        release.wait(10)
+        return list(items)
+
+    batcher = DynamicBatcher(fn, BatcherConfig(max_batch=1, max_wait_ms=0, workers=3))
+    running = [batcher.submit(i) for i in range(3)]
+    queued = [batcher.submit(i) for i in range(3, 6)]
+    deadline = time.monotonic() + 10
+    while sum(f.running() for f in running) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # Released only once close() has emptied the queue: the running batches finish, the
+    # queued items never start, and close() returns after joining all three workers.
+    threading.Timer(0.2, release.set).start()
+    batcher.close(drain=False)
+    assert [f.result() for f in running] == [0, 1, 2]
+    assert all(f.cancelled() for f in queued)
+    assert not batcher.worker_alive

@@ -323,6 +323,24 @@ def test_from_model_runs_an_installed_onnx_model(tiny_model, tmp_path):
     assert np.all((tiled.xyxy >= 0) & (tiled.xyxy <= [500, 300, 500, 300]))
 
 
+def test_lanes_run_images_at_once_without_changing_any_result(tiny_model, tmp_path):
+    install_tiny_model(tiny_model.onnx_path, tmp_path / "models", "default",
+                       thresholds={"garbage": 0.0, "smoke": 0.0})
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 255, (240 + 16 * i, 320, 3), dtype=np.uint8) for i in range(6)]
+    with Pipeline.from_model(models_dir=tmp_path / "models", lanes=2) as lanes, \
+            Pipeline.from_model(models_dir=tmp_path / "models", intra_op_threads=0, lanes=1) as one, \
+            ThreadPoolExecutor(6) as callers:
+        assert (lanes.batcher_config.workers, one.batcher_config.workers) == (2, 1)
+        concurrent = list(callers.map(lambda im: lanes.detect(im, tiled=False), images))
+        alone = [one.detect(im, tiled=False) for im in images]
+    assert sum(len(found) for found in alone) > 0  # something to compare
+    for a, b in zip(concurrent, alone, strict=True):
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
+        np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-5)
+        assert a.class_id.tolist() == b.class_id.tolist()
+
+
 def test_from_model_refuses_weights_that_do_not_match_the_card(tiny_model, tmp_path):
     folder = install_tiny_model(tiny_model.onnx_path, tmp_path / "models", "damaged")
     with (folder / "model.onnx").open("ab") as fh:

@@ -37,8 +37,22 @@ class OnnxRuntimeConfig(DetectorConfigBase):
     type: Literal["onnxruntime"] = "onnxruntime"
     device: Literal["cpu", "cuda", "tensorrt"] = Field(
         default="cpu", description="Execution provider; cuda and tensorrt need onnxruntime-gpu.")
-    intra_op_threads: int = Field(default=0, ge=0, le=256,
-                                  description="Threads inside one operator; 0 = one per physical core.")
+    # Measured on the 2-core reference box (benchmarks/README.md, "CPU settings"): one thread
+    # per session.run and one run per core (lanes) beat one run split over both cores, quiet
+    # and under load: a lane never waits at an operator's barrier for a thread that the OS
+    # has parked, and no idle thread spins on a core the decoder needs.
+    intra_op_threads: int = Field(default=1, ge=0, le=256,
+                                  description="Threads inside one session.run; 0 = one per physical core. "
+                                              "1 with one lane per core is fastest on CPU for many "
+                                              "images in flight; 0 (with lanes=1) gives one image the "
+                                              "lowest latency.")
+    lanes: int = Field(default=0, ge=0, le=64,
+                       description="session.run calls at once (the pipeline's batcher workers); 0 = "
+                                   "physical cores // intra_op_threads on cpu, 1 on cuda/tensorrt.")
+    allow_spinning: bool = Field(default=False,
+                                 description="Let idle intra-op threads spin (ONNX Runtime's default): "
+                                             "a few percent faster on an idle machine with "
+                                             "intra_op_threads > 1, several times slower under load.")
     inter_op_threads: int = Field(default=1, ge=1, le=64,
                                   description="Operators run in parallel; 1 (sequential) is fastest "
                                               "for YOLO-shaped graphs.")

@@ -169,10 +169,21 @@ def session_options(config: OnnxRuntimeConfig) -> Any:
     # slower than 1 (v5nu 640: 162-209 vs 125-138 ms/img, min of 6), while 2 non-spinning
     # threads were on par or better (118-131). Batch 8 cost about what batch 1 cost per image
     # in every setting (no 6-10x penalty reproduced); disabling the memory pattern or the CPU
-    # arena changed nothing measurable, so both stay on (ORT's defaults).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # arena changed nothing measurable, so both stay on (ORT's defaults). With one thread per
+    # run (the default, see OnnxRuntimeConfig) there is no pool and nothing to spin.
+    if not config.allow_spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only: ORT's warnings about unused initialisers are noise
     return options
+
+
+def resolve_lanes(config: OnnxRuntimeConfig) -> int:
+    """Concurrent runs: as configured, else one per group of intra-op threads on CPU, 1 on a GPU."""
+    if config.lanes:
+        return config.lanes
+    if config.device != "cpu":
+        return 1
+    return max(1, physical_core_count() // (config.intra_op_threads or physical_core_count()))
 
 
 def choose_providers(device: str, available: Sequence[str]) -> list[str]:
@@ -203,6 +214,7 @@ class OnnxRuntimeDetector:
         end2end: bool | None = None,
         rect: bool | None = None,
         model_name: str = "",
+        lanes: int = 1,
     ) -> None:
         info = read_model_info(session)
         size = imgsz or info.imgsz
@@ -227,6 +239,7 @@ class OnnxRuntimeDetector:
         self._rect = info.static_hw is None if rect is None else rect
         self._conf, self._iou, self._max_det = conf, iou, max_det
         self._model_name = model_name
+        self._lanes = max(1, lanes)
 
     @classmethod
     def from_config(
@@ -256,7 +269,7 @@ class OnnxRuntimeDetector:
         # Registry layout models/<name>/model.onnx: the folder names the model.
         name = path.parent.name if path.name == "model.onnx" else path.stem
         return cls(session, conf=config.conf, iou=config.iou, max_det=config.max_det, imgsz=config.imgsz,
-                   labels=labels, end2end=end2end, rect=rect, model_name=name)
+                   labels=labels, end2end=end2end, rect=rect, model_name=name, lanes=resolve_lanes(config))
 
     # -- Detector protocol --------------------------------------------------------------
 
@@ -275,6 +288,12 @@ class OnnxRuntimeDetector:
     @property
     def end2end(self) -> bool:
         return self._end2end
+
+    @property
+    def lanes(self) -> int:
+        """How many `predict_batch` calls may usefully run at once (the pipeline's batcher
+        workers); `session.run` is thread-safe, and nothing per call is kept on self."""
+        return self._lanes
 
     @property
     def providers(self) -> list[str]:

@@ -59,11 +59,20 @@ def test_reads_ultralytics_metadata(detector, tiny_model) -> None:
 
 
 def test_session_options_follow_the_config(tiny_model) -> None:
-    explicit = OnnxRuntimeDetector.from_config(
-        OnnxRuntimeConfig(model=tiny_model.onnx_path, intra_op_threads=1))
-    automatic = OnnxRuntimeDetector.from_config(OnnxRuntimeConfig(model=tiny_model.onnx_path))
-    assert explicit._session.get_session_options().intra_op_num_threads == 1
+    default = OnnxRuntimeDetector.from_config(OnnxRuntimeConfig(model=tiny_model.onnx_path))
+    automatic = OnnxRuntimeDetector.from_config(
+        OnnxRuntimeConfig(model=tiny_model.onnx_path, intra_op_threads=0))
+    spinning = OnnxRuntimeDetector.from_config(
+        OnnxRuntimeConfig(model=tiny_model.onnx_path, intra_op_threads=0, allow_spinning=True, lanes=3))
+    # one thread per run and one run (lane) per core, unless told otherwise
+    assert default._session.get_session_options().intra_op_num_threads == 1
+    assert default.lanes == physical_core_count()
     assert automatic._session.get_session_options().intra_op_num_threads == physical_core_count()
+    assert automatic.lanes == 1
+    assert spinning.lanes == 3
+    # ORT's own default (no entry at all) lets idle threads spin
+    with pytest.raises(RuntimeError, match="allow_spinning"):
+        spinning._session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
     options = automatic._session.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert options.graph_optimization_level.name == "ORT_ENABLE_ALL"
