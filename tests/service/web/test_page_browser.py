@@ -126,6 +126,9 @@ def test_reviewer_filters_opens_and_confirms_an_issue(seeded: Seeded, session: S
     server, page, target = seeded.server, session.page, seeded.ids["east_garbage"]
     sign_in(session, server, "reviewer")
     assert listed(page) == set(seeded.ids.values())
+    # Both villages and all three grids are drawn as outlines (solid for villages, dashed for grids).
+    expect(page.locator('.leaflet-overlay-pane path[stroke="#37474F"]')).to_have_count(2)
+    expect(page.locator('.leaflet-overlay-pane path[stroke="#607D8B"]')).to_have_count(3)
     session.shot("signed-in")
 
     page.select_option("#filter-class", "garbage_pile")
