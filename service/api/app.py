@@ -24,7 +24,7 @@ from service.analysis import PhotoAnalyzer
 from service.api.disconnects import add_disconnect_handler
 from service.api.errors import add_error_handlers
 from service.api.routes import cameras as camera_routes
-from service.api.routes import health, issues, jobs, me, photos, regions, reports, surveys
+from service.api.routes import health, issues, jobs, me, photos, regions, reports, surveys, tiles
 from service.api.routes import taxonomy as classes  # `taxonomy` is create_app's argument
 from service.auth import ensure_bootstrap_admin
 from service.cameras.runner import start_cameras
@@ -41,7 +41,7 @@ from vision.taxonomy import Taxonomy
 PUBLIC_ROUTES = frozenset(
     {"health", "metrics", "openapi", "swagger_ui_html", "swagger_ui_redirect", "redoc_html"}
     # the office's page shell, its map settings and its static files (service/web); no data
-    | {"web_page", "web_config", "static"}
+    | {"web_page", "web_config", "static", "report_page"}
 )
 
 
@@ -77,10 +77,10 @@ def create_app(
     )
     app.state.service = state
     app.state.jobs = job_services
-    for module in (health, photos, issues, regions, reports, surveys, jobs, classes, me):
+    for module in (health, photos, issues, regions, reports, surveys, jobs, classes, me, tiles):
         app.include_router(module.router)
-    web.mount(app, state.settings)
     app.include_router(camera_routes.router)  # cameras and their alerts
+    web.mount(app, state.settings)
     add_error_handlers(app)
     add_disconnect_handler(app)
     app.add_middleware(RequestMetrics, metrics=state.metrics)

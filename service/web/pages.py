@@ -53,13 +53,21 @@ def build_router(settings: Settings, *, title: str, openapi_url: str) -> APIRout
     csp = content_security_policy(settings)
     config = page_config(settings)
 
-    @router.get("/", name="web_page")
-    def page() -> FileResponse:
+    def shell(name: str) -> FileResponse:
         return FileResponse(
-            STATIC_DIR / "index.html",
+            STATIC_DIR / name,
             media_type="text/html; charset=utf-8",
             headers={"Content-Security-Policy": csp, "Cache-Control": "no-cache"},
         )
+
+    @router.get("/", name="web_page")
+    def page() -> FileResponse:
+        return shell("index.html")
+
+    @router.get("/report", name="report_page")
+    def report() -> FileResponse:
+        """The monthly report's shell: it fetches /v1/reports/monthly with the signed-in key."""
+        return shell("report.html")
 
     @router.get("/web/config.json", name="web_config")
     def web_config() -> dict[str, Any]:

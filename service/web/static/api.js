@@ -33,6 +33,8 @@ async function request(path, { method = "GET", body, params } = {}) {
 
 export const api = {
   json: async (path, options) => (await request(path, options)).json(),
+  text: async (path, options) => (await request(path, options)).text(),
+  blob: async (path, options) => (await request(path, options)).blob(), // downloads: a blob: URL, no key in it
   // An image behind the key: fetched with the header, shown through a blob: URL.
   imageUrl: async (path) => URL.createObjectURL(await (await request(path)).blob()),
   me: () => api.json("/v1/me"),

@@ -54,8 +54,9 @@ def test_only_health_metrics_and_docs_are_public(client):
     assert public == {
         "/health", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
         "/", "/web/config.json", "/static",  # the office's page shell, its map settings, its JS and CSS
+        "/report",  # the monthly report's shell; the report itself comes from /v1 with a key
     }
-    for path in ("/health", "/metrics", "/openapi.json", "/docs", "/", "/web/config.json"):
+    for path in ("/health", "/metrics", "/openapi.json", "/docs", "/", "/web/config.json", "/report"):
         assert client.get(path).status_code == 200, path
 
 
@@ -115,6 +116,11 @@ MATRIX = [
     Case("GET", "/v1/taxonomy", frozenset(CALLERS[1:]), 200, lambda i: {}),
     Case("GET", "/v1/me", frozenset(CALLERS[1:]), 200, lambda i: {}),
     Case("GET", "/v1/reports/ranking", STAFF, 200, lambda i: {"params": {"month": "2026-11"}}),
+    Case("GET", "/v1/reports/monthly", STAFF, 200, lambda i: {"params": {"month": "2026-11"}}),
+    # orthomosaic tiles (routes/tiles.py); {job_id} is a drone-photo job: past the role gate, 404
+    Case("GET", "/v1/tiles", STAFF, 200, lambda i: {}),
+    Case("GET", "/v1/tiles/{job_id}/tilejson.json", STAFF, 404, lambda i: {}),
+    Case("GET", "/v1/tiles/{job_id}/{z}/{x}/{y}.png", STAFF, 404, lambda i: {}),
     Case("POST", "/v1/surveys", INGEST, 202, _survey),
     Case("GET", "/v1/jobs/{job_id}", INGEST, 200, lambda i: {}),
     # the job has finished: callers past the role gate get 409, the others 403
@@ -140,7 +146,9 @@ def test_matrix_covers_every_route(app):
 def test_role_matrix(client, keys, case):
     issue_id = upload_ok(client, keys, png(painted([GARBAGE])), lon=BASE_LON, lat=BASE_LAT)["issues"][0]["id"]
     job_id = finished_job(client, keys, drone_zip(1))["id"] if "{job_id}" in case.path else ""
-    path = case.path.format(issue_id=issue_id, n=1, job_id=job_id, camera_id="east-tower", alert_id=999_999)
+    path = case.path.format(
+        issue_id=issue_id, n=1, job_id=job_id, camera_id="east-tower", alert_id=999_999, z=20, x=1, y=1
+    )
     for i, caller in enumerate(CALLERS):
         extra = case.request(i)
         headers = {**extra.pop("headers", {}), **keys.headers(caller)}

@@ -12,7 +12,7 @@ from service.web.pages import STATIC_DIR, content_security_policy
 OUTSIDE = re.compile(r'(?:src|href)="(https?://[^"]+)"')
 
 
-@pytest.mark.parametrize("path", ["/", "/docs", "/redoc"])
+@pytest.mark.parametrize("path", ["/", "/report", "/docs", "/redoc"])
 def test_pages_name_no_outside_asset(client, path):
     response = client.get(path)
     assert response.status_code == 200
