@@ -29,8 +29,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ import numpy as np
 
 from service.cameras.config import AlertRule, CameraConfig, PresetWatch, WatchConfig, Webhook
 from service.cameras.delivery import SIGNATURE_HEADER, TIMESTAMP_HEADER, Dispatcher, verify_signature
+from service.cameras.receiver import Receiver
 from service.cameras.watcher import CameraWatcher
 from service.migrations import runner
 from service.photo_analyzer import PipelineAnalyzer
@@ -113,43 +113,17 @@ def smoke_clip(path: Path) -> tuple[Path, str]:
     return path, source
 
 
-@dataclass
-class _Receiver:
-    """A webhook endpoint on loopback: notes each alert's arrival time and checks its signature."""
-
-    arrived: dict[int, float] = field(default_factory=dict)
-    bad_signatures: int = 0
-
-    def __post_init__(self) -> None:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802  # the http.server API
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                at = time.time()
-                if verify_signature(SECRET, self.headers.get(TIMESTAMP_HEADER, ""),
-                                    self.headers.get(SIGNATURE_HEADER, ""), body):
-                    receiver.arrived.setdefault(int(json.loads(body)["alert_id"]), at)
-                else:
-                    receiver.bad_signatures += 1
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="bench-webhook", daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+def _arrivals(receiver: Receiver) -> tuple[dict[int, float], int]:
+    """When each alert's webhook first arrived with a valid signature, and how many did not verify."""
+    arrived: dict[int, float] = {}
+    bad_signatures = 0
+    for got in list(receiver.received):
+        stamp, signature = got.headers.get(TIMESTAMP_HEADER, ""), got.headers.get(SIGNATURE_HEADER, "")
+        if verify_signature(SECRET, stamp, signature, got.body):
+            arrived.setdefault(int(json.loads(got.body)["alert_id"]), got.at)
+        else:
+            bad_signatures += 1
+    return arrived, bad_signatures
 
 
 def _camera(stream: int, round_: int, streams: int, clip: Path) -> CameraConfig:
@@ -189,7 +163,7 @@ def measure_alert_latency(pipeline: Pipeline, *, streams: int, rounds: int) -> d
         settings.data_dir.mkdir(parents=True)
         runtime = Runtime.build(settings, analyzer=PipelineAnalyzer(settings, pipeline=pipeline))
         runner.upgrade(runtime.engine)
-        receiver = _Receiver()
+        receiver = Receiver("hook")
         cameras = [[_camera(s, r, streams, clip) for r in range(rounds)] for s in range(streams)]
         config = WatchConfig(
             cameras=tuple(c for per_stream in cameras for c in per_stream),
@@ -221,14 +195,14 @@ def measure_alert_latency(pipeline: Pipeline, *, streams: int, rounds: int) -> d
         for thread in threads:
             thread.join()
         deadline = time.monotonic() + DELIVERY_WAIT_S
-        while set(confirmed) - set(receiver.arrived) and time.monotonic() < deadline:
+        while set(confirmed) - set(_arrivals(receiver)[0]) and time.monotonic() < deadline:
             time.sleep(0.05)
         wall_s = time.monotonic() - began
         dispatcher.stop()
         receiver.close()
         runtime.close()
 
-    arrived = receiver.arrived
+    arrived, bad_signatures = _arrivals(receiver)
     latencies = [arrived[a] - received for a, (received, _) in confirmed.items() if a in arrived]
     to_commit = [committed - received for received, committed in confirmed.values()]
     rule = config.persistence
@@ -248,7 +222,7 @@ def measure_alert_latency(pipeline: Pipeline, *, streams: int, rounds: int) -> d
         "alerts_expected": streams * rounds,
         "alerts_raised": len(confirmed),
         "alerts_delivered": len(latencies),
-        "bad_signatures": receiver.bad_signatures,
+        "bad_signatures": bad_signatures,
         "alert_run_wall_s": round(wall_s, 1),
         "clip_source": clip_source,
     }

@@ -24,10 +24,7 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-import threading
 import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -42,41 +39,6 @@ if TYPE_CHECKING:
 SMOKE_PHOTO = "photos/smoke-cctv-newsmoke1-82.jpg"
 FRAME_SIDE = 640
 CLIP_S, CLIP_FPS = 12, 5
-
-
-@dataclass
-class _Endpoint:
-    """A loopback HTTP endpoint that keeps what it is sent (the office's webhook, a loudspeaker)."""
-
-    name: str
-    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    arrived: threading.Event = field(default_factory=threading.Event)
-
-    def __post_init__(self) -> None:
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802  # the http.server API
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                endpoint.requests.append((dict(self.headers.items()), body))
-                self.send_response(204)
-                self.end_headers()
-                endpoint.arrived.set()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, name=self.name, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/{self.name}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def smoke_clip(photo: Path, path: Path) -> Path:
@@ -119,6 +81,7 @@ def camera_demo_command(
         Webhook,
     )
     from service.cameras.delivery import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+    from service.cameras.receiver import Receiver
     from service.cameras.runner import CameraService
     from service.db.session import make_engine
     from service.migrations import runner
@@ -138,7 +101,7 @@ def camera_demo_command(
     runner.upgrade(engine)
     engine.dispose()
     secret = secrets.token_urlsafe(24)
-    office, speaker = _Endpoint("office-hook"), _Endpoint("speaker")
+    office, speaker = Receiver("office-hook"), Receiver("speaker")
     camera = CameraConfig(
         id="demo-tower",
         name="青山村瞭望塔 (demo)",
@@ -184,13 +147,13 @@ def camera_demo_command(
     if not arrived:
         typer.echo(f"no alert within {timeout:g} s", err=True)
         raise typer.Exit(1)
-    headers, body = office.requests[0]
+    headers, body = office.received[0].headers, office.received[0].body
     valid = verify_signature(secret, headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER], body)
     typer.echo(f"\nwebhook received: {SIGNATURE_HEADER}: {headers[SIGNATURE_HEADER][:23]}... "
                f"({'signature verified' if valid else 'SIGNATURE INVALID'})")
     typer.echo(json.dumps(json.loads(body), ensure_ascii=False, indent=2))
-    for _, speech in speaker.requests:
-        typer.echo(f"loudspeaker broadcast: {json.loads(speech)['text']}")
+    for speech in speaker.received:
+        typer.echo(f"loudspeaker broadcast: {json.loads(speech.body)['text']}")
     if alert is not None:
         clip_file = f" -> {settings.data_dir / alert['clip_path']}" if alert.get("clip_path") else ""
         deliveries = [(d["target"], d["state"]) for d in alert["deliveries"]]

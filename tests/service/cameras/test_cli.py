@@ -18,9 +18,10 @@ from patrol_cli.main import app as patrol
 from service.cameras.config import AlertRule, CameraConfig, PresetWatch, RetryPolicy, WatchConfig, Webhook
 from service.cameras.delivery import SIGNATURE_HEADER, TIMESTAMP_HEADER, Dispatcher, verify_signature
 from service.cameras.demo import FRAME_SIDE, SMOKE_PHOTO, smoke_clip
+from service.cameras.receiver import Receiver
 from service.cameras.watcher import CameraWatcher
 from service.runtime import utc_now
-from tests.service.cameras.receiver import Receiver, free_port
+from tests.servers.core import free_port
 from tests.service.cameras.test_watcher import SECRET, SMOKE, TOWER, _frame
 from vision.geo.tower import TowerCameraConfig
 

@@ -20,9 +20,10 @@ from service.cameras.delivery import (
     verify_signature,
 )
 from service.cameras.models import Delivery, DeliveryAttempt, DeliveryKind, DeliveryState
+from service.cameras.receiver import Receiver
 from service.db.session import make_engine, make_session_factory, session_scope
 from service.settings import Settings
-from tests.service.cameras.receiver import Receiver, free_port
+from tests.servers.core import free_port
 
 SECRET = "s3cr3t-for-the-township-hook"
 FAST = RetryPolicy(max_attempts=4, first_delay_s=0.05, factor=1.0, max_delay_s=0.05)

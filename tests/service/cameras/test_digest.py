@@ -8,10 +8,10 @@ from datetime import datetime
 
 from service.cameras.config import AlertRule, CameraConfig, PresetWatch, RetryPolicy, WatchConfig, Webhook
 from service.cameras.delivery import SIGNATURE_HEADER, TIMESTAMP_HEADER, Dispatcher, verify_signature
+from service.cameras.receiver import Receiver
 from service.cameras.runner import CameraService
 from service.cameras.watcher import CameraWatcher
 from service.runtime import utc_now
-from tests.service.cameras.receiver import Receiver
 from tests.service.cameras.test_watcher import GARBAGE, SECRET, TOWER, _frame
 
 

@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from service.cameras.config import AlertRule, CameraConfig, PresetWatch, RetryPolicy, WatchConfig, Webhook
 from service.cameras.models import CameraStateChange
+from service.cameras.receiver import Receiver
 from service.cameras.runner import CameraService
-from tests.service.cameras.receiver import Receiver
 from tests.service.cameras.test_watcher import SECRET, SMOKE, TOWER, WH
 from tests.vision.fakes import paint_box
 from vision.video import write_video

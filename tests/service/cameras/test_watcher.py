@@ -23,10 +23,10 @@ from service.cameras.config import (
 )
 from service.cameras.delivery import SIGNATURE_HEADER, TIMESTAMP_HEADER, Dispatcher, verify_signature
 from service.cameras.models import Alert, Delivery, DeliveryState
+from service.cameras.receiver import Receiver
 from service.cameras.watcher import CameraWatcher
 from service.db.models import Frame, Issue, Observation, Source
 from service.runtime import Runtime, utc_now
-from tests.service.cameras.receiver import Receiver
 from tests.vision.fakes import paint_box
 from vision.geo.tower import TowerCameraConfig
 from vision.video import VideoFrame
