@@ -1,9 +1,10 @@
 """Cameras and their alerts: configured cameras (CRUD), their states, alerts with every delivery
-attempt, and resending a dead-lettered alert.
+attempt and the clip around their event, and resending a dead-lettered alert.
 
-Cameras stored here are kept and validated (the cameras file's schema), but the running
-watcher (`patrol watch`, `patrol serve` with PATROL_CAMERAS_FILE) still watches the YAML's
-cameras only: starting stored cameras too is not built yet.
+Cameras stored here (the cameras file's schema) are watched by every running camera service
+(`patrol serve` with PATROL_CAMERAS_FILE, `patrol watch`) within its reload interval (5 s),
+without a restart; a stored camera overrides the file's camera of the same id
+(`service.cameras.runner.CameraService`).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
+from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from service.api.deps import AUTHENTICATED, NowDep, SessionDep, require_role
+from service.api.deps import AUTHENTICATED, NowDep, SessionDep, StateDep, require_role
 from service.api.schemas import MAX_OFFSET, MAX_ROW_ID  # bounds of the id and OFFSET columns
 from service.auth import Role
 from service.cameras.config import CameraConfig, CameraConfigError
@@ -104,6 +106,24 @@ def get_alert(alert_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)], session: Sess
     if alert is None:
         raise NotFoundError(f"no alert {alert_id}")
     return alert_view(session, alert, with_attempts=True)
+
+
+@router.get(
+    "/alerts/{alert_id}/clip",
+    dependencies=[require_role(*READERS)],
+    response_class=FileResponse,
+    responses={200: {"content": {"video/mp4": {}}}},
+)
+def get_alert_clip(
+    alert_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)], session: SessionDep, state: StateDep
+) -> FileResponse:
+    """The MP4 kept around the alert's event (404 until it is written, or when clips are off)."""
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise NotFoundError(f"no alert {alert_id}")
+    if alert.clip_path is None:
+        raise NotFoundError(f"alert {alert_id} has no clip (yet)")
+    return FileResponse(state.evidence_store().path_of(alert.clip_path), media_type="video/mp4")
 
 
 @router.post("/alerts/{alert_id}/resend", dependencies=[require_role(Role.reviewer)])
