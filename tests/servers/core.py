@@ -479,3 +479,16 @@ def start_with_free_port(throwaway: Throwaway, launch: Callable[[int], Callable[
             if not exc.port_in_use or attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def serve_on_free_port(component: Component, throwaway: Throwaway, spawn: Callable[[int], None],
+                       url: Callable[[int], str], timeout_s: float, origin: str) -> Provided:
+    """A throwaway server spawned on a free loopback port, ready once the component's own probe
+    passes at url(port): the tests get it only when it does what they need, not when it listens."""
+
+    def launch(port: int) -> Callable[[], bool]:
+        spawn(port)
+        return lambda: component.probe(url(port), 1) is None
+
+    port = start_with_free_port(throwaway, launch, timeout_s)
+    return Provided(component, url(port), throwaway, origin=origin)

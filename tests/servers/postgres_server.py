@@ -34,7 +34,7 @@ from tests.servers.core import (
     RunAs,
     Throwaway,
     Unavailable,
-    start_with_free_port,
+    serve_on_free_port,
 )
 
 URL_ENV = "PATROL_TEST_POSTGRES_URL"
@@ -135,16 +135,15 @@ def start(registry: Registry, timeout_s: float, *, force_private_copy: bool = Fa
         timeout_s=timeout_s, run_as=run_as, env=env,
     )
 
-    def launch(port: int):  # type: ignore[no-untyped-def]
+    def spawn(port: int) -> None:
         settings = [arg for key, value in SERVER_SETTINGS.items() for arg in ("-c", f"{key}={value}")]
         throwaway.spawn(
             [str(bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), *settings],
             run_as=run_as, env=env, stop_signal=signal.SIGINT, death_signal=signal.SIGQUIT,
         )
-        return lambda: probe(admin_url(port), 1) is None
 
-    port = start_with_free_port(throwaway, launch, timeout_s)
-    return Provided(COMPONENT, admin_url(port), throwaway, origin=f"PostgreSQL from {bin_dir.parent}")
+    return serve_on_free_port(COMPONENT, throwaway, spawn, admin_url, timeout_s,
+                              origin=f"PostgreSQL from {bin_dir.parent}")
 
 
 def admin_url(port: int) -> str:

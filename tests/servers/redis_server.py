@@ -17,7 +17,7 @@ import shutil
 import signal
 from pathlib import Path
 
-from tests.servers.core import Component, Provided, Registry, Throwaway, Unavailable, start_with_free_port
+from tests.servers.core import Component, Provided, Registry, Throwaway, Unavailable, serve_on_free_port
 
 URL_ENV = "PATROL_TEST_REDIS_URL"
 DEFAULT_URL = "redis://127.0.0.1:6379"
@@ -55,16 +55,15 @@ def start(registry: Registry, timeout_s: float) -> Provided:
     binary = find_binary()
     throwaway = Throwaway(registry, "redis")
 
-    def launch(port: int):  # type: ignore[no-untyped-def]
+    def spawn(port: int) -> None:
         throwaway.spawn(
             [str(binary), "--port", str(port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no", "--dir", str(throwaway.folder), "--daemonize", "no"],
             stop_signal=signal.SIGTERM, death_signal=signal.SIGTERM,
         )
-        return lambda: probe(url(port), 1) is None
 
-    port = start_with_free_port(throwaway, launch, timeout_s)
-    return Provided(COMPONENT, url(port), throwaway, origin=f"redis-server from {binary.parent.parent}")
+    return serve_on_free_port(COMPONENT, throwaway, spawn, url, timeout_s,
+                              origin=f"redis-server from {binary.parent.parent}")
 
 
 def url(port: int) -> str:
