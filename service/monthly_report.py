@@ -31,7 +31,7 @@ from service.db.models import Issue, IssueEvent
 from service.errors import ServiceError
 from service.ledger.regions import all_regions, region_chain
 from service.ledger.states import State
-from service.reports import RegionKind, bom_csv, month_bounds
+from service.reports import RegionKind, RegionMonth, bom_csv, month_bounds
 from vision.config_files import load_config_file
 
 RULES_FILE = Path(__file__).with_name("board_rules.yaml")
@@ -64,16 +64,9 @@ class BoardRules(BaseModel):
         return load_config_file(cls, path, "红黑榜 rules", BoardRulesError)
 
 
-class MonthlyRow(BaseModel):
+class MonthlyRow(RegionMonth):
     """One region's month; a JSON row in the API, a CSV row, a table row on the page and in the PDF."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    region_id: int
-    name: str
-    kind: RegionKind
-    parent_name: str | None
-    found: int
     reviewed: int
     confirmed: int
     rectified: int

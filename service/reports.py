@@ -63,8 +63,9 @@ FIRST_YEAR, LAST_YEAR = 1970, 9998
 RegionKind = Literal["village", "grid"]
 
 
-class RankingRow(BaseModel):
-    """One region's figures for the month and its rank; a CSV row here, a JSON row in the API."""
+class RegionMonth(BaseModel):
+    """The leading columns of every per-region monthly row (the ranking's, the monthly report's):
+    which region, and how many issues were found in it that month."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -73,6 +74,11 @@ class RankingRow(BaseModel):
     kind: RegionKind
     parent_name: str | None
     found: int
+
+
+class RankingRow(RegionMonth):
+    """One region's figures for the month and its rank; a CSV row here, a JSON row in the API."""
+
     confirmed: int
     closed: int
     closure_rate: float | None
