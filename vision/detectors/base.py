@@ -88,3 +88,25 @@ class Detector(Protocol):
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """One Detections per image (BGR uint8 HxWx3), boxes in that image's pixels."""
+
+
+class SquareInputBackend:
+    """What the backends share of `Detector`: the labels and square input side their constructors
+    set, and a warm-up on one frame of letterbox grey (114), the colour real inputs are padded with."""
+
+    _labels: tuple[str, ...]
+    _size: int
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self._labels
+
+    @property
+    def input_size(self) -> int:
+        return self._size
+
+    def warmup(self) -> None:
+        self.predict_batch([np.full((self._size, self._size, 3), 114, np.uint8)])
+
+    def predict_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        raise NotImplementedError  # each backend runs its own model

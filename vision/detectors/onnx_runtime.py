@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from vision.detections import Detections
-from vision.detectors.base import OnnxRuntimeConfig
+from vision.detectors.base import OnnxRuntimeConfig, SquareInputBackend
 from vision.errors import BackendUnavailableError, ModelError
 from vision.postprocess import RawBoxes, decode_output
 from vision.preprocess import LetterboxMeta, check_image, letterbox_batch, rect_canvas_wh
@@ -199,7 +199,7 @@ def choose_providers(device: str, available: Sequence[str]) -> list[str]:
     return [p for p in wanted if p in available]
 
 
-class OnnxRuntimeDetector:
+class OnnxRuntimeDetector(SquareInputBackend):
     """A YOLO model exported to ONNX by ultralytics, run with ONNX Runtime."""
 
     def __init__(
@@ -274,14 +274,6 @@ class OnnxRuntimeDetector:
     # -- Detector protocol --------------------------------------------------------------
 
     @property
-    def labels(self) -> tuple[str, ...]:
-        return self._labels
-
-    @property
-    def input_size(self) -> int:
-        return self._size
-
-    @property
     def max_batch(self) -> int:
         return self._info.static_batch or DYNAMIC_MAX_BATCH
 
@@ -298,9 +290,6 @@ class OnnxRuntimeDetector:
     @property
     def providers(self) -> list[str]:
         return list(self._session.get_providers())
-
-    def warmup(self) -> None:
-        self.predict_batch([np.full((self._size, self._size, 3), 114, np.uint8)])
 
     @property
     def rect(self) -> bool:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from vision.detections import Detections
-from vision.detectors.base import UltralyticsConfig
+from vision.detectors.base import SquareInputBackend, UltralyticsConfig
 from vision.detectors.ultralytics_offline import import_ultralytics
 from vision.errors import ModelError
 from vision.preprocess import check_image
@@ -30,7 +30,7 @@ from vision.preprocess import check_image
 DYNAMIC_MAX_BATCH = 1024
 
 
-class UltralyticsDetector:
+class UltralyticsDetector(SquareInputBackend):
     """A .pt detection model run with ultralytics' predictor."""
 
     def __init__(self, yolo: Any, config: UltralyticsConfig, *, labels: Sequence[str] | None = None) -> None:
@@ -77,19 +77,8 @@ class UltralyticsDetector:
     # -- Detector protocol --------------------------------------------------------------
 
     @property
-    def labels(self) -> tuple[str, ...]:
-        return self._labels
-
-    @property
-    def input_size(self) -> int:
-        return self._size
-
-    @property
     def max_batch(self) -> int:
         return DYNAMIC_MAX_BATCH
-
-    def warmup(self) -> None:
-        self.predict_batch([np.full((self._size, self._size, 3), 114, np.uint8)])
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
         groups: dict[tuple[int, ...], list[int]] = {}
