@@ -51,6 +51,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.stream_alerts import measure_alert_latency, percentile  # noqa: E402
 from vision.pipeline import Pipeline  # noqa: E402
+from vision.proc_status import rss_mb  # noqa: E402
 from vision.video import StreamSupervisor, open_video, write_video  # noqa: E402
 
 ANALYSE_EVERY_S = 2.0
@@ -72,14 +73,6 @@ def noise_frames(count: int, size_wh: tuple[int, int] = (1920, 1080), seed: int 
 def make_clip(path: Path, seconds: float) -> Path:
     write_video(path, noise_frames(round(seconds * FPS)), fps=FPS, keyframe_every=GOP)
     return path
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def cpu_s() -> float:

@@ -18,6 +18,7 @@ import pytest
 
 from tests.servers.core import Provided
 from tests.servers.rtsp_server import RtspThrowaway
+from vision.proc_status import rss_mb
 from vision.video import Backoff, CameraState, StreamSupervisor, open_video
 
 pytestmark = pytest.mark.server
@@ -130,14 +131,6 @@ def _threads() -> int:
     return len(os.listdir("/proc/self/task"))  # OS threads: FFmpeg's decoder threads included
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
 @pytest.mark.slow
 def test_50_kill_and_restart_cycles_leak_no_threads_fds_or_memory(rtsp_stream: Provided) -> None:
     server = _controlled(rtsp_stream)
@@ -154,7 +147,7 @@ def test_50_kill_and_restart_cycles_leak_no_threads_fds_or_memory(rtsp_stream: P
             while supervisor.get(timeout=0) is not None:
                 pass
             if cycle in (4, 49):  # after warm-up (allocator pools, FFmpeg's first-use tables), and at the end
-                samples.append((_threads(), threading.active_count(), _open_fds(), _rss_mb()))
+                samples.append((_threads(), threading.active_count(), _open_fds(), rss_mb()))
     (t0, py0, fd0, rss0), (t1, py1, fd1, rss1) = samples
     assert (t1, py1) == (t0, py0), f"threads grew: {samples}"
     assert fd1 <= fd0, f"file descriptors grew: {samples}"
