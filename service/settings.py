@@ -160,6 +160,11 @@ class Settings(BaseSettings):
         le=10_000_000,
         description="Most vertices of one imported village or grid polygon (all its rings together).",
     )
+    cameras_file: Path | None = Field(
+        default=None,
+        description="A cameras YAML (service/cameras/config.py: cameras, alert rules, webhooks, loudspeakers); "
+        "when set, `patrol serve` watches its cameras in the service process and stops them at shutdown.",
+    )
 
     @field_validator("database_url")
     @classmethod

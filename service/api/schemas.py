@@ -84,6 +84,9 @@ class PhotoResult(_Out):
     model_version: str
     duplicate: bool = Field(description="True when this image was analysed before; nothing new was stored.")
     location_reason: str | None = Field(description="Why the photo has no location, when it has none.")
+    detection_skipped: str | None = Field(
+        default=None, description="Why no detector looked at the photo (a blank, one-colour frame)."
+    )
     observations: list[ObservationPublic]
     issues: list[IssueRef]
     verified_issue_ids: list[int] = Field(default_factory=list)
@@ -157,17 +160,10 @@ class EvidencePublic(_Out):
     score: float | None
     crop_url: str | None
     frame_url: str
-    box_xyxy: tuple[float, float, float, float]
-    lon: float | None
-    lat: float | None
-    location_uncertainty_m: float | None
-    location_reason: str | None
-    footprint: dict[str, Any] | None
-    area_m2: float | None
-    observed_at: datetime
-    model_version: str
-    content_hash: str
-    issue_id: int
+    box_xyxy: tuple[float, float, float, float] | None = Field(
+        default=None, description="The detection's box in frame pixels (none for a clear pass)."
+    )
+    frame_wh: tuple[int, int] = Field(description="The frame's width and height in pixels.")
 
 
 class IssueDetailProperties(IssueProperties):
