@@ -84,6 +84,9 @@ class PhotoAnalysis:
     coverage: BaseGeometry | None = None
     location_reason: str | None = None
     skipped_reason: str | None = None  # why the detector did not look at it (a blank frame)
+    # The frame's evidence JPEG made beforehand (service.evidence.frame_jpeg), outside the
+    # ledger's lock; None: the evidence store encodes `pixels` while recording.
+    frame_jpeg: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.content_hash) != 64:

@@ -1,9 +1,11 @@
 """Evidence images on disk: the full frame and one crop per observation.
 
 Names are generated here (content hash for frames, uuid4 for crops); client filenames are
-never used as paths. Images are re-encoded as JPEG from the decoded pixels, which also
-drops the upload's metadata (a citizen's phone model, other EXIF) from what reviewers
-download. Reads resolve inside the data dir or fail.
+never used as paths. What reviewers download carries none of the upload's metadata (a
+citizen's phone model, GPS, other EXIF): a JPEG analysed as stored keeps its image data with
+every metadata segment cut out (`frame_jpeg`, vision.jpeg_strip: no second lossy pass, no
+encoding cost), anything else is re-encoded as JPEG from the decoded pixels. Reads resolve
+inside the data dir or fail.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import numpy as np
 import numpy.typing as npt
 
 from service.errors import NotFoundError
+from vision.image_io import LoadedImage
+from vision.jpeg_strip import strip_metadata
 
 JPEG_QUALITY = 90
 CROP_MARGIN = 0.15  # of the box size on each side: some context around the object
@@ -29,10 +33,13 @@ class EvidenceStore:
     root: Path
     written: list[Path] = field(default_factory=list, repr=False)  # this unit of work, for rollback
 
-    def save_frame(self, pixels: npt.NDArray[np.uint8], content_hash: str) -> str:
+    def save_frame(
+        self, pixels: npt.NDArray[np.uint8], content_hash: str, encoded: bytes | None = None
+    ) -> str:
+        """The full frame; `encoded`: its JPEG made beforehand (`frame_jpeg`), else encoded here."""
         if len(content_hash) != 64 or not all(c in "0123456789abcdef" for c in content_hash):
             raise ValueError(f"expected a sha256 hex digest, got {content_hash!r}")
-        return self._write(f"frames/{content_hash[:2]}/{content_hash}.jpg", pixels)
+        return self._write(f"frames/{content_hash[:2]}/{content_hash}.jpg", pixels, encoded)
 
     def save_crop(self, pixels: npt.NDArray[np.uint8], box_xyxy: tuple[float, float, float, float]) -> str:
         return self._write(f"crops/{uuid.uuid4().hex}.jpg", crop(pixels, box_xyxy))
@@ -54,19 +61,36 @@ class EvidenceStore:
     def commit_written(self) -> None:
         self.written.clear()
 
-    def _write(self, relative: str, pixels: npt.NDArray[np.uint8]) -> str:
+    def _write(self, relative: str, pixels: npt.NDArray[np.uint8], encoded: bytes | None = None) -> str:
         path = self.root / relative
         if path.exists():  # frames are content-addressed: the same bytes are already there
             return relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        ok, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        if not ok:
-            raise ValueError(f"could not encode a {pixels.shape} image as JPEG")
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_bytes(encoded.tobytes())
+        tmp.write_bytes(encode_jpeg(pixels) if encoded is None else encoded)
         os.replace(tmp, path)  # readers never see half a file
         self.written.append(path)
         return relative
+
+
+def encode_jpeg(pixels: npt.NDArray[np.uint8]) -> bytes:
+    ok, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise ValueError(f"could not encode a {pixels.shape} image as JPEG")
+    return encoded.tobytes()
+
+
+def frame_jpeg(image: LoadedImage, data: bytes) -> bytes:
+    """The frame's evidence JPEG, made before the recording's transaction (so the ledger lock is
+    never held while a frame is encoded): `data`, the upload, with its metadata cut out when
+    its pixels were analysed as stored (a JPEG, not rotated by its EXIF, not decoded reduced),
+    so the evidence shows exactly what the detector saw; else `image.pixels` encoded."""
+    stored = image.format == "JPEG" and image.metadata.orientation == 1
+    if stored and image.resolution_wh == image.metadata.stored_wh:
+        stripped = strip_metadata(data)
+        if stripped is not None and stripped.resolution_wh == image.resolution_wh:
+            return stripped.data
+    return encode_jpeg(image.pixels)
 
 
 def crop(pixels: npt.NDArray[np.uint8], box_xyxy: tuple[float, float, float, float]) -> npt.NDArray[np.uint8]:

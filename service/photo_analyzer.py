@@ -43,6 +43,7 @@ QUEUE_WAIT_S = 30.0  # longer than this in the inference queue: 503 "busy", the 
 # percentiles, so one small fire in a dark night frame keeps it a picture; a foggy or smoky
 # photo still spans tens of levels.
 BLANK_SPREAD_LEVELS = 3
+BLANK_THUMBNAIL_PX = 64
 
 
 class PipelineAnalyzer:
@@ -106,15 +107,37 @@ class PipelineAnalyzer:
 
 def blank_frame_reason(pixels: npt.NDArray[np.uint8]) -> str | None:
     """Why `pixels` is not worth a detector's look (one flat colour), or None for a real picture."""
-    height, width = pixels.shape[:2]
-    scale = min(1.0, 64.0 / max(height, width))
-    thumb = cv2.resize(pixels, (max(1, round(width * scale)), max(1, round(height * scale))),
-                       interpolation=cv2.INTER_AREA)
-    grey = cv2.cvtColor(thumb, cv2.COLOR_BGR2GRAY)
-    spread = int(grey.max()) - int(grey.min())
+    thumb = grey_thumbnail(pixels, BLANK_THUMBNAIL_PX)
+    spread = int(thumb.max()) - int(thumb.min())
     if spread > BLANK_SPREAD_LEVELS:
         return None
     return f"blank frame: one flat colour (grey levels span {spread}); not analysed"
+
+
+def grey_thumbnail(pixels: npt.NDArray[np.uint8], side: int) -> npt.NDArray[np.uint8]:
+    """The grey image area-averaged down to `side` pixels on its long side (never enlarged).
+
+    Halved first, 2x2 means at a time, while it stays at least 4x the thumbnail: OpenCV's area
+    resize has a vectorised path for exact halves only, and one area resize by a large factor
+    (25 for a 1600x1200 photo) cost 4.5x more (9.4 ms against 2.1 ms on one core, on every
+    upload); the thumbnail stays within two grey levels of the one-resize one
+    (tests/service/test_photo_analyzer.py).
+    Every pixel counts (an odd edge row or column is repeated, not dropped: a small fire in
+    the corner of a night frame keeps it a picture). Grey first: averaging and the grey
+    weights commute, and the halvings then move a third of the bytes.
+    """
+    height, width = pixels.shape[:2]
+    scale = min(1.0, side / max(height, width))
+    size_wh = (max(1, round(width * scale)), max(1, round(height * scale)))
+    grey = cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
+    while grey.shape[1] >= 4 * size_wh[0] and grey.shape[0] >= 4 * size_wh[1]:
+        odd_h, odd_w = grey.shape[0] % 2, grey.shape[1] % 2
+        if odd_h or odd_w:
+            grey = cv2.copyMakeBorder(grey, 0, odd_h, 0, odd_w, cv2.BORDER_REPLICATE)
+        grey = cv2.resize(grey, (grey.shape[1] // 2, grey.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        grey = grey.astype(np.float32, copy=False)  # no rounding between halvings (a 4th of the bytes now)
+    thumb = cv2.resize(grey, size_wh, interpolation=cv2.INTER_AREA)
+    return np.asarray(np.rint(thumb), dtype=np.uint8)
 
 
 def georeference_upload(image: LoadedImage, lon: float | None, lat: float | None) -> ImageGeoreference:

@@ -152,7 +152,7 @@ def _frame(
         cov_min_lat=bounds[1],
         cov_max_lon=bounds[2],
         cov_max_lat=bounds[3],
-        image_path=store.save_frame(analysis.pixels, analysis.content_hash),
+        image_path=store.save_frame(analysis.pixels, analysis.content_hash, analysis.frame_jpeg),
         note=note,
     )
     session.add(frame)

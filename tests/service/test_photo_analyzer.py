@@ -7,12 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from service.api.app import create_app
-from service.photo_analyzer import PipelineAnalyzer
+from service.photo_analyzer import PipelineAnalyzer, blank_frame_reason, grey_thumbnail
 from tests.service.conftest import painted_card
 from tests.service.helpers import upload_ok
 from tests.service.images import GARBAGE, jpeg, painted, png
@@ -136,3 +137,35 @@ def test_a_dark_frame_with_something_in_it_is_analysed(settings, smoke_everywher
         body = upload_ok(client, keys, png(NIGHT_WITH_A_FIRE), lon=117.2, lat=31.8)
     assert [o["class_key"] for o in body["observations"]] == ["straw_burning"]
     assert body["detection_skipped"] is None
+
+
+# A 4x4 fire in each corner of a night frame whose sides are odd at every halving of the
+# thumbnail: the halvings repeat an odd edge row or column, they never drop it.
+ODD_WH = (1281, 961)
+CORNERS = {"top left": (0, 0), "top right": (ODD_WH[0] - 4, 0),
+           "bottom left": (0, ODD_WH[1] - 4), "bottom right": (ODD_WH[0] - 4, ODD_WH[1] - 4)}
+
+
+@pytest.mark.parametrize("corner", CORNERS.values(), ids=CORNERS.keys())
+def test_a_fire_in_a_corner_of_a_night_frame_keeps_it_a_picture(corner):  # type: ignore[no-untyped-def]
+    frame = np.zeros((ODD_WH[1], ODD_WH[0], 3), np.uint8)
+    assert blank_frame_reason(frame) is not None
+    x, y = corner
+    frame[y : y + 4, x : x + 4] = (40, 120, 250)
+    assert blank_frame_reason(frame) is None
+
+
+@pytest.mark.parametrize("size_wh", [(1600, 1200), (4032, 3024), (1281, 961), (4000, 333), (70, 50), (1, 1)])
+def test_the_thumbnail_is_one_area_resize_within_two_levels(size_wh):  # type: ignore[no-untyped-def]
+    """The halvings give the thumbnail one area resize of the whole frame gives, within two grey
+    levels, on a scene with a gradient across every thumbnail pixel (where shifted block edges show)."""
+    width, height = size_wh
+    y, x = np.mgrid[0:height, 0:width]
+    pixels = np.stack([x * 255 // width, y * 255 // height, (x + y) * 127 // (width + height)], -1)
+    pixels = pixels.astype(np.uint8)
+    thumb = grey_thumbnail(pixels, 64)
+    scale = min(1.0, 64 / max(width, height))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    one_resize = cv2.cvtColor(cv2.resize(pixels, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+    assert thumb.shape == one_resize.shape
+    assert np.abs(thumb.astype(int) - one_resize).max() <= 2

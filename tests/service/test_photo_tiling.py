@@ -28,7 +28,10 @@ DJI_XMP = (
 def _jpeg(size_wh: tuple[int, int], xmp: str | None) -> bytes:
     buffer = io.BytesIO()
     extra = {"xmp": xmp.encode()} if xmp else {}
-    Image.new("RGB", size_wh, (90, 120, 60)).save(buffer, "JPEG", **extra)
+    # A field with a darker band: a picture, not a blank frame (those never reach the detector).
+    image = Image.new("RGB", size_wh, (90, 120, 60))
+    image.paste((40, 60, 30), (0, size_wh[1] // 2, size_wh[0], size_wh[1] // 2 + 40))
+    image.save(buffer, "JPEG", **extra)
     return buffer.getvalue()
 
 

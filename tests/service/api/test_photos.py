@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from pathlib import Path
@@ -79,6 +80,44 @@ def test_evidence_is_stored_under_server_generated_names(client, keys, settings)
     assert frame.stem == body["content_hash"]
     crop = cv2.imread(str(next(p for p in files if "crops" in p.parts)))
     assert crop.shape[0] < 240 and crop.shape[1] < 320  # a crop, not the frame
+
+
+def _decoded(data: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+
+
+def _frame_file(settings, body) -> Path:
+    digest = body["content_hash"]
+    return settings.data_dir / "frames" / digest[:2] / f"{digest}.jpg"
+
+
+def test_a_jpegs_evidence_is_its_image_data_without_its_metadata(client, keys, settings):
+    """The frame reviewers download shows exactly what was analysed (the upload's own JPEG data,
+    not a second lossy encoding) and carries none of the citizen's EXIF, GPS or comments."""
+    from PIL import Image
+
+    photo = jpeg(painted([GARBAGE]), gps=exif_gps(BASE_LON, BASE_LAT))
+    body = upload_ok(client, keys, photo)
+    assert body["observations"][0]["lon"] is not None  # the upload's GPS was read
+    stored = _frame_file(settings, body).read_bytes()
+    assert np.array_equal(_decoded(stored), _decoded(photo))
+    with Image.open(_frame_file(settings, body)) as frame:
+        assert dict(frame.getexif()) == {} and "exif" not in frame.info
+
+
+def test_a_photo_turned_by_its_exif_is_stored_upright_and_without_it(client, keys, settings):
+    from PIL import Image
+
+    pixels = painted([GARBAGE], size_wh=(320, 240))
+    image = Image.fromarray(pixels[:, :, ::-1])
+    tags = image.getexif()
+    tags[0x0112] = 6  # stored sideways: shown turned 90 degrees clockwise
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", exif=tags, quality=95)
+    body = upload_ok(client, keys, buffer.getvalue(), lon=BASE_LON, lat=BASE_LAT)
+    with Image.open(_frame_file(settings, body)) as frame:
+        assert frame.size == (240, 320)  # upright, as the boxes are
+        assert dict(frame.getexif()) == {}
 
 
 def test_same_image_twice_is_recorded_once(client, keys, settings):
