@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 import typer
@@ -43,6 +42,8 @@ CLIP_S, CLIP_FPS = 12, 5
 
 def smoke_clip(photo: Path, path: Path) -> Path:
     """12 s at 5 fps closing in on the plume (its box grows about 1.8x in area), keyframe each second."""
+    import cv2  # here, not at import: `patrol --help` must stay light
+
     from vision.errors import ImageLoadError
     from vision.video import write_video
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from PIL import ImageFile
+
 from service.errors import ServiceError
 from vision.fonts import BUNDLED_CJK_FONT
 
@@ -31,6 +33,11 @@ def html_to_pdf(html: str) -> bytes:
         raise ReportRenderError(
             f"PDF reports need WeasyPrint and Pango (apt-get install libpango-1.0-0 libpangoft2-1.0-0): {exc}"
         ) from exc
+    finally:
+        # weasyprint.images sets Pillow's process-wide LOAD_TRUNCATED_IMAGES on import, which would
+        # make the source reader accept truncated uploads (vision.image_io refuses them); the report
+        # draws no raster images, so the flag goes back to Pillow's default.
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
     from weasyprint.urls import URLFetcher, URLFetcherResponse
 
     class FontOnly(URLFetcher):

@@ -100,6 +100,10 @@ def test_pdf_has_the_chinese_text(client, keys, november):
     text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(response.content)).pages)
     for word in ("红榜", "东村第一网格", "垃圾堆", "按期整改"):
         assert word in text
+    # WeasyPrint sets Pillow's process-wide flag on import; rendering must leave uploads strict.
+    from PIL import ImageFile
+
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
 
 
 def test_workers_may_read_citizens_may_not(client, keys, november):
