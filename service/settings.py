@@ -6,6 +6,7 @@ Only URLs change between one machine (SQLite file, in-process jobs) and a cluste
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -24,6 +25,16 @@ MIN_SECRET_LENGTH = 32
 # Vertices one region may have: real village and grid boundaries have hundreds to thousands; a
 # million took 15 s to import and made every later point-in-polygon test slow.
 MAX_REGION_VERTICES = 50_000
+
+
+# Decoding is CPU work that releases the GIL: one slot per core keeps every core busy, and fewer
+# left a larger machine's cores idle behind two decodes (2 was the default). The cap bounds the
+# memory (a 100 MPx survey photo takes ~300 MB to decode) however many cores there are.
+MAX_DEFAULT_DECODE_SLOTS = 4
+
+
+def default_decode_slots() -> int:
+    return max(1, min(MAX_DEFAULT_DECODE_SLOTS, len(os.sched_getaffinity(0))))
 
 
 @lru_cache(maxsize=1)
@@ -71,11 +82,12 @@ class Settings(BaseSettings):
         "(1/2, 1/4, 1/8), a larger PNG/TIFF/WEBP/BMP is refused (422) before decoding.",
     )
     max_concurrent_decodes: int = Field(
-        default=2,
+        default_factory=default_decode_slots,
         ge=1,
         le=64,
         description="Images decoded at once per process (uploads and survey members); the others wait, "
-        "so decoding memory stays bounded however many requests arrive.",
+        f"so decoding memory stays bounded however many requests arrive. Default: the cores this "
+        f"process may use, at most {MAX_DEFAULT_DECODE_SLOTS}.",
     )
     dedup_radius_m: dict[str, float] = Field(
         default_factory=dict, description="Per-class override of the taxonomy's dedup_radius_m (metres)."
@@ -162,8 +174,9 @@ class Settings(BaseSettings):
     )
     cameras_file: Path | None = Field(
         default=None,
-        description="A cameras YAML (service/cameras/config.py: cameras, alert rules, webhooks, loudspeakers); "
-        "when set, `patrol serve` watches its cameras in the service process and stops them at shutdown.",
+        description="A cameras YAML (service/cameras/config.py: cameras, alert rules, webhooks, "
+        "loudspeakers); when set, `patrol serve` watches its cameras in the service process and stops "
+        "them at shutdown.",
     )
 
     @field_validator("database_url")

@@ -18,6 +18,15 @@ def test_defaults_run_on_a_laptop(monkeypatch):
     assert settings.rebound_window_days == 90 and settings.verification_passes == 2
 
 
+@pytest.mark.parametrize(("cores", "slots"), [(1, 1), (2, 2), (3, 3), (16, 4)])
+def test_decode_slots_default_to_the_usable_cores_at_most_four(monkeypatch, cores, slots):
+    monkeypatch.delenv("PATROL_MAX_CONCURRENT_DECODES", raising=False)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
+    assert Settings().max_concurrent_decodes == slots
+    monkeypatch.setenv("PATROL_MAX_CONCURRENT_DECODES", "7")
+    assert Settings().max_concurrent_decodes == 7  # a deployment's own figure wins
+
+
 def test_environment_with_the_patrol_prefix(monkeypatch, tmp_path):
     monkeypatch.setenv("PATROL_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
     monkeypatch.setenv("PATROL_BROKER_URL", "redis://127.0.0.1:6379/0")
