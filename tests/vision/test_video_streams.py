@@ -149,7 +149,8 @@ def test_50_kill_and_restart_cycles_leak_no_threads_fds_or_memory(rtsp_stream: P
             if cycle in (4, 49):  # after warm-up (allocator pools, FFmpeg's first-use tables), and at the end
                 samples.append((_threads(), threading.active_count(), _open_fds(), rss_mb()))
     (t0, py0, fd0, rss0), (t1, py1, fd1, rss1) = samples
-    assert (t1, py1) == (t0, py0), f"threads grew: {samples}"
+    # Fewer threads at the end is fine (a pool elsewhere in the process wound down); more is a leak.
+    assert t1 <= t0 and py1 <= py0, f"threads grew: {samples}"
     assert fd1 <= fd0, f"file descriptors grew: {samples}"
     assert rss1 - rss0 < 30, f"RSS grew {rss1 - rss0:.1f} MB over 45 cycles: {samples}"
     assert log.states().count("offline") == 50 and supervisor.stats().reconnects >= 50
