@@ -15,6 +15,7 @@ import typer
 
 from service.cameras.demo import camera_demo_command
 from service.demo import demo_command
+from service.review.cli import review_app
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -34,6 +35,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(regions_app, name="regions")
     app.command("watch", help="Watch the cameras of a cameras YAML: findings to the ledger, alerts.")(watch)
     app.add_typer(alerts_app, name="alerts")
+    app.add_typer(review_app, name="review")
     app.command("demo", help="Run the ledger end to end on the bundled samples (needs models/default).")(
         demo_command
     )

@@ -18,7 +18,7 @@ runner = CliRunner()
 COMMANDS = {
     "vision": {"detect", "models", "geotag"},
     "training": {"datasets", "evaluate", "promote", "transplant", "train", "export", "quantize"},
-    "service": {"serve", "keys", "regions", "demo", "demo-camera", "watch", "alerts"},
+    "service": {"serve", "keys", "regions", "demo", "demo-camera", "watch", "alerts", "review"},
 }
 
 
