@@ -1,63 +1,47 @@
-"""API keys and regions (villages and grids).
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-23
-"""
+"""API keys and regions (villages and grids)."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
+from service.migrations.columns import bbox, create_keyed_table, one_of
+
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 # Migrations keep their own copies of enumerations: later code changes must not rewrite history.
 ROLES = ("citizen", "worker", "reviewer", "ingest", "admin")
 REGION_KINDS = ("village", "grid")
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
-
-
 def upgrade() -> None:
-    op.create_table(
+    create_keyed_table(
         "api_keys",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("lookup", sa.String(length=16), nullable=False),
         sa.Column("key_hash", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("revoked_at", sa.DateTime(), nullable=True),
-        sa.CheckConstraint(_in("role", ROLES), name=op.f("ck_api_keys_role")),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_keys")),
+        one_of("api_keys", "role", ROLES),
         sa.UniqueConstraint("key_hash", name=op.f("uq_api_keys_key_hash")),
     )
     op.create_index(op.f("ix_api_keys_lookup"), "api_keys", ["lookup"])
 
-    op.create_table(
+    create_keyed_table(
         "regions",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("parent_id", sa.Integer(), nullable=True),
         sa.Column("geometry", sa.Text(), nullable=False),
-        sa.Column("min_lon", sa.Float(), nullable=False),
-        sa.Column("min_lat", sa.Float(), nullable=False),
-        sa.Column("max_lon", sa.Float(), nullable=False),
-        sa.Column("max_lat", sa.Float(), nullable=False),
+        *bbox("", nullable=False),
         sa.Column("area_m2", sa.Float(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.CheckConstraint(_in("kind", REGION_KINDS), name=op.f("ck_regions_kind")),
+        one_of("regions", "kind", REGION_KINDS),
         sa.ForeignKeyConstraint(
             ["parent_id"], ["regions.id"], name=op.f("fk_regions_parent_id_regions"), ondelete="SET NULL"
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_regions")),
     )
     op.create_index("ix_regions_bbox", "regions", ["min_lon", "max_lon", "min_lat", "max_lat"])
     op.create_index(op.f("ix_regions_parent_id"), "regions", ["parent_id"])

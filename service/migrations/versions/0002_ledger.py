@@ -1,19 +1,21 @@
-"""The ledger: sources, frames, issues, observations, issue events and the writers' lock.
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-23
-"""
+"""The ledger: sources, frames, issues, observations, issue events and the writers' lock."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
+from service.migrations.columns import (
+    analysis_key,
+    bbox,
+    create_keyed_table,
+    created_updated_at,
+    located,
+    one_of,
+)
+
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 ISSUE_STATES = (
     "candidate",
@@ -30,33 +32,25 @@ EVENT_KINDS = ("opened", "joined", "transition", "located", "clear_pass")
 LEDGER_LOCK = "ledger"
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
-
-
 def upgrade() -> None:
-    op.create_table(
+    create_keyed_table(
         "sources",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("preset", sa.String(length=100), nullable=False),
         sa.Column("api_key_id", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.CheckConstraint(_in("kind", SOURCE_KINDS), name=op.f("ck_sources_kind")),
+        one_of("sources", "kind", SOURCE_KINDS),
         sa.ForeignKeyConstraint(
             ["api_key_id"], ["api_keys.id"], name=op.f("fk_sources_api_key_id_api_keys"), ondelete="SET NULL"
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_sources")),
         sa.UniqueConstraint("kind", "name", "preset", name=op.f("uq_sources_kind_name_preset")),
     )
 
-    op.create_table(
+    create_keyed_table(
         "frames",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("source_id", sa.Integer(), nullable=False),
-        sa.Column("content_hash", sa.String(length=64), nullable=False),
-        sa.Column("model_version", sa.String(length=120), nullable=False),
+        *analysis_key("frames"),
         sa.Column("captured_at", sa.DateTime(), nullable=False),
         sa.Column("received_at", sa.DateTime(), nullable=False),
         sa.Column("width", sa.Integer(), nullable=False),
@@ -64,55 +58,40 @@ def upgrade() -> None:
         sa.Column("camera_lon", sa.Float(), nullable=True),
         sa.Column("camera_lat", sa.Float(), nullable=True),
         sa.Column("coverage", sa.Text(), nullable=True),
-        sa.Column("cov_min_lon", sa.Float(), nullable=True),
-        sa.Column("cov_min_lat", sa.Float(), nullable=True),
-        sa.Column("cov_max_lon", sa.Float(), nullable=True),
-        sa.Column("cov_max_lat", sa.Float(), nullable=True),
+        *bbox("cov_", nullable=True),
         sa.Column("image_path", sa.String(length=200), nullable=False),
         sa.Column("note", sa.Text(), nullable=False),
         sa.ForeignKeyConstraint(["source_id"], ["sources.id"], name=op.f("fk_frames_source_id_sources")),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_frames")),
-        sa.UniqueConstraint(
-            "content_hash", "model_version", name=op.f("uq_frames_content_hash_model_version")
-        ),
     )
     op.create_index(
         "ix_frames_coverage_bbox", "frames", ["cov_min_lon", "cov_max_lon", "cov_min_lat", "cov_max_lat"]
     )
     op.create_index(op.f("ix_frames_source_id"), "frames", ["source_id"])
 
-    op.create_table(
+    create_keyed_table(
         "issues",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("class_key", sa.String(length=64), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("needs_location", sa.Boolean(), nullable=False),
-        sa.Column("lon", sa.Float(), nullable=True),
-        sa.Column("lat", sa.Float(), nullable=True),
-        sa.Column("location_uncertainty_m", sa.Float(), nullable=True),
-        sa.Column("footprint", sa.Text(), nullable=True),
-        sa.Column("area_m2", sa.Float(), nullable=True),
+        *located(with_reason=False),
         sa.Column("region_id", sa.Integer(), nullable=True),
         sa.Column("max_score", sa.Float(), nullable=False),
         sa.Column("first_seen_at", sa.DateTime(), nullable=False),
         sa.Column("last_seen_at", sa.DateTime(), nullable=False),
         sa.Column("state_changed_at", sa.DateTime(), nullable=False),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(), nullable=False),
-        sa.CheckConstraint(_in("state", ISSUE_STATES), name=op.f("ck_issues_state")),
+        *created_updated_at(),
+        one_of("issues", "state", ISSUE_STATES),
         sa.ForeignKeyConstraint(
             ["region_id"], ["regions.id"], name=op.f("fk_issues_region_id_regions"), ondelete="SET NULL"
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_issues")),
     )
     op.create_index("ix_issues_class_lat_lon", "issues", ["class_key", "lat", "lon"])
     op.create_index(op.f("ix_issues_region_id"), "issues", ["region_id"])
     op.create_index(op.f("ix_issues_state"), "issues", ["state"])
     op.create_index(op.f("ix_issues_updated_at"), "issues", ["updated_at"])
 
-    op.create_table(
+    create_keyed_table(
         "observations",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("frame_id", sa.Integer(), nullable=False),
         sa.Column("issue_id", sa.Integer(), nullable=False),
         sa.Column("class_key", sa.String(length=64), nullable=False),
@@ -121,24 +100,17 @@ def upgrade() -> None:
         sa.Column("y1", sa.Float(), nullable=False),
         sa.Column("x2", sa.Float(), nullable=False),
         sa.Column("y2", sa.Float(), nullable=False),
-        sa.Column("lon", sa.Float(), nullable=True),
-        sa.Column("lat", sa.Float(), nullable=True),
-        sa.Column("location_uncertainty_m", sa.Float(), nullable=True),
-        sa.Column("location_reason", sa.String(length=300), nullable=True),
-        sa.Column("footprint", sa.Text(), nullable=True),
-        sa.Column("area_m2", sa.Float(), nullable=True),
+        *located(with_reason=True),
         sa.Column("crop_path", sa.String(length=200), nullable=False),
         sa.Column("observed_at", sa.DateTime(), nullable=False),
         sa.ForeignKeyConstraint(["frame_id"], ["frames.id"], name=op.f("fk_observations_frame_id_frames")),
         sa.ForeignKeyConstraint(["issue_id"], ["issues.id"], name=op.f("fk_observations_issue_id_issues")),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_observations")),
     )
     op.create_index(op.f("ix_observations_frame_id"), "observations", ["frame_id"])
     op.create_index(op.f("ix_observations_issue_id"), "observations", ["issue_id"])
 
-    op.create_table(
+    create_keyed_table(
         "issue_events",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("issue_id", sa.Integer(), nullable=False),
         sa.Column("at", sa.DateTime(), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
@@ -149,7 +121,7 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("observation_id", sa.Integer(), nullable=True),
         sa.Column("frame_id", sa.Integer(), nullable=True),
-        sa.CheckConstraint(_in("kind", EVENT_KINDS), name=op.f("ck_issue_events_kind")),
+        one_of("issue_events", "kind", EVENT_KINDS),
         sa.ForeignKeyConstraint(
             ["api_key_id"],
             ["api_keys.id"],
@@ -161,7 +133,6 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["observation_id"], ["observations.id"], name=op.f("fk_issue_events_observation_id_observations")
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_issue_events")),
     )
     op.create_index(op.f("ix_issue_events_issue_id"), "issue_events", ["issue_id"])
     op.create_index("ix_issue_events_to_state_at", "issue_events", ["to_state", "at"])

@@ -1,37 +1,26 @@
-"""Survey jobs: the jobs table (state, progress, lease) and job_items (what each photo or tile became).
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-11-23
-"""
+"""Survey jobs: the jobs table (state, progress, lease) and job_items (what each photo or tile became)."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
+from service.migrations.columns import analysis_key, create_keyed_table, created_updated_at, one_of
+
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 JOB_KINDS = ("drone_photos", "orthomosaic")
 ITEM_OUTCOMES = ("recorded", "already_recorded", "skipped")
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
-
-
 def upgrade() -> None:
-    op.create_table(
+    create_keyed_table(
         "jobs",
-        sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
-        sa.Column("content_hash", sa.String(length=64), nullable=False),
-        sa.Column("model_version", sa.String(length=120), nullable=False),
+        *analysis_key("jobs"),
         sa.Column("input_path", sa.String(length=200), nullable=False),
         sa.Column("input_bytes", sa.BigInteger(), nullable=False),
         sa.Column("note", sa.Text(), nullable=False),
@@ -47,23 +36,20 @@ def upgrade() -> None:
         sa.Column("heartbeat_at", sa.DateTime(), nullable=True),
         sa.Column("cancel_requested", sa.Boolean(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        *created_updated_at(),
         sa.Column("started_at", sa.DateTime(), nullable=True),
         sa.Column("finished_at", sa.DateTime(), nullable=True),
-        sa.CheckConstraint(_in("state", JOB_STATES), name=op.f("ck_jobs_state")),
-        sa.CheckConstraint(_in("kind", JOB_KINDS), name=op.f("ck_jobs_kind")),
+        one_of("jobs", "state", JOB_STATES),
+        one_of("jobs", "kind", JOB_KINDS),
         sa.ForeignKeyConstraint(
             ["api_key_id"], ["api_keys.id"], name=op.f("fk_jobs_api_key_id_api_keys"), ondelete="SET NULL"
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
-        sa.UniqueConstraint("content_hash", "model_version", name=op.f("uq_jobs_content_hash_model_version")),
+        id_type=sa.String(length=32),
     )
     op.create_index("ix_jobs_state_created_at", "jobs", ["state", "created_at"])
 
-    op.create_table(
+    create_keyed_table(
         "job_items",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("job_id", sa.String(length=32), nullable=False),
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("label", sa.String(length=200), nullable=False),
@@ -75,12 +61,11 @@ def upgrade() -> None:
         sa.Column("issues_joined", sa.Integer(), nullable=False),
         sa.Column("issues_rebound", sa.Integer(), nullable=False),
         sa.Column("issues_verified", sa.Integer(), nullable=False),
-        sa.CheckConstraint(_in("outcome", ITEM_OUTCOMES), name=op.f("ck_job_items_outcome")),
+        one_of("job_items", "outcome", ITEM_OUTCOMES),
         sa.ForeignKeyConstraint(
             ["job_id"], ["jobs.id"], name=op.f("fk_job_items_job_id_jobs"), ondelete="CASCADE"
         ),
         sa.ForeignKeyConstraint(["frame_id"], ["frames.id"], name=op.f("fk_job_items_frame_id_frames")),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_job_items")),
         sa.UniqueConstraint("job_id", "seq", name=op.f("uq_job_items_job_id_seq")),
     )
     op.create_index(op.f("ix_job_items_job_id"), "job_items", ["job_id"])

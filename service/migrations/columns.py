@@ -1,0 +1,70 @@
+"""What several migrations write alike: a table keyed by `id`, an enumeration's CHECK, column groups.
+
+A migration that has run must build the same tables forever, so these helpers are history as much as
+the migrations that call them: never change what one builds; a new shape is a new helper. Like the
+migrations, this module imports no app code, and each migration keeps its own enumeration values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import op
+
+
+def create_keyed_table(
+    name: str, *elements: sa.schema.SchemaItem, id_type: sa.types.TypeEngine[Any] | None = None
+) -> sa.Table:
+    """`op.create_table` with an `id` column first (an integer unless `id_type`) as the primary key."""
+    return op.create_table(
+        name,
+        sa.Column("id", id_type if id_type is not None else sa.Integer(), nullable=False),
+        *elements,
+        sa.PrimaryKeyConstraint("id", name=op.f(f"pk_{name}")),
+    )
+
+
+def one_of(table: str, column: str, values: tuple[str, ...]) -> sa.CheckConstraint:
+    """`column IN (...)`, named `ck_<table>_<column>` as the models' naming convention names it."""
+    listed = ", ".join(repr(value) for value in values)
+    return sa.CheckConstraint(f"{column} IN ({listed})", name=op.f(f"ck_{table}_{column}"))
+
+
+def created_updated_at() -> list[sa.Column[Any]]:
+    return [
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+    ]
+
+
+BBOX_EDGES = ("min_lon", "min_lat", "max_lon", "max_lat")
+
+
+def bbox(prefix: str, *, nullable: bool) -> list[sa.Column[Any]]:
+    """The bounding box beside a GeoJSON column: `<prefix>min_lon`, min_lat, max_lon, max_lat."""
+    return [sa.Column(f"{prefix}{edge}", sa.Float(), nullable=nullable) for edge in BBOX_EDGES]
+
+
+def analysis_key(table: str) -> list[sa.schema.SchemaItem]:
+    """What was analysed by which model: (content_hash, model_version), unique, so twice adds nothing."""
+    return [
+        sa.Column("content_hash", sa.String(length=64), nullable=False),
+        sa.Column("model_version", sa.String(length=120), nullable=False),
+        sa.UniqueConstraint(
+            "content_hash", "model_version", name=op.f(f"uq_{table}_content_hash_model_version")
+        ),
+    ]
+
+
+def located(*, with_reason: bool) -> list[sa.Column[Any]]:
+    """A ground point and how far off it may be, [why there is none,] the footprint polygon and its area."""
+    reason = [sa.Column("location_reason", sa.String(length=300), nullable=True)] if with_reason else []
+    return [
+        sa.Column("lon", sa.Float(), nullable=True),
+        sa.Column("lat", sa.Float(), nullable=True),
+        sa.Column("location_uncertainty_m", sa.Float(), nullable=True),
+        *reason,
+        sa.Column("footprint", sa.Text(), nullable=True),
+        sa.Column("area_m2", sa.Float(), nullable=True),
+    ]
