@@ -39,7 +39,7 @@ ISSUE_STATES = (
 ROLES = ("citizen", "worker", "reviewer", "ingest", "admin")
 REGION_KINDS = ("village", "grid")
 SOURCE_KINDS = ("citizen", "drone", "camera")
-EVENT_KINDS = ("opened", "joined", "transition", "located", "clear_pass")
+EVENT_KINDS = ("opened", "joined", "transition", "located", "clear_pass", "reviewed")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:

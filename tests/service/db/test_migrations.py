@@ -17,11 +17,13 @@ from service.db.base import Base
 from service.db.models import ApiKey, LedgerLock
 from service.db.session import make_engine, make_session_factory, session_scope
 from service.migrations import runner
+from service.review import models as review_models  # noqa: F401  # its tables into Base.metadata
 from tests.service.conftest import BACKENDS
 
 LEDGER = {"sources", "frames", "issues", "observations", "issue_events", "ledger_locks"}
 JOBS = {"jobs", "job_items"}  # 0003
 CAMERAS = {"cameras", "camera_states", "alerts", "alert_deliveries", "alert_delivery_attempts"}  # 0004
+REVIEW = {"review_tasks", "review_deliveries", "review_labels"}  # 0006
 FIRST = {"api_keys", "regions"}
 
 
@@ -48,7 +50,7 @@ def test_upgrade_from_empty_matches_the_models(empty_engine):
     assert _tables(empty_engine) == set()
     runner.upgrade(empty_engine)
     assert runner.current_revision(empty_engine) == runner.head_revision()
-    assert _tables(empty_engine) == LEDGER | FIRST | JOBS | CAMERAS
+    assert _tables(empty_engine) == LEDGER | FIRST | JOBS | CAMERAS | REVIEW
     with empty_engine.connect() as connection:
         diff = compare_metadata(
             MigrationContext.configure(connection, opts={"compare_type": True}), Base.metadata
@@ -66,7 +68,7 @@ def test_downgrade_one_step_keeps_earlier_data_and_upgrades_again(empty_engine):
     assert runner.current_revision(empty_engine) == "0001"
     assert _tables(empty_engine) == FIRST
     runner.upgrade(empty_engine)
-    assert _tables(empty_engine) == LEDGER | FIRST | JOBS | CAMERAS
+    assert _tables(empty_engine) == LEDGER | FIRST | JOBS | CAMERAS | REVIEW
     with make_session_factory(empty_engine)() as session:
         assert session.scalars(select(ApiKey.name)).all() == ["kept"]
     runner.downgrade(empty_engine, "base")
