@@ -23,41 +23,50 @@ class PatrolVisionError(Exception):
     retryable: ClassVar[bool] = False
 
 
-class ImageLoadError(PatrolVisionError):
+class InputError(PatrolVisionError):
+    """One input (a file, a label such as "<upload>", a URL) could not be used, and why.
+
+    `reason` is a short machine-readable cause, one of the class's REASONS; `detail` says
+    the rest for people.
+    """
+
+    REASONS: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, subject: str, reason: str, detail: str) -> None:
+        if reason not in self.REASONS:
+            raise ValueError(f"expected reason in {self.REASONS}, got {reason!r}")
+        self.subject = subject
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{subject}: {reason}: {detail}")
+
+
+class ImageLoadError(InputError):
     """An image could not be used: unknown format, too many pixels, truncated or corrupt.
 
-    `path` is the file (or a label such as "<upload>"), `reason` a short machine-readable
-    cause, one of REASONS.
+    `path` is the file (or a label such as "<upload>").
     """
 
     REASONS = ("not_found", "empty", "unsupported_format", "too_many_pixels", "corrupt", "too_large")
 
-    def __init__(self, path: str, reason: str, detail: str) -> None:
-        if reason not in self.REASONS:
-            raise ValueError(f"expected reason in {self.REASONS}, got {reason!r}")
-        self.path = path
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{path}: {reason}: {detail}")
+    @property
+    def path(self) -> str:
+        return self.subject
 
 
-class VideoError(PatrolVisionError):
+class VideoError(InputError):
     """A video file or stream could not be opened or read (vision.video).
 
-    `source` is the file or URL, `reason` one of REASONS. The input (or the URL) has to
-    change first; a stream that may come back raises `StreamError` instead.
+    `source` is the file or URL. The input (or the URL) has to change first; a stream that
+    may come back raises `StreamError` instead.
     """
 
     REASONS = ("not_found", "unsupported_format", "no_video", "corrupt", "open_timeout", "read_timeout",
                "disconnected")
 
-    def __init__(self, source: str, reason: str, detail: str) -> None:
-        if reason not in self.REASONS:
-            raise ValueError(f"expected reason in {self.REASONS}, got {reason!r}")
-        self.source = source
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{source}: {reason}: {detail}")
+    @property
+    def source(self) -> str:
+        return self.subject
 
 
 class StreamError(VideoError):
