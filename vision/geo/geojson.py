@@ -12,16 +12,26 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from shapely.geometry import mapping
 from shapely.geometry.polygon import orient
+from typing_extensions import Unpack
 
 from vision.detections import Detections
 from vision.geo.gcj02 import wgs84_to_gcj02
 from vision.geo.types import Geotag, NoLocation
 
 PRECISION = 7
+
+
+class FeatureContext(TypedDict, total=False):
+    """What every feature of one image's collections says besides its detection (all optional)."""
+
+    source: str | None  # the source kind, where the geotag does not say it
+    time: datetime | str | None  # capture time
+    labels: Sequence[str] | None  # class names by class id, where the detections carry no keys
+    image: str | None  # the image's name
 
 
 def _round(value: Any) -> Any:
@@ -53,12 +63,10 @@ def _properties(
     detections: Detections,
     i: int,
     result: Geotag | NoLocation,
-    *,
-    source: str | None,
-    time: datetime | str | None,
-    labels: Sequence[str] | None,
-    image: str | None,
+    context: FeatureContext,
 ) -> dict[str, Any]:
+    source, time, image = context.get("source"), context.get("time"), context.get("image")
+    labels = context.get("labels")
     props: dict[str, Any] = {
         "index": i,
         "class": _class_name(detections, i, labels),
@@ -85,16 +93,18 @@ def _properties(
     return props
 
 
+def _check_one_per_detection(detections: Detections, geotags: Sequence[Geotag | NoLocation]) -> None:
+    if len(geotags) != len(detections):
+        raise ValueError(f"expected one geotag per detection ({len(detections)}), got {len(geotags)}")
+
+
 def detections_to_feature_collection(
     detections: Detections,
     geotags: Sequence[Geotag | NoLocation],
     *,
-    source: str | None = None,
-    time: datetime | str | None = None,
-    labels: Sequence[str] | None = None,
-    image: str | None = None,
     footprints_as_property: bool = True,
     include_unlocated: bool = True,
+    **context: Unpack[FeatureContext],
 ) -> dict[str, Any]:
     """A FeatureCollection of Point features at each detection's ground point.
 
@@ -103,13 +113,12 @@ def detections_to_feature_collection(
     geometry under "footprint". Detections without a location keep a feature with a null
     geometry (allowed by RFC 7946) and "no_location_reason", unless `include_unlocated` is off.
     """
-    if len(geotags) != len(detections):
-        raise ValueError(f"expected one geotag per detection ({len(detections)}), got {len(geotags)}")
+    _check_one_per_detection(detections, geotags)
     features = []
     for i, result in enumerate(geotags):
         if isinstance(result, NoLocation) and not include_unlocated:
             continue
-        props = _properties(detections, i, result, source=source, time=time, labels=labels, image=image)
+        props = _properties(detections, i, result, context)
         geometry = None
         if isinstance(result, Geotag):
             geometry = {"type": "Point", "coordinates": _round([result.point.lon, result.point.lat])}
@@ -122,19 +131,14 @@ def detections_to_feature_collection(
 def footprints_to_feature_collection(
     detections: Detections,
     geotags: Sequence[Geotag | NoLocation],
-    *,
-    source: str | None = None,
-    time: datetime | str | None = None,
-    labels: Sequence[str] | None = None,
-    image: str | None = None,
+    **context: Unpack[FeatureContext],
 ) -> dict[str, Any]:
     """A FeatureCollection of Polygon features, one per detection that has a footprint."""
-    if len(geotags) != len(detections):
-        raise ValueError(f"expected one geotag per detection ({len(detections)}), got {len(geotags)}")
+    _check_one_per_detection(detections, geotags)
     features = []
     for i, result in enumerate(geotags):
         if isinstance(result, Geotag) and result.footprint is not None:
-            props = _properties(detections, i, result, source=source, time=time, labels=labels, image=image)
+            props = _properties(detections, i, result, context)
             features.append(
                 {"type": "Feature", "geometry": _geometry(result.footprint.polygon), "properties": props}
             )
