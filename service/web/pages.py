@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from service.settings import Settings
@@ -23,6 +23,15 @@ STATIC_DIR = Path(__file__).parent / "static"
 STATIC_URL = "/static"
 VENDOR_URL = f"{STATIC_URL}/vendor"
 DOCS_URL, REDOC_URL, OAUTH2_REDIRECT_URL = "/docs", "/redoc", "/docs/oauth2-redirect"
+# What every page's head starts with; each page's file holds the rest (title, styles, scripts) and its body.
+PAGE_HEAD = f"""<!doctype html>
+<html lang="zh-CN">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <meta name="referrer" content="no-referrer">
+  <link rel="icon" href="{VENDOR_URL}/swagger-ui/favicon-32x32.png">
+"""
 
 
 def content_security_policy(settings: Settings) -> str:
@@ -53,19 +62,18 @@ def build_router(settings: Settings, *, title: str, openapi_url: str) -> APIRout
     csp = content_security_policy(settings)
     config = page_config(settings)
 
-    def shell(name: str) -> FileResponse:
-        return FileResponse(
-            STATIC_DIR / name,
-            media_type="text/html; charset=utf-8",
+    def shell(name: str) -> HTMLResponse:
+        return HTMLResponse(
+            PAGE_HEAD + (STATIC_DIR / name).read_text(encoding="utf-8"),
             headers={"Content-Security-Policy": csp, "Cache-Control": "no-cache"},
         )
 
     @router.get("/", name="web_page")
-    def page() -> FileResponse:
+    def page() -> HTMLResponse:
         return shell("index.html")
 
     @router.get("/report", name="report_page")
-    def report() -> FileResponse:
+    def report() -> HTMLResponse:
         """The monthly report's shell: it fetches /v1/reports/monthly with the signed-in key."""
         return shell("report.html")
 

@@ -22,6 +22,15 @@ def test_pages_name_no_outside_asset(client, path):
         assert client.get(asset).status_code == 200, asset  # every asset it names is served
 
 
+@pytest.mark.parametrize(("path", "title"), [("/", "patrol ledger"), ("/report", "monthly report")])
+def test_every_page_starts_with_the_one_shared_head(client, path, title):
+    text = client.get(path).text
+    assert text.startswith('<!doctype html>\n<html lang="zh-CN">\n<head>\n  <meta charset="utf-8">')
+    head = text[: text.index("</head>")]
+    assert head.count("<meta charset=") == 1 and head.count('rel="icon"') == 1
+    assert head.index('name="referrer"') < head.index("<title>") and title in head
+
+
 def test_vendored_scripts_name_no_cdn():
     for script in (STATIC_DIR / "vendor").rglob("*.js"):
         text = script.read_text(errors="replace")
