@@ -21,6 +21,7 @@ from service.analysis import PhotoAnalysis, PhotoAnalyzer, model_version_of
 from service.evidence import EvidenceStore
 from service.ledger.dedup import DedupRules
 from service.ledger.intake import IntakeContext
+from service.ledger.suppression import SuppressionRules
 from service.ledger.verification import VerificationRules
 from service.metrics import ServiceMetrics
 from service.settings import Settings
@@ -100,6 +101,7 @@ class Runtime:
                 taxonomy,
                 DedupRules.from_settings(settings, taxonomy),
                 VerificationRules.from_settings(settings),
+                SuppressionRules.from_settings(settings, taxonomy),
             ),
             taxonomy=taxonomy,
             clock=clock or utc_now,

@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     rebound_window_days: float = Field(
         default=90.0, gt=0, description="A detection at a verified/closed place this soon reopens it (反弹)."
     )
+    suppression_rules_file: Path | None = Field(
+        default=None,
+        description="A YAML of when a sighting at a rejected false alarm's place stays suppressed "
+        "(score margin, quiet days, radius per class); unset: service/ledger/suppression.yaml.",
+    )
     verification_passes: int = Field(
         default=2, ge=1, le=20, description="Clear passes over a rectified issue that verify it (回头看)."
     )

@@ -74,7 +74,7 @@ class IssueRef(_Out):
     name_zh: str
     state: State
     needs_location: bool
-    outcome: Literal["opened", "joined", "rebound", "recorded"]
+    outcome: Literal["opened", "joined", "rebound", "suppressed", "recorded"]
     url: str
 
 

@@ -12,7 +12,8 @@ Rules, for an observation of class k at point p taken at time t:
   verified/closed, and reopens it as `rebound` (反弹);
 - an observation taken *before* the state change it would reverse (an old photo arriving
   late) joins as evidence and changes nothing;
-- the nearest match wins, open issues first on a tie; no match opens a new candidate.
+- the nearest match wins, open issues first on a tie; no match opens a new candidate,
+  unless a rejected issue nearby suppresses it (see `suppression`).
 
 SQL narrows the search to a lat/lon box on the (class_key, lat, lon) index; the exact
 geodesic distance is computed for the few rows left.
@@ -20,6 +21,7 @@ geodesic distance is computed for the few rows left.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -79,31 +81,39 @@ class Match:
 def find_match(
     session: Session, rules: DedupRules, *, class_key: str, lon: float, lat: float, observed_at: datetime
 ) -> Match | None:
-    radius = rules.radius_for(class_key)
-    box = search_box(lon, lat, radius)
-    states = [s.value for s in OPEN_STATES | REBOUNDABLE_STATES]
-    rows = session.scalars(
-        select(Issue)
-        .where(
-            Issue.class_key == class_key,
-            Issue.state.in_(states),
-            Issue.lat.between(box.min_lat, box.max_lat),
-            Issue.lon.between(box.min_lon, box.max_lon),
-        )
-        .order_by(Issue.id)
-    )
+    states = OPEN_STATES | REBOUNDABLE_STATES
     best: tuple[float, int, Match] | None = None
-    for issue in rows:
+    for issue, dist in nearby_issues(session, class_key, lon, lat, rules.radius_for(class_key), states):
         action = _action(issue, rules, class_key, observed_at)
         if action is None:
-            continue
-        dist = distance_m(lon, lat, issue.lon, issue.lat)  # type: ignore[arg-type]  # selected by lon/lat between(): never NULL
-        if dist > radius:
             continue
         key = (dist, 0 if State(issue.state) in OPEN_STATES else 1)
         if best is None or key < best[:2]:
             best = (*key, Match(issue, dist, action))
     return None if best is None else best[2]
+
+
+def nearby_issues(
+    session: Session, class_key: str, lon: float, lat: float, radius_m: float, states: Iterable[State]
+) -> list[tuple[Issue, float]]:
+    """Issues of `class_key` in `states` within `radius_m` of (lon, lat), with their distance, by id."""
+    box = search_box(lon, lat, radius_m)
+    rows = session.scalars(
+        select(Issue)
+        .where(
+            Issue.class_key == class_key,
+            Issue.state.in_([s.value for s in states]),
+            Issue.lat.between(box.min_lat, box.max_lat),
+            Issue.lon.between(box.min_lon, box.max_lon),
+        )
+        .order_by(Issue.id)
+    )
+    found = []
+    for issue in rows:
+        dist = distance_m(lon, lat, issue.lon, issue.lat)  # type: ignore[arg-type]  # selected by lon/lat between(): never NULL
+        if dist <= radius_m:
+            found.append((issue, dist))
+    return found
 
 
 def _action(issue: Issue, rules: DedupRules, class_key: str, observed_at: datetime) -> MatchAction | None:

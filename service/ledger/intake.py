@@ -4,12 +4,15 @@ The caller runs the analysis first (slow, no lock held) and commits after. Here,
 transaction: take the ledger lock, return the earlier result if this (content hash, model
 version) was already recorded, write the evidence images, then for each detection join
 the matching issue (see `dedup`) or open a candidate, and finally let a frame with a
-known ground coverage vouch for rectified issues it shows empty (see `verification`).
+known ground coverage vouch for rectified issues it shows empty (see `verification`). A
+detection that matches no open issue but lies at a rejected false alarm's place joins that
+rejected issue instead of opening a candidate, unless it is much stronger or the rejection
+is old (see `suppression`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -25,6 +28,7 @@ from service.ledger.events import Actor, record_event, transition
 from service.ledger.geometry import to_geojson_text
 from service.ledger.regions import smallest_region_containing
 from service.ledger.states import State
+from service.ledger.suppression import RejectedMatch, SuppressionRules, Verdict, bundled_rules, judge_rejected
 from service.ledger.verification import PassOutcome, VerificationRules, check_rectified_issues
 from vision.taxonomy import Taxonomy
 
@@ -33,6 +37,7 @@ class Outcome(StrEnum):
     opened = "opened"  # a new candidate issue
     joined = "joined"  # added to an existing issue
     rebound = "rebound"  # added to a rectified/verified/closed issue and reopened it
+    suppressed = "suppressed"  # added to a rejected issue, which stays rejected
     recorded = "recorded"  # this image was recorded before; nothing new was written
 
 
@@ -71,6 +76,7 @@ class IntakeContext:
     taxonomy: Taxonomy
     dedup: DedupRules
     verification: VerificationRules
+    suppression: SuppressionRules = field(default_factory=bundled_rules)
 
 
 def record_analysis(
@@ -172,23 +178,35 @@ def _place_observation(
 ) -> ObservationOutcome:
     observed_at = frame.captured_at
     match = None
+    rejected: RejectedMatch | None = None
     if draft.point is not None:
+        lon, lat = draft.point.lon, draft.point.lat
         match = find_match(
-            session,
-            ctx.dedup,
-            class_key=draft.class_key,
-            lon=draft.point.lon,
-            lat=draft.point.lat,
-            observed_at=observed_at,
+            session, ctx.dedup, class_key=draft.class_key, lon=lon, lat=lat, observed_at=observed_at
         )
-    if match is None:
+        if match is None:
+            rejected = judge_rejected(
+                session,
+                ctx.suppression,
+                ctx.dedup,
+                class_key=draft.class_key,
+                lon=lon,
+                lat=lat,
+                observed_at=observed_at,
+                score=draft.score,
+            )
+    if rejected is not None and rejected.verdict == Verdict.suppressed:
+        issue = rejected.issue
+        outcome = Outcome.suppressed
+        # max_score stays what the reviewer rejected: the bar a stronger sighting must clear.
+        _widen_seen(issue, observed_at)
+    elif match is None:
         issue = _open_issue(session, draft, observed_at, now)
         outcome = Outcome.opened
     else:
         issue = match.issue
         outcome = Outcome.rebound if match.action == MatchAction.rebound else Outcome.joined
-        issue.first_seen_at = min(issue.first_seen_at, observed_at)
-        issue.last_seen_at = max(issue.last_seen_at, observed_at)
+        _widen_seen(issue, observed_at)
         issue.max_score = max(issue.max_score, draft.score)
     obs = Observation(
         frame_id=frame.id,
@@ -220,7 +238,9 @@ def _place_observation(
             at=now,
             to_state=State.candidate.value,
             observation_id=obs.id,
-            reason=_opened_reason(draft),
+            reason=_opened_reason(draft)
+            if rejected is None
+            else f"{_opened_reason(draft)}: {rejected.reason}",
         )
     else:
         record_event(
@@ -230,7 +250,9 @@ def _place_observation(
             actor=actor,
             at=now,
             observation_id=obs.id,
-            reason=f"{draft.class_key} seen again, {distance:.1f} m away",
+            reason=rejected.reason
+            if rejected is not None
+            else f"{draft.class_key} seen again, {distance:.1f} m away",
         )
     if outcome == Outcome.rebound:
         was = issue.state
@@ -245,6 +267,11 @@ def _place_observation(
             f"({distance:.1f} m away, observation {obs.id})",
         )
     return ObservationOutcome(obs, issue, outcome)
+
+
+def _widen_seen(issue: Issue, observed_at: datetime) -> None:
+    issue.first_seen_at = min(issue.first_seen_at, observed_at)
+    issue.last_seen_at = max(issue.last_seen_at, observed_at)
 
 
 def _open_issue(session: Session, draft: ObservationDraft, observed_at: datetime, now: datetime) -> Issue:

@@ -10,8 +10,8 @@ from datetime import timedelta
 
 import pytest
 
-from tests.service.helpers import issue, issues, move, upload_ok
-from tests.service.images import BASE_LAT, BASE_LON, SMOKE, drone_box_at, drone_photo, offset, painted, png
+from tests.service.helpers import issue, move, upload_ok
+from tests.service.images import BASE_LAT, BASE_LON, drone_box_at, drone_photo, offset, painted, png
 
 PILE = ("garbage", drone_box_at(0, 0), 0.9)
 
@@ -176,11 +176,3 @@ def test_rebound_window_after_verification_or_closure(client, keys, clock, then,
     else:
         assert seen["issues"][0]["outcome"] == "opened" and seen["issues"][0]["id"] != issue_id
         assert _state(client, keys, issue_id) == "closed"
-
-
-def test_rejected_issues_do_not_absorb_new_sightings(client, keys):
-    first = upload_ok(client, keys, png(painted([SMOKE], shade=1)), lon=BASE_LON, lat=BASE_LAT)
-    assert move(client, keys, first["issues"][0]["id"], "rejected", who="reviewer").status_code == 200
-    second = upload_ok(client, keys, png(painted([SMOKE], shade=2)), lon=BASE_LON, lat=BASE_LAT)
-    assert second["issues"][0]["outcome"] == "opened"
-    assert len(issues(client, keys, status="candidate")) == 1
