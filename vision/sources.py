@@ -36,6 +36,7 @@ EXIF_IFD_TAG, GPS_IFD_TAG = 0x8769, 0x8825
 
 _EMPTY: Mapping[int, Any] = MappingProxyType({})
 _NO_TAGS: Mapping[str, str] = MappingProxyType({})
+_EMPTY_NS: Mapping[str, Mapping[str, str]] = MappingProxyType({})
 
 
 def check_source_kind(kind: str) -> SourceKind:
@@ -81,6 +82,9 @@ class ImageMetadata:
     - `orientation`: the EXIF orientation, 1..8 (1 when absent or damaged).
     - `dji`: the XMP packet's `drone-dji:` properties (empty when none); `xmp_problem` says
       why a packet that was present could not be used (unsafe, malformed, too large).
+    - `drone_xmp`: the properties of every drone maker's namespace in the packet (DJI, Skydio,
+      Parrot, Pix4D/senseFly `Camera:`, MicaSense), by namespace URI (vision.geo.drone_metadata
+      reads the pose from them).
     """
 
     stored_wh: tuple[int, int]
@@ -90,6 +94,7 @@ class ImageMetadata:
     xmp: bytes | None = None
     dji: Mapping[str, str] = field(default_factory=dict)
     xmp_problem: str | None = None
+    drone_xmp: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def make(self) -> str | None:
@@ -106,8 +111,9 @@ class ImageMetadata:
         return (height, width) if self.orientation in (5, 6, 7, 8) else (width, height)
 
     def kind(self, default: SourceKind = "unknown") -> SourceKind:
-        """"drone" when the XMP carries a DJI pose block, else `default`."""
-        return "drone" if self.dji else check_source_kind(default)
+        """"drone" when the XMP carries a drone maker's namespace (DJI, Skydio, Parrot, Pix4D or
+        senseFly camera, MicaSense), else `default`."""
+        return "drone" if self.dji or self.drone_xmp else check_source_kind(default)
 
 
 # -- reading (called with the Pillow image open; see vision.image_io) -------------------------
@@ -127,20 +133,26 @@ def read_metadata(im: Image.Image, format_name: str, *, with_exif: bool = True) 
     if not (isinstance(orientation, int) and 1 <= orientation <= 8):
         orientation = 1  # a damaged tag should not cost the photo; treat it as upright
     xmp = _xmp_packet(im)
-    dji, problem = _drone_tags(xmp)
-    return ImageMetadata((int(im.width), int(im.height)), format_name, orientation, exif, xmp, dji, problem)
+    drone, dji, problem = _drone_tags(xmp)
+    return ImageMetadata((int(im.width), int(im.height)), format_name, orientation, exif, xmp, dji, problem,
+                         drone)
 
 
-def _drone_tags(xmp: bytes | None) -> tuple[Mapping[str, str], str | None]:
-    """The packet's `drone-dji:` properties, and why a packet that is there was refused."""
+def _drone_tags(
+    xmp: bytes | None,
+) -> tuple[Mapping[str, Mapping[str, str]], Mapping[str, str], str | None]:
+    """The packet's drone namespaces' properties (by URI), its `drone-dji:` ones, and why a
+    packet that is there was refused."""
     if not xmp:
-        return _NO_TAGS, None
-    from vision.geo.xmp import XmpError, dji_tags  # defusedxml; only when there is a packet
+        return _EMPTY_NS, _NO_TAGS, None
+    from vision.geo.xmp import DJI_NAMESPACE, XmpError, drone_xmp_tags  # defusedxml; only with a packet
 
     try:
-        return MappingProxyType(dji_tags(xmp)), None
+        tags = drone_xmp_tags(xmp)
     except XmpError as exc:
-        return _NO_TAGS, str(exc)
+        return _EMPTY_NS, _NO_TAGS, str(exc)
+    drone = MappingProxyType({uri: MappingProxyType(props) for uri, props in tags.items()})
+    return drone, drone.get(DJI_NAMESPACE, _NO_TAGS), None
 
 
 def _exif_tags(im: Image.Image) -> ExifTags:

@@ -90,6 +90,8 @@ def geotag(
         "captured_at": None if ref.captured_at is None else ref.captured_at.isoformat(),
         "camera": None if ref.projector is None else ref.projector.describe(),
         "reasons": ref.reasons,
+        # A drone photo's pose facts: whether the pose is full and which tag each fact came from.
+        "drone_metadata": None if ref.drone is None else ref.drone.summary(),
         "points": points,
     }
     if isinstance(ref.projector, (FrameProjector, HomographyProjector)):

@@ -1,4 +1,5 @@
-"""Drone photos (DJI and similar): pose from XMP `drone-dji:` tags, intrinsics from XMP or EXIF.
+"""Drone photos: the pose (read by vision.geo.drone_metadata from any maker's XMP and EXIF) to a
+camera model over flat ground or a DEM.
 
 Assumptions, stated because DJI does not document them all:
 - GimbalYawDegree is the camera heading relative to true north (true for current DJI
@@ -9,13 +10,13 @@ Assumptions, stated because DJI does not document them all:
   above the ground. AbsoluteAltitude is used only with a DEM and no take-off elevation, in
   whatever vertical datum the DEM has (often not true for DJI: pass the take-off elevation).
 - CalibratedFocalLength and CalibratedOpticalCenterX/Y are in pixels of the full image.
-- Lens distortion (DewarpData) is not applied: a few pixels at the corners of wide lenses.
+- DewarpData: its focal lengths and principal point are applied, its distortion coefficients
+  are not (vision.geo.drone_intrinsics says why): a few pixels at the corners of wide lenses.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,8 @@ from vision.geo.dem import Dem, DemGround
 from vision.geo.frame_projector import FrameProjector, PoseUncertainty
 from vision.geo.local_frame import LocalFrame
 from vision.geo.surface import FlatGround
-from vision.geo.types import Latitude, Longitude, in_wgs84_range
-from vision.sources import EXIF_IFD_TAG
+from vision.geo.types import Latitude, Longitude
 
-FOCAL_LENGTH, FOCAL_35MM = 0x920A, 0xA405
-FOCAL_PLANE_X_RES, FOCAL_PLANE_UNIT, PIXEL_X_DIMENSION = 0xA20E, 0xA210, 0xA002
-# FocalPlaneResolutionUnit -> millimetres per unit (EXIF 2.32: 2 inch, 3 cm, 4 mm, 5 um).
-_UNIT_MM = {2: 25.4, 3: 10.0, 4: 1.0, 5: 0.001}
 RTK_FIXED = 50
 
 
@@ -42,8 +38,20 @@ class DroneGeometryError(GeoError):
     """The drone metadata is present but cannot give a camera model."""
 
 
+class PoseSources(BaseModel):
+    """Where each fact of a drone pose was read, e.g. "XMP drone-dji GpsLatitude/GpsLongitude" or
+    "EXIF GPS"; None when the file does not have it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    position: str | None = None
+    altitude: str | None = None
+    attitude: str | None = None
+    focal_length: str | None = None
+
+
 class DronePose(BaseModel):
-    """Where the camera was and where it pointed, as read from the XMP."""
+    """Where the camera was and where it pointed, and where the file said so (`sources`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -58,105 +66,7 @@ class DronePose(BaseModel):
     flight_yaw_deg: float | None = None
     rtk_flag: int | None = None
     rtk_std_m: tuple[float, float, float] | None = Field(default=None, description="RtkStdLon/Lat/Hgt.")
-
-
-def _float(tags: Mapping[str, str], *names: str) -> float | None:
-    for name in names:
-        raw = tags.get(name)
-        if raw is None:
-            continue
-        try:
-            value = float(raw)
-        except ValueError:
-            return None
-        return value if math.isfinite(value) else None
-    return None
-
-
-def read_dji_pose(tags: Mapping[str, str]) -> tuple[DronePose | None, list[str]]:
-    """The pose from `drone-dji:` tags, or None and the reasons it cannot be had."""
-    reasons: list[str] = []
-    lat = _float(tags, "GpsLatitude", "Latitude")
-    lon = _float(tags, "GpsLongitude", "GpsLongtitude", "Longitude")  # some firmware spells it "Longtitude"
-    if lat is None or lon is None:
-        return None, ["XMP drone-dji has no usable GpsLatitude/GpsLongitude"]
-    if not in_wgs84_range(lon, lat):
-        return None, [f"XMP drone-dji position out of range: latitude {lat}, longitude {lon}"]
-    if lat == 0 and lon == 0:
-        return None, ["XMP drone-dji position is exactly 0,0 (no GNSS fix)"]
-    pitch = _float(tags, "GimbalPitchDegree")
-    if pitch is None or not -90.5 <= pitch <= 90:
-        return None, [
-            f"XMP drone-dji has no usable GimbalPitchDegree (got {tags.get('GimbalPitchDegree')!r})"
-        ]
-    yaw = _float(tags, "GimbalYawDegree")
-    yaw_from = "GimbalYawDegree"
-    flight_yaw = _float(tags, "FlightYawDegree")
-    if yaw is None:
-        if flight_yaw is None:
-            return None, ["XMP drone-dji has neither GimbalYawDegree nor FlightYawDegree"]
-        yaw, yaw_from = flight_yaw, "FlightYawDegree"
-        reasons.append("no GimbalYawDegree: heading taken from FlightYawDegree")
-    rtk_flag_value = _float(tags, "RtkFlag")
-    stds = [_float(tags, n) for n in ("RtkStdLon", "RtkStdLat", "RtkStdHgt")]
-    pose = DronePose(
-        lon=lon,
-        lat=lat,
-        relative_altitude_m=_float(tags, "RelativeAltitude"),
-        absolute_altitude_m=_float(tags, "AbsoluteAltitude"),
-        yaw_deg=yaw % 360.0,
-        pitch_deg=max(-90.0, pitch),
-        roll_deg=_float(tags, "GimbalRollDegree") or 0.0,
-        yaw_from=yaw_from,
-        flight_yaw_deg=flight_yaw,
-        rtk_flag=None if rtk_flag_value is None else int(rtk_flag_value),
-        rtk_std_m=tuple(stds) if all(s is not None and s >= 0 for s in stds) else None,
-    )
-    return pose, reasons
-
-
-def _exif_number(ifd: Mapping[int, Any], tag: int) -> float | None:
-    try:
-        value = float(ifd[tag])
-    except (KeyError, TypeError, ValueError, ZeroDivisionError):
-        return None
-    return value if math.isfinite(value) and value > 0 else None
-
-
-def drone_intrinsics(
-    tags: Mapping[str, str], exif: Any, width: int, height: int
-) -> tuple[Intrinsics | None, str]:
-    """Intrinsics from the best source available; (None, reason) when there is none."""
-    f_px = _float(tags, "CalibratedFocalLength")
-    if f_px is not None and f_px > 0:
-        cx = _float(tags, "CalibratedOpticalCenterX")
-        cy = _float(tags, "CalibratedOpticalCenterY")
-        cx = cx if cx is not None and 0 < cx < width else width / 2.0
-        cy = cy if cy is not None and 0 < cy < height else height / 2.0
-        return Intrinsics(
-            width=width, height=height, fx=f_px, fy=f_px, cx=cx, cy=cy
-        ), "XMP CalibratedFocalLength (pixels)"
-    ifd: Mapping[int, Any] = exif.get_ifd(EXIF_IFD_TAG) if hasattr(exif, "get_ifd") else {}
-    focal_mm = _exif_number(ifd, FOCAL_LENGTH)
-    x_res = _exif_number(ifd, FOCAL_PLANE_X_RES)
-    unit = ifd.get(FOCAL_PLANE_UNIT, 2)
-    if focal_mm and x_res and unit in _UNIT_MM:
-        pixels_wide = _exif_number(ifd, PIXEL_X_DIMENSION) or width
-        sensor_width_mm = pixels_wide / x_res * _UNIT_MM[unit]
-        return (
-            Intrinsics.from_focal_mm(width, height, focal_mm, sensor_width_mm),
-            f"EXIF FocalLength {focal_mm:g} mm and sensor width {sensor_width_mm:.2f} mm "
-            "(FocalPlaneXResolution)",
-        )
-    focal_35 = _exif_number(ifd, FOCAL_35MM)
-    if focal_35:
-        return Intrinsics.from_35mm_equivalent(
-            width, height, focal_35
-        ), f"EXIF FocalLengthIn35mmFilm {focal_35:g} mm"
-    return None, (
-        "no focal length: neither XMP CalibratedFocalLength nor EXIF FocalLength with "
-        "FocalPlaneXResolution nor FocalLengthIn35mmFilm"
-    )
+    sources: PoseSources = PoseSources()
 
 
 def drone_uncertainty(pose: DronePose) -> PoseUncertainty:
@@ -219,6 +129,7 @@ def build_drone_projector(
         "rtk_flag": pose.rtk_flag,
         "relative_altitude_m": pose.relative_altitude_m,
         "absolute_altitude_m": pose.absolute_altitude_m,
+        "sources": pose.sources.model_dump(),
     }
     info.update(description or {})
     return FrameProjector(

@@ -23,7 +23,8 @@ import numpy as np
 from typing_extensions import Unpack
 
 from vision.geo.dem import DemError
-from vision.geo.drone import DroneGeometryError, build_drone_projector, drone_intrinsics, read_dji_pose
+from vision.geo.drone import DroneGeometryError, build_drone_projector
+from vision.geo.drone_metadata import DroneMetadata, read_drone_metadata
 from vision.geo.exif_gps import PhotoGps, capture_time, parse_gps_ifd
 from vision.geo.exif_orientation import MIRRORED, OrientationError, upright_camera, upright_size
 from vision.geo.homography import HomographyError
@@ -48,6 +49,7 @@ class ImageGeoreference:
     reasons: list[str] = field(default_factory=list)
     captured_at: datetime | None = None
     orientation: int = 1  # the file's EXIF orientation; width/height are after applying it
+    drone: DroneMetadata | None = None  # a drone photo's pose facts and where each was read
 
     @property
     def source(self) -> str | None:
@@ -155,13 +157,10 @@ def georeference_metadata(
 
     if meta.xmp_problem is not None:
         reasons.append(meta.xmp_problem)
-    if meta.dji:
-        tags = meta.dji
-        pose, pose_reasons = read_dji_pose(tags)
-        reasons.extend(pose_reasons)
-        intrinsics, how = drone_intrinsics(tags, meta.exif, stored_w, stored_h)
-        if intrinsics is None:
-            reasons.append(how)
+    drone = result.drone = read_drone_metadata(meta)
+    if drone is not None:
+        reasons.extend(drone.reasons)
+        pose, intrinsics = drone.pose(), drone.intrinsics
         if pose is not None and intrinsics is not None and orientation in MIRRORED:
             reasons.append(f"EXIF orientation {orientation} mirrors the photo: no drone camera model")
         elif pose is not None and intrinsics is not None:
@@ -171,8 +170,8 @@ def georeference_metadata(
                     intrinsics,
                     dem_path=dem_path,
                     takeoff_elevation_m=takeoff_elevation_m,
-                    description={"intrinsics_from": how, "make": meta.make, "model": meta.model,
-                                 "exif_orientation": orientation},
+                    description={"intrinsics_from": drone.sources.focal_length, "maker": drone.maker,
+                                 "make": meta.make, "model": meta.model, "exif_orientation": orientation},
                 )
                 # XMP pose and intrinsics describe the stored sensor image; detections
                 # are upright pixels.

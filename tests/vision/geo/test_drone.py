@@ -11,7 +11,6 @@ import pytest
 from PIL.TiffImagePlugin import IFDRational
 
 from tests.vision.geo.conftest import dji_xmp, dms, write_jpeg
-from vision.geo.drone import read_dji_pose
 from vision.geo.frame_projector import FrameProjector
 from vision.geo.georeference import georeference_image, locate_points
 from vision.geo.local_frame import LocalFrame
@@ -146,10 +145,11 @@ def test_drone_without_pose_falls_back_to_exif_gps(tmp_path: Path) -> None:
     assert any("GimbalPitchDegree" in r for r in ref.reasons)
 
 
-def test_longtitude_misspelling_is_accepted() -> None:
-    tags = dji(GpsLongitude=None, GpsLongtitude=f"{LON}")
-    pose, _ = read_dji_pose(tags)
-    assert pose is not None and pose.lon == pytest.approx(LON)
+def test_longtitude_misspelling_is_accepted(tmp_path: Path) -> None:
+    xmp = dji_xmp(**dji(GpsLongitude=None, GpsLongtitude=f"{LON}"))
+    ref = georeference_image(write_jpeg(tmp_path / "l.jpg", (W, H), xmp=xmp))
+    assert ref.drone is not None and ref.drone.lon == pytest.approx(LON)
+    assert ref.source == "drone"
 
 
 def test_pixels_outside_the_image_have_no_location(tmp_path: Path) -> None:
