@@ -26,7 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from vision.batcher import BatcherConfig, BatcherStats, DynamicBatcher
 from vision.detections import Detections
 from vision.detectors.base import Detector
-from vision.errors import ImageLoadError, ModelError
+from vision.errors import GeoError, ImageLoadError, ModelError
+from vision.ground_sampling import Resampling, resample_scale, target_gsd_m
 from vision.image_io import DEFAULT_MAX_PIXELS, LoadedImage, load_image
 from vision.model_card import ModelCard
 from vision.model_registry import InstalledModel, resolve_model
@@ -81,6 +82,18 @@ class TilingConfig(BaseModel):
                                  description="NMS across tiles for objects seen whole twice.")
     match_threshold: float = Field(default=0.5, gt=0.0, le=1.0,
                                    description="IoU in the shared strip above which seam-cut parts merge.")
+    ground_sized: bool = Field(
+        default=True,
+        description="Shrink a tiled image whose ground sampling distance is known (a drone pose, an "
+                    "orthomosaic's transform) to the one its classes need before tiling "
+                    "(vision.ground_sampling); False: tile at native resolution.")
+    # How many pixels across the model needs to see an object; with the taxonomy's
+    # min_size_m it sets the target GSD. Chosen by benchmarks/inference.py --tiled --sahi
+    # (recall at native vs resampled GSD on the aerial vendors test split).
+    object_px: float = Field(
+        default=16.0, ge=4.0, le=512.0,
+        description="Pixels across the smallest object of a class (its min_size_m) at the target "
+                    "ground sampling distance: a property of the model and its input size.")
 
     def factor_for(self, source: SourceKind) -> float | None:
         """The tiling factor of a kind of image (None: never tiled under tiled='auto')."""
@@ -140,6 +153,20 @@ class _Submitted:
     windows: list[TileWindow]
     futures: list[Future[Detections]]
     source: SourceKind
+    ground: _GroundSampled | None = None  # tiled images only
+
+
+@dataclass(frozen=True)
+class _GroundSampled:
+    """What a tiled image was detected at: its GSD (None: unknown), the target and the resampling."""
+
+    gsd_m: float | None
+    target_gsd_m: float | None
+    resampling: Resampling
+
+    def describe(self) -> dict[str, object]:
+        return {"gsd_m": self.gsd_m, "target_gsd_m": self.target_gsd_m,
+                "resampled_wh": self.resampling.resampled_wh}
 
 
 @dataclass(frozen=True)
@@ -259,19 +286,46 @@ class Pipeline:
         return tiled
 
     def detect(self, image: np.ndarray | LoadedImage, *, tiled: TileMode = "auto",
-               source: ImageSourceKind = "auto", timeout: float | None = None) -> Detections:
+               source: ImageSourceKind = "auto", timeout: float | None = None,
+               gsd_m: float | None = None) -> Detections:
         """Findings in one BGR uint8 HxWx3 image (or a LoadedImage), in source pixels.
 
         `source` says what the image is (vision.sources.SourceKind), which decides tiling
         when `tiled` is "auto"; "auto" takes a LoadedImage's own kind (the source reader's)
         and "unknown" for a bare array. `timeout` bounds the wait for room in the shared queue (QueueFullError
-        after it).
+        after it). `gsd_m` is the image's ground sampling distance (metres per pixel); when
+        not given, a LoadedImage's drone pose gives it. A tiled image finer than the target
+        GSD is shrunk to it before tiling (TilingConfig.ground_sized); boxes are native pixels.
         """
-        return self._finish(self._submit(image, tiled, timeout, source))
+        return self._finish(self._submit(image, tiled, timeout, source, gsd_m))
+
+    def target_gsd_m(self, source: SourceKind) -> float | None:
+        """The GSD (m/px) tiled images of `source` are shrunk to; None: kept native (ground
+        sizing off, or no class the model reports names a minimum size)."""
+        if not self.tiling.ground_sized:
+            return None
+        return target_gsd_m(self.taxonomy, self._keys, source, self.tiling.object_px)
+
+    def resample_scale(self, gsd_m: float | None, source: SourceKind) -> float:
+        """The factor in (0, 1] a tiled image of `source` at `gsd_m` is shrunk by (1: native)."""
+        return resample_scale(gsd_m, self.target_gsd_m(source))
+
+    def _ground_sampling(self, image: np.ndarray | LoadedImage, resolution_wh: tuple[int, int],
+                         source: SourceKind, gsd_m: float | None) -> _GroundSampled:
+        target = self.target_gsd_m(source)
+        if target is not None and gsd_m is None and isinstance(image, LoadedImage):
+            from vision.geo.gsd import photo_gsd_m
+
+            try:
+                gsd_m = photo_gsd_m(image)
+            except (GeoError, ValueError):
+                gsd_m = None  # a pose that gives no camera model: the GSD is unknown, stay native
+        return _GroundSampled(gsd_m, target,
+                              Resampling.at_scale(resolution_wh, resample_scale(gsd_m, target)))
 
     def detect_raster(self, windows: Iterable[tuple[TileWindow, np.ndarray]], *,
                       resolution_wh: tuple[int, int], source: SourceKind = "orthomosaic",
-                      on_progress: TileProgress | None = None) -> Detections:
+                      on_progress: TileProgress | None = None, gsd_m: float | None = None) -> Detections:
         """Findings in a raster too large to hold in memory, given as its windows' pixels.
 
         Windows stream through the shared queue a few at a time (enough to fill a batch),
@@ -281,31 +335,41 @@ class Pipeline:
         `on_progress(done)` is called after each window; an exception from it (a lost
         lease, a cancelled job) stops the run and cancels the windows still queued.
         Waits as long as it takes for room in the queue: a survey waits its turn.
+        `gsd_m` (the raster's metres per pixel) shrinks each window by `resample_scale` before
+        detection, so windows of tile size / scale native pixels make model-sized inputs;
+        boxes come back in raster pixels.
         """
+        scale = self.resample_scale(gsd_m, source)
         in_flight = max(2, 2 * self._batch_capacity)
-        pending: deque[tuple[TileWindow, Future[Detections]]] = deque()
+        pending: deque[tuple[TileWindow, Resampling, Future[Detections]]] = deque()
         per_tile: list[tuple[TileWindow, Detections]] = []
 
         def collect() -> None:
-            window, future = pending.popleft()
-            per_tile.append((window, self._apply_thresholds(future.result())))
+            window, resampling, future = pending.popleft()
+            per_tile.append((window, resampling.to_native(self._apply_thresholds(future.result()))))
             if on_progress is not None:
                 on_progress(len(per_tile))
 
         try:
             for window, pixels in windows:
-                pending.append((window, self._batcher.submit(_checked_pixels(pixels))))
+                checked = _checked_pixels(pixels)
+                resampling = Resampling.at_scale((checked.shape[1], checked.shape[0]), scale)
+                pending.append((window, resampling, self._batcher.submit(resampling.resize(checked))))
                 if len(pending) >= in_flight:
                     collect()
             while pending:
                 collect()
         finally:
-            for _, future in pending:
+            for _, _, future in pending:
                 future.cancel()
-        return self._merge_and_map(per_tile, resolution_wh, source)
+        found = self._merge_and_map(per_tile, resolution_wh, source)
+        found.metadata["ground_sampling"] = {"gsd_m": gsd_m, "target_gsd_m": self.target_gsd_m(source),
+                                             "scale": scale}
+        return found
 
     def _submit(self, image: np.ndarray | LoadedImage, tiled: TileMode,
-                timeout: float | None = None, source: ImageSourceKind = "auto") -> _Submitted:
+                timeout: float | None = None, source: ImageSourceKind = "auto",
+                gsd_m: float | None = None) -> _Submitted:
         """Queue the image (or its tiles) for inference; returns without waiting for results."""
         if source == "auto":
             source = image.kind if isinstance(image, LoadedImage) else "unknown"
@@ -313,9 +377,12 @@ class Pipeline:
             raise ValueError(f"expected source to be one of {SOURCE_KINDS}, got {source!r}")
         pixels = _checked_pixels(image.pixels if isinstance(image, LoadedImage) else image)
         height, width = pixels.shape[:2]
+        ground = None
         if self.should_tile((width, height), tiled, source):
-            windows = tile_windows((width, height), self.tiling.tile_size or self.detector.input_size,
-                                   self.tiling.overlap)
+            ground = self._ground_sampling(image, (width, height), source, gsd_m)
+            pixels = ground.resampling.resize(pixels)
+            windows = tile_windows(ground.resampling.resampled_wh,
+                                   self.tiling.tile_size or self.detector.input_size, self.tiling.overlap)
         else:
             windows = [TileWindow(0, 0, width, height)]
         futures = []
@@ -326,22 +393,31 @@ class Pipeline:
             for future in futures:
                 future.cancel()
             raise
-        return _Submitted((width, height), windows, futures, source)
+        return _Submitted((width, height), windows, futures, source, ground)
 
     def _finish(self, submitted: _Submitted) -> Detections:
-        """Wait for the tiles' results; thresholds, seam merge and class mapping."""
+        """Wait for the tiles' results; thresholds, seam merge, native pixels and class mapping."""
         per_tile = [(window, self._apply_thresholds(future.result()))
                     for window, future in zip(submitted.windows, submitted.futures, strict=True)]
-        return self._merge_and_map(per_tile, submitted.resolution_wh, submitted.source)
+        if submitted.ground is None:
+            return self._merge_and_map(per_tile, submitted.resolution_wh, submitted.source)
+        resampling = submitted.ground.resampling
+        found = self._merge_and_map(per_tile, resampling.resampled_wh, submitted.source, resampling)
+        found.metadata["ground_sampling"] = submitted.ground.describe()
+        return found
 
     def _merge_and_map(self, per_tile: list[tuple[TileWindow, Detections]], resolution_wh: tuple[int, int],
-                       source: SourceKind) -> Detections:
+                       source: SourceKind, resampling: Resampling | None = None) -> Detections:
+        """Windows' detections (in `resolution_wh` pixels) merged, then mapped back to the
+        native image when `resampling` shrank it."""
         if len(per_tile) == 1:
             found = per_tile[0][1]
         else:  # several windows (or none): seams merged, offsets into image pixels
             found = merge_tile_detections(per_tile, iou_threshold=self.tiling.iou_threshold,
                                           match_threshold=self.tiling.match_threshold,
                                           resolution_wh=resolution_wh)
+        if resampling is not None:
+            found, resolution_wh = resampling.to_native(found), resampling.native_wh
         return self._to_findings(found, resolution_wh, len(per_tile), source)
 
     def _apply_thresholds(self, dets: Detections) -> Detections:

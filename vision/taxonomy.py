@@ -42,6 +42,11 @@ class ClassSpec(BaseModel):
                     "objects seen obliquely, center for flat ones.")
     dedup_radius_m: float = Field(default=25.0, gt=0, le=10_000,
                                   description="Observations closer than this join one issue.")
+    min_size_m: float | None = Field(
+        default=None, gt=0, le=1000,
+        description="The smallest object of the class worth reporting, in metres across; aerial "
+                    "images are shrunk to the ground sampling distance that still shows it "
+                    "(vision.ground_sampling). None: the class asks for no particular resolution.")
 
     @field_validator("key")
     @classmethod

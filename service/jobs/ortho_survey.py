@@ -62,9 +62,9 @@ def run_orthomosaic(ctx: Runtime, spec: JobSpec, done: set[int], lease: Lease) -
         windows, georef = found.windows, found.georef
         owners = assign_to_tiles(found.detections.xyxy, windows)
         captured_at = in_office_zone(georef.captured_at, ctx.settings.timezone)
-        tile_size = pipeline.tiling.tile_size or pipeline.detector.input_size
         recorded = len(done)
-        for seq, tile in enumerate(iter_tiles(path, tile_size, pipeline.tiling.overlap)):
+        # the windows detection read (larger than a model tile when the raster was shrunk to the target GSD)
+        for seq, tile in enumerate(iter_tiles(path, found.window_px, pipeline.tiling.overlap)):
             if seq in done:
                 continue
             lease.check()

@@ -351,3 +351,81 @@ def test_from_model_refuses_weights_that_do_not_match_the_card(tiny_model, tmp_p
 
 def test_default_taxonomy_is_used_when_none_is_given(pipeline):
     assert pipeline.taxonomy == Taxonomy.default()
+
+
+# -- tiles sized by the ground ----------------------------------------------------------------
+
+# The synthetic photo: 2.5 cm per pixel, 2.5x finer than the 6.25 cm a 1 m garbage pile needs at 16 px.
+GSD_M = 0.025
+GROUND_OBJECTS = [((130, 90, 190, 150), GARBAGE, 0.9),    # a 1.5 m pile
+                  ((400, 300, 520, 520), SMOKE, 0.8),     # a 3 x 5.5 m smoke column
+                  ((655, 71, 703, 113), GARBAGE, 0.7)]    # 1.2 x 1.05 m, off the resampling grid
+
+
+def _ground_pipeline(detector, **tiling):
+    return Pipeline(detector, _card(), batcher=BatcherConfig(max_batch=8, max_wait_ms=2),
+                    tiling=TilingConfig(tile_size=64, object_px=16, **tiling))
+
+
+def _box_iou(a, b) -> float:
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union
+
+
+def test_an_image_at_known_gsd_is_shrunk_before_tiling_and_finds_what_native_finds(detector):
+    image = _image(800, 600, GROUND_OBJECTS)
+    with _ground_pipeline(detector) as pipe:
+        assert pipe.target_gsd_m("drone") == pytest.approx(1.0 / 16)  # garbage_pile: 1 m at 16 px
+        native = pipe.detect(image, tiled=True, source="drone")  # no GSD known: native
+        native_pixels = sum(h * w for h, w, _ in detector.image_shapes)
+        detector.image_shapes.clear()
+        resampled = pipe.detect(image, tiled=True, source="drone", gsd_m=GSD_M)
+        resampled_pixels = sum(h * w for h, w, _ in detector.image_shapes)
+    assert native.metadata["ground_sampling"]["resampled_wh"] == (800, 600)
+    assert resampled.metadata["ground_sampling"] == {"gsd_m": GSD_M, "target_gsd_m": pytest.approx(0.0625),
+                                                     "resampled_wh": (320, 240)}
+    assert resampled.metadata["resolution_wh"] == (800, 600)  # boxes are native pixels
+    assert resampled.metadata["tiles"] * 4 < native.metadata["tiles"]
+    assert resampled_pixels * 4 < native_pixels
+    for found, iou in ((native, 0.99), (resampled, 0.85)):
+        assert sorted(found.class_id.tolist()) == [GARBAGE, GARBAGE, SMOKE]
+        for box, label, _ in GROUND_OBJECTS:  # each object found once, of its class, where it is
+            [match] = [b for b, c in zip(found.xyxy.tolist(), found.class_id, strict=True)
+                       if c == label and _box_iou(b, box) > iou]
+            # at 2.5 native pixels per resampled pixel, an edge is off by less than one resampled pixel
+            assert np.abs(np.array(match) - np.array(box)).max() < 1 / 0.4
+
+
+@pytest.mark.parametrize("tiling, gsd_m", [
+    ({"ground_sized": False}, GSD_M),  # the setting turns it off
+    ({}, 0.1),                         # coarser than the target: never enlarged
+    ({}, None),                        # unknown GSD: native
+])
+def test_ground_sizing_leaves_the_image_native_when_off_coarse_or_unknown(detector, tiling, gsd_m):
+    image = _image(800, 600, GROUND_OBJECTS)
+    with _ground_pipeline(detector, **tiling) as pipe:
+        found = pipe.detect(image, tiled=True, source="drone", gsd_m=gsd_m)
+    assert found.metadata["ground_sampling"]["resampled_wh"] == (800, 600)
+    assert all(shape[:2] == (64, 64) for shape in detector.image_shapes)
+    expected = sorted(tuple(map(float, box)) for box, _, _ in GROUND_OBJECTS)
+    assert sorted(map(tuple, found.xyxy.tolist())) == expected
+
+
+def test_a_drone_photo_file_is_shrunk_by_the_gsd_of_its_pose(detector, tmp_path):
+    from PIL import Image, PngImagePlugin
+
+    tags = {"GpsLatitude": 39.9, "GpsLongitude": 116.4, "RelativeAltitude": "+10.0", "GimbalYawDegree": 0.0,
+            "GimbalPitchDegree": -90.0, "GimbalRollDegree": 0.0, "CalibratedFocalLength": 400.0}
+    xmp = DJI_XMP.replace('drone-dji:RelativeAltitude="+80.0"',
+                          " ".join(f'drone-dji:{k}="{v}"' for k, v in tags.items()))
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", xmp)
+    path = tmp_path / "DJI_0002.png"
+    Image.fromarray(_image(800, 600, GROUND_OBJECTS)[:, :, ::-1]).save(path, "PNG", pnginfo=info)
+    with _ground_pipeline(detector) as pipe:
+        found = pipe.detect_file(path).detections
+    assert found.metadata["source_kind"] == "drone"
+    assert found.metadata["ground_sampling"]["gsd_m"] == pytest.approx(10.0 / 400.0, rel=1e-4)
+    assert found.metadata["ground_sampling"]["resampled_wh"] == (320, 240)
+    assert len(found) == len(GROUND_OBJECTS)

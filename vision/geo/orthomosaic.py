@@ -9,6 +9,7 @@ get true square metres too).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +26,7 @@ from vision.detections import Detections
 from vision.errors import GeoError
 from vision.geo.local_frame import WGS84, area_m2, transform_geometry
 from vision.geo.types import Footprint, Geotag, GroundAnchor, GroundPosition, NoLocation
+from vision.taxonomy import HeightPrior
 from vision.tiling import TileWindow, tile_windows
 
 if TYPE_CHECKING:
@@ -209,6 +211,7 @@ class OrthoDetections:
     georef: OrthoGeoreference
     tiles: int
     windows: list[TileWindow]
+    window_px: int  # side of the raster windows read (`iter_tiles`' tile_size): model tiles at the target GSD
 
 
 def detect_orthomosaic(
@@ -223,19 +226,24 @@ def detect_orthomosaic(
     Windows are the pipeline's tiles (its tiling config: tile size, overlap, thresholds),
     read one at a time (`iter_tiles`) and streamed (`Pipeline.detect_raster`), so memory
     stays a few windows whatever the raster's size; seams are merged across windows and
-    each finding is geotagged through the raster's transform. `on_progress(done, total)`
-    follows the windows; an exception from it stops the run.
+    each finding is geotagged through the raster's transform. A raster finer than the
+    pipeline's target GSD is read in windows of tile size / scale native pixels, each
+    shrunk to a model tile (vision.ground_sampling). `on_progress(done, total)` follows the
+    windows; an exception from it stops the run.
     """
     georef = OrthoGeoreference.from_path(path, absolute_accuracy_m)
     tile_size = pipeline.tiling.tile_size or pipeline.detector.input_size
+    gsd_m = georef.pixel_size_m() or None
+    window_px = math.ceil(tile_size / pipeline.resample_scale(gsd_m, "orthomosaic"))
     overlap = pipeline.tiling.overlap
-    windows = tile_windows((georef.width, georef.height), tile_size, overlap)
+    windows = tile_windows((georef.width, georef.height), window_px, overlap)
     progress = None if on_progress is None else (lambda done: on_progress(done, len(windows)))
     detections = pipeline.detect_raster(
-        ((tile.tile, tile.image) for tile in iter_tiles(path, tile_size, overlap)),
+        ((tile.tile, tile.image) for tile in iter_tiles(path, window_px, overlap)),
         resolution_wh=(georef.width, georef.height),
         source="orthomosaic",
         on_progress=progress,
+        gsd_m=gsd_m,
     )
     geotags = tile_detections_to_geotags(
         detections,
@@ -244,7 +252,7 @@ def detect_orthomosaic(
         absolute_accuracy_m=absolute_accuracy_m,
         to_wgs84=georef.to_wgs84(),
     )
-    return OrthoDetections(detections, geotags, georef, len(windows), windows)
+    return OrthoDetections(detections, geotags, georef, len(windows), windows, window_px)
 
 
 @dataclass(frozen=True)
@@ -276,7 +284,10 @@ class OrthoProjector:
     def effective_anchor(self, xyxy: np.ndarray, anchor: GroundAnchor) -> GroundAnchor:
         return "center"
 
-    def footprint(self, xyxy: np.ndarray, anchor: GroundAnchor) -> Footprint | NoLocation:
+    def footprint(
+        self, xyxy: np.ndarray, anchor: GroundAnchor, height: HeightPrior | None = None
+    ) -> Footprint | NoLocation:
+        # An orthomosaic is already on the ground: boxes map through the raster, heights play no part.
         tag = tile_detections_to_geotags(
             Detections(xyxy=np.asarray([xyxy], np.float32), confidence=np.ones(1, np.float32),
                        class_id=np.zeros(1, np.int64)),

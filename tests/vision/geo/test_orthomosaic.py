@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,13 +33,13 @@ GEOD = Geod(ellps="WGS84")
 RED_RGB = (255, 0, 0)
 
 
-def painted_squares_pipeline(tile_size: int, overlap: float, batch_size: int) -> Pipeline:
+def painted_squares_pipeline(tile_size: int, overlap: float, batch_size: int, **tiling: Any) -> Pipeline:
     """The pipeline over a real detector of painted squares (pure red: label "garbage")."""
     card = ModelCard(name="painted", version="1", sha256="0" * 64, input_size=tile_size,
                      labels=list(FAKE_LABELS), label_map=dict(TINY_LABEL_MAP), thresholds={})
     return Pipeline(PaintedBoxDetector(input_size=tile_size, max_batch=batch_size), card,
                     batcher=BatcherConfig(max_batch=batch_size, max_wait_ms=1),
-                    tiling=TilingConfig(tile_size=tile_size, overlap=overlap))
+                    tiling=TilingConfig(tile_size=tile_size, overlap=overlap, **tiling))
 
 
 def canvas(width: int, height: int, squares: list[tuple[int, int, int]]) -> np.ndarray:
@@ -88,6 +89,27 @@ def test_tiles_to_polygons_with_a_fake_detector(tmp_path: Path, crs: str) -> Non
     if crs == "EPSG:32650":
         # 100 px at 0.1 m: 100 m2 up to the UTM scale factor near the central meridian (~0.9996^-2).
         assert found[0][1].area_m2 == pytest.approx(100.0, rel=0.01)  # type: ignore[union-attr]
+
+
+def test_a_raster_finer_than_the_target_gsd_is_read_in_larger_windows_shrunk_to_tiles(tmp_path: Path) -> None:
+    # 2.5 cm pixels; a 1 m garbage pile needs 6.25 cm at 16 px, so each window is shrunk 0.4x
+    transform = Affine(0.025, 0, 522_000.0, 0, -0.025, 3_521_000.0)
+    path = write_geotiff(tmp_path / "ortho.tif", canvas(1200, 800, SQUARES), "EPSG:32650", transform)
+    results = {}
+    for ground_sized in (False, True):
+        with painted_squares_pipeline(64, 0.25, 8, ground_sized=ground_sized) as pipeline:
+            results[ground_sized] = detect_orthomosaic(path, pipeline)
+        shapes = pipeline.detector.image_shapes  # type: ignore[attr-defined]
+        assert {shape[:2] for shape in shapes} == {(64, 64)}  # model-sized inputs either way
+    native, shrunk = results[False], results[True]
+    assert (native.window_px, shrunk.window_px) == (64, 160)  # ceil(64 / 0.4)
+    assert shrunk.tiles * 4 < native.tiles
+    # 0.4 up to UTM's scale factor (pixel_size_m is measured on the ellipsoid)
+    assert shrunk.detections.metadata["ground_sampling"]["scale"] == pytest.approx(0.4, rel=1e-3)
+    assert len(native.detections) == len(shrunk.detections) == len(SQUARES)
+    for (x, y, size), box in zip(sorted(SQUARES), sorted(shrunk.detections.xyxy.tolist()), strict=True):
+        # raster pixels, off by less than one shrunk pixel (2.5 raster pixels)
+        assert np.abs(np.array(box) - [x, y, x + size, y + size]).max() < 2.5
 
 
 def test_tiles_are_bgr_windows_with_their_own_transform(tmp_path: Path) -> None:
