@@ -25,6 +25,9 @@ the projected corners, each jittered), and orthomosaic squares (5-20 m) in UTM a
 
 Targets: nadir drone median <= 0.5 m at 100 m; orthomosaic area error <= 1 %.
 
+Real files: `geo_samples_full_pose` is the share of ../shared/geo-samples' photos read with a
+full camera pose (benchmarks/geo_samples.py).
+
 Usage: .venv/bin/python benchmarks/geo.py [--json] [--cameras N] [--seed S]
 With --json the last line is one JSON object.
 """
@@ -46,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from affine import Affine  # noqa: E402
 from pyproj import Geod, Transformer  # noqa: E402
 
+from benchmarks.geo_samples import geo_samples_full_pose  # noqa: E402
 from vision.detections import Detections  # noqa: E402
 from vision.geo.camera import FrameCamera, Intrinsics, Orientation  # noqa: E402
 from vision.geo.frame_projector import FrameProjector, PoseUncertainty  # noqa: E402
@@ -330,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         "ortho_box_edge_px": 1.0,
         "ground": "level, curved with the Earth (k=0.13); no DEM or lens error",
     }
+    result.update(geo_samples_full_pose())  # real files: share read with a full camera pose
     result["cameras_per_scenario"] = args.cameras
     result["seconds"] = round(time.perf_counter() - started, 1)
 

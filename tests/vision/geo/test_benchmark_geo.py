@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCHMARK = Path(__file__).resolve().parents[3] / "benchmarks" / "geo.py"
@@ -34,3 +35,25 @@ def test_benchmark_reports_required_keys(
     assert result["noise_free_nadir_median_m"] < 1e-6
     assert result["nadir_median_m"] > 0.01
     assert result["nadir_median_m"] < result["gnss_nadir_median_m"]
+    share = result["geo_samples_full_pose"]  # None where ../shared/geo-samples is absent
+    assert share is None or 0 <= share <= 1
+
+
+def test_geo_samples_full_pose_counts_photos_not_orthomosaics(tmp_path: Path) -> None:
+    from affine import Affine
+
+    from benchmarks.geo_samples import geo_samples_full_pose
+    from tests.vision.geo.conftest import dji_xmp, write_geotiff, write_jpeg
+    from tests.vision.geo.test_drone import H, W, dji
+
+    write_jpeg(tmp_path / "drone.jpg", (W, H), xmp=dji_xmp(**dji()))
+    write_jpeg(tmp_path / "phone.jpg", (W, H))
+    write_jpeg(tmp_path / "no_attitude.jpg", (W, H), xmp=dji_xmp(**dji(GimbalPitchDegree=None)))
+    write_geotiff(tmp_path / "ortho.tif", np.zeros((32, 32, 3), np.uint8), "EPSG:32650",
+                  Affine(0.05, 0, 500000, 0, -0.05, 3500000))
+    (tmp_path / "notes.txt").write_text("not an image", encoding="utf-8")
+    out = geo_samples_full_pose(tmp_path)
+    assert out["geo_samples_photos"] == 3 and out["geo_samples_full_pose"] == pytest.approx(1 / 3, abs=1e-4)
+    assert out["geo_samples_files"] == {"drone.jpg": "full", "phone.jpg": "no drone metadata",
+                                        "no_attitude.jpg": "missing attitude", "ortho.tif": "orthomosaic"}
+    assert geo_samples_full_pose(tmp_path / "absent")["geo_samples_full_pose"] is None
