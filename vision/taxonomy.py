@@ -23,6 +23,17 @@ from vision.sources import SourceKind
 GroundAnchor = Literal["center", "bottom_center"]
 
 
+class HeightPrior(BaseModel):
+    """How tall a standing class typically is: the footprint of a box seen obliquely (or from
+    nearly above, where the top leans outward) depends on it, and its spread on the area's
+    uncertainty."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    typical_m: float = Field(gt=0, le=200, description="Typical height above the ground in metres.")
+    sigma_m: float = Field(ge=0, le=200, description="One-sigma spread of that height in metres.")
+
+
 class ClassSpec(BaseModel):
     """One violation class."""
 
@@ -40,6 +51,9 @@ class ClassSpec(BaseModel):
         default="center",
         description="Which point of a box touches the ground: bottom_center for standing "
                     "objects seen obliquely, center for flat ones.")
+    height_m: HeightPrior | None = Field(
+        default=None,
+        description="Typical height of a standing class (bottom_center anchor); none for flat ones.")
     dedup_radius_m: float = Field(default=25.0, gt=0, le=10_000,
                                   description="Observations closer than this join one issue.")
     min_size_m: float | None = Field(

@@ -14,6 +14,7 @@ Lens distortion, when coefficients are given, is handled by OpenCV in both direc
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -140,19 +141,22 @@ class FrameCamera(BaseModel):
 
     def project(self, points_enu: np.ndarray) -> np.ndarray:
         """(N, 3) ENU points -> (N, 2) pixels; NaN for points behind the camera."""
-        pts = np.asarray(points_enu, np.float64).reshape(-1, 3)
+        return self.projection()(points_enu)
+
+    def projection(self) -> Callable[[np.ndarray], np.ndarray]:
+        """`project` with the pose worked out once, for many calls with one camera (a fit)."""
         r_wc = self.orientation.camera_to_world().T
         centre = np.asarray(self.position_enu, np.float64)
         rvec, _ = cv2.Rodrigues(r_wc)
         tvec = -r_wc @ centre
-        pixels, _ = cv2.projectPoints(
-            pts.reshape(-1, 1, 3),
-            rvec,
-            tvec,
-            self.intrinsics.matrix,
-            np.asarray(self.intrinsics.distortion or (), np.float64),
-        )
-        pixels = pixels.reshape(-1, 2)
-        depth = (pts - centre) @ r_wc[2]
-        pixels[depth <= 0] = np.nan
-        return pixels
+        matrix = self.intrinsics.matrix
+        distortion = np.asarray(self.intrinsics.distortion or (), np.float64)
+
+        def project(points_enu: np.ndarray) -> np.ndarray:
+            pts = np.asarray(points_enu, np.float64).reshape(-1, 3)
+            pixels, _ = cv2.projectPoints(pts.reshape(-1, 1, 3), rvec, tvec, matrix, distortion)
+            pixels = pixels.reshape(-1, 2)
+            pixels[(pts - centre) @ r_wc[2] <= 0] = np.nan
+            return pixels
+
+        return project

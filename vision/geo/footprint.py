@@ -32,23 +32,30 @@ def box_outline(xyxy: np.ndarray, samples_per_edge: int = 8) -> np.ndarray:
     )
 
 
-def footprint_from_mapping(
+def in_wgs84(local: tuple[Polygon, str] | NoLocation, frame: LocalFrame) -> Footprint | NoLocation:
+    """A `local_footprint` result as a Footprint in WGS-84 (a reason stays a reason)."""
+    if isinstance(local, NoLocation):
+        return local
+    return Footprint(polygon=frame.polygon_to_wgs84(local[0]), area_m2=float(local[0].area), method=local[1])
+
+
+def local_footprint(
     to_ground: GroundMapping,
-    frame: LocalFrame,
     xyxy: np.ndarray,
     anchor: GroundAnchor,
     *,
     oblique: bool,
     camera_xy: tuple[float, float] = (0.0, 0.0),
     samples_per_edge: int = 8,
-) -> Footprint | NoLocation:
-    """The ground footprint of one box.
+) -> tuple[Polygon, str] | NoLocation:
+    """The ground footprint of one box in local metres, and how it was made.
 
     Flat objects (anchor "center"), and anything seen from nearly straight above, get the
     projection of the whole box. Standing objects seen obliquely ("bottom_center") would
     project their tops far behind them, so only the bottom edge is trusted: the footprint is
     that edge extended away from the camera by its own width, an approximation whose area is
-    the squared width ("bottom_edge_square").
+    the squared width ("bottom_edge_square"). A frame camera that knows the class's height
+    does better (`vision.geo.standing`).
     """
     if anchor == "bottom_center" and oblique:
         x1, _, x2, y2 = (float(v) for v in xyxy)
@@ -62,14 +69,14 @@ def footprint_from_mapping(
         if width <= 0 or norm <= 0:
             return NoLocation("the box's bottom edge has no ground extent")
         away = away / norm * width
-        return _footprint(Polygon([a, b, b + away, a + away]), frame, "bottom_edge_square")
+        return _checked(Polygon([a, b, b + away, a + away]), "bottom_edge_square")
     ground = to_ground(box_outline(xyxy, samples_per_edge))
     if not np.isfinite(ground).all():
         return NoLocation("part of the box does not meet the ground (above the horizon or beyond range)")
-    return _footprint(Polygon(ground), frame, "projected_box")
+    return _checked(Polygon(ground), "projected_box")
 
 
-def _footprint(local: Polygon, frame: LocalFrame, method: str) -> Footprint | NoLocation:
+def _checked(local: Polygon, method: str) -> tuple[Polygon, str] | NoLocation:
     if not local.is_valid or local.area <= 0:
         return NoLocation("the projected box is degenerate (zero area or self-intersecting)")
-    return Footprint(polygon=frame.polygon_to_wgs84(local), area_m2=float(local.area), method=method)
+    return local, method

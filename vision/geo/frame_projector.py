@@ -15,14 +15,20 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+from shapely.geometry import Polygon
 
 from vision.geo.camera import FrameCamera, Orientation
-from vision.geo.footprint import footprint_from_mapping
+from vision.geo.footprint import local_footprint
 from vision.geo.local_frame import LocalFrame
+from vision.geo.standing import area_uncertainty_95, extent_of, fit_prism, heading_axes, rectangle_corners
 from vision.geo.surface import FlatGround, GroundSurface
 from vision.geo.types import Footprint, GroundAnchor, GroundPosition, NoLocation
+from vision.taxonomy import HeightPrior
 
 CHI2_2DOF_95 = math.sqrt(5.991)  # radius factor holding 95 % of a 2-D normal error
+# The footprint mode's threshold: rays at a box's centre within this of straight down are
+# near-nadir (a standing object's base is under its centre, all four box sides bound it).
+NEAR_NADIR_MAX_DEG = 20.0
 
 
 class PoseUncertainty(BaseModel):
@@ -47,7 +53,7 @@ class FrameProjector:
     uncertainty: PoseUncertainty
     source: Literal["drone", "camera"]
     max_range_m: float = 3000.0
-    nadir_footprint_deg: float = 20.0
+    nadir_footprint_deg: float = NEAR_NADIR_MAX_DEG
     edge_samples: int = 8
     description: dict[str, Any] | None = None
 
@@ -153,17 +159,91 @@ class FrameProjector:
             return "center"
         return anchor
 
-    def footprint(self, xyxy: np.ndarray, anchor: GroundAnchor) -> Footprint | NoLocation:
-        anchor = self.effective_anchor(xyxy, anchor)
-        return footprint_from_mapping(
-            lambda px: self.ground_enu(px)[:, :2],
-            self.frame,
+    def footprint(
+        self, xyxy: np.ndarray, anchor: GroundAnchor, height: HeightPrior | None = None
+    ) -> Footprint | NoLocation:
+        """The box's ground polygon and area, with the area's 95 % half-width.
+
+        Flat classes: the box outline ray-cast to the ground. Standing classes with a height
+        prior: the footprint of the prism whose image is the box (`vision.geo.standing`), in
+        the near-nadir mode ("relief_corrected_box") when the ray at the box's centre is within
+        `nadir_footprint_deg` of straight down, else the oblique one ("bottom_edge_height_prior").
+        Standing classes without a prior, seen obliquely: the bottom edge squared.
+        """
+        box = np.asarray(xyxy, np.float64)
+        anchor = self.effective_anchor(box, anchor)
+        near_nadir = (
+            self.off_nadir_deg(((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)) <= self.nadir_footprint_deg
+        )
+        height_m, height_sigma_m = (0.0, 0.0) if height is None else (height.typical_m, height.sigma_m)
+
+        def area_of(camera: FrameCamera, b: np.ndarray, h: float) -> float | None:
+            moved = self._local_footprint(camera, b, anchor, h, near_nadir)
+            return None if isinstance(moved, NoLocation) else float(moved[0].area)
+
+        local = self._local_footprint(self.camera, box, anchor, height_m, near_nadir)
+        if isinstance(local, NoLocation):
+            return local
+        polygon, method = local
+        u = self.uncertainty
+        spread = area_uncertainty_95(
+            area_of,
+            self.camera,
+            box,
+            height_m,
+            float(polygon.area),
+            height_sigma_m=height_sigma_m,
+            vertical_m=u.vertical_m,
+            pitch_roll_deg=u.pitch_roll_deg,
+            yaw_deg=u.yaw_deg,
+            pixel_px=u.pixel_px,
+        )
+        return Footprint(
+            polygon=self.frame.polygon_to_wgs84(polygon),
+            area_m2=float(polygon.area),
+            method=method,
+            area_uncertainty_m2=spread,
+        )
+
+    def _local_footprint(
+        self, camera: FrameCamera, xyxy: np.ndarray, anchor: GroundAnchor, height_m: float, near_nadir: bool
+    ) -> tuple[Polygon, str] | NoLocation:
+        """The footprint in local metres as `camera` would see it (the uncertainty moves the camera)."""
+        if height_m > 0:
+            return self._prism_footprint(camera, xyxy, height_m, near_nadir)
+        return local_footprint(
+            lambda px: self.ground_enu(px, camera)[:, :2],
             xyxy,
             anchor,
             oblique=True,
-            camera_xy=self.camera.position_enu[:2],
+            camera_xy=camera.position_enu[:2],
             samples_per_edge=self.edge_samples,
         )
+
+    def _prism_footprint(
+        self, camera: FrameCamera, xyxy: np.ndarray, height_m: float, near_nadir: bool
+    ) -> tuple[Polygon, str] | NoLocation:
+        x1, y1, x2, y2 = (float(v) for v in xyxy)
+        hits = self.ground_enu(
+            np.array([[x1, y2], [x2, y2], [(x1 + x2) / 2, y2], [x1, y1], [x2, y1]]), camera
+        )
+        bottom, whole = hits[:3], hits[[3, 4, 1, 0]]
+        if not np.isfinite(bottom).all():
+            return NoLocation("the box's bottom edge does not meet the ground")
+        axes = heading_axes(camera)
+        if np.isfinite(whole).all():
+            start = extent_of(whole[:, :2], axes)
+        else:  # the top is above the horizon: start from the bottom edge, as deep as it is wide
+            near = extent_of(bottom[:2, :2], axes)
+            start = np.array([near[0], near[1], near[2], near[2] + near[1] - near[0]])
+        extent = fit_prism(camera, np.asarray(xyxy, np.float64), height_m, float(bottom[2, 2]), start)
+        if extent is None:
+            return NoLocation(
+                f"no object {height_m:g} m tall standing on the ground has this box (the class's "
+                "height prior does not fit what is seen)"
+            )
+        method = "relief_corrected_box" if near_nadir else "bottom_edge_height_prior"
+        return Polygon(rectangle_corners(extent, axes)), method
 
     # -- description ---------------------------------------------------------------------
 

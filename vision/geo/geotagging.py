@@ -4,7 +4,8 @@ The ground point of a box depends on what the class is: flat things (garbage, cl
 roofs) touch the ground at their centre, standing things (sheds, smoke columns) at the
 bottom centre of their box. That is the taxonomy's `ground_anchor`, looked up per class key
 from `Detections.data["class_key"]`, or through an explicit class_id -> key mapping, and
-overridable per key.
+overridable per key. Standing classes also carry a typical height (`height_m`), which a frame
+camera needs to tell a standing object's footprint from its box (`vision.geo.standing`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from vision.detections import Detections
 from vision.geo.projector import GroundProjector
 from vision.geo.types import Geotag, GroundAnchor, GroundPosition, NoLocation
-from vision.taxonomy import Taxonomy
+from vision.taxonomy import HeightPrior, Taxonomy
 
 ANCHORS: tuple[GroundAnchor, ...] = ("center", "bottom_center")
 
@@ -64,6 +65,25 @@ def resolve_anchors(
     return out
 
 
+def resolve_heights(
+    detections: Detections,
+    anchors: list[GroundAnchor],
+    *,
+    taxonomy: Taxonomy | None = None,
+    class_keys: Mapping[int, str | None] | None = None,
+) -> list[HeightPrior | None]:
+    """The taxonomy's height prior per detection, for those anchored as standing objects."""
+    taxonomy = taxonomy or Taxonomy.default()
+    standing = (
+        (key, anchor == "bottom_center")
+        for key, anchor in zip(class_keys_of(detections, class_keys), anchors, strict=True)
+    )
+    return [
+        taxonomy.get(key).height_m if up and key is not None and key in taxonomy else None
+        for key, up in standing
+    ]
+
+
 def anchor_pixel(xyxy: np.ndarray, anchor: GroundAnchor) -> tuple[float, float]:
     x1, y1, x2, y2 = (float(v) for v in xyxy)
     return ((x1 + x2) / 2, y2) if anchor == "bottom_center" else ((x1 + x2) / 2, (y1 + y2) / 2)
@@ -82,14 +102,15 @@ def geotag_detections(
     wanted = resolve_anchors(
         detections, taxonomy=taxonomy, class_keys=class_keys, anchors=anchors, default=default_anchor
     )
+    heights = resolve_heights(detections, wanted, taxonomy=taxonomy, class_keys=class_keys)
     out: list[Geotag | NoLocation] = []
-    for box, anchor in zip(detections.xyxy, wanted, strict=True):
+    for box, anchor, height in zip(detections.xyxy, wanted, heights, strict=True):
         effective = projector.effective_anchor(box, anchor)
         point = projector.locate(np.array([anchor_pixel(box, effective)]))[0]
         if not isinstance(point, GroundPosition):
             out.append(point)
             continue
-        footprint = projector.footprint(box, effective)
+        footprint = projector.footprint(box, effective, height)
         if isinstance(footprint, NoLocation):
             out.append(
                 Geotag(

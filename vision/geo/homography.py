@@ -15,10 +15,11 @@ import cv2
 import numpy as np
 
 from vision.errors import GeoError
-from vision.geo.footprint import footprint_from_mapping
+from vision.geo.footprint import in_wgs84, local_footprint
 from vision.geo.frame_projector import CHI2_2DOF_95
 from vision.geo.local_frame import LocalFrame
 from vision.geo.types import Footprint, GroundAnchor, GroundPosition, NoLocation
+from vision.taxonomy import HeightPrior
 
 MIN_GCPS = 4
 
@@ -148,8 +149,11 @@ class HomographyProjector:
     def effective_anchor(self, xyxy: np.ndarray, anchor: GroundAnchor) -> GroundAnchor:
         return anchor
 
-    def footprint(self, xyxy: np.ndarray, anchor: GroundAnchor) -> Footprint | NoLocation:
-        return footprint_from_mapping(self.ground_local, self.frame, xyxy, anchor, oblique=True)
+    def footprint(
+        self, xyxy: np.ndarray, anchor: GroundAnchor, height: HeightPrior | None = None
+    ) -> Footprint | NoLocation:
+        # A plane-to-plane mapping knows no camera position, so no height can be placed.
+        return in_wgs84(local_footprint(self.ground_local, xyxy, anchor, oblique=True), self.frame)
 
     def describe(self) -> dict[str, Any]:
         return {

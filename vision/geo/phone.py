@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vision.geo.exif_gps import PhotoGps
 from vision.geo.types import Footprint, GroundAnchor, GroundPosition, NoLocation
+from vision.taxonomy import HeightPrior
 
 
 class PhonePositionPolicy(BaseModel):
@@ -79,7 +80,9 @@ class PhotographerProjector:
     def effective_anchor(self, xyxy: np.ndarray, anchor: GroundAnchor) -> GroundAnchor:
         return anchor
 
-    def footprint(self, xyxy: np.ndarray, anchor: GroundAnchor) -> Footprint | NoLocation:
+    def footprint(
+        self, xyxy: np.ndarray, anchor: GroundAnchor, height: HeightPrior | None = None
+    ) -> Footprint | NoLocation:
         return NoLocation("phone photo: the position is the photographer's; no camera pose, so no footprint")
 
     def describe(self) -> dict[str, Any]:

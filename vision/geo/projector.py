@@ -7,6 +7,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from vision.geo.types import Footprint, GroundAnchor, GroundPosition, NoLocation
+from vision.taxonomy import HeightPrior
 
 
 @runtime_checkable
@@ -24,8 +25,11 @@ class GroundProjector(Protocol):
         """The anchor that applies to this box in this view (e.g. "center" for top-down views)."""
         ...
 
-    def footprint(self, xyxy: np.ndarray, anchor: GroundAnchor) -> Footprint | NoLocation:
-        """The ground polygon and area of one pixel box."""
+    def footprint(
+        self, xyxy: np.ndarray, anchor: GroundAnchor, height: HeightPrior | None = None
+    ) -> Footprint | NoLocation:
+        """The ground polygon and area (with its uncertainty where the model knows one) of one
+        pixel box; `height` is the class's typical height when it is a standing class."""
         ...
 
     def describe(self) -> dict[str, Any]:

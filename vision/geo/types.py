@@ -83,16 +83,29 @@ class Footprint:
 
     `method` says how it was derived: "projected_box" (the box outline projected onto the
     ground), "bottom_edge_square" (standing object seen obliquely: the projected bottom edge
-    extended away from the camera by its own width, an approximation) or "raster_box"
-    (an orthomosaic box through the raster's affine transform).
+    extended away from the camera by its own width, an approximation), "raster_box"
+    (an orthomosaic box through the raster's affine transform), "relief_corrected_box" and
+    "bottom_edge_height_prior" (a standing class with a height prior, seen from nearly above
+    or obliquely: see `vision.geo.standing`).
+
+    `area_uncertainty_m2` is the ~95 % half-width of the area (1.96 sigma, propagated from the
+    pose's error budget, box jitter and the height prior), None where the model has no budget.
     """
 
     polygon: Polygon
     area_m2: float
     method: str
+    area_uncertainty_m2: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"geometry": mapping(self.polygon), "area_m2": round(self.area_m2, 3), "method": self.method}
+        out: dict[str, Any] = {
+            "geometry": mapping(self.polygon),
+            "area_m2": round(self.area_m2, 3),
+            "method": self.method,
+        }
+        if self.area_uncertainty_m2 is not None:
+            out["area_uncertainty_m2"] = round(self.area_uncertainty_m2, 3)
+        return out
 
 
 @dataclass(frozen=True)
@@ -109,6 +122,10 @@ class Geotag:
     @property
     def area_m2(self) -> float | None:
         return None if self.footprint is None else self.footprint.area_m2
+
+    @property
+    def area_uncertainty_m2(self) -> float | None:
+        return None if self.footprint is None else self.footprint.area_uncertainty_m2
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -12,7 +12,7 @@ from vision.detections import Detections
 from vision.geo.geotagging import geotag_detections, resolve_anchors
 from vision.geo.local_frame import LocalFrame
 from vision.geo.phone import PhotographerProjector
-from vision.geo.types import Geotag, NoLocation
+from vision.geo.types import Footprint, Geotag, NoLocation
 
 
 def dets(boxes: list[list[float]], class_keys: list[str | None] | None = None) -> Detections:
@@ -72,14 +72,21 @@ def test_oblique_standing_object_is_placed_at_its_base() -> None:
     # The box centre lies further from the camera than its base.
     _, y_pile = frame.to_local(pile.point.lon, pile.point.lat)
     assert float(y_pile) > float(y)
-    assert shed.footprint is not None and shed.footprint.method == "bottom_edge_square"
+    # The shed's footprint uses its class's height prior; the pile (flat) is its projected box.
+    assert shed.footprint is not None and shed.footprint.method == "bottom_edge_height_prior"
+    assert pile.footprint is not None and pile.footprint.method == "projected_box"
+    assert shed.area_uncertainty_m2 is not None and shed.area_uncertainty_m2 > 0
 
 
 def test_nadir_view_uses_centre_for_standing_objects() -> None:
     proj = projector(pitch=-90.0, height=100.0)
     (tag,) = geotag_detections(dets([[1900, 1400, 2100, 1600]], ["illegal_structure"]), proj)
     assert isinstance(tag, Geotag) and tag.anchor == "center"
-    assert tag.footprint is not None and tag.footprint.method == "projected_box"
+    # The whole box bounds it, less the lean and nearness of a 3 m tall top (the class's prior).
+    assert tag.footprint is not None and tag.footprint.method == "relief_corrected_box"
+    flat = proj.footprint(np.array([1900.0, 1400.0, 2100.0, 1600.0]), "center")
+    assert isinstance(flat, Footprint) and flat.method == "projected_box"
+    assert tag.footprint.area_m2 == pytest.approx(flat.area_m2 * (1 - 3.0 / 100.0) ** 2, rel=1e-3)
 
 
 def test_detection_in_the_sky_has_no_location_and_one_crossing_the_horizon_no_footprint() -> None:
