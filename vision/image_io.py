@@ -100,7 +100,7 @@ class LoadedImage:
     - `metadata`: everything the header said (vision.sources.ImageMetadata), read in the
       same pass. Its orientation describes the file, not `pixels`, which is already upright.
     - `kind`: what the image is (vision.sources.SourceKind), given by the caller or sniffed
-      from the metadata (DJI XMP: drone).
+      from the metadata (a drone maker's XMP namespace: drone).
     - `content_hash`: sha256 of the encoded bytes (the ledger's identity of an image); empty
       for images made from pixels, which have no encoded form.
     """
@@ -136,8 +136,9 @@ def load_image(source: str | Path | bytes, *, name: str | None = None,
                decode_caps: Mapping[SourceKind, int] | None = None) -> LoadedImage:
     """Decode a file path or encoded bytes into an upright BGR uint8 image with its metadata.
 
-    `kind` says what the image is; None sniffs it from the metadata: a DJI XMP pose means
-    "drone", anything else `default_kind` (e.g. "citizen" for uploads).
+    `kind` says what the image is; None sniffs it from the metadata: a drone maker's XMP
+    namespace (DJI, Skydio, Parrot, Pix4D, senseFly, MicaSense) means "drone", anything else
+    `default_kind` (e.g. "citizen" for uploads).
 
     `decode_caps`: the most pixels an image of a kind is decoded to (module docstring, 7):
     a JPEG over it comes out reduced by 2, 4 or 8 (its `resolution_wh` says so, its

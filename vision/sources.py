@@ -5,9 +5,9 @@ Every image enters the core through `vision.image_io.load_image` (pixels) or
 and keep everything later stages ask about in one `ImageMetadata`: the stored size and
 format, the EXIF orientation, the EXIF tags (IFD0, the Exif IFD and the GPS IFD, copied out
 while the file is open, so nothing re-opens or seeks a closed file later), and the XMP
-packet with its `drone-dji:` properties parsed once. Geotagging, the tiling policy, the
-service's photo route and survey jobs and the CLI all read these fields; none of them opens
-the file again to learn more about it.
+packet with every drone maker's namespace (`drone-dji:`, `drone-skydio:`, `Camera:`...)
+parsed once. Geotagging, the tiling policy, the service's photo route and survey jobs and the
+CLI all read these fields; none of them opens the file again to learn more about it.
 
 `SourceKind` is the one word for what an image is, shared by every layer:
 - citizen: a phone photo (随手拍), the pile close up, placed by EXIF GPS or by hand;

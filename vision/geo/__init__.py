@@ -4,7 +4,8 @@ Rooms:
 - `types`: GroundPosition, Geotag, Footprint, NoLocation (results).
 - `camera`, `surface`, `dem`, `frame_projector`: pinhole geometry, ray to flat ground or DEM.
 - `exif_gps` + `phone`: phone photos (EXIF GPS, photographer's position with a radius).
-- `xmp` + `drone`: DJI XMP pose (parsed with defusedxml) and intrinsics.
+- `xmp` + `drone_metadata` + `drone_intrinsics` + `camera_table`: any drone maker's pose (XMP
+  parsed with defusedxml, EXIF), each fact with where it was read; `drone`: its camera model.
 - `tower` + `homography`: watchtower cameras from a config, or a GCP homography per preset.
 - `orthomosaic`: windowed GeoTIFF tiles for the detector, boxes back to WGS-84 polygons.
 - `georeference`: picks the model for an image file; `geotagging`: Detections -> Geotags.
