@@ -66,18 +66,23 @@ class DronePose(BaseModel):
     flight_yaw_deg: float | None = None
     rtk_flag: int | None = None
     rtk_std_m: tuple[float, float, float] | None = Field(default=None, description="RtkStdLon/Lat/Hgt.")
+    gps_xy_accuracy_m: float | None = Field(default=None, gt=0, description="XMP Camera:GPSXYAccuracy.")
     sources: PoseSources = PoseSources()
 
 
 def drone_uncertainty(pose: DronePose) -> PoseUncertainty:
-    """One-sigma error budget: RTK-fixed GNSS when the XMP says so, else standalone GNSS."""
+    """One-sigma error budget: RTK-fixed GNSS when the XMP says so, else standalone GNSS (its
+    stated horizontal accuracy when the XMP has one)."""
     if pose.rtk_flag == RTK_FIXED:
         horizontal, vertical = 0.03, 0.05
         if pose.rtk_std_m is not None:
             horizontal = max(pose.rtk_std_m[0], pose.rtk_std_m[1], 0.01)
             vertical = max(pose.rtk_std_m[2], 0.01)
         return PoseUncertainty(horizontal_m=horizontal, vertical_m=vertical, pitch_roll_deg=0.3, yaw_deg=1.0)
-    return PoseUncertainty(horizontal_m=1.5, vertical_m=0.5, pitch_roll_deg=0.3, yaw_deg=1.0)
+    # The receiver's own horizontal accuracy (Parrot, senseFly, Pix4D-tagged cameras) when given;
+    # the height stays barometric (RelativeAltitude), whatever the GNSS says about its own.
+    horizontal = pose.gps_xy_accuracy_m if pose.gps_xy_accuracy_m is not None else 1.5
+    return PoseUncertainty(horizontal_m=horizontal, vertical_m=0.5, pitch_roll_deg=0.3, yaw_deg=1.0)
 
 
 def build_drone_projector(

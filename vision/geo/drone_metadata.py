@@ -73,6 +73,7 @@ class DroneMetadata(BaseModel):
     flight_yaw_deg: float | None = None
     rtk_flag: int | None = None
     rtk_std_m: tuple[float, float, float] | None = None
+    gps_xy_accuracy_m: float | None = None
     intrinsics: Intrinsics | None = None
     sources: PoseSources = PoseSources()
     reasons: tuple[str, ...] = ()
@@ -93,7 +94,7 @@ class DroneMetadata(BaseModel):
             absolute_altitude_m=self.absolute_altitude_m, yaw_deg=o.yaw_deg % 360.0,
             pitch_deg=o.pitch_deg, roll_deg=o.roll_deg, yaw_from=self.yaw_from or "",
             flight_yaw_deg=self.flight_yaw_deg, rtk_flag=self.rtk_flag, rtk_std_m=self.rtk_std_m,
-            sources=self.sources,
+            gps_xy_accuracy_m=self.gps_xy_accuracy_m, sources=self.sources,
         )
 
     def summary(self) -> dict[str, object]:
@@ -132,6 +133,8 @@ def read_drone_metadata(meta: ImageMetadata, table: CameraTable | None = None) -
     reasons.extend(notes)
     if intrinsics is None:
         reasons.append(focal_from)
+    accuracy, _ = _first((xmp.get(PIX4D_CAMERA_NAMESPACE, _EMPTY), "GPSXYAccuracy", ""),
+                         (xmp.get(SENSEFLY_CAMERA_NAMESPACE, _EMPTY), "GPSXYAccuracy", ""))
     stds = [xmp_float(dji, n) for n in ("RtkStdLon", "RtkStdLat", "RtkStdHgt")]
     rtk_flag = xmp_float(dji, "RtkFlag")
     altitude_from = (f"{relative_from} (above take-off)" if relative is not None
@@ -147,6 +150,7 @@ def read_drone_metadata(meta: ImageMetadata, table: CameraTable | None = None) -
         flight_yaw_deg=xmp_float(dji, "FlightYawDegree"),
         rtk_flag=None if rtk_flag is None else int(rtk_flag),
         rtk_std_m=(stds[0], stds[1], stds[2]) if all(s is not None and s >= 0 for s in stds) else None,
+        gps_xy_accuracy_m=accuracy if accuracy is not None and accuracy > 0 else None,
         intrinsics=intrinsics,
         sources=PoseSources(
             position=None if position is None else position[2],

@@ -168,12 +168,16 @@ def test_parrot_gimbal_angles_and_above_ground_altitude(tmp_path: Path) -> None:
     body = ("<drone-parrot:CameraYawDegree>180</drone-parrot:CameraYawDegree>"
             "<drone-parrot:CameraPitchDegree>-45</drone-parrot:CameraPitchDegree>"
             "<drone-parrot:CameraRollDegree>0</drone-parrot:CameraRollDegree>"
-            "<Camera:AboveGroundAltitude>50</Camera:AboveGroundAltitude>")
+            "<Camera:AboveGroundAltitude>50</Camera:AboveGroundAltitude>"
+            "<Camera:GPSXYAccuracy>4.0</Camera:GPSXYAccuracy>")
     path = write_jpeg(tmp_path / "p.jpg", (W, H), gps=GPS, xmp=packet({}, body), exif_ifd=FOCAL_35)
     assert centre_local(path) == pytest.approx((0.0, -50.0), abs=0.3)  # 50 m south
     drone = georeference_image(path).drone
     assert drone is not None and drone.maker == "parrot"
     assert drone.sources.altitude == "XMP Camera:AboveGroundAltitude (above take-off)"
+    # The receiver's stated 4 m, not the standalone-GNSS default of 1.5 m, sizes the radius.
+    ref = georeference_image(path)
+    assert isinstance(ref.projector, FrameProjector) and ref.projector.uncertainty.horizontal_m == 4.0
 
 
 @pytest.mark.parametrize("prefix", ["Camera", "sensefly"])
