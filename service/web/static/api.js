@@ -15,14 +15,14 @@ export const session = {
   set key(value) { value ? sessionStorage.setItem(KEY, value) : sessionStorage.removeItem(KEY); },
 };
 
-async function request(path, { method = "GET", body, params } = {}) {
+async function request(path, { method = "GET", body, params, signal } = {}) {
   const url = new URL(path, location.origin);
   for (const [name, value] of Object.entries(params || {})) {
     for (const v of [].concat(value)) if (v !== "" && v != null) url.searchParams.append(name, v);
   }
   const headers = { Authorization: `Bearer ${session.key}` };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const response = await fetch(url, { method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body) });
   if (!response.ok) {
     let detail = response.statusText;
     try { detail = (await response.json()).detail ?? detail; } catch { /* not JSON */ }
@@ -35,8 +35,8 @@ export const api = {
   json: async (path, options) => (await request(path, options)).json(),
   text: async (path, options) => (await request(path, options)).text(),
   blob: async (path, options) => (await request(path, options)).blob(), // downloads: a blob: URL, no key in it
-  // An image behind the key: fetched with the header, shown through a blob: URL.
-  imageUrl: async (path) => URL.createObjectURL(await (await request(path)).blob()),
+  // An image behind the key: fetched with the header, shown through a blob: URL (the caller revokes it).
+  imageUrl: async (path, options) => URL.createObjectURL(await (await request(path, options)).blob()),
   me: () => api.json("/v1/me"),
   taxonomy: () => api.json("/v1/taxonomy"),
   regions: () => api.json("/v1/regions?geometry=true"),  // outlines only on request (they can be large)

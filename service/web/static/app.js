@@ -1,6 +1,7 @@
 // The office's page: sign in with an API key, then the ledger on a map with filters and an issue panel.
 import { api, ApiError, session } from "./api.js";
 import { LedgerMap } from "./map.js";
+import { orthoLayers } from "./ortho.js";
 import { IssuePanel } from "./panel.js";
 import { SOURCES, STATES, stateLabel } from "./labels.js";
 
@@ -40,6 +41,11 @@ class Page {
     this.map = new LedgerMap($("map"), this.config, (id) => this.open(id));
     this.map.colours = this.colours;
     this.map.showRegions(regions);
+    // The survey layers come in beside the ledger: a slow or failing /v1/tiles does not hold up the issues.
+    orthoLayers(this.map.map).then(
+      (layers) => this.map.addLayerSwitch(layers),
+      (error) => { console.warn(`orthomosaic layers: ${error.message}`); this.map.addLayerSwitch({}); },
+    );
     this.panel = new IssuePanel($("panel"), {
       colours: this.colours,
       myMoves: new Set(me.moves.map((m) => `${m.from_state}>${m.to_state}`)),

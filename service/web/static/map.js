@@ -11,9 +11,9 @@ export class LedgerMap {
   constructor(element, config, onIssue) {
     this.shift = config.basemap_crs === "gcj02" ? wgs84ToGcj02 : (lon, lat) => [lon, lat];
     this.map = L.map(element, { maxZoom: 19 } /* markercluster needs a maxZoom */).setView(DEFAULT_VIEW.center, DEFAULT_VIEW.zoom);
-    if (config.basemap_url) {
-      L.tileLayer(config.basemap_url, { attribution: config.basemap_attribution, maxZoom: 20 }).addTo(this.map);
-    }
+    this.basemap = config.basemap_url
+      ? L.tileLayer(config.basemap_url, { attribution: config.basemap_attribution, maxZoom: 20, className: "basemap" }).addTo(this.map)
+      : null;
     this.regions = L.geoJSON(null, {
       coordsToLatLng: (c) => this.latLng(c[0], c[1]),
       style: (f) => (f.properties.kind === "village"
@@ -26,6 +26,15 @@ export class LedgerMap {
     this.markers = new Map();
     this.colours = {};
     this.onIssue = onIssue;
+  }
+
+  // The layer switch: the basemap (when the settings name one) and each survey's orthomosaic.
+  // The orthomosaics are WGS-84 rasters: over a GCJ-02 basemap they sit where the survey was
+  // flown, while the markers are shifted onto the basemap's datum.
+  addLayerSwitch(orthomosaics) {
+    const overlays = { ...orthomosaics };
+    if (this.basemap) overlays["底图 basemap"] = this.basemap;
+    if (Object.keys(overlays).length) L.control.layers(null, overlays, { collapsed: false, autoZIndex: false /* keep each layer's own: surveys over the basemap */ }).addTo(this.map);
   }
 
   latLng(lon, lat) {

@@ -1,0 +1,83 @@
+// The office's orthomosaics (GET /v1/tiles) as map layers, one switch per survey.
+// The tiles are behind the key, and an <img src> cannot send an Authorization header, so each
+// tile is fetched through the api helper and shown through a blob: URL (the page's CSP allows
+// img-src blob:), revoked when Leaflet unloads the tile so a long session does not pile up blobs.
+import { api } from "./api.js";
+
+const L = window.L;
+
+// The tile URL template as a path on this server: the TileJSON's absolute URL names the host the
+// service saw, which behind a proxy may not be the one the browser talks to.
+function pathTemplate(tilejson) {
+  return new URL(tilejson.tiles[0], location.origin).pathname.replaceAll("%7B", "{").replaceAll("%7D", "}");
+}
+
+const OrthoLayer = L.GridLayer.extend({
+  initialize(tilejson, options) {
+    this.template = pathTemplate(tilejson);
+    L.GridLayer.prototype.initialize.call(this, options);
+    this.on("tileunload", ({ tile }) => {
+      tile.abort?.abort(); // a tile scrolled away before its response came: drop the request
+      if (tile.src.startsWith("blob:")) URL.revokeObjectURL(tile.src);
+    });
+  },
+
+  createTile(coords, done) {
+    const tile = document.createElement("img");
+    tile.alt = "";
+    tile.abort = new AbortController();
+    const path = L.Util.template(this.template, { z: coords.z, x: coords.x, y: coords.y });
+    api.imageUrl(path, { signal: tile.abort.signal }).then(
+      (url) => {
+        if (tile.abort.signal.aborted) { URL.revokeObjectURL(url); return; } // unloaded meanwhile
+        tile.onload = () => done(null, tile);
+        tile.onerror = () => done(new Error(`tile ${path} is not an image`), tile);
+        tile.src = url;
+      },
+      (error) => { if (!tile.abort.signal.aborted) done(error, tile); }, // 404 at the raster's edge: empty tile
+    );
+    return tile;
+  },
+});
+
+function layerFor(tilejson) {
+  const [west, south, east, north] = tilejson.bounds;
+  return new OrthoLayer(tilejson, {
+    tileSize: tilejson.tileSize,
+    bounds: L.latLngBounds([south, west], [north, east]), // no request for tiles outside the survey
+    minNativeZoom: tilejson.minzoom,
+    maxNativeZoom: tilejson.maxzoom,
+    // no minZoom: Leaflet's layer switch disables a layer outside its zoom range, and a survey must
+    // be switchable from the township view; further out it is drawn from its coarsest tiles, scaled
+    maxZoom: 22,
+    zIndex: 10, // over the basemap, under the outlines and markers (other panes)
+    className: "ortho-layer",
+  });
+}
+
+function label(survey) {
+  const day = survey.created_at.slice(0, 10);
+  return `正射影像 ${survey.note} · ${day} · ${survey.job_id.slice(0, 6)}`; // the id: two flights may share a note
+}
+
+// Each survey's layer, off until switched on; switching one on shows its extent.
+// A survey whose GeoTIFF cannot be read (404) is left out of the switch rather than failing the page.
+export async function orthoLayers(map) {
+  const surveys = await api.json("/v1/tiles");
+  const layers = await Promise.all(surveys.map(async (survey) => {
+    try {
+      const tilejson = await api.json(new URL(survey.tilejson, location.origin).pathname);
+      const layer = layerFor(tilejson);
+      layer.on("add", () => {
+        map.setMaxZoom(Math.max(map.getMaxZoom(), tilejson.maxzoom));
+        map.fitBounds(layer.options.bounds);
+      });
+      layer.jobId = survey.job_id;
+      return [label(survey), layer];
+    } catch (error) {
+      console.warn(`orthomosaic ${survey.job_id} left out: ${error.message}`);
+      return null;
+    }
+  }));
+  return Object.fromEntries(layers.filter(Boolean));
+}
