@@ -6,11 +6,17 @@ so a build of the shared data takes seconds and no disk. Output names are
 `<source>__<original stem><suffix>`, so every file says where it came from. Labels are
 rewritten with model label ids; polygons become boxes. The build is deterministic: the
 same sources and spec give byte-identical label files and the same hash.
+
+A source folder may hold a `provenance.jsonl` (`patrol review export` writes one: where each
+reviewed image came from and who decided its labels), one JSON object per image whose
+`image` is its path in the folder; each kept image's object is carried into
+`OUT/provenance.jsonl` with its new path and split.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import time
@@ -41,6 +47,7 @@ from training.datasets.yolo import label_path_for, list_images
 from vision.taxonomy import Taxonomy
 
 SHARED_DATA_ENV = "PATROL_SHARED_DATA"
+PROVENANCE = "provenance.jsonl"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -70,6 +77,7 @@ class _PlannedImage:
     split: SplitName
     label_text: str
     label_counts: dict[str, int]
+    provenance: dict[str, object] | None = None
 
 
 @dataclass
@@ -127,6 +135,7 @@ def _scan_source(spec: DatasetSpec, source: SourceSpec, data_root: Path,
     label_ids = {name: i for i, name in enumerate(spec.label_names)}
     group_units: set[str] = set()
     for folder in _source_folders(source, root):
+        provenance = _read_provenance(folder / PROVENANCE)
         for image_path in list_images(folder / "images"):
             report.images_read += 1
             shown = _display(image_path, data_root)
@@ -172,10 +181,27 @@ def _scan_source(spec: DatasetSpec, source: SourceSpec, data_root: Path,
             used_names.add(out_name)
             scan.images.append(_PlannedImage(
                 source=source.name, src_path=image_path, out_name=out_name, sha256=sha, split=split,
-                label_text="\n".join(lines) + "\n" if lines else "", label_counts=counts))
+                label_text="\n".join(lines) + "\n" if lines else "", label_counts=counts,
+                provenance=provenance.get(image_path.relative_to(folder).as_posix())))
             report.images_kept += 1
     report.groups = len(group_units)
     return scan
+
+
+def _read_provenance(path: Path) -> dict[str, dict[str, object]]:
+    """A folder's provenance.jsonl by image path; empty when it has none."""
+    if not path.is_file():
+        return {}
+    found: dict[str, dict[str, object]] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path}:{number}: expected one JSON object per line: {exc}") from exc
+        if not isinstance(entry, dict) or not isinstance(entry.get("image"), str):
+            raise DatasetError(f"{path}:{number}: expected an object with the image's path as `image`")
+        found[entry["image"]] = entry
+    return found
 
 
 def _prepare_out(out: Path) -> None:
@@ -187,7 +213,7 @@ def _prepare_out(out: Path) -> None:
                                f"empty or new folder (a previous build is replaced)")
         for sub in HASHED_FOLDERS:
             shutil.rmtree(out / sub, ignore_errors=True)
-        for name in ("data.yaml", CARD_JSON, CARD_MD):
+        for name in ("data.yaml", CARD_JSON, CARD_MD, PROVENANCE):
             (out / name).unlink(missing_ok=True)
     for sub in HASHED_FOLDERS:
         for split in SPLITS:
@@ -230,9 +256,14 @@ def build_dataset(spec: DatasetSpec, out: Path, data_root: Path | None = None, *
     splits = {split: SplitCounts(boxes=dict.fromkeys(spec.label_names, 0)) for split in SPLITS}
     by_source: dict[str, dict[str, SplitCounts]] = {}
     paths_by_source: dict[str, dict[str, list[Path]]] = {}
+    provenance: list[str] = []
     for planned in _iter_planned(scans):
         image_rel = f"images/{planned.split}/{planned.out_name}"
         label_rel = f"labels/{planned.split}/{Path(planned.out_name).stem}.txt"
+        if planned.provenance is not None:
+            provenance.append(json.dumps({"image": image_rel, "label": label_rel, "split": planned.split,
+                                          "source": planned.source, "provenance": planned.provenance},
+                                         ensure_ascii=False, sort_keys=True))
         if _place_image(planned.src_path, out / image_rel):
             linked += 1
         else:
@@ -249,6 +280,8 @@ def build_dataset(spec: DatasetSpec, out: Path, data_root: Path | None = None, *
 
     data_yaml = {"path": str(out), "train": "images/train", "val": "images/val", "test": "images/test",
                  "names": dict(enumerate(spec.label_names))}
+    if provenance:
+        (out / PROVENANCE).write_text("".join(f"{line}\n" for line in provenance), encoding="utf-8")
     (out / "data.yaml").write_text(yaml.safe_dump(data_yaml, sort_keys=False, allow_unicode=True),
                                    encoding="utf-8")
     near = None
