@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import ScalarSelect, Select, distinct, func, select
 from sqlalchemy.orm import Session
 
+from service.api.rows import same_named_columns
 from service.api.schemas import (
     EventPublic,
     EvidencePublic,
@@ -105,28 +106,17 @@ def properties(issue: Issue, n_obs: int, n_src: int, regions: dict[int, Region],
     spec = taxonomy.get(issue.class_key)
     chain = region_chain(regions, issue.region_id)
     by_kind = {r.kind: r.name for r in chain}  # innermost of each kind wins: chain is outermost first
-    return dict(
-        id=issue.id,
-        class_key=issue.class_key,
+    # The stored columns as they are (state validates into State); then what is computed or reshaped.
+    return same_named_columns(issue, IssueProperties) | dict(
         name_zh=spec.name_zh,
         name_en=spec.name_en,
-        state=State(issue.state),
-        needs_location=issue.needs_location,
-        region_id=issue.region_id,
         village=by_kind.get("village"),
         grid=by_kind.get("grid"),
         regions=[r.name for r in chain],
         observation_count=n_obs,
         source_count=n_src,
         max_score=round(issue.max_score, 4),
-        location_uncertainty_m=issue.location_uncertainty_m,
-        area_m2=issue.area_m2,
         footprint=json.loads(issue.footprint) if issue.footprint else None,
-        first_seen_at=issue.first_seen_at,
-        last_seen_at=issue.last_seen_at,
-        state_changed_at=issue.state_changed_at,
-        created_at=issue.created_at,
-        updated_at=issue.updated_at,
     )
 
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from service.api.deps import AUTHENTICATED, NowDep, SessionDep, require_role
+from service.api.rows import same_named_columns
 from service.auth import Role
 from service.db.models import ApiKey
 from service.db.session import lock_ledger
@@ -70,18 +71,8 @@ class JobPublic(_Public):
 def job_public(session: Session, job: Job) -> JobPublic:
     counts = queue.summarize(session, job.id)
     return JobPublic(
-        id=job.id,
-        kind=JobKind(job.kind),
-        state=JobState(job.state),
-        stage=job.stage,
+        **same_named_columns(job, JobPublic),  # kind and state validate into their enums
         progress=JobProgress(done=job.progress_done, total=job.progress_total),
-        content_hash=job.content_hash,
-        model_version=job.model_version,
-        input_bytes=job.input_bytes,
-        note=job.note,
-        attempts=job.attempts,
-        cancel_requested=job.cancel_requested,
-        error=job.error,
         summary=JobSummary(
             **counts.model_dump(),
             skipped_items=[
@@ -89,9 +80,6 @@ def job_public(session: Session, job: Job) -> JobPublic:
                 for i in queue.skipped_items(session, job.id)
             ],
         ),
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
         url=f"/v1/jobs/{job.id}",
     )
 

@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from service.analysis import PhotoAnalysis, content_hash
 from service.api.deps import AUTHENTICATED, StateDep, require_role
+from service.api.rows import same_named_columns
 from service.api.schemas import IssueRef, ObservationPublic, PhotoResult
 from service.api.uploads import read_single_file_form
 from service.auth import Role
@@ -167,21 +168,15 @@ def photo_result(
         obs, issue = item.observation, item.issue
         observations.append(
             ObservationPublic(
-                id=obs.id,
-                class_key=obs.class_key,
-                name_zh=state.taxonomy.get(obs.class_key).name_zh,
-                score=round(obs.score, 4),
-                box_xyxy=(obs.x1, obs.y1, obs.x2, obs.y2),
-                lon=obs.lon,
-                lat=obs.lat,
-                location_uncertainty_m=obs.location_uncertainty_m,
-                location_reason=obs.location_reason,
-                footprint=json.loads(obs.footprint) if obs.footprint else None,
-                area_m2=obs.area_m2,
-                observed_at=obs.observed_at,
-                model_version=frame.model_version,
-                content_hash=frame.content_hash,
-                issue_id=issue.id,
+                **same_named_columns(obs, ObservationPublic)
+                | dict(
+                    name_zh=state.taxonomy.get(obs.class_key).name_zh,
+                    score=round(obs.score, 4),
+                    box_xyxy=(obs.x1, obs.y1, obs.x2, obs.y2),
+                    footprint=json.loads(obs.footprint) if obs.footprint else None,
+                    model_version=frame.model_version,
+                    content_hash=frame.content_hash,
+                )
             )
         )
         if issue.id not in seen:
