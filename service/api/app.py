@@ -24,6 +24,7 @@ from service.analysis import PhotoAnalyzer
 from service.api.disconnects import add_disconnect_handler
 from service.api.errors import add_error_handlers
 from service.api.routes import cameras as camera_routes
+from service.api.routes import review as review_routes
 from service.api.routes import health, issues, jobs, me, photos, regions, reports, surveys, tiles
 from service.api.routes import taxonomy as classes  # `taxonomy` is create_app's argument
 from service.auth import ensure_bootstrap_admin
@@ -33,6 +34,7 @@ from service.jobs.submit import JobServices
 from service.metrics import UNMATCHED_ROUTE, ServiceMetrics, method_label
 from service.migrations import runner
 from service.runtime import Clock, Runtime
+from service.review.settings import ReviewSettings
 from service.settings import Settings
 from service.web import pages as web
 from vision.taxonomy import Taxonomy
@@ -42,6 +44,9 @@ PUBLIC_ROUTES = frozenset(
     {"health", "metrics", "openapi", "swagger_ui_html", "swagger_ui_redirect", "redoc_html"}
     # the office's page shell, its map settings and its static files (service/web); no data
     | {"web_page", "web_config", "static", "report_page"}
+    # Label Studio's ways in (routes/review.py): a frame by its signed, expiring URL (403 unless the
+    # HMAC matches), and the webhook (401 unless its secret header matches); no API key for either.
+    | {"review_frame", "review_webhook"}
 )
 
 
@@ -51,6 +56,7 @@ def create_app(
     analyzer: PhotoAnalyzer | None = None,
     clock: Clock | None = None,
     taxonomy: Taxonomy | None = None,
+    review: ReviewSettings | None = None,
 ) -> FastAPI:
     state = Runtime.build(settings or Settings(), analyzer=analyzer, clock=clock, taxonomy=taxonomy)
     job_services = JobServices.for_app(state)
@@ -77,9 +83,11 @@ def create_app(
     )
     app.state.service = state
     app.state.jobs = job_services
+    app.state.review_settings = review or ReviewSettings()  # PATROL_REVIEW_* and PATROL_LABEL_STUDIO_*
     for module in (health, photos, issues, regions, reports, surveys, jobs, classes, me, tiles):
         app.include_router(module.router)
     app.include_router(camera_routes.router)  # cameras and their alerts
+    app.include_router(review_routes.router)  # Label Studio: signed evidence URLs, the webhook
     web.mount(app, state.settings)
     add_error_handlers(app)
     add_disconnect_handler(app)

@@ -38,6 +38,9 @@ from vision.model_card import ModelCard
 from vision.pipeline import Pipeline
 
 LEDGER_TABLES = (
+    "review_labels",
+    "review_deliveries",
+    "review_tasks",
     "alert_delivery_attempts",
     "alert_deliveries",
     "alerts",

@@ -1,0 +1,127 @@
+"""Label Studio's two ways in, neither with an API key (PUBLIC_ROUTES says why):
+
+- GET /v1/review/frames/{frame_id}.jpg?expires=…&sig=…: a frame's evidence image for a task,
+  authorised by its HMAC signature over the path and expiry (service/review/signing.py): 403 when
+  the signature is bad or expired, and no other file can be reached with it (the path names a
+  frame id; the file is the one the ledger holds for that frame).
+- POST /v1/review/webhook: annotation created, updated or deleted, authorised by a shared secret
+  header compared in constant time (401 without it); each annotation revision is applied once.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Query, Request, status
+from fastapi.responses import FileResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from service.api.deps import NowDep, SessionDep, StateDep
+from service.db.models import Frame
+from service.review.decisions import AnnotationIn, UnknownTask, apply_annotation, record_deletion
+from service.review.settings import ReviewSettings
+from service.review.signing import BadSignature, UrlSigner, frame_path
+from service.runtime import Runtime
+
+router = APIRouter(prefix="/v1/review", tags=["review"])
+
+CREATED_OR_UPDATED = frozenset({"ANNOTATION_CREATED", "ANNOTATION_UPDATED"})
+DELETED = frozenset({"ANNOTATIONS_DELETED", "ANNOTATION_DELETED"})
+MAX_WEBHOOK_BYTES = 5 * 1024 * 1024
+
+
+def review_settings(request: Request) -> ReviewSettings:
+    settings: ReviewSettings = request.app.state.review_settings
+    return settings
+
+
+@router.get(
+    "/frames/{frame_id}.jpg",
+    name="review_frame",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/jpeg": {}}}, 403: {"description": "Bad or expired signature."}},
+)
+def review_frame(
+    frame_id: int,
+    request: Request,
+    state: StateDep,
+    session: SessionDep,
+    expires: Annotated[int, Query(ge=0, le=2**40)],
+    sig: Annotated[str, Query(max_length=128)],
+) -> FileResponse:
+    secret = review_settings(request).review_url_secret
+    if secret is None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "signed URLs are off (no PATROL_REVIEW_URL_SECRET)")
+    signer = UrlSigner(secret.get_secret_value().encode())
+    try:
+        signer.check(frame_path(frame_id), expires, sig, now_s=time.time())
+    except BadSignature as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
+    frame = session.get(Frame, frame_id)
+    if frame is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no frame {frame_id}")
+    return FileResponse(state.evidence_store().path_of(frame.image_path), media_type="image/jpeg")
+
+
+@router.post(
+    "/webhook",
+    name="review_webhook",
+    responses={401: {"description": "Missing or wrong secret header."}},
+)
+async def review_webhook(
+    request: Request,
+    state: StateDep,
+    now: NowDep,
+    x_patrol_webhook_secret: Annotated[str | None, Header()] = None,
+) -> dict[str, Any]:
+    secret = review_settings(request).review_webhook_secret
+    given = (x_patrol_webhook_secret or "").encode()
+    if secret is None or not hmac.compare_digest(given, secret.get_secret_value().encode()):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong X-Patrol-Webhook-Secret header")
+    body = await request.body()
+    if len(body) > MAX_WEBHOOK_BYTES:
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "webhook body too large")
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "the body is no JSON") from None
+    # The ledger work blocks (database, lock): off the event loop, as FastAPI does for a plain def.
+    return await run_in_threadpool(_apply, state, payload, now)
+
+
+def _apply(state: Runtime, payload: Any, now: datetime) -> dict[str, Any]:
+    action = str(payload.get("action", "")) if isinstance(payload, dict) else ""
+    if action in DELETED:
+        return _deleted(state, payload, now)
+    if action not in CREATED_OR_UPDATED:
+        return {"action": action, "applied": False, "outcome": "ignored: not an annotation change"}
+    try:
+        annotation = AnnotationIn.model_validate(payload.get("annotation"))
+    except ValidationError as exc:
+        detail = f"no usable annotation: {exc.errors(include_url=False)[:3]}"
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail) from None
+    with state.session_factory() as session:
+        try:
+            applied = apply_annotation(session, annotation, taxonomy=state.taxonomy, now=now, action=action)
+        except (UnknownTask, KeyError) as exc:
+            session.rollback()
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+        session.commit()
+    return {"action": action, "applied": not applied.replayed, "outcome": applied.text()}
+
+
+def _deleted(state: Runtime, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
+    ids = [a.get("id") for a in payload.get("annotations") or [] if isinstance(a, dict)]
+    noted = []
+    with state.session_factory() as session:
+        for annotation_id in ids:
+            if isinstance(annotation_id, int):
+                noted.append(not record_deletion(session, annotation_id, now=now).replayed)
+        session.commit()
+    outcome = f"{sum(noted)} deletions noted"
+    return {"action": payload.get("action"), "applied": any(noted), "outcome": outcome}

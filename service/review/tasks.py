@@ -1,0 +1,108 @@
+"""Candidates as Label Studio tasks: one task per frame, the model's boxes as its prediction.
+
+A task carries the frame's signed evidence URL (never the signing secret), the frame's id, and
+one prediction: the model's name and version (the frame's `model_version`, name:version:hash),
+and per box its class label, score and position in Label Studio's percent coordinates. Each
+box's result id is `obs-<observation id>`, so the reviewer's annotation says which box it kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.db.models import Frame, Issue, Observation
+from service.ledger.states import State
+from service.review.labelling import BOXES, IMAGE, label_value
+from service.review.models import ReviewTask
+from service.review.signing import UrlSigner, frame_path
+from vision.taxonomy import Taxonomy
+
+RESULT_PREFIX = "obs-"
+
+
+@dataclass(frozen=True)
+class UrlPolicy:
+    """How task image URLs are made: this service's public URL, the signer, their lifetime."""
+
+    public_url: str
+    signer: UrlSigner
+    ttl_s: int
+
+    def frame_url(self, frame_id: int, now_s: float) -> str:
+        signed = self.signer.sign(frame_path(frame_id), now_s=now_s, ttl_s=self.ttl_s)
+        return self.public_url.rstrip("/") + signed
+
+
+def pending_frames(session: Session, project_id: int, limit: int) -> list[Frame]:
+    """Frames with a candidate issue's observation that are no task of the project yet, oldest first."""
+    pushed = select(ReviewTask.frame_id).where(ReviewTask.project_id == project_id)
+    candidate = (
+        select(Observation.frame_id)
+        .join(Issue, Issue.id == Observation.issue_id)
+        .where(Issue.state == State.candidate.value)
+    )
+    query = (
+        select(Frame)
+        .where(Frame.id.in_(candidate), Frame.id.not_in(pushed))
+        .order_by(Frame.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def box_result(
+    observation: Observation, frame: Frame, taxonomy: Taxonomy, *, from_name: str = BOXES
+) -> dict[str, Any]:
+    """One box as Label Studio's rectanglelabels result (percent of the frame's width and height)."""
+    width, height = float(frame.width), float(frame.height)
+    x1, y1 = max(0.0, observation.x1), max(0.0, observation.y1)
+    x2, y2 = min(width, observation.x2), min(height, observation.y2)
+    return {
+        "id": f"{RESULT_PREFIX}{observation.id}",
+        "from_name": from_name,
+        "to_name": IMAGE,
+        "type": "rectanglelabels",
+        "original_width": frame.width,
+        "original_height": frame.height,
+        "image_rotation": 0,
+        "score": round(observation.score, 4),
+        "value": {
+            "x": 100.0 * x1 / width,
+            "y": 100.0 * y1 / height,
+            "width": 100.0 * (x2 - x1) / width,
+            "height": 100.0 * (y2 - y1) / height,
+            "rotation": 0,
+            "rectanglelabels": [label_value(taxonomy.get(observation.class_key))],
+        },
+    }
+
+
+def task_of(
+    frame: Frame, observations: Sequence[Observation], taxonomy: Taxonomy, image_url: str
+) -> dict[str, Any]:
+    results = [box_result(o, frame, taxonomy) for o in observations if o.class_key in taxonomy]
+    return {
+        "data": {IMAGE: image_url, "frame_id": frame.id, "captured_at": frame.captured_at.isoformat()},
+        "predictions": [
+            {
+                "model_version": frame.model_version,
+                "score": max((r["score"] for r in results), default=0.0),
+                "result": results,
+            }
+        ],
+    }
+
+
+def observations_of(session: Session, frame_ids: Sequence[int]) -> dict[int, list[Observation]]:
+    found: dict[int, list[Observation]] = {i: [] for i in frame_ids}
+    rows = session.scalars(
+        select(Observation).where(Observation.frame_id.in_(frame_ids)).order_by(Observation.id)
+    )
+    for observation in rows:
+        found[observation.frame_id].append(observation)
+    return found
