@@ -37,6 +37,13 @@ def test_benchmark_reports_required_keys(
     assert result["nadir_median_m"] < result["gnss_nadir_median_m"]
     share = result["geo_samples_full_pose"]  # None where ../shared/geo-samples is absent
     assert share is None or 0 <= share <= 1
+    # Standing objects' areas by off-nadir angle, with the height prior and (for comparison) without.
+    p95 = result["area_error_p95_pct_by_offnadir"]
+    before = result["area_error_p95_pct_by_offnadir_without_prior"]
+    median = result["area_error_median_pct_by_offnadir"]
+    assert set(p95) == set(before) == set(median) == {"0", "10", "20", "30"}
+    assert all(0 <= v < 100 for v in p95.values()) and p95["0"] < before["0"]
+    assert 0 <= result["area_uncertainty_coverage"] <= 1
 
 
 def test_geo_samples_full_pose_counts_photos_not_orthomosaics(tmp_path: Path) -> None:
