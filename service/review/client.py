@@ -7,6 +7,8 @@ answers with a new Personal Access Token (a JWT refresh token the SDK exchanges 
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -43,6 +45,12 @@ def personal_access_token(base_url: str, email: str, password: str) -> str:
             )
         csrf = http.cookies.get("csrftoken") or csrf  # Django rotates it at login
         answer = http.post("/api/token/", headers={"X-CSRFToken": csrf, "Referer": f"{base}/"})
+        if answer.status_code == 409:  # one token per user, shown once: we cannot read it back
+            raise LabelStudioAuthError(
+                f"{email} already has a Personal Access Token that this machine did not keep; set "
+                "PATROL_LABEL_STUDIO_TOKEN to it, or revoke it in Label Studio (Account & Settings) "
+                "and run again"
+            )
         if answer.status_code not in (200, 201) or "token" not in answer.json():
             raise LabelStudioAuthError(
                 f"POST /api/token/ answered HTTP {answer.status_code}: {answer.text[:200]}"
@@ -50,20 +58,34 @@ def personal_access_token(base_url: str, email: str, password: str) -> str:
         return str(answer.json()["token"])
 
 
-def token_of(settings: ReviewSettings) -> str:
-    """The configured Personal Access Token, or a new one from the admin's password."""
+def token_file(data_dir: Path) -> Path:
+    """Where the token made at first start is kept (Label Studio shows a token only once)."""
+    return data_dir / "label-studio" / "patrol-access-token"
+
+
+def token_of(settings: ReviewSettings, cache: Path | None = None) -> str:
+    """The configured Personal Access Token, else the one kept in `cache`, else a new one from the
+    admin's password (kept in `cache`, readable by this user only)."""
     if settings.label_studio_token is not None:
         return settings.label_studio_token.get_secret_value()
+    if cache is not None and cache.is_file():
+        return cache.read_text(encoding="utf-8").strip()
     if settings.label_studio_password is None:
         raise LabelStudioAuthError(
             "set PATROL_LABEL_STUDIO_TOKEN (a Personal Access Token) or PATROL_LABEL_STUDIO_PASSWORD"
         )
     password = settings.label_studio_password.get_secret_value()
-    return personal_access_token(settings.label_studio_url, settings.label_studio_email, password)
+    token = personal_access_token(settings.label_studio_url, settings.label_studio_email, password)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(cache, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as fh:
+            fh.write(token)
+    return token
 
 
-def connect(settings: ReviewSettings, token: str | None = None) -> LabelStudio:
+def connect(settings: ReviewSettings, token: str | None = None, *, cache: Path | None = None) -> LabelStudio:
     from label_studio_sdk import LabelStudio
 
-    key = token or token_of(settings)
+    key = token or token_of(settings, cache)
     return LabelStudio(base_url=settings.label_studio_url, api_key=key, timeout=TIMEOUT_S)

@@ -1,0 +1,121 @@
+"""Pushing candidates to Label Studio, and pulling back what reviewers did while we were away.
+
+`push_pending` sends the frames of candidate issues that are no task yet, in batches (one import
+request each), and records each task as it is made, so a second run sends only what is new.
+`reconcile` reads every annotation of the project and applies those not applied yet (the same
+code and the same once-only key as the webhook), for deliveries lost while the service was down.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.review.decisions import AnnotationIn, UnknownTask, apply_annotation
+from service.review.models import ReviewTask
+from service.review.tasks import UrlPolicy, observations_of, pending_frames, task_of
+from vision.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    from label_studio_sdk import LabelStudio
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class PushReport:
+    tasks: int
+    batches: int
+    seconds: float
+
+    @property
+    def tasks_per_s(self) -> float:
+        return self.tasks / self.seconds if self.seconds > 0 else 0.0
+
+
+def push_pending(
+    ls: LabelStudio,
+    session_factory: sessionmaker[Session],
+    *,
+    project_id: int,
+    taxonomy: Taxonomy,
+    urls: UrlPolicy,
+    batch: int,
+    now: Callable[[], datetime],
+    limit: int | None = None,
+    progress: Progress | None = None,
+) -> PushReport:
+    started = time.perf_counter()
+    pushed = batches = 0
+    while limit is None or pushed < limit:
+        size = batch if limit is None else min(batch, limit - pushed)
+        with session_factory() as session:
+            frames = pending_frames(session, project_id, size)
+            if not frames:
+                break
+            boxes = observations_of(session, [f.id for f in frames])
+            now_s = time.time()
+            tasks = [task_of(f, boxes[f.id], taxonomy, urls.frame_url(f.id, now_s)) for f in frames]
+            # Plain dicts: the SDK's request models would only be dumped back to the same JSON.
+            answer = ls.projects.import_tasks(id=project_id, request=cast(Any, tasks), return_task_ids=True)
+            task_ids = list(getattr(answer, "task_ids", None) or [])  # an extra field of the response
+            if len(task_ids) != len(frames):
+                raise RuntimeError(f"Label Studio made {len(task_ids)} tasks of {len(frames)} sent")
+            at = now()
+            # Label Studio creates a request's tasks in the order sent (one bulk insert).
+            session.add_all(
+                ReviewTask(frame_id=f.id, project_id=project_id, task_id=t, pushed_at=at)
+                for f, t in zip(frames, task_ids, strict=True)
+            )
+            session.commit()
+        pushed += len(frames)
+        batches += 1
+        if progress is not None:
+            progress(pushed)
+    return PushReport(pushed, batches, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    annotations: int
+    applied: int
+    skipped: list[str]
+
+
+def project_annotations(ls: LabelStudio, project_id: int) -> Iterable[dict[str, Any]]:
+    pager: Iterable[Any] = ls.tasks.list(project=project_id, fields="all")
+    for task in pager:
+        for annotation in task.annotations or []:
+            yield {**annotation, "task": task.id} if isinstance(annotation, dict) else annotation
+
+
+def reconcile(
+    ls: LabelStudio,
+    session_factory: sessionmaker[Session],
+    *,
+    project_id: int,
+    taxonomy: Taxonomy,
+    now: Callable[[], datetime],
+) -> ReconcileReport:
+    seen = applied = 0
+    skipped: list[str] = []
+    for raw in project_annotations(ls, project_id):
+        seen += 1
+        annotation = AnnotationIn.model_validate(raw)
+        with session_factory() as session:
+            try:
+                result = apply_annotation(
+                    session, annotation, taxonomy=taxonomy, now=now(), action="RECONCILE"
+                )
+            except (UnknownTask, KeyError) as exc:
+                session.rollback()
+                skipped.append(f"annotation {annotation.id}: {exc}")
+                continue
+            session.commit()
+        applied += not result.replayed
+    return ReconcileReport(seen, applied, skipped)
