@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from service.review.export_cli import export_command
+
 if TYPE_CHECKING:
     from label_studio_sdk import LabelStudio
 
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 review_app = typer.Typer(
     help="Review in Label Studio: its server, the project, tasks, decisions.", no_args_is_help=True
 )
+review_app.command("export", help="Reviewed frames as a dataset for `patrol datasets build`.")(export_command)
 
 FIRST_START_TIMEOUT_S = 900.0  # migrations on a fresh data dir: about a minute idle, minutes when busy
 
