@@ -178,7 +178,8 @@ def collect(model: InstalledModel, data: EvalData, taxonomy: Taxonomy, *, floor:
     else:
         pipeline = Pipeline(detector, floor_card, taxonomy)
     with pipeline:
-        for done, result in enumerate(pipeline.detect_many(data.images, workers=workers, tiled=False), start=1):
+        results = pipeline.detect_many(data.images, workers=workers, tiled=False)
+        for done, result in enumerate(results, start=1):
             if progress is not None:
                 progress(done, len(data.images))
             if result.error is not None or result.detections is None or result.resolution_wh is None:

@@ -25,7 +25,8 @@ SPEC = {
     "fractions": {"train": 0.5, "val": 0.25, "test": 0.25},
     "sources": [{"name": "shapes", "path": "shapes", "licence": "CC0 1.0",
                  "classes": {0: "red_box", 1: "green_ellipse", 2: "blue_box"},
-                 "class_map": {"red_box": "garbage_pile", "green_ellipse": "garbage_bin", "blue_box": "smoke"}}],
+                 "class_map": {"red_box": "garbage_pile", "green_ellipse": "garbage_bin",
+                               "blue_box": "smoke"}}],
 }
 
 
