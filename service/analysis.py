@@ -55,6 +55,7 @@ class ObservationDraft:
     location_reason: str | None = None
     footprint: BaseGeometry | None = None
     area_m2: float | None = None
+    area_uncertainty_m2: float | None = None  # ~95 % half-width of area_m2 (vision.geo.types.Footprint)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.score <= 1.0:
@@ -160,6 +161,7 @@ def observation_drafts(
                     GroundPoint(tag.point.lon, tag.point.lat, tag.point.uncertainty_m),
                     footprint=footprint.polygon if footprint else None,
                     area_m2=footprint.area_m2 if footprint else None,
+                    area_uncertainty_m2=footprint.area_uncertainty_m2 if footprint else None,
                 )
             )
         else:

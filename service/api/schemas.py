@@ -62,6 +62,9 @@ class ObservationPublic(_Out):
     location_reason: str | None
     footprint: dict[str, Any] | None
     area_m2: float | None
+    area_uncertainty_m2: float | None = Field(
+        default=None, description="About 95 % half-width of area_m2 (pose, box and height-prior errors)."
+    )
     observed_at: datetime
     model_version: str
     content_hash: str
@@ -111,6 +114,9 @@ class IssueProperties(_Out):
     max_score: float
     location_uncertainty_m: float | None
     area_m2: float | None
+    area_uncertainty_m2: float | None = Field(
+        default=None, description="About 95 % half-width of area_m2 (pose, box and height-prior errors)."
+    )
     footprint: dict[str, Any] | None
     first_seen_at: datetime
     last_seen_at: datetime

@@ -148,6 +148,7 @@ class Issue(Base):
     location_uncertainty_m: Mapped[float | None] = mapped_column(Float)
     footprint: Mapped[str | None] = mapped_column(Text, doc="GeoJSON polygon of the opening observation.")
     area_m2: Mapped[float | None] = mapped_column(Float)
+    area_uncertainty_m2: Mapped[float | None] = mapped_column(Float, doc="~95 % half-width of area_m2.")
     region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id", ondelete="SET NULL"), index=True)
     max_score: Mapped[float] = mapped_column(Float)
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -177,6 +178,7 @@ class Observation(Base):
     location_reason: Mapped[str | None] = mapped_column(String(300), doc="Why there is no location.")
     footprint: Mapped[str | None] = mapped_column(Text)
     area_m2: Mapped[float | None] = mapped_column(Float)
+    area_uncertainty_m2: Mapped[float | None] = mapped_column(Float, doc="~95 % half-width of area_m2.")
     crop_path: Mapped[str] = mapped_column(String(200))
     observed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

@@ -223,6 +223,7 @@ def _place_observation(
         location_reason=draft.location_reason,
         footprint=to_geojson_text(draft.footprint) if draft.footprint is not None else None,
         area_m2=draft.area_m2,
+        area_uncertainty_m2=draft.area_uncertainty_m2,
         crop_path=store.save_crop(analysis.pixels, draft.box_xyxy),
         observed_at=observed_at,
     )
@@ -286,6 +287,7 @@ def _open_issue(session: Session, draft: ObservationDraft, observed_at: datetime
         location_uncertainty_m=point.uncertainty_m if point else None,
         footprint=to_geojson_text(draft.footprint) if draft.footprint is not None and point else None,
         area_m2=draft.area_m2 if point else None,
+        area_uncertainty_m2=draft.area_uncertainty_m2 if point else None,
         region_id=region.id if region else None,
         max_score=draft.score,
         first_seen_at=observed_at,

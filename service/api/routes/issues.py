@@ -202,7 +202,8 @@ def put_location(
     before = "no location" if issue.lon is None else f"{issue.lon:.6f},{issue.lat:.6f}"
     issue.lon, issue.lat, issue.needs_location = body.lon, body.lat, False
     issue.location_uncertainty_m = None
-    issue.footprint, issue.area_m2 = None, None  # the detected footprint no longer describes the new place
+    # the detected footprint no longer describes the new place
+    issue.footprint, issue.area_m2, issue.area_uncertainty_m2 = None, None, None
     region = smallest_region_containing(session, body.lon, body.lat)
     issue.region_id = region.id if region else None
     reason = f"placed by hand at {body.lon:.6f},{body.lat:.6f} (was {before})" + (

@@ -23,7 +23,7 @@ def _samples(client) -> dict[tuple[str, tuple], float]:  # type: ignore[no-untyp
 
 
 def test_health_names_the_schema_revision(client):
-    assert client.get("/health").json() == {"status": "ok", "database": "ok", "schema_revision": "0006"}
+    assert client.get("/health").json() == {"status": "ok", "database": "ok", "schema_revision": "0007"}
 
 
 def test_health_is_503_when_the_database_is_gone(tmp_path):

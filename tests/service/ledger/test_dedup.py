@@ -59,6 +59,17 @@ def test_dedup_table(client, keys, clock, first, second, east_m, days, expected)
         assert two["issues"][0]["outcome"] == "opened"
 
 
+def test_drone_areas_carry_their_uncertainty(client, keys):
+    """The area's ~95 % half-width is stored and shown with it, on the observation and the issue."""
+    drone = upload_ok(
+        client, keys, drone_photo(BASE_LON, BASE_LAT, [("garbage", drone_box_at(8, 3), 0.9)]), who="ingest"
+    )
+    obs = drone["observations"][0]
+    assert 0 < obs["area_uncertainty_m2"] < obs["area_m2"]
+    props = issue(client, keys, drone["issues"][0]["id"])["properties"]
+    assert (props["area_m2"], props["area_uncertainty_m2"]) == (obs["area_m2"], obs["area_uncertainty_m2"])
+
+
 def test_dedup_is_across_source_kinds(client, keys):
     """A citizen's phone photo and a drone photo of the same pile make one issue."""
     phone = upload_ok(client, keys, png(painted([GARBAGE])), lon=BASE_LON, lat=BASE_LAT)
