@@ -84,6 +84,8 @@ def _properties(
         props["area_m2"] = None if result.area_m2 is None else round(result.area_m2, 3)
         if result.footprint is not None:
             props["footprint_method"] = result.footprint.method
+            u = result.footprint.area_uncertainty_m2
+            props["area_uncertainty_m2"] = None if u is None else round(u, 3)
         if result.footprint_reason:
             props["footprint_reason"] = result.footprint_reason
     else:

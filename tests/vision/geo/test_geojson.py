@@ -55,6 +55,8 @@ def test_feature_collection_is_rfc7946() -> None:
     assert props["class"] == "garbage_pile" and props["score"] == pytest.approx(0.9)
     assert props["source"] == "drone" and props["time"] == "2024-05-06T03:04:05+00:00"
     assert props["area_m2"] == pytest.approx(tags[0].area_m2, abs=1e-3) and props["uncertainty_m"] > 0
+    assert props["area_uncertainty_m2"] == pytest.approx(tags[0].area_uncertainty_m2, abs=1e-3)
+    assert props["area_uncertainty_m2"] > 0
     ring = props["footprint"]["coordinates"][0]
     assert ring[0] == ring[-1] and LinearRing(ring).is_ccw  # right-hand rule for exteriors
     assert shape(props["footprint"]).contains(shape(first["geometry"]))
