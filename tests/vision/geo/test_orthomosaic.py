@@ -97,7 +97,7 @@ def test_a_raster_finer_than_the_target_gsd_is_read_in_larger_windows_shrunk_to_
     path = write_geotiff(tmp_path / "ortho.tif", canvas(1200, 800, SQUARES), "EPSG:32650", transform)
     results = {}
     for ground_sized in (False, True):
-        with painted_squares_pipeline(64, 0.25, 8, ground_sized=ground_sized) as pipeline:
+        with painted_squares_pipeline(64, 0.25, 8, ground_sized=ground_sized, object_px=16) as pipeline:
             results[ground_sized] = detect_orthomosaic(path, pipeline)
         shapes = pipeline.detector.image_shapes  # type: ignore[attr-defined]
         assert {shape[:2] for shape in shapes} == {(64, 64)}  # model-sized inputs either way
