@@ -145,19 +145,23 @@ def _prepare_out(out: Path) -> None:
 
 def _studio_labels(session: Session) -> dict[int, list[LabelledBox]]:
     """Per frame annotated in Label Studio, its latest annotation's labels (empty: cannot tell)."""
-    rows = list(session.scalars(select(ReviewLabel).order_by(ReviewLabel.delivery_id, ReviewLabel.id)))
+    rows = session.execute(
+        select(ReviewLabel, Observation.class_key)
+        .outerjoin(Observation, Observation.id == ReviewLabel.observation_id)
+        .order_by(ReviewLabel.delivery_id, ReviewLabel.id)
+    ).all()
     latest: dict[int, int] = {}
-    for row in rows:
+    for row, _ in rows:
         latest[row.frame_id] = row.delivery_id
     found: dict[int, list[LabelledBox]] = {frame_id: [] for frame_id in latest}
-    for row in rows:
+    for row, detected_as in rows:
         if row.delivery_id != latest[row.frame_id] or row.decision == "cannot_tell":
             continue
         has_box = row.decision in BOX_DECISIONS and row.class_key is not None and row.x1 is not None
         xyxy = (row.x1, row.y1, row.x2, row.y2) if has_box else (0.0, 0.0, 0.0, 0.0)
         found[row.frame_id].append(
             LabelledBox(
-                row.class_key or "",
+                row.class_key or detected_as or "",  # a removed box: the class the model gave it
                 xyxy,  # type: ignore[arg-type]  # has_box: all four set together by the decision code
                 row.issue_id,
                 row.observation_id,

@@ -7,19 +7,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from patrol_cli.main import app as patrol
+from service.db.models import Frame, Observation
+from service.db.session import make_engine, make_session_factory, session_scope
+from service.review.decisions import AnnotationIn, apply_annotation
+from service.review.labelling import BOXES, IMAGE, VERDICT, label_value
+from service.review.models import ReviewTask
+from service.review.tasks import box_result
 from tests.service.helpers import move, upload_ok
 from tests.service.images import BASE_LAT, BASE_LON, GARBAGE, SMOKE, offset, painted, png
 from tests.training.synthetic import make_synthetic_dataset
 from training.datasets.build import build_dataset
 from training.datasets.spec import DatasetSpec
 from training.datasets.split import assign_split
+from vision.taxonomy import Taxonomy
 
 runner = CliRunner()
 LOCAL_SPEC = Path(__file__).resolve().parents[2] / "datasets" / "patrol-local.yaml"
@@ -53,7 +61,13 @@ def reviewed_ledger(client, keys, clock):  # type: ignore[no-untyped-def]
     assert later["issues"][0]["outcome"] == "joined"
     suppressed = upload_ok(client, keys, png(painted([GARBAGE], shade=6)), **_at(405))
     assert suppressed["issues"][0]["outcome"] == "suppressed"
-    return {"confirmed": confirmed, "rejected": rejected, "decided_at": decided_at}
+    return {
+        "confirmed": confirmed,
+        "rejected": rejected,
+        "mixed": mixed,
+        "later": later,
+        "decided_at": decided_at,
+    }
 
 
 def _export(settings, out: Path, monkeypatch) -> str:  # type: ignore[no-untyped-def]
@@ -145,3 +159,74 @@ def test_export_refuses_a_folder_that_is_no_export(reviewed_ledger, settings, mo
     first = sorted(p.name for p in (tmp_path / "again" / "images").iterdir())
     _export(settings, tmp_path / "again", monkeypatch)
     assert sorted(p.name for p in (tmp_path / "again" / "images").iterdir()) == first and len(first) == 2
+
+
+def _annotate(settings, frame_id: int, result, annotation_id: int, at: datetime) -> None:  # type: ignore[no-untyped-def]
+    """What the webhook does with one Label Studio annotation of the frame's task (the task row is the
+    one `patrol review push` writes once Label Studio has made the task)."""
+    taxonomy = Taxonomy.default()
+    engine = make_engine(settings.database_url)
+    with session_scope(make_session_factory(engine)) as session:
+        task_id = 1000 + frame_id
+        if session.scalars(select(ReviewTask).where(ReviewTask.task_id == task_id)).first() is None:
+            session.add(ReviewTask(frame_id=frame_id, project_id=1, task_id=task_id, pushed_at=at))
+            session.flush()
+        frame = session.get(Frame, frame_id)
+        items = [r(session, frame, taxonomy) if callable(r) else r for r in result]
+        annotation = AnnotationIn(
+            id=annotation_id, task=task_id, result=items, updated_at=at.isoformat(), completed_by=7
+        )
+        apply_annotation(session, annotation, taxonomy=taxonomy, now=at, action="ANNOTATION_CREATED")
+    engine.dispose()
+
+
+def _kept(observation_id: int):  # type: ignore[no-untyped-def]
+    """The model's box as the reviewer left it (the prediction's own result)."""
+    return lambda session, frame, taxonomy: box_result(
+        session.get(Observation, observation_id), frame, taxonomy
+    )
+
+
+def _verdict(choice: str) -> dict:  # type: ignore[type-arg]
+    return {"from_name": VERDICT, "to_name": IMAGE, "type": "choices", "value": {"choices": [choice]}}
+
+
+def test_label_studio_annotations_give_the_final_boxes(
+    reviewed_ledger, settings, monkeypatch, tmp_path, clock
+):
+    """A frame annotated in Label Studio takes its latest annotation's boxes (kept, moved, relabelled,
+    added), even with a detection the ledger rule would call unreviewed; "cannot tell" leaves it out."""
+    mixed = reviewed_ledger["mixed"]
+    garbage = next(o for o in mixed["observations"] if o["class_key"] == "garbage_pile")
+    first = clock()
+    _annotate(settings, mixed["frame_id"], [_verdict("not a violation")], 1, first)
+    later = first + timedelta(minutes=5)
+    added = {
+        "id": "reviewer-box-1",
+        "from_name": BOXES,
+        "to_name": IMAGE,
+        "type": "rectanglelabels",
+        "value": {
+            "x": 0.0,
+            "y": 0.0,
+            "width": 10.0,
+            "height": 10.0,
+            "rectanglelabels": [label_value(Taxonomy.default().get("roadside_clutter"))],
+        },
+    }
+    _annotate(settings, mixed["frame_id"], [_kept(garbage["id"]), added], 1, later)  # the annotation, updated
+    _annotate(settings, reviewed_ledger["later"]["frame_id"], [_verdict("cannot tell")], 2, later)
+
+    out = tmp_path / "export"
+    printed = _export(settings, out, monkeypatch)
+    assert "exported 3 images" in printed and "left out 1 frames: Label Studio: cannot tell" in printed
+    provenance = [json.loads(line) for line in (out / "provenance.jsonl").read_text("utf-8").splitlines()]
+    entry = next(p for p in provenance if p["frame_id"] == mixed["frame_id"])
+    assert entry["labels_from"] == "label_studio" and entry["reviewers"] == ["labelstudio:user:7"]
+    assert datetime.fromisoformat(entry["decided_at"]) == later
+    assert [b["decision"] for b in entry["boxes"]] == ["kept", "added"]
+    assert [(b["decision"], b["class_key"]) for b in entry["rejected"]] == [("removed", "straw_burning")]
+    lines = sorted((out / entry["label"]).read_text().splitlines())
+    # roadside_clutter is class 2 in the taxonomy; the reviewer's box is the frame's top-left tenth.
+    assert [line.split()[0] for line in lines] == ["0", "2"]
+    assert [float(v) for v in lines[1].split()[1:]] == pytest.approx([0.05, 0.05, 0.1, 0.1])
