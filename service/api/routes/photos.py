@@ -13,6 +13,7 @@ from service.analysis import PhotoAnalysis, content_hash
 from service.api.deps import AUTHENTICATED, StateDep, require_role
 from service.api.rows import same_named_columns
 from service.api.schemas import IssueRef, ObservationPublic, PhotoResult
+from service.api.upload_forms import NOTE_FIELD, form_note, single_file_form_doc, upload_responses
 from service.api.uploads import read_single_file_form
 from service.auth import Role
 from service.db.models import ApiKey
@@ -26,36 +27,14 @@ from vision.geo.types import check_lon_lat
 
 router = APIRouter(prefix="/v1/photos", tags=["photos"], dependencies=AUTHENTICATED)
 
-FORM_FIELDS = ("lon", "lat", "note")
-MAX_NOTE_CHARS = 2000
+FORM_FIELDS = ("lon", "lat", NOTE_FIELD)
 UPLOAD_LABEL = "upload"  # the name used in messages; the client's filename is never used
 
-_FORM_DOC = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "JPEG, PNG, TIFF, WEBP or BMP; at most PATROL_MAX_UPLOAD_BYTES.",
-                        },
-                        "lon": {
-                            "type": "number",
-                            "description": "WGS-84 longitude, when the user placed the photo by hand.",
-                        },
-                        "lat": {"type": "number", "description": "WGS-84 latitude, with lon."},
-                        "note": {"type": "string", "maxLength": MAX_NOTE_CHARS},
-                    },
-                }
-            }
-        },
-    }
-}
+_FORM_DOC = single_file_form_doc(
+    "JPEG, PNG, TIFF, WEBP or BMP; at most PATROL_MAX_UPLOAD_BYTES.",
+    lon={"type": "number", "description": "WGS-84 longitude, when the user placed the photo by hand."},
+    lat={"type": "number", "description": "WGS-84 latitude, with lon."},
+)
 
 
 @router.post(
@@ -64,11 +43,10 @@ _FORM_DOC = {
     response_model=PhotoResult,
     name="upload_photo",
     openapi_extra=_FORM_DOC,
-    responses={
-        200: {"description": "This image was analysed before; the earlier result."},
-        413: {"description": "The body exceeds the upload limit; nothing was read."},
-        422: {"description": "Not a usable image (reason and detail say why); nothing stored."},
-    },
+    responses=upload_responses(
+        earlier="This image was analysed before; the earlier result.",
+        unusable="Not a usable image (reason and detail say why); nothing stored.",
+    ),
 )
 async def upload_photo(
     request: Request, response: Response, state: StateDep, key: Annotated[ApiKey, require_role(Role.citizen)]
@@ -77,11 +55,7 @@ async def upload_photo(
         request, limit=state.settings.max_upload_bytes, allowed_fields=FORM_FIELDS
     )
     lon, lat = _manual_position(form.fields)
-    note = form.fields.get("note", "")
-    if len(note) > MAX_NOTE_CHARS:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, f"note: at most {MAX_NOTE_CHARS} characters"
-        )
+    note = form_note(form.fields)
     try:
         result = await run_in_threadpool(_answer, state, key, form.file_bytes, lon, lat, note)
     except ImageLoadError as exc:  # answered by service.api.errors, like every deliberate error

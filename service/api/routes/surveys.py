@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from service.api.deps import AUTHENTICATED, SessionDep, StateDep, require_role
 from service.api.routes.jobs import JobPublic, job_public
+from service.api.upload_forms import FILE_FIELD, NOTE_FIELD, form_note, single_file_form_doc, upload_responses
 from service.api.uploads import single_file_form
 from service.auth import Role
 from service.db.models import ApiKey
@@ -26,33 +27,13 @@ from service.jobs.submit import JobServices
 
 router = APIRouter(prefix="/v1/surveys", tags=["surveys"], dependencies=AUTHENTICATED)
 
-FILE_FIELD = "file"
-FORM_FIELDS = ("note",)
-MAX_NOTE_CHARS = 2000
+FORM_FIELDS = (NOTE_FIELD,)
 COPY_CHUNK = 1 << 20
 
-_FORM_DOC = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": [FILE_FIELD],
-                    "properties": {
-                        FILE_FIELD: {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "A zip of drone photos (DJI XMP pose in each) or a georeferenced "
-                            "GeoTIFF orthomosaic; at most PATROL_MAX_SURVEY_BYTES.",
-                        },
-                        "note": {"type": "string", "maxLength": MAX_NOTE_CHARS},
-                    },
-                }
-            }
-        },
-    }
-}
+_FORM_DOC = single_file_form_doc(
+    "A zip of drone photos (DJI XMP pose in each) or a georeferenced GeoTIFF orthomosaic; "
+    "at most PATROL_MAX_SURVEY_BYTES."
+)
 
 
 def jobs_of(request: Request) -> JobServices:
@@ -66,9 +47,10 @@ def jobs_of(request: Request) -> JobServices:
     name="submit_survey",
     openapi_extra=_FORM_DOC,
     responses={
-        200: {"description": "This survey was analysed with this model before; its job."},
-        413: {"description": "The body exceeds PATROL_MAX_SURVEY_BYTES; nothing was kept."},
-        422: {"description": "Not a usable survey (refused zip, TIFF without a CRS, corrupt file)."},
+        **upload_responses(
+            earlier="This survey was analysed with this model before; its job.",
+            unusable="Not a usable survey (refused zip, TIFF without a CRS, corrupt file).",
+        ),
         503: {"description": "No detection model is installed, or the job broker is unreachable."},
     },
 )
@@ -82,11 +64,7 @@ async def submit_survey(
     jobs = jobs_of(request)
     upload, fields = await receive_upload(request, jobs.store, limit=state.settings.max_survey_bytes)
     try:
-        note = fields.get("note", "")
-        if len(note) > MAX_NOTE_CHARS:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT, f"note: at most {MAX_NOTE_CHARS} characters"
-            )
+        note = form_note(fields)
         try:
             survey = await run_in_threadpool(inspect_survey, upload.path, state.settings)
         except SurveyInputError:  # answered by service.api.errors, like every deliberate error
