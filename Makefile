@@ -13,7 +13,7 @@ UV_INSTALL = $(UV) pip install --python $(BIN)/python -c requirements/constraint
 	--overrides requirements/overrides.txt
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-camera test install-serve install-dev lock lint bench clean
+.PHONY: demo demo-camera test install-serve install-dev lock lint bench clean label-studio
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,18 @@ install-serve: $(UV)
 # Everything the test suite needs: training extra (torch, ultralytics) and dev tools.
 install-dev: $(UV)
 	$(UV_INSTALL) -e '.[train,dev]'
+
+# Label Studio for reviewers (`patrol review server`) and the `server` tests, in a virtualenv of its
+# own outside the clone: its pins clash with ours, and uv installs it in minutes where pip's
+# resolver takes half an hour. PATROL_LABEL_STUDIO_VENV moves it (service/review/settings.py).
+LABEL_STUDIO_VERSION := 1.23.2
+LABEL_STUDIO_VENV ?= $(or $(PATROL_LABEL_STUDIO_VENV),$(HOME)/.cache/patrol-vision/label-studio-$(LABEL_STUDIO_VERSION))
+
+label-studio: $(UV)
+	@test -x $(LABEL_STUDIO_VENV)/bin/label-studio || { \
+		$(UV) venv --python $(PYTHON) $(LABEL_STUDIO_VENV) \
+		&& $(UV) pip install --python $(LABEL_STUDIO_VENV)/bin/python label-studio==$(LABEL_STUDIO_VERSION); }
+	@echo "label-studio $(LABEL_STUDIO_VERSION) in $(LABEL_STUDIO_VENV)"
 
 demo: install-serve
 	$(BIN)/patrol demo

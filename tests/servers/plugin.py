@@ -20,7 +20,7 @@ from types import FrameType
 
 import pytest
 
-from tests.servers import chromium, postgres_server, redis_server, rtsp_server
+from tests.servers import chromium, label_studio_server, postgres_server, redis_server, rtsp_server
 from tests.servers.core import Component, Provided, Registry, provide
 
 REGISTRY = pytest.StashKey[Registry]()
@@ -102,6 +102,13 @@ def rtsp_stream(real_servers: Registry) -> Iterator[Provided]:
 def redis_url(real_servers: Registry) -> Iterator[str]:
     """redis://host:port of a Redis for the tests; each test picks its own database number."""
     yield from _fixture_for(redis_server.COMPONENT, real_servers)
+
+
+@pytest.fixture(scope="session")
+def label_studio_url(real_servers: Registry) -> Iterator[str]:
+    """http://pat:<token>@host:port of a Label Studio (tests/servers/label_studio_server.py): one
+    for the session, since a fresh one spends minutes on its migrations."""
+    yield from _fixture_for(label_studio_server.COMPONENT, real_servers)
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from service.api.app import create_app
 from service.auth import Role, create_key
 from service.db.session import make_engine, make_session_factory, session_scope
 from service.photo_analyzer import PipelineAnalyzer
+from service.review.settings import ReviewSettings
 from service.settings import Settings
 from tests.servers.core import free_port
 from tests.service.conftest import Keys, painted_card
@@ -59,12 +60,12 @@ def make_keys(settings: Settings) -> Keys:
 
 
 @contextmanager
-def live_server(tmp: Path, **settings: Any) -> Iterator[LiveServer]:
+def live_server(tmp: Path, review: ReviewSettings | None = None, **settings: Any) -> Iterator[LiveServer]:
     config = Settings(database_url=f"sqlite:///{tmp / 'ledger.db'}", data_dir=tmp / "data", **settings)
     pipeline = Pipeline(
         PaintedBoxDetector(input_size=640), painted_card(), batcher=BatcherConfig(max_batch=2, max_wait_ms=1)
     )
-    app = create_app(config, analyzer=PipelineAnalyzer(config, pipeline=pipeline))
+    app = create_app(config, analyzer=PipelineAnalyzer(config, pipeline=pipeline), review=review)
     port = free_port(LOOPBACK)
     server = uvicorn.Server(
         uvicorn.Config(app, host=LOOPBACK, port=port, log_level="warning", access_log=False)

@@ -1,0 +1,92 @@
+"""Label Studio for the `server` tests: the configured one, or a throwaway (never one found at a
+default address: a developer's own Label Studio holds real reviews).
+
+The throwaway is `patrol review server`'s recipe (service/review/server.py): the label-studio
+virtualenv outside the clone (`make label-studio`, PATROL_LABEL_STUDIO_VENV), on a free loopback
+port, SQLite and media in its temp folder, an admin made on first start. A fresh data folder
+runs Django's migrations first: about a minute on an idle machine, several on a busy one, hence
+the long timeout and the session scope (one server for all the tests that need it).
+
+The URL the tests get carries the admin's Personal Access Token as its password,
+`http://pat:<token>@127.0.0.1:<port>` (`split_url` takes it apart); a configured server is named
+the same way in PATROL_TEST_LABEL_STUDIO_URL.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from service.review.client import personal_access_token
+from service.review.server import LabelStudioMissing, is_healthy, launch_plan
+from service.review.settings import ReviewSettings
+from tests.servers.core import (
+    Component,
+    Provided,
+    Registry,
+    StartFailed,
+    Throwaway,
+    Unavailable,
+    start_with_free_port,
+)
+
+URL_ENV = "PATROL_TEST_LABEL_STUDIO_URL"
+INSTALL = "make label-studio   (label-studio 1.23.2 in its own virtualenv, PATROL_LABEL_STUDIO_VENV)"
+START_TIMEOUT_S = 900.0
+ADMIN_EMAIL = "reviewer@patrol.test"
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """(base URL, Personal Access Token) of a URL as this component hands it out."""
+    parts = urlsplit(url)
+    if not parts.password:
+        raise ValueError(f"expected http://pat:<token>@host:port, got one without a token ({parts.hostname})")
+    return f"{parts.scheme}://{parts.hostname}:{parts.port}", parts.password
+
+
+def probe(url: str, timeout_s: float) -> None:
+    from label_studio_sdk import LabelStudio
+
+    base, token = split_url(url)
+    if not is_healthy(base, timeout_s):
+        raise ConnectionError(f"{base}/health does not answer UP")
+    LabelStudio(base_url=base, api_key=token, timeout=timeout_s).users.whoami()
+
+
+def start(registry: Registry, timeout_s: float) -> Provided:
+    settings = ReviewSettings(label_studio_email=ADMIN_EMAIL)
+    password = secrets.token_urlsafe(16)
+    throwaway = Throwaway(registry, "label-studio")
+    try:
+        launch_plan(settings, data_dir=throwaway.folder / "data", port=0, password=password)
+    except LabelStudioMissing as exc:
+        throwaway.stop()
+        raise Unavailable(str(exc)) from None
+
+    def launch(port: int) -> Callable[[], bool]:
+        plan = launch_plan(settings, data_dir=throwaway.folder / "data", port=port, password=password)
+        throwaway.spawn(plan.argv, env=plan.env, stop_signal=signal.SIGTERM, death_signal=signal.SIGTERM)
+        return lambda: is_healthy(plan.url, 2.0)
+
+    port = start_with_free_port(throwaway, launch, timeout_s)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        token = personal_access_token(base, ADMIN_EMAIL, password)
+    except Exception as exc:
+        raise StartFailed(f"Label Studio is up but gave no Personal Access Token: {exc}") from exc
+    origin = f"label-studio from {settings.label_studio_venv}"
+    return Provided(COMPONENT, f"http://pat:{token}@127.0.0.1:{port}", throwaway, origin=origin)
+
+
+COMPONENT = Component(
+    name="Label Studio",
+    url_env=URL_ENV,
+    default_url=None,
+    probe=probe,
+    start=start,
+    install=INSTALL,
+    start_timeout_s=START_TIMEOUT_S,
+    extra_hint="deselect its tests with -m 'not server'",
+)
