@@ -12,11 +12,12 @@ import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tests.servers.core import Component, Provided, Registry, Unavailable
+from tests.servers.core import Provided, Registry, Unavailable, declared_in
 
 URL_ENV = "PATROL_TEST_CHROMIUM"
 DEFAULT_URL = "file:///usr/bin/chromium"
 INSTALL = "apt-get install -y chromium fonts-noto-cjk"
+START_TIMEOUT_S = 30.0  # nothing is started: Chromium is installed or the run stops
 
 
 def binary(url: str) -> Path:
@@ -47,14 +48,6 @@ def start(registry: Registry, timeout_s: float) -> Provided:
     raise Unavailable(f"no Chromium at {binary(DEFAULT_URL)}")
 
 
-COMPONENT = Component(
-    name="Chromium",
-    url_env=URL_ENV,
-    default_url=DEFAULT_URL,
-    probe=probe,
-    start=start,
-    install=INSTALL,
-    start_timeout_s=30.0,
-    extra_hint="deselect its tests with -m 'not browser'",
-    present=present,
+COMPONENT = declared_in(
+    __name__, "Chromium", extra_hint="deselect its tests with -m 'not browser'", present=present
 )

@@ -33,13 +33,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import pytest
@@ -410,6 +411,18 @@ class Component:
     extra_hint: str = field(default="deselect its tests with -m 'not server'")
     # whether something is at default_url to probe; None: a TCP connection is accepted there
     present: Callable[[str], bool] | None = None
+
+
+def declared_in(module_name: str, name: str, **options: Any) -> Component:
+    """The component a server module declares by the names every one of them defines: URL_ENV,
+    DEFAULT_URL (None: nothing to find), INSTALL, START_TIMEOUT_S, `probe` and `start`.
+
+    Called last in the module (`COMPONENT = declared_in(__name__, "Redis")`), once all are
+    defined; `options` are the optional fields (extra_hint, present).
+    """
+    module = sys.modules[module_name]
+    return Component(name, module.URL_ENV, module.DEFAULT_URL, module.probe, module.start,  # field order
+                     module.INSTALL, module.START_TIMEOUT_S, **options)
 
 
 def _exit(component: Component, reason: str, *, install: bool) -> NoReturn:

@@ -28,12 +28,12 @@ import subprocess
 from pathlib import Path
 
 from tests.servers.core import (
-    Component,
     Provided,
     Registry,
     RunAs,
     Throwaway,
     Unavailable,
+    declared_in,
     serve_on_free_port,
 )
 
@@ -150,12 +150,4 @@ def admin_url(port: int) -> str:
     return f"postgresql://postgres@127.0.0.1:{port}/postgres"
 
 
-COMPONENT = Component(
-    name="PostgreSQL",
-    url_env=URL_ENV,
-    default_url=DEFAULT_URL,
-    probe=probe,
-    start=start,
-    install=INSTALL,
-    start_timeout_s=START_TIMEOUT_S,
-)
+COMPONENT = declared_in(__name__, "PostgreSQL")

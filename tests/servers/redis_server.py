@@ -17,7 +17,7 @@ import shutil
 import signal
 from pathlib import Path
 
-from tests.servers.core import Component, Provided, Registry, Throwaway, Unavailable, serve_on_free_port
+from tests.servers.core import Provided, Registry, Throwaway, Unavailable, declared_in, serve_on_free_port
 
 URL_ENV = "PATROL_TEST_REDIS_URL"
 DEFAULT_URL = "redis://127.0.0.1:6379"
@@ -70,12 +70,4 @@ def url(port: int) -> str:
     return f"redis://127.0.0.1:{port}"
 
 
-COMPONENT = Component(
-    name="Redis",
-    url_env=URL_ENV,
-    default_url=DEFAULT_URL,
-    probe=probe,
-    start=start,
-    install=INSTALL,
-    start_timeout_s=START_TIMEOUT_S,
-)
+COMPONENT = declared_in(__name__, "Redis")

@@ -23,17 +23,18 @@ import subprocess
 from pathlib import Path
 
 from tests.servers.core import (
-    Component,
     Provided,
     Registry,
     StartFailed,
     Throwaway,
     Unavailable,
     answers,
+    declared_in,
     start_with_free_port,
 )
 
 URL_ENV = "PATROL_TEST_RTSP_URL"
+DEFAULT_URL = None  # nothing to find: RTSP servers are not part of a developer's machine
 PYTHON_ENV = "PATROL_TEST_RTSP_PYTHON"
 INSTALL = ("apt-get install -y gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base "
            "gstreamer1.0-plugins-good gstreamer1.0-plugins-bad python3-gi")
@@ -146,12 +147,4 @@ def start(registry: Registry, timeout_s: float) -> Provided:
     return Provided(COMPONENT, throwaway.rtsp_url, throwaway, origin=f"gst-rtsp-server via {python}")
 
 
-COMPONENT = Component(
-    name="RTSP server",
-    url_env=URL_ENV,
-    default_url=None,  # nothing to find: RTSP servers are not part of a developer's machine
-    probe=probe,
-    start=start,
-    install=INSTALL,
-    start_timeout_s=START_TIMEOUT_S,
-)
+COMPONENT = declared_in(__name__, "RTSP server")
