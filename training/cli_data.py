@@ -167,15 +167,21 @@ def evaluate_command(
 
 def promote_command(
     candidate: Annotated[str, typer.Argument(help="Installed model name or model folder to promote.")],
+    local_data: Annotated[Path | None, typer.Option(
+        "--local-data", help="A dataset of this township's reviewed images (`patrol review export`, "
+                             "then `patrol datasets build`): the candidate must also be better on its "
+                             "test split.")] = None,
     models_dir: ModelsDirOption = None,
 ) -> None:
-    """Make CANDIDATE the default model if it is not worse on the fixed test split."""
+    """Make CANDIDATE the default model if it is not worse on the fixed public test split (and, with
+    --local-data, better on the local one)."""
+    from training.datasets.errors import DatasetError
     from training.promote import format_decision, promote
     from vision.errors import ModelError
 
     try:
-        decision = promote(candidate, models_dir=models_dir)
-    except ModelError as exc:
+        decision = promote(candidate, models_dir=models_dir, local_data=local_data)
+    except (ModelError, DatasetError) as exc:
         raise _fail(str(exc)) from exc
     typer.echo(format_decision(decision))
     if not decision.accepted:

@@ -8,13 +8,19 @@ installed yet, any measured candidate is accepted.
 Promotion copies the candidate into `models/default/`. The previous default is kept as
 `models/<its name>/` (or `<its name>-<version>/` if that name is taken by other weights),
 so going back is another promotion. Every decision is appended to `models/promotions.jsonl`.
+
+With a local test split (`--local-data`: a dataset built from the township's reviewed images,
+`patrol review export` then `patrol datasets build`), both models are also measured on its test
+split at promotion time, through the serving pipeline, and the candidate must be better there:
+a higher mean AP50 than the default's. The log holds both comparisons.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +52,19 @@ class ClassRow:
 
 
 @dataclass(frozen=True)
+class LocalCheck:
+    """Both models on the local test split: the candidate must be better there."""
+
+    dataset: str
+    dataset_hash: str
+    rows: list[ClassRow]
+    current_map50: float | None
+    candidate_map50: float | None
+    better: bool
+    reason: str
+
+
+@dataclass(frozen=True)
 class Decision:
     accepted: bool
     reasons: list[str]
@@ -54,6 +73,11 @@ class Decision:
     candidate_map50: float | None = None
     candidate: str = ""
     current: str | None = None
+    local: LocalCheck | None = None
+
+
+# One model's `patrol evaluate --json` object on the local data's test split.
+Measure = Callable[[InstalledModel, Path], dict[str, Any]]
 
 
 def _test_metrics(model: InstalledModel, role: str) -> dict[str, Any]:
@@ -102,6 +126,40 @@ def compare(current: dict[str, Any] | None, candidate: dict[str, Any], *, candid
     return Decision(accepted, reasons, rows, current_map, candidate_map, candidate_name, current_name)
 
 
+def compare_local(current: dict[str, Any] | None, candidate: dict[str, Any]) -> LocalCheck:
+    """The local rule on two evaluations of the same local test split: a higher mean AP50."""
+    keys = list(dict.fromkeys([*(current or {}).get("per_class", {}), *candidate["per_class"]]))
+    rows = [ClassRow(k, (current or {}).get("per_class", {}).get(k, {}).get("ap50"),
+                     candidate["per_class"].get(k, {}).get("ap50")) for k in keys]
+    where = f"local test split ({candidate.get('dataset')} {str(candidate.get('dataset_hash'))[:12]})"
+    cand = candidate.get("map50")
+    cur = None if current is None else current.get("map50")
+    if current is None:
+        better, reason = True, f"{where}: no default model to compare with"
+    elif cand is not None and (cur is None or cand > cur + 1e-9):
+        better, reason = True, f"{where}: mean AP50 rises ({_num(cur)} -> {_num(cand)})"
+    else:
+        better, reason = False, f"{where}: mean AP50 is not better ({_num(cur)} -> {_num(cand)})"
+    return LocalCheck(str(candidate.get("dataset")), str(candidate.get("dataset_hash")), rows, cur, cand,
+                      better, reason)
+
+
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def measure_on_test_split(model: InstalledModel, data: Path) -> dict[str, Any]:
+    """`patrol evaluate MODEL --data DATA --split test --json`, as a function."""
+    from training.evaluate import build_report, collect, open_eval_data
+    from vision.taxonomy import Taxonomy
+
+    taxonomy = Taxonomy.default()
+    collected = collect(model, open_eval_data(data, "test", model.card, taxonomy), taxonomy)
+    if not collected.images:
+        raise ModelError(f"no image of {data}'s test split could be read")
+    return build_report(collected, model, taxonomy).summary
+
+
 def format_decision(decision: Decision) -> str:
     """The comparison table and the verdict, for people."""
     def fmt(value: float | None, scale: float = 1.0, signed: bool = False) -> str:
@@ -117,6 +175,14 @@ def format_decision(decision: Decision) -> str:
                  else decision.candidate_map50 - decision.current_map50)
     lines.append(f"{'mean AP50':<18}{fmt(decision.current_map50):>14}{fmt(decision.candidate_map50):>16}"
                  f"{fmt(map_delta, 100, True):>14}")
+    if decision.local is not None:
+        lines.append(f"local test split: {decision.local.dataset} {decision.local.dataset_hash[:12]}")
+        for row in decision.local.rows:
+            lines.append(f"{row.key:<18}{fmt(row.current_ap50):>14}{fmt(row.candidate_ap50):>16}"
+                         f"{fmt(row.delta, 100, True):>14}")
+        better = "better" if decision.local.better else "NO"
+        lines.append(f"{'mean AP50':<18}{fmt(decision.local.current_map50):>14}"
+                     f"{fmt(decision.local.candidate_map50):>16}  {better}")
     verdict = "PROMOTED" if decision.accepted else "REFUSED"
     lines.append(f"{verdict}: {decision.candidate} "
                  f"{'replaces ' + decision.current if decision.current else 'becomes the default'}"
@@ -141,8 +207,12 @@ def _archive_folder(models_dir: Path, current: InstalledModel) -> Path | None:
                      f"-{current.card.version} variant both hold other weights; move one away")
 
 
-def promote(candidate_ref: str | Path, *, models_dir: Path | None = None) -> Decision:
-    """Compare the candidate with the current default and install it as the default if accepted."""
+def promote(candidate_ref: str | Path, *, models_dir: Path | None = None, local_data: Path | None = None,
+            measure: Measure = measure_on_test_split) -> Decision:
+    """Compare the candidate with the current default and install it as the default if accepted.
+
+    `local_data`: a local dataset whose test split the candidate must do better on (`measure`
+    runs a model over it; tests give one with a detector of known answers)."""
     root = models_dir or default_models_dir()
     candidate = resolve_model(candidate_ref, root)  # verifies the sha256
     if candidate.folder.resolve() == (root / DEFAULT_MODEL).resolve():
@@ -154,6 +224,11 @@ def promote(candidate_ref: str | Path, *, models_dir: Path | None = None) -> Dec
     decision = compare(_test_metrics(current, "default") if current else None, candidate_metrics,
                        candidate_name=candidate.card.name,
                        current_name=current.card.name if current else None)
+    if local_data is not None:
+        current_local = measure(current, local_data) if current else None
+        local = compare_local(current_local, measure(candidate, local_data))
+        decision = replace(decision, accepted=decision.accepted and local.better,
+                           reasons=[*decision.reasons, local.reason], local=local)
     if decision.accepted:
         _install_as_default(root, candidate, current)
     _log(root, decision, candidate, current)
@@ -184,7 +259,11 @@ def _log(root: Path, decision: Decision, candidate: InstalledModel, current: Ins
         "previous_default": None if current is None else {
             "name": current.card.name, "version": current.card.version, "sha256": current.card.sha256},
         "reasons": decision.reasons,
-        "rows": [asdict(row) for row in decision.rows],
+        "rows": [asdict(row) for row in decision.rows],  # the public test split, from the cards
+        "public": {"dataset": candidate.card.metrics.get("dataset"),
+                   "dataset_hash": candidate.card.metrics.get("dataset_hash"),
+                   "current_map50": decision.current_map50, "candidate_map50": decision.candidate_map50},
+        "local": None if decision.local is None else asdict(decision.local),
     }
     root.mkdir(parents=True, exist_ok=True)
     with (root / PROMOTIONS_LOG).open("a", encoding="utf-8") as fh:

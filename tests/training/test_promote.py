@@ -8,11 +8,15 @@ from typing import Any
 
 import pytest
 
+from tests.training.test_evaluate import TEST_IMAGES, _card, _data_yaml, _write_split
 from tests.training.test_registry import card_fields, fake_onnx, metrics_for
-from training.promote import compare, format_decision, promote
+from tests.vision.fakes import PaintedBoxDetector
+from training.evaluate import build_report, collect, open_eval_data
+from training.promote import Measure, compare, format_decision, promote
 from training.registry import install_model, record_metrics
 from vision.errors import ModelError
 from vision.model_registry import InstalledModel, resolve_model
+from vision.taxonomy import Taxonomy
 
 
 def _metrics(dataset_hash: str = "d" * 64, **ap50: float) -> dict[str, Any]:
@@ -100,3 +104,48 @@ def test_promotion_needs_test_metrics_on_the_same_weights(tmp_path: Path) -> Non
     with pytest.raises(ModelError, match="damaged or replaced"):
         promote("model-1", models_dir=models)
     assert not (models / "default").exists()
+
+
+# -- the local test split: measured at promotion, the candidate must be better there ----------------
+
+
+def _painted_measure(blind: set[str]) -> Measure:
+    """Measures each model as a painted-box detector (known answers): blind ones see nothing."""
+
+    def measure(model: InstalledModel, data: Path) -> dict[str, Any]:
+        painted = InstalledModel(model.card.name, model.folder, _card())
+        detector = PaintedBoxDetector(input_size=64, min_area_px=10**9 if model.card.name in blind else 4)
+        eval_data = open_eval_data(data, "test", painted.card, Taxonomy.default())
+        collected = collect(painted, eval_data, Taxonomy.default(), detector=detector)
+        return build_report(collected, painted, Taxonomy.default()).summary
+
+    return measure
+
+
+def test_the_candidate_must_be_better_on_the_local_test_split(tmp_path: Path) -> None:
+    models, local = tmp_path / "models", tmp_path / "local"
+    _write_split(local, "test", TEST_IMAGES)
+    data = _data_yaml(local, ["garbage_pile", "garbage_bin", "straw_burning"])
+    blind = {"model-1", "model-3"}
+
+    _install(tmp_path, "model-1", b"one", garbage_pile=0.5)
+    first = promote("model-1", models_dir=models, local_data=data, measure=_painted_measure(blind))
+    assert first.accepted and first.local is not None and "no default model" in first.local.reason
+
+    _install(tmp_path, "model-2", b"two", garbage_pile=0.5)  # the same on the public split, better locally
+    second = promote("model-2", models_dir=models, local_data=data, measure=_painted_measure(blind))
+    assert second.accepted and second.local is not None
+    assert (second.local.current_map50, second.local.candidate_map50) == (0.0, 1.0)
+    assert "local test split" in format_decision(second)
+
+    _install(tmp_path, "model-3", b"three", garbage_pile=0.6)  # better on the public split, blind locally
+    third = promote("model-3", models_dir=models, local_data=data, measure=_painted_measure(blind))
+    assert not third.accepted
+    assert any("mean AP50 is not better (1.000 -> 0.000)" in r for r in third.reasons), third.reasons
+    assert resolve_model("default", models).card.name == "model-2"
+
+    log = [json.loads(line) for line in (models / "promotions.jsonl").read_text().splitlines()]
+    assert [entry["accepted"] for entry in log] == [True, True, False]
+    assert log[2]["public"]["candidate_map50"] == 0.6 and log[2]["public"]["current_map50"] == 0.5
+    assert (log[2]["local"]["current_map50"], log[2]["local"]["candidate_map50"]) == (1.0, 0.0)
+    assert log[2]["local"]["dataset_hash"] == log[1]["local"]["dataset_hash"]
