@@ -305,6 +305,10 @@ def detect_command(
         "--tile", help="Tile large images: auto (by --source: drone photos when larger than the model "
                        "input, camera frames and others beyond 8x, citizen photos never), on, off."
     )] = TileChoice.auto,
+    native_resolution: Annotated[bool, typer.Option(
+        "--native-resolution", help="Tile drone photos at their native resolution instead of shrinking "
+                                    "them first to the ground sampling distance their classes need "
+                                    "(from the DJI pose).")] = False,
     source: Annotated[SourceChoice, typer.Option(
         "--source", help="What the images are: auto (DJI XMP in the file: drone, else unknown), citizen, "
                          "drone, camera, unknown.")] = SourceChoice.auto,
@@ -332,7 +336,7 @@ def detect_command(
 
     from vision.batcher import BatcherConfig
     from vision.errors import ModelError
-    from vision.pipeline import Pipeline
+    from vision.pipeline import Pipeline, TilingConfig
 
     console = Console(stderr=True)
     urls = [p for p in paths if is_stream_url(p)]  # a URL is no path: Path() would fold its "//"
@@ -353,7 +357,8 @@ def detect_command(
             raise typer.BadParameter(str(exc), param_hint="--camera/--preset") from exc
     batcher = BatcherConfig() if batch is None else BatcherConfig(max_batch=batch)
     try:
-        pipeline = Pipeline.from_model(model, models_dir=models_dir, batcher=batcher)
+        pipeline = Pipeline.from_model(model, models_dir=models_dir, batcher=batcher,
+                                       tiling=TilingConfig(ground_sized=not native_resolution))
     except ModelError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_NO_MODEL) from exc

@@ -135,6 +135,24 @@ def test_tiling_follows_the_source_kind(models_dir, image_dir, name, args, kind,
     assert (record["tiles"] > 1) == tiled
 
 
+def test_a_drone_photo_is_shrunk_to_its_target_gsd_unless_native_resolution_is_asked(models_dir, image_dir):
+    pose = {"GpsLatitude": 39.9, "GpsLongitude": 116.4, "RelativeAltitude": "+4.0", "GimbalYawDegree": 0.0,
+            "GimbalPitchDegree": -90.0, "CalibratedFocalLength": 400.0}  # 1 cm per pixel
+    xmp = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           '<rdf:Description xmlns:drone-dji="http://www.dji.com/drone-dji/1.0/" '
+           + " ".join(f'drone-dji:{k}="{v}"' for k, v in pose.items()) + "/></rdf:RDF></x:xmpmeta>")
+    path = image_dir / "DJI_0002.JPG"
+    Image.new("RGB", (600, 450), (90, 120, 60)).save(path, "JPEG", xmp=xmp.encode())
+    tiles = {}
+    for args in ([], ["--native-resolution"]):
+        result = _detect([str(path), *args], models_dir)
+        assert result.exit_code == 0, result.output
+        (record,) = _records(result.stdout)
+        tiles[bool(args)] = record["tiles"]
+    # 128 px tiles: 6 x 5 at native; shrunk 0.32x to 3.125 cm/px (1 m garbage piles at 32 px), 2 x 2
+    assert tiles == {True: 30, False: 4}
+
+
 @pytest.mark.parametrize("args", [["--tile", "sometimes"], ["--batch", "0"], ["--workers", "0"],
                                   ["--source", "phone"]])
 def test_bad_options_are_usage_errors(models_dir, image_dir, args):
