@@ -31,7 +31,7 @@ from service.db.models import Issue, IssueEvent
 from service.errors import ServiceError
 from service.ledger.regions import all_regions, region_chain
 from service.ledger.states import State
-from service.reports import RegionKind, RegionMonth, bom_csv, month_bounds
+from service.reports import RegionKind, RegionMonth, bom_csv, month_bounds, transitions_between
 from vision.config_files import load_config_file
 
 RULES_FILE = Path(__file__).with_name("board_rules.yaml")
@@ -154,15 +154,9 @@ def _issues_moved(
     """(region, state) -> ids of issues moved to that state in [start, end)."""
     moved: dict[tuple[int, str], set[int]] = defaultdict(set)
     for issue_id, to_state, region_id in session.execute(
-        select(IssueEvent.issue_id, IssueEvent.to_state, Issue.region_id)
-        .join(Issue, Issue.id == IssueEvent.issue_id)
-        .where(
-            IssueEvent.kind == "transition",
-            IssueEvent.to_state.in_([s.value for s in _COUNTED]),
-            IssueEvent.at >= start,
-            IssueEvent.at < end,
-            Issue.region_id.is_not(None),
-        )
+        transitions_between(
+            [s.value for s in _COUNTED], start, end, IssueEvent.issue_id, IssueEvent.to_state, Issue.region_id
+        ).where(Issue.region_id.is_not(None))
     ):
         if region_id is None:
             continue  # excluded by the query; narrows the type

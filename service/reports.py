@@ -25,12 +25,12 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Literal, cast
+from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.db.models import Issue, IssueEvent
 from service.errors import InvalidInputError
@@ -101,6 +101,22 @@ def month_bounds(month: str, timezone: str) -> tuple[datetime, datetime]:
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
+def transitions_between(
+    states: Iterable[str], start: datetime, end: datetime, *columns: InstrumentedAttribute[Any]
+) -> Select[Any]:
+    """`columns` of each transition (IssueEvent) to one of `states` in [start, end), joined to its Issue."""
+    return (
+        select(*columns)
+        .join(Issue, Issue.id == IssueEvent.issue_id)
+        .where(
+            IssueEvent.kind == "transition",
+            IssueEvent.to_state.in_(list(states)),
+            IssueEvent.at >= start,
+            IssueEvent.at < end,
+        )
+    )
+
+
 def ranking(session: Session, month: str, timezone: str) -> list[RankingRow]:
     start, end = month_bounds(month, timezone)
     regions = all_regions(session)
@@ -119,15 +135,16 @@ def ranking(session: Session, month: str, timezone: str) -> list[RankingRow]:
 
     counted = (State.confirmed.value, State.closed.value, State.rebound.value)
     events = session.execute(
-        select(IssueEvent.issue_id, IssueEvent.to_state, IssueEvent.at, Issue.region_id, Issue.created_at)
-        .join(Issue, Issue.id == IssueEvent.issue_id)
-        .where(
-            IssueEvent.kind == "transition",
-            IssueEvent.to_state.in_(counted),
-            IssueEvent.at >= start,
-            IssueEvent.at < end,
-            Issue.region_id.is_not(None),
-        )
+        transitions_between(
+            counted,
+            start,
+            end,
+            IssueEvent.issue_id,
+            IssueEvent.to_state,
+            IssueEvent.at,
+            Issue.region_id,
+            Issue.created_at,
+        ).where(Issue.region_id.is_not(None))
     ).all()
     issues_by: dict[tuple[int, str], set[int]] = defaultdict(set)
     close_days: dict[int, list[float]] = defaultdict(list)

@@ -1,5 +1,6 @@
 """GET /v1/reports/ranking: the monthly ranking per village and grid, as JSON or CSV.
-GET /v1/reports/monthly: the monthly report with its 红黑榜, as JSON, CSV, HTML (the page) or PDF."""
+GET /v1/reports/monthly: the monthly report with its 红黑榜, as JSON, CSV, HTML (the page) or PDF.
+GET /v1/reports/totals: counts and m² found, confirmed, rectified and closed per region, class and month."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from service.monthly_report import to_csv as monthly_csv
 from service.report_page.pdf import html_to_pdf
 from service.report_page.render import report_html
 from service.reports import RANK_RULE, ranking, to_csv
+from service.totals import Totals, totals
+from service.totals import to_csv as totals_csv
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"], dependencies=AUTHENTICATED)
 
@@ -83,4 +86,38 @@ def get_monthly_report(
         body,
         media_type=media_type,
         headers={"Content-Disposition": f'{disposition}; filename="report-{month}.{format}"'},
+    )
+
+
+@router.get(
+    "/totals",
+    response_model=Totals,
+    name="totals",
+    responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with format=csv."}},
+)
+def get_totals(
+    state: StateDep,
+    session: SessionDep,
+    _: Annotated[object, require_role(*READERS)],
+    from_month: Annotated[
+        str, Query(alias="from", description="First month, YYYY-MM.", examples=["2026-01"])
+    ],
+    to_month: Annotated[
+        str | None,
+        Query(alias="to", description="Last month, YYYY-MM; default: `from`.", examples=["2026-12"]),
+    ] = None,
+    format: Annotated[Literal["json", "csv"], Query()] = "json",
+) -> Totals | Response:
+    """Per region (and the whole ledger), class and month: how many issues and how many m² were
+    found, confirmed, rectified and closed (service/totals.py says where the m² come from)."""
+    report = totals(session, from_month, to_month or from_month, state.settings.timezone)
+    if format == "json":
+        return report
+    names_zh = {c.key: c.name_zh for c in state.taxonomy}
+    return Response(
+        totals_csv(report, names_zh),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="totals-{report.from_month}-{report.to_month}.csv"'
+        },
     )

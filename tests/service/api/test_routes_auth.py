@@ -120,6 +120,7 @@ MATRIX = [
     Case("GET", "/v1/me", frozenset(CALLERS[1:]), 200, lambda i: {}),
     Case("GET", "/v1/reports/ranking", STAFF, 200, lambda i: {"params": {"month": "2026-11"}}),
     Case("GET", "/v1/reports/monthly", STAFF, 200, lambda i: {"params": {"month": "2026-11"}}),
+    Case("GET", "/v1/reports/totals", STAFF, 200, lambda i: {"params": {"from": "2026-11"}}),
     # orthomosaic tiles (routes/tiles.py); {job_id} is a drone-photo job: past the role gate, 404
     Case("GET", "/v1/tiles", STAFF, 200, lambda i: {}),
     Case("GET", "/v1/tiles/{job_id}/tilejson.json", STAFF, 404, lambda i: {}),
