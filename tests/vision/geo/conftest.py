@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
 from PIL.TiffImagePlugin import IFDRational
+
+from vision.geo.camera import FrameCamera
+from vision.geo.frame_projector import FrameProjector, PoseUncertainty
+from vision.geo.local_frame import LocalFrame
+from vision.geo.surface import FlatGround
 
 GPS_IFD = 0x8825
 EXIF_IFD = 0x8769
@@ -74,3 +79,12 @@ def write_raster(path: Path, bands: np.ndarray, crs: str, transform: Any, **prof
                        dtype=str(bands.dtype), crs=crs, transform=transform, **profile) as dst:
         dst.write(bands)
     return path
+
+
+def flat_ground_projector(
+    camera: FrameCamera, lon: float, lat: float, *, curvature: bool, source: Literal["drone", "camera"]
+) -> FrameProjector:
+    """`camera` at (lon, lat) over flat ground, with the default pose uncertainty."""
+    ground = FlatGround(earth_curvature=curvature)
+    return FrameProjector(camera=camera, frame=LocalFrame(lon, lat), surface=ground,
+                          uncertainty=PoseUncertainty(), source=source)

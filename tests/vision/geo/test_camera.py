@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from shapely.geometry import Polygon
 
+from tests.vision.geo.conftest import flat_ground_projector
 from vision.geo.camera import FrameCamera, Intrinsics, Orientation
 from vision.geo.frame_projector import FrameProjector, PoseUncertainty
 from vision.geo.local_frame import LocalFrame, area_m2
-from vision.geo.surface import FlatGround
 from vision.geo.types import GroundPosition, NoLocation
 
 LON0, LAT0 = 117.2272, 31.8206  # Hefei
@@ -35,13 +35,7 @@ def projector(
         orientation=Orientation(yaw_deg=yaw, pitch_deg=pitch, roll_deg=roll),
         position_enu=(0.0, 0.0, height),
     )
-    return FrameProjector(
-        camera=cam,
-        frame=LocalFrame(LON0, LAT0),
-        surface=FlatGround(earth_curvature=curvature),
-        uncertainty=PoseUncertainty(),
-        source="drone",
-    )
+    return flat_ground_projector(cam, LON0, LAT0, curvature=curvature, source="drone")
 
 
 def local_xy(pos: GroundPosition) -> tuple[float, float]:

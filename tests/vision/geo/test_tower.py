@@ -12,14 +12,13 @@ import pytest
 import yaml
 from affine import Affine
 
-from tests.vision.geo.conftest import write_jpeg, write_raster
+from tests.vision.geo.conftest import flat_ground_projector, write_jpeg, write_raster
 from vision.geo.camera import FrameCamera, Intrinsics, Orientation
 from vision.geo.dem import Dem, DemGround
 from vision.geo.frame_projector import FrameProjector, PoseUncertainty
 from vision.geo.georeference import georeference_image, locate_points
 from vision.geo.homography import HomographyError, HomographyProjector
 from vision.geo.local_frame import LocalFrame
-from vision.geo.surface import FlatGround
 from vision.geo.tower import TowerCameraConfig, TowerConfigError, build_tower_projector, expected_error
 from vision.geo.types import GroundPosition, NoLocation
 
@@ -116,13 +115,7 @@ def ray_projector(tilt: float = -8.0) -> FrameProjector:
         orientation=Orientation(yaw_deg=200.0, pitch_deg=tilt, roll_deg=1.0),
         position_enu=(0, 0, 35.0),
     )
-    return FrameProjector(
-        camera=cam,
-        frame=LocalFrame(LON, LAT),
-        surface=FlatGround(earth_curvature=False),
-        uncertainty=PoseUncertainty(),
-        source="camera",
-    )
+    return flat_ground_projector(cam, LON, LAT, curvature=False, source="camera")
 
 
 @pytest.mark.parametrize("n_gcps", [4, 9])
