@@ -3,13 +3,15 @@
 Geometry is stored as GeoJSON text (WGS-84) with bounding-box columns beside it: PostGIS
 is not assumed (the test server has none), so spatial queries prefilter on indexed bbox
 or lat/lon columns in SQL and finish the exact test with shapely in Python. Enumerations
-are strings guarded by CHECK constraints; their values live in `service.ledger.states`
-and `service.auth` and are repeated in the migrations, which must not import app code.
+are strings guarded by CHECK constraints; the issue states are defined here (`IssueState`,
+which `service.ledger.states` moves between), the roles in `service.auth`, and the
+migrations repeat the values, since they must not import app code.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     Boolean,
@@ -26,16 +28,21 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db.base import Base, UTCDateTime
 
-ISSUE_STATES = (
-    "candidate",
-    "confirmed",
-    "rejected",
-    "dispatched",
-    "rectified",
-    "verified",
-    "closed",
-    "rebound",
-)
+
+class IssueState(StrEnum):
+    """An issue's states, which its CHECK allows; the moves between them are service.ledger.states'."""
+
+    candidate = "candidate"
+    confirmed = "confirmed"
+    rejected = "rejected"
+    dispatched = "dispatched"
+    rectified = "rectified"
+    verified = "verified"
+    closed = "closed"
+    rebound = "rebound"
+
+
+ISSUE_STATES = tuple(state.value for state in IssueState)
 ROLES = ("citizen", "worker", "reviewer", "ingest", "admin")
 REGION_KINDS = ("village", "grid")
 SOURCE_KINDS = ("citizen", "drone", "camera")

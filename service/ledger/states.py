@@ -18,22 +18,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 from service.auth import Role
+from service.db.models import IssueState as State  # the states live with the CHECK that allows them
 from service.errors import IllegalTransitionError, RoleNotAllowedError
-
-
-class State(StrEnum):
-    candidate = "candidate"
-    confirmed = "confirmed"
-    rejected = "rejected"
-    dispatched = "dispatched"
-    rectified = "rectified"
-    verified = "verified"
-    closed = "closed"
-    rebound = "rebound"
-
 
 # New observations of the same class nearby join these (within the class's time window).
 OPEN_STATES: frozenset[State] = frozenset({State.candidate, State.confirmed, State.dispatched, State.rebound})
