@@ -29,10 +29,16 @@ Standing objects: `area_error_p95_pct_by_offnadir` (and the median) is the perce
 of sheds seen 0, 10, 20 and 30 degrees off nadir, from their rendered boxes and the class's
 height prior (benchmarks/geo_standing.py); target p95 <= 10 % up to 30 degrees.
 
+Cost: `footprint_ms` is the wall time of `geotag_detections` per detection (point, footprint and
+its area uncertainty) on synthetic drone frames of 20 sheds each, nadir and tilted, the same boxes
+as a flat class (garbage_pile) and as a standing one (illegal_structure, height prior); the
+median over frames of each frame's best of three runs. Measured, not a target test: the machine
+may be busy. `--timing` prints only it.
+
 Real files: `geo_samples_full_pose` is the share of ../shared/geo-samples' photos read with a
 full camera pose (benchmarks/geo_samples.py).
 
-Usage: .venv/bin/python benchmarks/geo.py [--json] [--cameras N] [--seed S]
+Usage: .venv/bin/python benchmarks/geo.py [--json] [--cameras N] [--seed S] [--timing]
 With --json the last line is one JSON object.
 """
 
@@ -54,14 +60,16 @@ from affine import Affine  # noqa: E402
 from pyproj import Geod, Transformer  # noqa: E402
 
 from benchmarks.geo_samples import geo_samples_full_pose  # noqa: E402
-from benchmarks.geo_standing import area_error_by_offnadir, print_area_table  # noqa: E402
+from benchmarks.geo_standing import area_error_by_offnadir, print_area_table, shed_box  # noqa: E402
 from vision.detections import Detections  # noqa: E402
 from vision.geo.camera import FrameCamera, Intrinsics, Orientation  # noqa: E402
 from vision.geo.frame_projector import FrameProjector, PoseUncertainty  # noqa: E402
+from vision.geo.geotagging import geotag_detections  # noqa: E402
 from vision.geo.local_frame import LocalFrame  # noqa: E402
 from vision.geo.orthomosaic import tile_detections_to_geotags  # noqa: E402
 from vision.geo.surface import FlatGround  # noqa: E402
 from vision.geo.types import Geotag, NoLocation  # noqa: E402
+from vision.taxonomy import Taxonomy  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -279,6 +287,39 @@ def ortho_areas(rng: np.random.Generator, squares: int, edge_px: float = 1.0) ->
     return np.array(errors)
 
 
+def footprint_ms(rng: np.random.Generator, frames: int = 6, per_frame: int = 20) -> dict[str, float]:
+    """Milliseconds per detection of `geotag_detections` for a flat and a standing class, the same
+    boxes (sheds 4-15 m a side, 3 m tall, rendered by a drone camera at 40-150 m, nadir or tilted
+    30 degrees) for both; median over `frames` frames of each frame's best of three runs."""
+    taxonomy = Taxonomy.default()  # loaded once, as the service and the CLI do
+    per_detection: dict[str, list[float]] = {"flat": [], "standing": []}
+    for i in range(frames):
+        intr = Intrinsics.from_hfov(*DRONE_CAMERAS[i % len(DRONE_CAMERAS)])
+        pitch = -90.0 if i % 2 == 0 else -60.0
+        cam = projector(intr, float(rng.uniform(0, 360)), pitch, 0.0, (0.0, 0.0, float(rng.uniform(40, 150))))
+        boxes: list[np.ndarray] = []
+        while len(boxes) < per_frame:
+            pixel = rng.uniform((0, 0), (intr.width, intr.height))[None]
+            centre = cam.ground_enu(pixel)[0, :2]
+            box = shed_box(cam, centre, rng.uniform(4.0, 15.0, 2), 3.0) if np.isfinite(centre).all() else None
+            if box is not None:
+                boxes.append(box)
+        for kind, key in (("flat", "garbage_pile"), ("standing", "illegal_structure")):
+            detections = Detections(
+                xyxy=np.array(boxes),
+                confidence=np.full(per_frame, 0.9),
+                class_id=np.zeros(per_frame, np.int64),
+                data={"class_key": np.array([key] * per_frame)},
+            )
+            runs = []
+            for _ in range(3):
+                started = time.perf_counter()
+                geotag_detections(detections, cam, taxonomy=taxonomy)
+                runs.append(time.perf_counter() - started)
+            per_detection[kind].append(min(runs) / per_frame * 1000.0)
+    return {kind: round(float(np.median(ms)), 2) for kind, ms in per_detection.items()}
+
+
 def stats(values: np.ndarray) -> tuple[float, float]:
     return float(np.median(values)), float(np.percentile(values, 95))
 
@@ -309,8 +350,12 @@ def main(argv: list[str] | None = None) -> int:
         default="rtk",
         help="drone noise profile for the headline keys (the other is reported with its prefix)",
     )
+    parser.add_argument("--timing", action="store_true", help="only footprint_ms (ms per detection)")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
+    if args.timing:
+        print(json.dumps({"footprint_ms": footprint_ms(rng)}))
+        return 0
     started = time.perf_counter()
 
     result: dict[str, object] = {"headline_profile": args.profile}
@@ -345,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
             rng, 2 * args.cameras, lambda *pose, n=noise: pose_pair(rng, *pose, n), DRONE_CAMERAS, noise
         )
         result.update({k if name == args.profile else f"{name}_{k}": v for k, v in areas.items()})
+    result["footprint_ms"] = footprint = footprint_ms(rng)  # what geotagging costs per detection
     result["cameras_per_scenario"] = args.cameras
     result["seconds"] = round(time.perf_counter() - started, 1)
 
@@ -355,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{key:<34} {value:>10}")
         for name in PROFILES:
             print_area_table(result, "" if name == args.profile else f"{name}_")
+        print("footprint_ms (ms per detection): " + ", ".join(f"{k} {v}" for k, v in footprint.items()))
     if args.json:
         print(json.dumps(result))
     return 0
