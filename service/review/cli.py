@@ -34,9 +34,15 @@ def _settings() -> tuple[Settings, ReviewSettings]:
     from service.settings import Settings, settings_error_text
 
     try:
-        return Settings(), ReviewSettings()
+        settings = Settings()
     except ValidationError as exc:
         typer.echo(f"invalid PATROL_* settings:\n{settings_error_text(exc)}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        return settings, ReviewSettings()
+    except ValidationError as exc:  # its fields are secrets or harmless: never show a value
+        lines = [f"PATROL_{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors(include_url=False)]
+        typer.echo("invalid PATROL_* settings:\n" + "\n".join(lines), err=True)
         raise typer.Exit(2) from None
 
 
@@ -63,6 +69,7 @@ def server(
     port: Annotated[int | None, typer.Option(help="TCP port [default: PATROL_LABEL_STUDIO_URL's]")] = None,
     timeout_s: Annotated[float, typer.Option(help="Longest wait for /health.")] = FIRST_START_TIMEOUT_S,
 ) -> None:
+    import signal
     import subprocess
     from urllib.parse import urlsplit
 
@@ -83,14 +90,24 @@ def server(
     typer.echo(f"starting Label Studio at {plan.url} (data {data_dir}, log {log_path})", err=True)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(plan.argv, env=merged_env(plan), stdout=log, stderr=subprocess.STDOUT)
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (a service manager, `timeout`) ends Label Studio too
+
+    signal.signal(signal.SIGTERM, stop)
+    shown = [-1]
+
+    def progress(elapsed_s: float) -> None:
+        if int(elapsed_s) // 10 > shown[0]:  # a line every 10 s
+            shown[0] = int(elapsed_s) // 10
+            note = "; a first start runs migrations" if elapsed_s >= 10 else ""
+            typer.echo(f"  waiting for {plan.url}/health ({elapsed_s:.0f} s{note})", err=True)
     try:
         waited = wait_healthy(
             plan.url,
             timeout_s=timeout_s,
             alive=lambda: process.poll() is None,
-            progress=lambda s: typer.echo(f"  waiting for {plan.url}/health ({s:.0f} s)", err=True)
-            if int(s) % 10 == 0
-            else None,
+            progress=progress,
         )
         typer.echo(f"Label Studio answers at {plan.url} after {waited:.0f} s", err=True)
         connected = review.model_copy(update={"label_studio_url": plan.url})
