@@ -176,26 +176,22 @@ def _studio_labels(session: Session) -> dict[int, list[LabelledBox]]:
 def _ledger_labels(session: Session, *, exclude: set[int]) -> dict[int, list[LabelledBox] | None]:
     """Per frame with a decided issue (not in `exclude`): its boxes, or None when one of its
     observations was not reviewed."""
-    decisions = {
-        e.issue_id: e
-        for e in session.scalars(
-            select(IssueEvent)
-            .where(
-                IssueEvent.kind == "transition",
-                IssueEvent.from_state == State.candidate.value,
-                IssueEvent.to_state.in_(DECIDED),
-            )
-            .order_by(IssueEvent.id)
-        )
-    }
+    is_decision = (
+        IssueEvent.kind == "transition",
+        IssueEvent.from_state == State.candidate.value,
+        IssueEvent.to_state.in_(DECIDED),
+    )
+    decisions = {e.issue_id: e for e in session.scalars(select(IssueEvent).where(*is_decision))}
+    # Subqueries, not lists of ids: a large ledger would pass SQLite's limit of bound parameters.
+    decided_issues = select(IssueEvent.issue_id).where(*is_decision)
+    decided_frames = select(Observation.frame_id).where(Observation.issue_id.in_(decided_issues))
     recorded = dict(
         session.execute(
-            select(IssueEvent.observation_id, IssueEvent.id).where(
-                IssueEvent.kind.in_(("opened", "joined")), IssueEvent.observation_id.is_not(None)
-            )
+            select(IssueEvent.observation_id, IssueEvent.id)
+            .join(Observation, Observation.id == IssueEvent.observation_id)
+            .where(IssueEvent.kind.in_(("opened", "joined")), Observation.frame_id.in_(decided_frames))
         ).all()
     )
-    decided_frames = select(Observation.frame_id).where(Observation.issue_id.in_(list(decisions)))
     rows = session.execute(
         select(Observation, Issue.class_key)
         .join(Issue, Issue.id == Observation.issue_id)
