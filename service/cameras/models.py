@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Boolean, CheckConstraint, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.db.base import Base, UTCDateTime
+from service.db.base import Base, UTCDateTime, one_of
 
 
 class CameraState(StrEnum):
@@ -35,10 +35,6 @@ class DeliveryState(StrEnum):
     dead = "dead"  # max_attempts failed: the dead letter, until `patrol alerts resend`
 
 
-def _in(column: str, values: type[StrEnum]) -> str:
-    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
-
-
 class CameraRow(Base):
     """A camera configured through the API (the `service.cameras.config.CameraConfig` as JSON)."""
 
@@ -55,7 +51,7 @@ class CameraStateChange(Base):
 
     __tablename__ = "camera_states"
     __table_args__ = (
-        CheckConstraint(_in("state", CameraState), name="state"),
+        one_of("state", CameraState),
         Index("ix_camera_states_camera_id_at", "camera_id", "at"),
     )
 
@@ -71,7 +67,7 @@ class Alert(Base):
 
     __tablename__ = "alerts"
     __table_args__ = (
-        CheckConstraint("delivery IN ('immediate', 'digest')", name="delivery"),
+        one_of("delivery", ("immediate", "digest")),
         Index("ix_alerts_delivery_digested", "delivery", "digested_at"),
     )
 
@@ -101,8 +97,8 @@ class Delivery(Base):
 
     __tablename__ = "alert_deliveries"
     __table_args__ = (
-        CheckConstraint(_in("kind", DeliveryKind), name="kind"),
-        CheckConstraint(_in("state", DeliveryState), name="state"),
+        one_of("kind", DeliveryKind),
+        one_of("state", DeliveryState),
         Index("ix_alert_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
     )
 

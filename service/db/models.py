@@ -15,7 +15,6 @@ from enum import StrEnum
 
 from sqlalchemy import (
     Boolean,
-    CheckConstraint,
     Float,
     ForeignKey,
     Index,
@@ -26,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.db.base import Base, UTCDateTime
+from service.db.base import Base, UTCDateTime, one_of
 
 
 class IssueState(StrEnum):
@@ -49,16 +48,12 @@ SOURCE_KINDS = ("citizen", "drone", "camera")
 EVENT_KINDS = ("opened", "joined", "transition", "located", "clear_pass", "reviewed")
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
-
-
 class Region(Base):
     """A village or a grid (网格) polygon; `parent_id` is the smallest region containing it."""
 
     __tablename__ = "regions"
     __table_args__ = (
-        CheckConstraint(_in("kind", REGION_KINDS), name="kind"),
+        one_of("kind", REGION_KINDS),
         Index("ix_regions_bbox", "min_lon", "max_lon", "min_lat", "max_lat"),
     )
 
@@ -79,7 +74,7 @@ class ApiKey(Base):
     """An API key: only its sha256 is stored; `lookup` (the hash's first 16 hex digits) finds the row."""
 
     __tablename__ = "api_keys"
-    __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),)
+    __table_args__ = (one_of("role", ROLES),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
@@ -95,7 +90,7 @@ class Source(Base):
 
     __tablename__ = "sources"
     __table_args__ = (
-        CheckConstraint(_in("kind", SOURCE_KINDS), name="kind"),
+        one_of("kind", SOURCE_KINDS),
         UniqueConstraint("kind", "name", "preset"),
     )
 
@@ -141,7 +136,7 @@ class Issue(Base):
 
     __tablename__ = "issues"
     __table_args__ = (
-        CheckConstraint(_in("state", ISSUE_STATES), name="state"),
+        one_of("state", ISSUE_STATES),
         # The dedup search: same class, a lat band, then a lon band.
         Index("ix_issues_class_lat_lon", "class_key", "lat", "lon"),
     )
@@ -195,7 +190,7 @@ class IssueEvent(Base):
 
     __tablename__ = "issue_events"
     __table_args__ = (
-        CheckConstraint(_in("kind", EVENT_KINDS), name="kind"),
+        one_of("kind", EVENT_KINDS),
         Index("ix_issue_events_to_state_at", "to_state", "at"),
     )
 

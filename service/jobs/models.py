@@ -14,7 +14,6 @@ from enum import StrEnum
 from sqlalchemy import (
     BigInteger,
     Boolean,
-    CheckConstraint,
     ForeignKey,
     Index,
     Integer,
@@ -24,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.db.base import Base, UTCDateTime
+from service.db.base import Base, UTCDateTime, one_of
 
 
 class JobState(StrEnum):
@@ -49,15 +48,11 @@ class ItemOutcome(StrEnum):
     skipped = "skipped"  # not usable (not an image, corrupt, too large, no data); `reason` says why
 
 
-def _in(column: str, values: type[StrEnum]) -> str:
-    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
-
-
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
-        CheckConstraint(_in("state", JobState), name="state"),
-        CheckConstraint(_in("kind", JobKind), name="kind"),
+        one_of("state", JobState),
+        one_of("kind", JobKind),
         UniqueConstraint("content_hash", "model_version"),
         # The claim query: the oldest queued job, or a running one whose lease ran out.
         Index("ix_jobs_state_created_at", "state", "created_at"),
@@ -96,7 +91,7 @@ class JobItem(Base):
 
     __tablename__ = "job_items"
     __table_args__ = (
-        CheckConstraint(_in("outcome", ItemOutcome), name="outcome"),
+        one_of("outcome", ItemOutcome),
         UniqueConstraint("job_id", "seq"),
     )
 

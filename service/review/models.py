@@ -11,16 +11,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.db.base import Base, UTCDateTime
+from service.db.base import Base, UTCDateTime, one_of
 
 LABEL_DECISIONS = ("kept", "moved", "relabelled", "added", "removed", "not_a_violation", "cannot_tell")
-
-
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class ReviewTask(Base):
@@ -50,7 +46,7 @@ class ReviewDelivery(Base):
 
 class ReviewLabel(Base):
     __tablename__ = "review_labels"
-    __table_args__ = (CheckConstraint(_in("decision", LABEL_DECISIONS), name="decision"),)
+    __table_args__ = (one_of("decision", LABEL_DECISIONS),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     delivery_id: Mapped[int] = mapped_column(ForeignKey("review_deliveries.id"), index=True)
