@@ -133,14 +133,14 @@ def _queue_immediate(
 ) -> None:
     body = _json(alert_payload(alert, taxonomy, camera_name=camera.name, outcome=outcome))
     for hook in rule.webhooks:
-        _add_delivery(session, DeliveryKind.webhook, hook, body, due, alert_id=alert.id)
+        add_delivery(session, DeliveryKind.webhook, hook, body, due, alert_id=alert.id)
     if rule.loudspeaker:
         text = rule.message.format_map(
             _Fill(camera=camera.name, class_zh=taxonomy.get(alert.class_key).name_zh)
         )
         for speaker in camera.loudspeakers:
             speech = _json({"speaker": speaker, "text": text, "camera": camera.id, "alert_id": alert.id})
-            _add_delivery(session, DeliveryKind.loudspeaker, speaker, speech, due, alert_id=alert.id)
+            add_delivery(session, DeliveryKind.loudspeaker, speaker, speech, due, alert_id=alert.id)
 
 
 def queue_digests(
@@ -183,28 +183,29 @@ def queue_digests(
             }
         )
         for hook in rule.webhooks:
-            _add_delivery(session, DeliveryKind.webhook, hook, body, due, alert_id=None)
+            add_delivery(session, DeliveryKind.webhook, hook, body, due, alert_id=None)
             queued += 1
         for alert in alerts:
             alert.digested_at = now
     return queued
 
 
-def _add_delivery(
+def add_delivery(
     session: Session, kind: DeliveryKind, target: str, body: str, now: datetime, *, alert_id: int | None
-) -> None:
-    session.add(
-        Delivery(
-            alert_id=alert_id,
-            kind=kind,
-            target=target,
-            body=body,
-            state=DeliveryState.pending,
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
+) -> Delivery:
+    """A pending delivery of `body` to `target`, due `now` (the dispatcher sends it)."""
+    delivery = Delivery(
+        alert_id=alert_id,
+        kind=kind,
+        target=target,
+        body=body,
+        state=DeliveryState.pending,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
     )
+    session.add(delivery)
+    return delivery
 
 
 def _json(value: Any) -> str:

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.cameras.alerts import add_delivery
 from service.cameras.config import Loudspeaker, RetryPolicy, WatchConfig, Webhook
 from service.cameras.delivery import (
     DELIVERY_HEADER,
@@ -42,17 +43,7 @@ def sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
 
 def _queue(sessions: sessionmaker[Session], kind: DeliveryKind, target: str, body: str) -> int:
     with session_scope(sessions) as session:
-        row = Delivery(
-            alert_id=None,
-            kind=kind,
-            target=target,
-            body=body,
-            state=DeliveryState.pending,
-            attempts=0,
-            next_attempt_at=utc_now(),
-            created_at=utc_now(),
-        )
-        session.add(row)
+        row = add_delivery(session, kind, target, body, utc_now(), alert_id=None)
         session.flush()
         return row.id
 
