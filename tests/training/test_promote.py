@@ -149,3 +149,24 @@ def test_the_candidate_must_be_better_on_the_local_test_split(tmp_path: Path) ->
     assert log[2]["public"]["candidate_map50"] == 0.6 and log[2]["public"]["current_map50"] == 0.5
     assert (log[2]["local"]["current_map50"], log[2]["local"]["candidate_map50"]) == (1.0, 0.0)
     assert log[2]["local"]["dataset_hash"] == log[1]["local"]["dataset_hash"]
+
+
+@pytest.mark.slow
+def test_equal_on_the_local_split_is_not_better_through_the_real_model(tiny_model, tmp_path: Path) -> None:
+    """The same ONNX weights as default and candidate, measured by the serving pipeline on the local
+    test split: the same figures, so the candidate is refused (it must be better there)."""
+    from tests.vision.fakes import install_tiny_model
+    from vision.model_registry import sha256_file
+
+    models, local = tmp_path / "models", tmp_path / "local"
+    _write_split(local, "test", TEST_IMAGES)
+    data = _data_yaml(local, ["garbage_pile", "garbage_bin", "straw_burning"])
+    sha = sha256_file(tiny_model.onnx_path)
+    for name in ("default", "candidate"):
+        install_tiny_model(tiny_model.onnx_path, models, name,
+                           metrics={**metrics_for(sha, garbage_pile=0.5), "model": name})
+    decision = promote("candidate", models_dir=models, local_data=data)
+    assert not decision.accepted and decision.local is not None
+    assert decision.local.current_map50 == decision.local.candidate_map50
+    assert decision.local.dataset_hash and "is not better" in decision.reasons[-1]
+    assert resolve_model("default", models).card.name == "default"
