@@ -38,7 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,22 +73,24 @@ class Scene:
     piles_xyxy: np.ndarray
 
 
-def _boxes_px(label_dir: Path, image_path: Path, width: int, height: int,
-              class_id: int | None = None) -> np.ndarray:
-    boxes, _ = read_label_file(label_dir / f"{image_path.stem}.txt")
-    return np.array([b.xyxy_pixels(width, height) for b in boxes
-                     if class_id is None or b.class_id == class_id], np.float64).reshape(-1, 4)
+def _labelled_images(split: Path, class_id: int | None = None
+                     ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(file name, BGR image, (N, 4) xyxy pixel boxes of `class_id`, or of all) per image, in name order."""
+    for path in sorted((split / "images").glob("*.jpg")):
+        image = cv2.imread(str(path))
+        if image is None:
+            continue
+        height, width = image.shape[:2]
+        boxes, _ = read_label_file(split / "labels" / f"{path.stem}.txt")
+        yield path.name, image, np.array([b.xyxy_pixels(width, height) for b in boxes
+                                          if class_id is None or b.class_id == class_id],
+                                         np.float64).reshape(-1, 4)
 
 
 def pile_crops() -> list[np.ndarray]:
     """Every labelled garbage box of the valid split at least MIN_CROP_PX on each side, in file order."""
     crops = []
-    for path in sorted((GARBAGE / "images").glob("*.jpg")):
-        image = cv2.imread(str(path))
-        if image is None:
-            continue
-        height, width = image.shape[:2]
-        boxes = _boxes_px(GARBAGE / "labels", path, width, height, GARBAGE_CLASS)
+    for _, image, boxes in _labelled_images(GARBAGE, GARBAGE_CLASS):
         for x1, y1, x2, y2 in boxes.round().astype(int):
             if x2 - x1 >= MIN_CROP_PX and y2 - y1 >= MIN_CROP_PX:
                 crops.append(image[y1:y2, x1:x2].copy())
@@ -102,12 +104,9 @@ def scenes(gsd_m: float = VENDORS_GSD_M, seed: int = 0) -> list[Scene]:
         raise FileNotFoundError(f"no garbage boxes of at least {MIN_CROP_PX} px under {GARBAGE}")
     rng = np.random.default_rng(seed)
     out = []
-    for path in sorted((VENDORS / "images").glob("*.jpg")):
-        image = cv2.imread(str(path))
-        if image is None:
-            continue
+    for name, image, stalls in _labelled_images(VENDORS):
         height, width = image.shape[:2]
-        taken = list(_boxes_px(VENDORS / "labels", path, width, height))
+        taken = list(stalls)
         piles = []
         for _ in range(PILES_PER_CHIP):
             crop = crops[int(rng.integers(len(crops)))]
@@ -125,7 +124,7 @@ def scenes(gsd_m: float = VENDORS_GSD_M, seed: int = 0) -> list[Scene]:
             image[y:y + h, x:x + w] = cv2.resize(crop, (w, h), interpolation=interpolation)
             taken.append(box[0])
             piles.append(box[0])
-        out.append(Scene(path.name, image, np.array(piles, np.float64).reshape(-1, 4)))
+        out.append(Scene(name, image, np.array(piles, np.float64).reshape(-1, 4)))
     return out
 
 
