@@ -42,7 +42,7 @@ class Page {
     this.map.colours = this.colours;
     this.map.showRegions(regions);
     // The survey layers come in beside the ledger: a slow or failing /v1/tiles does not hold up the issues.
-    orthoLayers(this.map.map).then(
+    orthoLayers(this.map.map, this.map.shift).then(
       (layers) => this.map.addLayerSwitch(layers),
       (error) => { console.warn(`orthomosaic layers: ${error.message}`); this.map.addLayerSwitch({}); },
     );

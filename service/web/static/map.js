@@ -28,9 +28,8 @@ export class LedgerMap {
     this.onIssue = onIssue;
   }
 
-  // The layer switch: the basemap (when the settings name one) and each survey's orthomosaic.
-  // The orthomosaics are WGS-84 rasters: over a GCJ-02 basemap they sit where the survey was
-  // flown, while the markers are shifted onto the basemap's datum.
+  // The layer switch: the basemap (when the settings name one) and each survey's orthomosaic
+  // (shifted like the markers over a GCJ-02 basemap: ortho.js).
   addLayerSwitch(orthomosaics) {
     const overlays = { ...orthomosaics };
     if (this.basemap) overlays["底图 basemap"] = this.basemap;

@@ -12,6 +12,11 @@ function pathTemplate(tilejson) {
   return new URL(tilejson.tiles[0], location.origin).pathname.replaceAll("%7B", "{").replaceAll("%7D", "}");
 }
 
+// Over a GCJ-02 basemap the page draws the ledger shifted onto that datum (map.js); a survey's
+// WGS-84 tiles must move with it, or the dots sit a few hundred metres off the imagery they were
+// found in. The shift is not one translation: it drifts by up to about 0.5 m per 100 m
+// (measured over China with vision.geo.gcj02), so each tile is moved by the shift at its own
+// centre (`shift`: lon, lat -> [lon, lat]); neighbours then meet within a pixel or two.
 const OrthoLayer = L.GridLayer.extend({
   initialize(tilejson, options) {
     this.template = pathTemplate(tilejson);
@@ -20,6 +25,30 @@ const OrthoLayer = L.GridLayer.extend({
       tile.abort?.abort(); // a tile scrolled away before its response came: drop the request
       if (tile.src.startsWith("blob:")) URL.revokeObjectURL(tile.src);
     });
+  },
+
+  // The shift at `latLng` in pixels at `zoom`.
+  shiftPx(latLng, zoom) {
+    const [lon, lat] = this.options.shift(latLng.lng, latLng.lat);
+    return this._map.project([lat, lon], zoom).subtract(this._map.project(latLng, zoom));
+  },
+
+  shiftedBounds() {
+    const b = this.options.bounds;
+    const corner = (ll) => { const [lon, lat] = this.options.shift(ll.lng, ll.lat); return L.latLng(lat, lon); };
+    return L.latLngBounds(corner(b.getSouthWest()), corner(b.getNorthEast()));
+  },
+
+  _getTilePos(coords) {
+    const centre = this._tileCoordsToBounds(coords).getCenter();
+    return L.GridLayer.prototype._getTilePos.call(this, coords).add(this.shiftPx(centre, coords.z).round());
+  },
+
+  // The tiles to load are those under the view once moved: the view moved back by the shift.
+  _getTiledPixelBounds(center) {
+    const bounds = L.GridLayer.prototype._getTiledPixelBounds.call(this, center);
+    const offset = this.shiftPx(this.options.bounds.getCenter(), this._tileZoom);
+    return L.bounds(bounds.min.subtract(offset), bounds.max.subtract(offset));
   },
 
   createTile(coords, done) {
@@ -40,9 +69,10 @@ const OrthoLayer = L.GridLayer.extend({
   },
 });
 
-function layerFor(tilejson) {
+function layerFor(tilejson, shift) {
   const [west, south, east, north] = tilejson.bounds;
   return new OrthoLayer(tilejson, {
+    shift,
     tileSize: tilejson.tileSize,
     bounds: L.latLngBounds([south, west], [north, east]), // no request for tiles outside the survey
     minNativeZoom: tilejson.minzoom,
@@ -62,15 +92,15 @@ function label(survey) {
 
 // Each survey's layer, off until switched on; switching one on shows its extent.
 // A survey whose GeoTIFF cannot be read (404) is left out of the switch rather than failing the page.
-export async function orthoLayers(map) {
+export async function orthoLayers(map, shift) {
   const surveys = await api.json("/v1/tiles");
   const layers = await Promise.all(surveys.map(async (survey) => {
     try {
       const tilejson = await api.json(new URL(survey.tilejson, location.origin).pathname);
-      const layer = layerFor(tilejson);
+      const layer = layerFor(tilejson, shift);
       layer.on("add", () => {
         map.setMaxZoom(Math.max(map.getMaxZoom(), tilejson.maxzoom));
-        map.fitBounds(layer.options.bounds);
+        map.fitBounds(layer.shiftedBounds());
       });
       layer.jobId = survey.job_id;
       return [label(survey), layer];

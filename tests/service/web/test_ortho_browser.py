@@ -16,12 +16,15 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from PIL import Image
 from playwright.sync_api import Page, expect
 
-from tests.service.api.test_tiles import EAST_RGB, WEST_RGB, ortho_tiff
+from tests.service.api.test_tiles import EAST_RGB, HEIGHT, WEST_RGB, WIDTH, lonlat_of, ortho_tiff
+from tests.service.helpers import upload_ok
+from tests.service.images import GARBAGE, painted, png
 from tests.service.jobs.surveys import submit, wait_for_job
 from tests.service.web import test_page_browser as map_page
 from tests.service.web.live import LOOPBACK, LiveServer, live_server
@@ -72,15 +75,33 @@ def basemap() -> Iterator[Basemap]:
         server.server_close()
 
 
-@pytest.fixture(scope="module")
-def surveyed(tmp_path_factory: pytest.TempPathFactory, basemap: Basemap) -> Iterator[tuple[LiveServer, str]]:
-    tmp = tmp_path_factory.mktemp("ortho")
-    with live_server(tmp, basemap_url=basemap.template) as server, server.client() as client:
+def survey(server: LiveServer, tmp: Path) -> str:
+    """The job id of the synthetic orthomosaic, submitted and processed."""
+    with server.client() as client:
         response = submit(client, server.keys, ortho_tiff(tmp / "ortho.tif").read_bytes(), note=NOTE)  # type: ignore[arg-type]  # an httpx.Client serves as well
         assert response.status_code == 202, response.text
         job = wait_for_job(client, server.keys, response.json()["id"])  # type: ignore[arg-type]
-        assert job["state"] == "succeeded", job
-        yield server, job["id"]
+    assert job["state"] == "succeeded", job
+    return str(job["id"])
+
+
+@pytest.fixture(scope="module")
+def surveyed(tmp_path_factory: pytest.TempPathFactory, basemap: Basemap) -> Iterator[tuple[LiveServer, str]]:
+    tmp = tmp_path_factory.mktemp("ortho")
+    with live_server(tmp, basemap_url=basemap.template) as server:
+        yield server, survey(server, tmp)
+
+
+@pytest.fixture(scope="module")
+def shifted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, int]]:
+    """A GCJ-02 office (no basemap drawn) with the survey and an issue found in its blue half."""
+    tmp = tmp_path_factory.mktemp("gcj02")
+    with live_server(tmp, basemap_crs="gcj02") as server:
+        survey(server, tmp)
+        lon, lat = lonlat_of(WIDTH / 4, HEIGHT / 2)
+        with server.client() as client:
+            found = upload_ok(client, server.keys, png(painted([GARBAGE])), lon=lon, lat=lat)  # type: ignore[arg-type]
+        yield server, int(found["issues"][0]["id"])
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +210,26 @@ def test_without_a_basemap_the_page_asks_only_its_own_server(bare: LiveServer, s
     elsewhere = [u for u in session.requests if not u.startswith(("data:", "blob:", bare.url + "/"))]
     assert elsewhere == []
     session.shot("no-basemap")
+
+
+def test_over_a_gcj02_basemap_the_survey_moves_with_the_issues_found_in_it(
+    shifted: tuple[LiveServer, int], session: Session
+) -> None:
+    server, issue_id = shifted
+    page = session.page
+    sign_in(session, server, "reviewer")
+    page.locator(".leaflet-control-layers-overlays label", has_text=NOTE).locator("input").check()
+    expect(page.locator(".ortho-layer img.leaflet-tile-loaded").first).to_be_visible(timeout=30_000)
+    page.wait_for_load_state("networkidle")
+    marker = page.locator(f"path.issue-{issue_id}").bounding_box()
+    assert marker is not None
+    # the tiles are moved by the shift (hundreds of metres), so that beside the issue's dot, also
+    # shifted, the map shows the survey's blue half, where it was found
+    # (unshifted, the dot would sit on the page's bare background, far from the imagery)
+    x, y = marker["x"] + marker["width"] / 2, marker["y"] + marker["height"] / 2
+    shot = Image.open(io.BytesIO(page.screenshot(clip={"x": x - 30, "y": y - 30, "width": 60, "height": 60})))
+    rgb = shot.convert("RGB")
+    beside = [rgb.getpixel(p) for p in ((2, 30), (57, 30), (30, 2), (30, 57))]  # 28 px from its centre
+    assert beside == [WEST_RGB] * 4, beside
+    session.shot("gcj02-survey-under-its-issue")
+    check_stayed_home(session, server)
