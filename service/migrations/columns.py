@@ -25,10 +25,15 @@ def create_keyed_table(
     )
 
 
+def in_values(column: str, values: tuple[str, ...]) -> str:
+    """The condition `column IN ('a', 'b')`."""
+    listed = ", ".join(repr(value) for value in values)
+    return f"{column} IN ({listed})"
+
+
 def one_of(table: str, column: str, values: tuple[str, ...]) -> sa.CheckConstraint:
     """`column IN (...)`, named `ck_<table>_<column>` as the models' naming convention names it."""
-    listed = ", ".join(repr(value) for value in values)
-    return sa.CheckConstraint(f"{column} IN ({listed})", name=op.f(f"ck_{table}_{column}"))
+    return sa.CheckConstraint(in_values(column, values), name=op.f(f"ck_{table}_{column}"))
 
 
 def created_updated_at() -> list[sa.Column[Any]]:
@@ -68,3 +73,8 @@ def located(*, with_reason: bool) -> list[sa.Column[Any]]:
         sa.Column("footprint", sa.Text(), nullable=True),
         sa.Column("area_m2", sa.Float(), nullable=True),
     ]
+
+
+def box_xyxy(*, nullable: bool) -> list[sa.Column[Any]]:
+    """A box in image pixels: x1, y1, x2, y2."""
+    return [sa.Column(name, sa.Float(), nullable=nullable) for name in ("x1", "y1", "x2", "y2")]

@@ -1,9 +1,5 @@
 """The review bridge (service/review/models.py): tasks pushed to Label Studio, deliveries applied
 once, reviewers' labels; and the `reviewed` issue event (a reviewer kept, moved or relabelled a box).
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-11-30
 """
 
 from __future__ import annotations
@@ -11,44 +7,37 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from service.migrations.columns import box_xyxy, create_keyed_table, in_values, one_of
+
 revision = "0006"
 down_revision = "0005"
-branch_labels = None
-depends_on = None
 
 EVENT_KINDS_BEFORE = ("opened", "joined", "transition", "located", "clear_pass")
 EVENT_KINDS = (*EVENT_KINDS_BEFORE, "reviewed")
 LABEL_DECISIONS = ("kept", "moved", "relabelled", "added", "removed", "not_a_violation", "cannot_tell")
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
-
-
 def _event_kinds(kinds: tuple[str, ...]) -> None:
     with op.batch_alter_table("issue_events") as batch:
         batch.drop_constraint(op.f("ck_issue_events_kind"), type_="check")
-        batch.create_check_constraint(op.f("ck_issue_events_kind"), _in("kind", kinds))
+        batch.create_check_constraint(op.f("ck_issue_events_kind"), in_values("kind", kinds))
 
 
 def upgrade() -> None:
     _event_kinds(EVENT_KINDS)
-    op.create_table(
+    create_keyed_table(
         "review_tasks",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("frame_id", sa.Integer(), nullable=False),
         sa.Column("project_id", sa.Integer(), nullable=False),
         sa.Column("task_id", sa.Integer(), nullable=False),
         sa.Column("pushed_at", sa.DateTime(), nullable=False),
         sa.ForeignKeyConstraint(["frame_id"], ["frames.id"], name=op.f("fk_review_tasks_frame_id_frames")),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_review_tasks")),
         sa.UniqueConstraint("project_id", "frame_id", name=op.f("uq_review_tasks_project_id_frame_id")),
         sa.UniqueConstraint("task_id", name=op.f("uq_review_tasks_task_id")),
     )
     op.create_index(op.f("ix_review_tasks_frame_id"), "review_tasks", ["frame_id"])
-    op.create_table(
+    create_keyed_table(
         "review_deliveries",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("annotation_id", sa.Integer(), nullable=False),
         sa.Column("revision", sa.String(length=64), nullable=False),
         sa.Column("task_id", sa.Integer(), nullable=False),
@@ -56,28 +45,23 @@ def upgrade() -> None:
         sa.Column("reviewer", sa.String(length=200), nullable=False),
         sa.Column("outcome", sa.Text(), nullable=False),
         sa.Column("processed_at", sa.DateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_review_deliveries")),
         sa.UniqueConstraint(
             "annotation_id", "revision", name=op.f("uq_review_deliveries_annotation_id_revision")
         ),
     )
     op.create_index(op.f("ix_review_deliveries_task_id"), "review_deliveries", ["task_id"])
-    op.create_table(
+    create_keyed_table(
         "review_labels",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("delivery_id", sa.Integer(), nullable=False),
         sa.Column("frame_id", sa.Integer(), nullable=False),
         sa.Column("observation_id", sa.Integer(), nullable=True),
         sa.Column("issue_id", sa.Integer(), nullable=True),
         sa.Column("decision", sa.String(length=16), nullable=False),
         sa.Column("class_key", sa.String(length=64), nullable=True),
-        sa.Column("x1", sa.Float(), nullable=True),
-        sa.Column("y1", sa.Float(), nullable=True),
-        sa.Column("x2", sa.Float(), nullable=True),
-        sa.Column("y2", sa.Float(), nullable=True),
+        *box_xyxy(nullable=True),
         sa.Column("reviewer", sa.String(length=200), nullable=False),
         sa.Column("at", sa.DateTime(), nullable=False),
-        sa.CheckConstraint(_in("decision", LABEL_DECISIONS), name=op.f("ck_review_labels_decision")),
+        one_of("review_labels", "decision", LABEL_DECISIONS),
         sa.ForeignKeyConstraint(
             ["delivery_id"],
             ["review_deliveries.id"],
@@ -88,7 +72,6 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["observation_id"], ["observations.id"], name=op.f("fk_review_labels_observation_id_observations")
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_review_labels")),
     )
     op.create_index(op.f("ix_review_labels_delivery_id"), "review_labels", ["delivery_id"])
     op.create_index(op.f("ix_review_labels_frame_id"), "review_labels", ["frame_id"])
