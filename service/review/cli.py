@@ -212,7 +212,7 @@ def reconcile() -> None:
     try:
         report = pull(
             ls, make_session_factory(engine), project_id=project_id, taxonomy=Taxonomy.default(),
-            now=lambda: datetime.now(UTC),
+            now=lambda: datetime.now(UTC), data_dir=settings.data_dir,
         )
     finally:
         engine.dispose()

@@ -10,8 +10,10 @@ An annotation of a task (one frame) is compared with the model's boxes of that f
 - a model's box the reviewer removed → that issue `candidate → rejected`, unless another of its
   boxes was kept;
 - "not a violation" → every candidate issue of the frame rejected; "cannot tell" → recorded only;
-- a box the reviewer added → a corrected label `added` (training reads it; see NOT DONE in the
-  module's report: no new issue is opened for it yet).
+- a box the reviewer added → a corrected label `added` and a new issue of its class, opened and
+  confirmed by the reviewer, with the box's crop as evidence; it has no ground position (the frame's
+  camera model is not kept), so it waits for a reviewer to place it, as the ledger's other
+  located-nowhere issues do. Without an evidence store (none given) only the label is kept.
 
 Every box decision is a `review_labels` row and a `reviewed` event in the issue's history.
 Deliveries are keyed by (annotation id, revision = its updated_at): a replayed webhook or a
@@ -25,6 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import cv2
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -32,6 +36,7 @@ from sqlalchemy.orm import Session
 from service.auth import Role
 from service.db.models import Frame, Issue, Observation
 from service.db.session import lock_ledger
+from service.evidence import EvidenceStore
 from service.ledger.events import Actor, record_event, transition
 from service.ledger.states import State
 from service.review.labelling import BOXES, VERDICT, Verdict, class_of_label
@@ -133,9 +138,16 @@ def already_applied(session: Session, annotation_id: int, revision: str) -> bool
 
 
 def apply_annotation(
-    session: Session, annotation: AnnotationIn, *, taxonomy: Taxonomy, now: datetime, action: str
+    session: Session,
+    annotation: AnnotationIn,
+    *,
+    taxonomy: Taxonomy,
+    now: datetime,
+    action: str,
+    store: EvidenceStore | None = None,
 ) -> Applied:
-    """Apply one annotation revision to the ledger in `session` (the caller commits)."""
+    """Apply one annotation revision to the ledger in `session` (the caller commits, and then
+    commits or discards what `store` wrote: the crops of added boxes)."""
     lock_ledger(session, now)  # serialises deliveries: a replay racing its original finds its row
     if already_applied(session, annotation.id, annotation.updated_at):
         return Applied(replayed=True)
@@ -153,7 +165,7 @@ def apply_annotation(
     session.flush()
     applied = Applied()
     if not annotation.was_cancelled:  # a skipped task decides nothing
-        _Decider(session, frame, delivery, actor, taxonomy, now, applied).decide(annotation.result)
+        _Decider(session, frame, delivery, actor, taxonomy, now, applied, store).decide(annotation.result)
     delivery.outcome = applied.text()
     session.flush()
     return applied
@@ -168,6 +180,7 @@ class _Decider:
     taxonomy: Taxonomy
     now: datetime
     applied: Applied
+    store: EvidenceStore | None
 
     def decide(self, result: Sequence[dict[str, Any]]) -> None:
         observations = {
@@ -195,7 +208,10 @@ class _Decider:
             box = box_of(item, self.taxonomy)
             predicted = observations.get(_observation_id(item))
             if predicted is None:
-                self._label(None, "added", box)
+                added = self._open(box) if self.store is not None else None
+                self._label(added, "added", box)
+                if added is not None:
+                    self._move(added.issue_id, State.confirmed, "reviewer: box added", added)
                 continue
             observation = predicted
             seen.add(observation.id)
@@ -235,6 +251,38 @@ class _Decider:
                 reason=f"Label Studio annotation {self.delivery.annotation_id}: box {decision}",
                 observation_id=observation.id, frame_id=self.frame.id,
             )
+
+    def _open(self, box: Box) -> Observation:
+        """A new issue for a box the model missed, with its crop; placed later by a reviewer."""
+        assert self.store is not None
+        x1, y1, x2, y2 = box.pixels(self.frame)
+        image = cv2.imread(str(self.store.path_of(self.frame.image_path)), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"frame {self.frame.id}'s evidence image cannot be read")
+        pixels = np.ascontiguousarray(image, dtype=np.uint8)
+        sx, sy = pixels.shape[1] / self.frame.width, pixels.shape[0] / self.frame.height  # stored smaller?
+        issue = Issue(
+            class_key=box.class_key, state=State.candidate.value, needs_location=True, max_score=1.0,
+            first_seen_at=self.frame.captured_at, last_seen_at=self.frame.captured_at,
+            state_changed_at=self.now, created_at=self.now, updated_at=self.now,
+        )
+        self.session.add(issue)
+        self.session.flush()
+        observation = Observation(
+            frame_id=self.frame.id, issue_id=issue.id, class_key=box.class_key, score=1.0,
+            x1=x1, y1=y1, x2=x2, y2=y2, location_reason="added by a reviewer in Label Studio",
+            crop_path=self.store.save_crop(pixels, (x1 * sx, y1 * sy, x2 * sx, y2 * sy)),
+            observed_at=self.frame.captured_at,
+        )
+        self.session.add(observation)
+        self.session.flush()
+        record_event(
+            self.session, issue, kind="opened", actor=self.actor, at=self.now, to_state=State.candidate.value,
+            observation_id=observation.id, frame_id=self.frame.id,
+            reason=f"new {box.class_key} box drawn by the reviewer (Label Studio annotation "
+            f"{self.delivery.annotation_id}); a reviewer must place it",
+        )
+        return observation
 
     def _relabel(self, observation: Observation, class_key: str) -> None:
         issue = self.session.get(Issue, observation.issue_id)

@@ -12,10 +12,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.evidence import EvidenceStore
 from service.review.decisions import AnnotationIn, UnknownTask, apply_annotation
 from service.review.models import ReviewTask
 from service.review.tasks import UrlPolicy, observations_of, pending_frames, task_of
@@ -101,21 +103,28 @@ def reconcile(
     project_id: int,
     taxonomy: Taxonomy,
     now: Callable[[], datetime],
+    data_dir: Path | None = None,
 ) -> ReconcileReport:
+    """`data_dir`: where evidence lives, for the crops of boxes reviewers added (else labels only)."""
     seen = applied = 0
     skipped: list[str] = []
     for raw in project_annotations(ls, project_id):
         seen += 1
         annotation = AnnotationIn.model_validate(raw)
+        store = EvidenceStore(data_dir) if data_dir is not None else None
         with session_factory() as session:
             try:
                 result = apply_annotation(
-                    session, annotation, taxonomy=taxonomy, now=now(), action="RECONCILE"
+                    session, annotation, taxonomy=taxonomy, now=now(), action="RECONCILE", store=store
                 )
+                session.commit()
             except (UnknownTask, KeyError) as exc:
                 session.rollback()
+                if store is not None:
+                    store.discard_written()
                 skipped.append(f"annotation {annotation.id}: {exc}")
                 continue
-            session.commit()
+        if store is not None:
+            store.commit_written()
         applied += not result.replayed
     return ReconcileReport(seen, applied, skipped)

@@ -89,7 +89,7 @@ async def review_webhook(
     try:
         payload = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "the body is no JSON") from None
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the body is no JSON") from None
     # The ledger work blocks (database, lock): off the event loop, as FastAPI does for a plain def.
     return await run_in_threadpool(_apply, state, payload, now)
 
@@ -104,14 +104,23 @@ def _apply(state: Runtime, payload: Any, now: datetime) -> dict[str, Any]:
         annotation = AnnotationIn.model_validate(payload.get("annotation"))
     except ValidationError as exc:
         detail = f"no usable annotation: {exc.errors(include_url=False)[:3]}"
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail) from None
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail) from None
+    store = state.evidence_store()
     with state.session_factory() as session:
         try:
-            applied = apply_annotation(session, annotation, taxonomy=state.taxonomy, now=now, action=action)
+            applied = apply_annotation(
+                session, annotation, taxonomy=state.taxonomy, now=now, action=action, store=store
+            )
+            session.commit()
         except (UnknownTask, KeyError) as exc:
             session.rollback()
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
-        session.commit()
+            store.discard_written()
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+        except BaseException:
+            session.rollback()
+            store.discard_written()
+            raise
+        store.commit_written()
     return {"action": action, "applied": not applied.replayed, "outcome": applied.text()}
 
 

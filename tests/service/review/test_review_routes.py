@@ -171,3 +171,21 @@ def test_without_a_secret_no_url_is_served(settings, analyzer, clock, candidate)
         signed = UrlSigner(b"").sign(frame_path(task["frame_id"]), now_s=time.time(), ttl_s=60)
         assert bare.get(signed).status_code == 403
         assert bare.post(HOOK, json={}, headers={"X-Patrol-Webhook-Secret": ""}).status_code == 401
+
+
+def test_an_added_box_opens_a_confirmed_issue_to_place(client, keys, candidate):
+    _issue_id, task = candidate
+    added = {"id": "drawn1", "from_name": "label", "to_name": "image", "type": "rectanglelabels",
+             "value": {"x": 60, "y": 60, "width": 20, "height": 20, "rotation": 0,
+                       "rectanglelabels": ["违章建筑 Illegal structure"]}}
+    response = client.post(HOOK, json=_delivery([*task["predictions"][0]["result"], added]), headers=SECRET)
+    assert response.status_code == 200, response.text
+    assert response.json()["outcome"].endswith("added 1, kept 2")
+    found = [i for i in client.get("/v1/issues", headers=keys.headers("admin")).json()["features"]
+             if i["properties"]["class_key"] == "illegal_structure"]
+    assert len(found) == 1
+    detail = issue(client, keys, found[0]["id"])["properties"]
+    assert detail["state"] == "confirmed" and detail["needs_location"] is True
+    assert [e["kind"] for e in detail["history"]][:2] == ["opened", "reviewed"]
+    crop = client.get(f"/v1/issues/{found[0]['id']}/evidence/1", headers=keys.headers("reviewer"))
+    assert crop.status_code == 200 and crop.content[:2] == b"\xff\xd8"
