@@ -95,6 +95,25 @@ class Intrinsics(BaseModel):
         )
         return out.reshape(-1, 2)
 
+    def to_pixels(self, points_cam: np.ndarray) -> np.ndarray:
+        """(N, 3) points in camera coordinates (x right, y down, z forward) -> (N, 2) pixels, the
+        inverse of `normalized`; NaN for points at or behind the camera."""
+        pts = np.asarray(points_cam, np.float64).reshape(-1, 3)
+        pixels: np.ndarray
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if not self.distortion:
+                pixels = np.column_stack(
+                    (self.fx * pts[:, 0] / pts[:, 2] + self.cx, self.fy * pts[:, 1] / pts[:, 2] + self.cy)
+                )
+            else:
+                zero = np.zeros(3)
+                out, _ = cv2.projectPoints(
+                    pts.reshape(-1, 1, 3), zero, zero, self.matrix, np.asarray(self.distortion, np.float64)
+                )
+                pixels = out.reshape(-1, 2)
+        pixels[~(pts[:, 2] > 0)] = np.nan
+        return pixels
+
 
 class Orientation(BaseModel):
     """Where the optical axis points, in degrees (see the module docstring for conventions)."""
@@ -108,14 +127,17 @@ class Orientation(BaseModel):
     def camera_to_world(self) -> np.ndarray:
         """3x3 rotation whose columns are the camera's x (right), y (down), z (forward) in ENU."""
         yaw, pitch, roll = (math.radians(a) for a in (self.yaw_deg, self.pitch_deg, self.roll_deg))
-        forward = np.array(
-            [math.sin(yaw) * math.cos(pitch), math.cos(yaw) * math.cos(pitch), math.sin(pitch)]
+        sy, cy, sp, cp, sr, cr = (f(a) for a in (yaw, pitch, roll) for f in (math.sin, math.cos))
+        # Unrolled because every pixel -> ground call builds it (np.cross alone cost ~0.1 ms):
+        # forward = (sy cp, cy cp, sp), level right0 = (cy, -sy, 0), down0 = forward x right0
+        # = (sy sp, cy sp, -cp); roll turns right0 and down0 about forward.
+        return np.array(
+            [
+                [cr * cy + sr * sy * sp, cr * sy * sp - sr * cy, sy * cp],
+                [-cr * sy + sr * cy * sp, cr * cy * sp + sr * sy, cy * cp],
+                [-sr * cp, -cr * cp, sp],
+            ]
         )
-        right0 = np.array([math.cos(yaw), -math.sin(yaw), 0.0])
-        down0 = -np.cross(right0, forward)
-        right = math.cos(roll) * right0 + math.sin(roll) * down0
-        down = math.cos(roll) * down0 - math.sin(roll) * right0
-        return np.column_stack((right, down, forward))
 
     def perturbed(self, d_yaw: float = 0.0, d_pitch: float = 0.0, d_roll: float = 0.0) -> Orientation:
         pitch = min(90.0, max(-90.0, self.pitch_deg + d_pitch))
@@ -145,18 +167,11 @@ class FrameCamera(BaseModel):
 
     def projection(self) -> Callable[[np.ndarray], np.ndarray]:
         """`project` with the pose worked out once, for many calls with one camera (a fit)."""
-        r_wc = self.orientation.camera_to_world().T
+        r_cw = self.orientation.camera_to_world()
         centre = np.asarray(self.position_enu, np.float64)
-        rvec, _ = cv2.Rodrigues(r_wc)
-        tvec = -r_wc @ centre
-        matrix = self.intrinsics.matrix
-        distortion = np.asarray(self.intrinsics.distortion or (), np.float64)
 
         def project(points_enu: np.ndarray) -> np.ndarray:
             pts = np.asarray(points_enu, np.float64).reshape(-1, 3)
-            pixels, _ = cv2.projectPoints(pts.reshape(-1, 1, 3), rvec, tvec, matrix, distortion)
-            pixels = pixels.reshape(-1, 2)
-            pixels[(pts - centre) @ r_wc[2] <= 0] = np.nan
-            return pixels
+            return self.intrinsics.to_pixels((pts - centre) @ r_cw)
 
         return project

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import shapely
 from shapely.geometry import Polygon
 
 from vision.geo.local_frame import LocalFrame
@@ -19,17 +20,59 @@ def box_outline(xyxy: np.ndarray, samples_per_edge: int = 8) -> np.ndarray:
     Edges are sampled because projective and curved-earth mappings bend straight image edges
     only slightly, but a lens with distortion or a DEM can bend them a lot.
     """
-    x1, y1, x2, y2 = (float(v) for v in xyxy)
+    return box_outlines(np.asarray(xyxy, np.float64)[None], samples_per_edge)[0]
+
+
+def box_outlines(xyxy: np.ndarray, samples_per_edge: int = 8) -> np.ndarray:
+    """`box_outline` of each of (K, 4) boxes: (K, M, 2)."""
+    x1, y1, x2, y2 = np.asarray(xyxy, np.float64).reshape(-1, 4).T
     n = max(2, samples_per_edge)
-    xs, ys = np.linspace(x1, x2, n), np.linspace(y1, y2, n)
+    xs, ys = np.linspace(x1, x2, n, axis=1), np.linspace(y1, y2, n, axis=1)
+    top, bottom = np.broadcast_to(y1[:, None], xs.shape), np.broadcast_to(y2[:, None], xs.shape)
+    left, right = np.broadcast_to(x1[:, None], ys.shape), np.broadcast_to(x2[:, None], ys.shape)
     return np.concatenate(
         (
-            np.column_stack((xs, np.full(n, y1))),
-            np.column_stack((np.full(n, x2), ys))[1:],
-            np.column_stack((xs[::-1], np.full(n, y2)))[1:],
-            np.column_stack((np.full(n, x1), ys[::-1]))[1:-1],
-        )
+            np.stack((xs, top), axis=2),
+            np.stack((right, ys), axis=2)[:, 1:],
+            np.stack((xs[:, ::-1], bottom), axis=2)[:, 1:],
+            np.stack((left, ys[:, ::-1]), axis=2)[:, 1:-1],
+        ),
+        axis=1,
     )
+
+
+def footprint_pixels(xyxy: np.ndarray, *, square: bool, samples_per_edge: int = 8) -> np.ndarray:
+    """(K, M, 2) pixels whose ground points make each of (K, 4) boxes' footprint: the bottom
+    edge's ends for the bottom-edge square, else the outline."""
+    boxes = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    if square:
+        return np.stack((boxes[:, [0, 3]], boxes[:, [2, 3]]), axis=1)
+    return box_outlines(boxes, samples_per_edge)
+
+
+def footprint_rings(ground: np.ndarray, *, square: bool, camera_xy: tuple[float, float]) -> np.ndarray:
+    """(K, M, 2) ground points of `footprint_pixels` -> (K, R, 2) footprint rings; a square whose
+    bottom edge has no ground extent (or points at the camera) is NaN."""
+    if not square:
+        return ground
+    a, b = ground[:, 0], ground[:, 1]
+    width = np.linalg.norm(b - a, axis=1, keepdims=True)
+    away = (a + b) / 2 - np.asarray(camera_xy, np.float64)
+    norm = np.linalg.norm(away, axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        away = np.where((width > 0) & (norm > 0), away / norm * width, np.nan)
+    return np.stack((a, b, b + away, a + away), axis=1)
+
+
+def ring_areas(rings: np.ndarray) -> np.ndarray:
+    """(K,) areas of (K, R, 2) rings as polygons, NaN for any that `local_footprint` would refuse
+    (not finite, self-intersecting or of zero area)."""
+    areas = np.full(len(rings), np.nan)
+    finite = np.isfinite(rings).all(axis=(1, 2))
+    polygons = shapely.polygons(rings[finite])
+    areas[finite] = np.where(shapely.is_valid(polygons), shapely.area(polygons), np.nan)
+    areas[~(areas > 0)] = np.nan
+    return areas
 
 
 def in_wgs84(local: tuple[Polygon, str] | NoLocation, frame: LocalFrame) -> Footprint | NoLocation:
@@ -57,20 +100,22 @@ def local_footprint(
     the squared width ("bottom_edge_square"). A frame camera that knows the class's height
     does better (`vision.geo.standing`).
     """
-    if anchor == "bottom_center" and oblique:
-        x1, _, x2, y2 = (float(v) for v in xyxy)
-        ground = to_ground(np.array([[x1, y2], [x2, y2]]))
+    square = anchor == "bottom_center" and oblique
+    ground = to_ground(footprint_pixels(xyxy, square=square, samples_per_edge=samples_per_edge)[0])
+    return footprint_of_ground(ground, square=square, camera_xy=camera_xy)
+
+
+def footprint_of_ground(
+    ground: np.ndarray, *, square: bool, camera_xy: tuple[float, float]
+) -> tuple[Polygon, str] | NoLocation:
+    """`local_footprint` from the (M, 2) ground points of its `footprint_pixels`."""
+    if square:
         if not np.isfinite(ground).all():
             return NoLocation("the box's bottom edge does not meet the ground")
-        a, b = ground[0], ground[1]
-        width = float(np.linalg.norm(b - a))
-        away = (a + b) / 2 - np.asarray(camera_xy, np.float64)
-        norm = float(np.linalg.norm(away))
-        if width <= 0 or norm <= 0:
+        ring = footprint_rings(ground[None], square=True, camera_xy=camera_xy)[0]
+        if not np.isfinite(ring).all():
             return NoLocation("the box's bottom edge has no ground extent")
-        away = away / norm * width
-        return _checked(Polygon([a, b, b + away, a + away]), "bottom_edge_square")
-    ground = to_ground(box_outline(xyxy, samples_per_edge))
+        return _checked(Polygon(ring), "bottom_edge_square")
     if not np.isfinite(ground).all():
         return NoLocation("part of the box does not meet the ground (above the horizon or beyond range)")
     return _checked(Polygon(ground), "projected_box")

@@ -4,12 +4,13 @@ The camera sits in a local metric frame centred on itself; each pixel's ray is m
 ground surface (level ground or a DEM), and the hit is converted to WGS-84. Uncertainty is
 propagated from the pose's error budget (`PoseUncertainty`) by perturbing each error source
 by one sigma, stacking the resulting ground shifts into a covariance and reporting the 95 %
-radius of its major axis.
+radius of its major axis. All moves of a call are one batch (`vision.geo.pose_moves`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,9 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from shapely.geometry import Polygon
 
 from vision.geo.camera import FrameCamera, Orientation
-from vision.geo.footprint import local_footprint
+from vision.geo.footprint import footprint_of_ground, footprint_pixels, footprint_rings, ring_areas
 from vision.geo.local_frame import LocalFrame
-from vision.geo.standing import area_uncertainty_95, extent_of, fit_prism, heading_axes, rectangle_corners
+from vision.geo.pose_moves import PoseMoves
+from vision.geo.standing import area_uncertainty_95, extent_of, fit_prisms, heading_axes, rectangle_corners
 from vision.geo.surface import FlatGround, GroundSurface
 from vision.geo.types import Footprint, GroundAnchor, GroundPosition, NoLocation
 from vision.taxonomy import HeightPrior
@@ -112,35 +114,30 @@ class FrameProjector:
         pixels = np.asarray(pixels_xy, np.float64).reshape(-1, 2)
         base = self.ground_enu(pixels, limit_range=False) if points is None else points
         u = self.uncertainty
-        o = self.camera.orientation
-        pos = self.camera.position_enu
-        variants: list[tuple[FrameCamera, np.ndarray, float]] = []
-        for d_yaw, d_pitch, d_roll, sigma in (
-            (1, 0, 0, u.yaw_deg),
-            (0, 1, 0, u.pitch_roll_deg),
-            (0, 0, 1, u.pitch_roll_deg),
-        ):
-            if sigma > 0:
-                cam = self.camera.model_copy(
-                    update={"orientation": o.perturbed(d_yaw * sigma, d_pitch * sigma, d_roll * sigma)}
-                )
-                variants.append((cam, pixels, 1.0))
-        if u.vertical_m > 0:
-            cam = self.camera.model_copy(update={"position_enu": (pos[0], pos[1], pos[2] + u.vertical_m)})
-            variants.append((cam, pixels, 1.0))
+        moves = self.pose_moves()
+        pose = list(range(1, len(moves)))
+        shifts = [(0.0, 0.0)] * len(pose)
         if u.pixel_px > 0:
-            variants.append((self.camera, pixels + [u.pixel_px, 0.0], 1.0))
-            variants.append((self.camera, pixels + [0.0, u.pixel_px], 1.0))
+            pose += [0, 0]
+            shifts += [(u.pixel_px, 0.0), (0.0, u.pixel_px)]
         cov = np.zeros((len(pixels), 2, 2))
         cov[:, 0, 0] = cov[:, 1, 1] = u.horizontal_m**2
-        for cam, px, _ in variants:
-            shifted = self.ground_enu(px, cam, limit_range=False)
-            delta = shifted[:, :2] - base[:, :2]
-            delta[~np.isfinite(delta).all(axis=1)] = np.inf
-            cov += np.einsum("ni,nj->nij", delta, delta)
-        with np.errstate(invalid="ignore"):
-            major = np.array([np.linalg.eigvalsh(c)[-1] if np.isfinite(c).all() else np.inf for c in cov])
+        if pose:
+            moved = moves.ground(self.surface, np.array(pose), pixels + np.array(shifts)[:, None, :], None)
+            delta = moved[..., :2] - base[:, :2]
+            delta[~np.isfinite(delta).all(axis=2)] = np.inf
+            cov += np.einsum("kni,knj->nij", delta, delta)
+        major = np.full(len(pixels), np.inf)
+        finite = np.isfinite(cov).all(axis=(1, 2))
+        major[finite] = np.linalg.eigvalsh(cov[finite])[:, -1]
         return CHI2_2DOF_95 * np.sqrt(major)
+
+    def pose_moves(self) -> PoseMoves:
+        """The camera and its one-sigma pose moves under this projector's error budget."""
+        u = self.uncertainty
+        return PoseMoves.of(
+            self.camera, yaw_deg=u.yaw_deg, pitch_roll_deg=u.pitch_roll_deg, vertical_m=u.vertical_m
+        )
 
     # -- footprints ----------------------------------------------------------------------
 
@@ -148,16 +145,19 @@ class FrameProjector:
         ray = self.camera.rays(np.array([pixel_xy], np.float64))[0]
         return math.degrees(math.acos(max(-1.0, min(1.0, -float(ray[2])))))
 
+    def near_nadir(self, xyxy: np.ndarray) -> np.ndarray:
+        """(N,) whether the ray at each of (N, 4) boxes' centres is within `nadir_footprint_deg` of
+        straight down (a bool for one (4,) box)."""
+        boxes = np.asarray(xyxy, np.float64)
+        centres = (boxes[..., :2] + boxes[..., 2:]) / 2
+        down = -self.camera.rays(centres.reshape(-1, 2))[:, 2]
+        near: np.ndarray = np.degrees(np.arccos(np.clip(down, -1.0, 1.0))) <= self.nadir_footprint_deg
+        return near.reshape(centres.shape[:-1])
+
     def effective_anchor(self, xyxy: np.ndarray, anchor: GroundAnchor) -> GroundAnchor:
         """Seen from nearly straight above, a standing object's base is under its centre, not its
         bottom edge (relief displacement leans it away from the nadir point, not down the image)."""
-        x1, y1, x2, y2 = (float(v) for v in xyxy)
-        if (
-            anchor == "bottom_center"
-            and self.off_nadir_deg(((x1 + x2) / 2, (y1 + y2) / 2)) <= self.nadir_footprint_deg
-        ):
-            return "center"
-        return anchor
+        return "center" if anchor == "bottom_center" and self.near_nadir(xyxy) else anchor
 
     def footprint(
         self, xyxy: np.ndarray, anchor: GroundAnchor, height: HeightPrior | None = None
@@ -170,80 +170,133 @@ class FrameProjector:
         `nadir_footprint_deg` of straight down, else the oblique one ("bottom_edge_height_prior").
         Standing classes without a prior, seen obliquely: the bottom edge squared.
         """
-        box = np.asarray(xyxy, np.float64)
-        anchor = self.effective_anchor(box, anchor)
-        near_nadir = (
-            self.off_nadir_deg(((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)) <= self.nadir_footprint_deg
+        return self.footprints(np.asarray(xyxy, np.float64)[None], [anchor], [height])[0]
+
+    def footprints(
+        self, xyxy: np.ndarray, anchors: Sequence[GroundAnchor], heights: Sequence[HeightPrior | None]
+    ) -> list[Footprint | NoLocation]:
+        """`footprint` of each of (N, 4) boxes of this frame.
+
+        Each area's uncertainty is its footprint redone under one-sigma moves of the pose, of each
+        box edge and of the height prior. The boxes of a kind (outline, bottom-edge square, prism)
+        and all their moves are one batch: one ray cast, one Newton fit.
+        """
+        boxes = np.asarray(xyxy, np.float64).reshape(-1, 4)
+        near = self.near_nadir(boxes) if len(boxes) else np.zeros(0, bool)
+        moves = self.pose_moves()
+        out: list[Footprint | NoLocation] = [NoLocation("not computed")] * len(boxes)
+        prism = [i for i, h in enumerate(heights) if h is not None and h.typical_m > 0]
+        standing = [i for i, a in enumerate(anchors) if a == "bottom_center" and not near[i]]
+        for kind, rows in (
+            ("prism", prism),
+            ("square", [i for i in standing if i not in prism]),
+            ("outline", [i for i in range(len(boxes)) if i not in prism and i not in standing]),
+        ):
+            if not rows:
+                continue
+            prior = [heights[i] for i in rows]
+            height_m = np.array([0.0 if h is None else h.typical_m for h in prior])
+            sigma_m = np.array([0.0 if h is None else h.sigma_m for h in prior])
+            pose, moved_boxes, moved_heights = self._moves_of(moves, boxes[rows], height_m, sigma_m)
+            if kind == "prism":
+                found = self._prism_footprints(moves, pose, moved_boxes, moved_heights, near[rows])
+            else:
+                found = self._flat_footprints(moves, pose, moved_boxes, len(rows), square=kind == "square")
+            for i, (local, moved) in zip(rows, found, strict=True):
+                out[i] = self._in_wgs84(local, moved)
+        return out
+
+    def _moves_of(
+        self, moves: PoseMoves, boxes: np.ndarray, height_m: np.ndarray, sigma_m: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each of (G, 4) boxes and its one-sigma moves as R rows (row 0: the box itself; then the
+        pose's moves, each edge's and the height prior's), flattened: (G R,) pose indices,
+        (G R, 4) boxes, (G R,) heights. A height sigma of 0 moves nothing (its change is 0)."""
+        px = self.uncertainty.pixel_px
+        edges = np.eye(4) * px if px > 0 else np.zeros((0, 4))
+        raised = 1 if (sigma_m > 0).any() else 0
+        pose = np.concatenate((np.arange(len(moves)), np.zeros(len(edges) + raised, int)))
+        shift = np.concatenate((np.zeros((len(moves), 4)), edges, np.zeros((raised, 4))))
+        raise_m = np.zeros(len(pose))
+        raise_m[len(pose) - raised :] = 1.0
+        g = len(boxes)
+        return (
+            np.tile(pose, g),
+            (boxes[:, None, :] + shift).reshape(-1, 4),
+            (height_m[:, None] + raise_m * sigma_m[:, None]).reshape(-1),
         )
-        height_m, height_sigma_m = (0.0, 0.0) if height is None else (height.typical_m, height.sigma_m)
 
-        def area_of(camera: FrameCamera, b: np.ndarray, h: float) -> float | None:
-            moved = self._local_footprint(camera, b, anchor, h, near_nadir)
-            return None if isinstance(moved, NoLocation) else float(moved[0].area)
-
-        local = self._local_footprint(self.camera, box, anchor, height_m, near_nadir)
+    def _in_wgs84(self, local: tuple[Polygon, str] | NoLocation, areas: np.ndarray) -> Footprint | NoLocation:
+        """The footprint with its uncertainty from `areas`: row 0's and its moves' (the same sums,
+        so a move that changes nothing changes the area by exactly 0)."""
         if isinstance(local, NoLocation):
             return local
         polygon, method = local
-        u = self.uncertainty
-        spread = area_uncertainty_95(
-            area_of,
-            self.camera,
-            box,
-            height_m,
-            float(polygon.area),
-            height_sigma_m=height_sigma_m,
-            vertical_m=u.vertical_m,
-            pitch_roll_deg=u.pitch_roll_deg,
-            yaw_deg=u.yaw_deg,
-            pixel_px=u.pixel_px,
-        )
         return Footprint(
             polygon=self.frame.polygon_to_wgs84(polygon),
             area_m2=float(polygon.area),
             method=method,
-            area_uncertainty_m2=spread,
+            area_uncertainty_m2=area_uncertainty_95(float(areas[0]), areas[1:]),
         )
 
-    def _local_footprint(
-        self, camera: FrameCamera, xyxy: np.ndarray, anchor: GroundAnchor, height_m: float, near_nadir: bool
-    ) -> tuple[Polygon, str] | NoLocation:
-        """The footprint in local metres as `camera` would see it (the uncertainty moves the camera)."""
-        if height_m > 0:
-            return self._prism_footprint(camera, xyxy, height_m, near_nadir)
-        return local_footprint(
-            lambda px: self.ground_enu(px, camera)[:, :2],
-            xyxy,
-            anchor,
-            oblique=True,
-            camera_xy=camera.position_enu[:2],
-            samples_per_edge=self.edge_samples,
-        )
+    def _flat_footprints(
+        self, moves: PoseMoves, pose: np.ndarray, boxes: np.ndarray, count: int, *, square: bool
+    ) -> list[tuple[tuple[Polygon, str] | NoLocation, np.ndarray]]:
+        """Per box (`count` of them, rows of `_moves_of`): its footprint in local metres
+        (`vision.geo.footprint.local_footprint`, seen obliquely) and the areas of its rows (NaN: none)."""
+        pixels = footprint_pixels(boxes, square=square, samples_per_edge=self.edge_samples)
+        ground = moves.ground(self.surface, pose, pixels, self.max_range_m)[..., :2]
+        camera_xy = self.camera.position_enu[:2]  # no move shifts the camera sideways
+        areas = ring_areas(footprint_rings(ground, square=square, camera_xy=camera_xy)).reshape(count, -1)
+        ground = ground.reshape(count, -1, *ground.shape[1:])
+        return [
+            (footprint_of_ground(g[0], square=square, camera_xy=camera_xy), a)
+            for g, a in zip(ground, areas, strict=True)
+        ]
 
-    def _prism_footprint(
-        self, camera: FrameCamera, xyxy: np.ndarray, height_m: float, near_nadir: bool
-    ) -> tuple[Polygon, str] | NoLocation:
-        x1, y1, x2, y2 = (float(v) for v in xyxy)
-        hits = self.ground_enu(
-            np.array([[x1, y2], [x2, y2], [(x1 + x2) / 2, y2], [x1, y1], [x2, y1]]), camera
+    def _prism_footprints(
+        self,
+        moves: PoseMoves,
+        pose: np.ndarray,
+        boxes: np.ndarray,
+        heights: np.ndarray,
+        near_nadir: np.ndarray,
+    ) -> list[tuple[tuple[Polygon, str] | NoLocation, np.ndarray]]:
+        """Per box (rows of `_moves_of`, one per entry of `near_nadir`): its prism footprint in local
+        metres and the areas of its rows (NaN: none)."""
+        x1, y1, x2, y2 = boxes.T
+        probes = np.stack(
+            (np.stack((x1, x2, (x1 + x2) / 2, x1, x2), axis=1), np.stack((y2, y2, y2, y1, y1), axis=1)),
+            axis=2,
         )
-        bottom, whole = hits[:3], hits[[3, 4, 1, 0]]
-        if not np.isfinite(bottom).all():
-            return NoLocation("the box's bottom edge does not meet the ground")
-        axes = heading_axes(camera)
-        if np.isfinite(whole).all():
-            start = extent_of(whole[:, :2], axes)
-        else:  # the top is above the horizon: start from the bottom edge, as deep as it is wide
-            near = extent_of(bottom[:2, :2], axes)
-            start = np.array([near[0], near[1], near[2], near[2] + near[1] - near[0]])
-        extent = fit_prism(camera, np.asarray(xyxy, np.float64), height_m, float(bottom[2, 2]), start)
-        if extent is None:
-            return NoLocation(
-                f"no object {height_m:g} m tall standing on the ground has this box (the class's "
-                "height prior does not fit what is seen)"
-            )
-        method = "relief_corrected_box" if near_nadir else "bottom_edge_height_prior"
-        return Polygon(rectangle_corners(extent, axes)), method
+        hits = moves.ground(self.surface, pose, probes, self.max_range_m)
+        bottom, whole = hits[:, :3], hits[:, [3, 4, 1, 0]]
+        axes = heading_axes(moves.yaws_deg[pose])
+        start = extent_of(whole[..., :2], axes)
+        # Where the top is above the horizon: start from the bottom edge, as deep as it is wide.
+        near = extent_of(bottom[:, :2, :2], axes)
+        deep = np.column_stack((near[:, :3], near[:, 2] + near[:, 1] - near[:, 0]))
+        start = np.where(np.isfinite(whole).all(axis=(1, 2))[:, None], start, deep)
+        grounded = np.isfinite(bottom).all(axis=(1, 2))
+        ground_z = np.where(grounded, bottom[:, 2, 2], np.nan)
+        extents = fit_prisms(lambda pts: moves.project(pose, pts), boxes, heights, ground_z, axes, start)
+        areas = (extents[:, 1] - extents[:, 0]) * (extents[:, 3] - extents[:, 2])
+        count = len(near_nadir)
+        out: list[tuple[tuple[Polygon, str] | NoLocation, np.ndarray]] = []
+        for i, base in enumerate(np.arange(count) * (len(pose) // count)):
+            moved = areas.reshape(count, -1)[i]
+            if not grounded[base]:
+                out.append((NoLocation("the box's bottom edge does not meet the ground"), moved))
+            elif not np.isfinite(extents[base]).all():
+                reason = (
+                    f"no object {heights[base]:g} m tall standing on the ground has this box (the "
+                    "class's height prior does not fit what is seen)"
+                )
+                out.append((NoLocation(reason), moved))
+            else:
+                method = "relief_corrected_box" if near_nadir[i] else "bottom_edge_height_prior"
+                out.append(((Polygon(rectangle_corners(extents[base], axes[base])), method), moved))
+        return out
 
     # -- description ---------------------------------------------------------------------
 

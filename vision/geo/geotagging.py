@@ -98,35 +98,42 @@ def geotag_detections(
     anchors: Mapping[str, GroundAnchor] | None = None,
     default_anchor: GroundAnchor = "center",
 ) -> list[Geotag | NoLocation]:
-    """One result per detection, in order: a Geotag (point, footprint when possible) or NoLocation."""
+    """One result per detection, in order: a Geotag (point, footprint when possible) or NoLocation.
+
+    The detections of a frame are placed together: one `locate` for all their points, one
+    `footprints` for all their boxes (a frame camera batches the geometry across them).
+    """
+    taxonomy = taxonomy or Taxonomy.default()  # parsed once here, not once per lookup
     wanted = resolve_anchors(
         detections, taxonomy=taxonomy, class_keys=class_keys, anchors=anchors, default=default_anchor
     )
     heights = resolve_heights(detections, wanted, taxonomy=taxonomy, class_keys=class_keys)
+    if not len(detections):
+        return []
+    boxes = detections.xyxy.astype(np.float64)
+    effective = [projector.effective_anchor(box, anchor) for box, anchor in zip(boxes, wanted, strict=True)]
+    points = projector.locate(np.array([anchor_pixel(b, a) for b, a in zip(boxes, effective, strict=True)]))
+    placed = [i for i, point in enumerate(points) if isinstance(point, GroundPosition)]
+    found = dict(
+        zip(
+            placed,
+            projector.footprints(boxes[placed], [effective[i] for i in placed], [heights[i] for i in placed]),
+            strict=True,
+        )
+    )
     out: list[Geotag | NoLocation] = []
-    for box, anchor, height in zip(detections.xyxy, wanted, heights, strict=True):
-        effective = projector.effective_anchor(box, anchor)
-        point = projector.locate(np.array([anchor_pixel(box, effective)]))[0]
+    for i, point in enumerate(points):
         if not isinstance(point, GroundPosition):
             out.append(point)
             continue
-        footprint = projector.footprint(box, effective, height)
-        if isinstance(footprint, NoLocation):
-            out.append(
-                Geotag(
-                    point=point,
-                    anchor=effective,
-                    source=projector.source,  # type: ignore[arg-type]
-                    footprint_reason=footprint.reason,
-                )
+        footprint = found[i]
+        out.append(
+            Geotag(
+                point=point,
+                anchor=effective[i],
+                source=projector.source,  # type: ignore[arg-type]
+                footprint=None if isinstance(footprint, NoLocation) else footprint,
+                footprint_reason=footprint.reason if isinstance(footprint, NoLocation) else None,
             )
-        else:
-            out.append(
-                Geotag(
-                    point=point,
-                    anchor=effective,
-                    source=projector.source,  # type: ignore[arg-type]
-                    footprint=footprint,
-                )
-            )
+        )
     return out

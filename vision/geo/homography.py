@@ -8,6 +8,7 @@ metres for each pixel, so far pixels get wider radii than near ones.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from vision.errors import GeoError
 from vision.geo.footprint import in_wgs84, local_footprint
 from vision.geo.frame_projector import CHI2_2DOF_95
 from vision.geo.local_frame import LocalFrame
+from vision.geo.projector import footprint_each
 from vision.geo.types import Footprint, GroundAnchor, GroundPosition, NoLocation
 from vision.taxonomy import HeightPrior
 
@@ -154,6 +156,11 @@ class HomographyProjector:
     ) -> Footprint | NoLocation:
         # A plane-to-plane mapping knows no camera position, so no height can be placed.
         return in_wgs84(local_footprint(self.ground_local, xyxy, anchor, oblique=True), self.frame)
+
+    def footprints(
+        self, xyxy: np.ndarray, anchors: Sequence[GroundAnchor], heights: Sequence[HeightPrior | None]
+    ) -> list[Footprint | NoLocation]:
+        return footprint_each(self, xyxy, anchors, heights)
 
     def describe(self) -> dict[str, Any]:
         return {

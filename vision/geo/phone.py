@@ -7,6 +7,7 @@ to the subject. No footprint or area is derived.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -15,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from vision.geo.exif_gps import PhotoGps
+from vision.geo.projector import footprint_each
 from vision.geo.types import Footprint, GroundAnchor, GroundPosition, NoLocation
 from vision.taxonomy import HeightPrior
 
@@ -84,6 +86,11 @@ class PhotographerProjector:
         self, xyxy: np.ndarray, anchor: GroundAnchor, height: HeightPrior | None = None
     ) -> Footprint | NoLocation:
         return NoLocation("phone photo: the position is the photographer's; no camera pose, so no footprint")
+
+    def footprints(
+        self, xyxy: np.ndarray, anchors: Sequence[GroundAnchor], heights: Sequence[HeightPrior | None]
+    ) -> list[Footprint | NoLocation]:
+        return footprint_each(self, xyxy, anchors, heights)
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -32,6 +33,22 @@ class GroundProjector(Protocol):
         pixel box; `height` is the class's typical height when it is a standing class."""
         ...
 
+    def footprints(
+        self, xyxy: np.ndarray, anchors: Sequence[GroundAnchor], heights: Sequence[HeightPrior | None]
+    ) -> list[Footprint | NoLocation]:
+        """`footprint` of each of (N, 4) boxes of one image (a model may share work across them)."""
+        ...
+
     def describe(self) -> dict[str, Any]:
         """The camera model as JSON-ready data."""
         ...
+
+
+def footprint_each(
+    projector: GroundProjector,
+    xyxy: np.ndarray,
+    anchors: Sequence[GroundAnchor],
+    heights: Sequence[HeightPrior | None],
+) -> list[Footprint | NoLocation]:
+    """`footprints` for a model with nothing to share across boxes: one `footprint` each."""
+    return [projector.footprint(b, a, h) for b, a, h in zip(xyxy, anchors, heights, strict=True)]

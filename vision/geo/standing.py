@@ -21,127 +21,113 @@ Uncertainty is propagated by derivatives: each error source (camera height, pitc
 each box edge's pixel jitter, and the height prior's spread) is moved by one sigma, the area
 recomputed, and the changes added in quadrature; the reported figure is the 95 % half-width
 (1.96 sigma), like the 95 % radii of ground positions.
+
+The fit and its moves are one batch: K prisms (the detection and each of its moves, each seen
+by its own camera pose through a batched `project`) take their Newton steps together, a row
+stopping when it converges or fails, so the cost is one numpy pass per step for all of them
+instead of a Python loop per move (vision.geo.pose_moves).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
-
-from vision.geo.camera import FrameCamera
 
 Z95 = 1.96  # half-width of a 95 % interval of a normal error, in sigmas
 NEWTON_STEPS = 30
 NEWTON_STEP_M = 1e-3  # finite-difference step of the Jacobian (metres of rectangle extent)
 CONVERGED_M = 1e-5
 RESIDUAL_PX = 0.5  # a fit that leaves more than this between the prism's box and the detected box failed
+# The extent moved by each finite-difference probe: none (the extent itself), then each unknown.
+PROBES = np.vstack((np.zeros(4), np.eye(4) * NEWTON_STEP_M))
 
-AreaOf = Callable[[FrameCamera, np.ndarray, float], "float | None"]  # camera, xyxy, height -> m² or None
+# (K, Q, 3) ground points, row k seen by row k's camera -> (K, Q, 2) pixels, NaN behind it.
+BatchProjection = Callable[[np.ndarray], np.ndarray]
 
 
-def heading_axes(camera: FrameCamera) -> np.ndarray:
-    """(2, 2): rows are the ground unit vectors across (right of) and along the camera's heading."""
-    yaw = math.radians(camera.orientation.yaw_deg)
-    return np.array([[math.cos(yaw), -math.sin(yaw)], [math.sin(yaw), math.cos(yaw)]])
+def heading_axes(yaw_deg: float | np.ndarray) -> np.ndarray:
+    """(..., 2, 2): rows are the ground unit vectors across (right of) and along a heading."""
+    yaw = np.radians(yaw_deg)
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.stack((np.stack((c, -s), axis=-1), np.stack((s, c), axis=-1)), axis=-2)
 
 
 def rectangle_corners(extent: np.ndarray, axes: np.ndarray) -> np.ndarray:
-    """Local ground corners of the rectangle across [a0, a1] x along [b0, b1] the heading."""
+    """Local ground corners of the rectangle across [a0, a1] x along [b0, b1] the heading:
+    (4, 2) for a (4,) extent, (..., 4, 2) for (..., 4) extents and matching (..., 2, 2) axes."""
     e = np.asarray(extent, np.float64)
     corners = np.stack((e[..., [0, 1, 1, 0]], e[..., [2, 2, 3, 3]]), axis=-1)
-    return corners @ axes  # (4, 2) for one extent, (K, 4, 2) for K
+    out: np.ndarray = corners @ axes
+    return out
 
 
 def prism_boxes(
-    project: Callable[[np.ndarray], np.ndarray],
+    project: BatchProjection,
     extents: np.ndarray,
     axes: np.ndarray,
-    ground_z: float,
-    height_m: float,
+    ground_z: np.ndarray,
+    height_m: np.ndarray,
 ) -> np.ndarray:
-    """(K, 4) image boxes (x1, y1, x2, y2) of K prisms given as (K, 4) extents, through a camera's
-    `projection()`; NaN when behind the camera."""
-    corners = rectangle_corners(extents, axes).reshape(-1, 2)
-    base = np.column_stack((corners, np.full(len(corners), ground_z)))
-    top = base + [0.0, 0.0, height_m]
-    # Base and top corners of prism k are rows 4k..4k+3 of each half.
-    px: np.ndarray = project(np.concatenate((base, top))).reshape(2, len(extents), 4, 2)
-    lo, hi = px.min(axis=(0, 2)), px.max(axis=(0, 2))
-    return np.concatenate((lo, hi), axis=1)
+    """(K, S, 4) image boxes (x1, y1, x2, y2) of K x S prisms given as (K, S, 4) extents; row k's
+    prisms stand on ground at `ground_z[k]`, `height_m[k]` tall, with heading `axes[k]` (K, 2, 2),
+    seen by row k's camera; NaN when behind it."""
+    k, s = extents.shape[:2]
+    corners = rectangle_corners(extents, axes[:, None])  # (K, S, 4, 2)
+    base = np.concatenate((corners, np.broadcast_to(ground_z[:, None, None, None], (k, s, 4, 1))), axis=3)
+    top = base + np.stack((np.zeros(k), np.zeros(k), height_m), axis=1)[:, None, None, :]
+    px = project(np.concatenate((base, top), axis=2).reshape(k, s * 8, 3)).reshape(k, s, 8, 2)
+    with np.errstate(invalid="ignore"):
+        return np.concatenate((px.min(axis=2), px.max(axis=2)), axis=2)
 
 
-def fit_prism(
-    camera: FrameCamera, xyxy: np.ndarray, height_m: float, ground_z: float, start: np.ndarray
-) -> np.ndarray | None:
-    """The (4,) extent (across a0, a1; along b0, b1, metres) whose prism's image is `xyxy`, or None."""
-    axes = heading_axes(camera)
-    project = camera.projection()
-    box = np.asarray(xyxy, np.float64)
-    extent = np.asarray(start, np.float64)
+def fit_prisms(
+    project: BatchProjection,
+    xyxy: np.ndarray,
+    height_m: np.ndarray,
+    ground_z: np.ndarray,
+    axes: np.ndarray,
+    start: np.ndarray,
+) -> np.ndarray:
+    """(K, 4) extents (across a0, a1; along b0, b1, metres) whose prisms' images are the (K, 4)
+    boxes `xyxy`, by Newton's method from `start`; a row is NaN where there is none."""
+    boxes = np.asarray(xyxy, np.float64)
+    extent = np.array(start, np.float64)
+    failed = ~(np.isfinite(extent).all(axis=1) & np.isfinite(ground_z))
+    active = ~failed
     for _ in range(NEWTON_STEPS):
-        steps = extent + np.vstack((np.zeros(4), np.eye(4) * NEWTON_STEP_M))
-        boxes = prism_boxes(project, steps, axes, ground_z, height_m)
-        if not np.isfinite(boxes).all():
-            return None
-        jacobian = ((boxes[1:] - boxes[0]) / NEWTON_STEP_M).T
-        try:
-            step = np.linalg.solve(jacobian, box - boxes[0])
-        except np.linalg.LinAlgError:
-            return None
-        extent = extent + step
-        if np.abs(step).max() < CONVERGED_M:
+        if not active.any():
             break
-    final = prism_boxes(project, extent[None], axes, ground_z, height_m)[0]
-    if not np.isfinite(final).all() or np.abs(final - box).max() > RESIDUAL_PX:
-        return None
-    if extent[1] <= extent[0] or extent[3] <= extent[2]:
-        return None  # the prior height alone makes a box this large: no room left for a footprint
+        probes = prism_boxes(project, extent[:, None, :] + PROBES, axes, ground_z, height_m)
+        jacobian = ((probes[:, 1:] - probes[:, :1]) / NEWTON_STEP_M).transpose(0, 2, 1)
+        with np.errstate(invalid="ignore", over="ignore"):
+            solvable = np.isfinite(probes).all(axis=(1, 2)) & (np.linalg.det(jacobian) != 0)
+        failed |= active & ~solvable
+        active &= solvable
+        step = np.zeros_like(extent)
+        step[active] = np.linalg.solve(jacobian[active], (boxes - probes[:, 0])[active][..., None])[..., 0]
+        extent += step
+        active &= np.abs(step).max(axis=1) >= CONVERGED_M
+    final = prism_boxes(project, extent[:, None, :], axes, ground_z, height_m)[:, 0]
+    with np.errstate(invalid="ignore"):
+        failed |= ~np.isfinite(final).all(axis=1) | (np.abs(final - boxes).max(axis=1) > RESIDUAL_PX)
+        # The prior height alone makes a box this large: no room left for a footprint.
+        failed |= (extent[:, 1] <= extent[:, 0]) | (extent[:, 3] <= extent[:, 2])
+    extent[failed] = np.nan
     return extent
 
 
 def extent_of(points_xy: np.ndarray, axes: np.ndarray) -> np.ndarray:
-    """(4,) extent across and along the heading that bounds local ground points (N, 2)."""
-    local = points_xy @ axes.T
-    return np.array([local[:, 0].min(), local[:, 0].max(), local[:, 1].min(), local[:, 1].max()])
+    """(K, 4) extents across and along each row's heading `axes` (K, 2, 2) bounding (K, N, 2) local
+    ground points."""
+    local = points_xy @ axes.transpose(0, 2, 1)
+    lo, hi = local.min(axis=1), local.max(axis=1)
+    return np.stack((lo[:, 0], hi[:, 0], lo[:, 1], hi[:, 1]), axis=1)
 
 
-def area_uncertainty_95(
-    area_of: AreaOf,
-    camera: FrameCamera,
-    xyxy: np.ndarray,
-    height_m: float,
-    base: float,
-    *,
-    height_sigma_m: float,
-    vertical_m: float,
-    pitch_roll_deg: float,
-    yaw_deg: float,
-    pixel_px: float,
-) -> float:
-    """95 % half-width (m²) of `base` = `area_of(camera, xyxy, height_m)` under one-sigma moves of
-    each source. A move after which the area has no solution counts as a change of the whole area.
+def area_uncertainty_95(base: float, moved: np.ndarray) -> float:
+    """95 % half-width (m²) of the area `base` from the areas after one-sigma moves of each error
+    source. A move after which the area has no solution (NaN) counts as a change of the whole area.
     """
-    o = camera.orientation
-    x, y, z = camera.position_enu
-    variants: list[tuple[FrameCamera, np.ndarray, float]] = []
-    for d_yaw, d_pitch, d_roll, sigma in (
-        (1, 0, 0, yaw_deg),
-        (0, 1, 0, pitch_roll_deg),
-        (0, 0, 1, pitch_roll_deg),
-    ):
-        if sigma > 0:
-            turned = o.perturbed(d_yaw * sigma, d_pitch * sigma, d_roll * sigma)
-            variants.append((camera.model_copy(update={"orientation": turned}), xyxy, height_m))
-    if vertical_m > 0:
-        variants.append((camera.model_copy(update={"position_enu": (x, y, z + vertical_m)}), xyxy, height_m))
-    if pixel_px > 0:
-        variants.extend((camera, xyxy + np.eye(4)[i] * pixel_px, height_m) for i in range(4))
-    if height_sigma_m > 0:
-        variants.append((camera, xyxy, height_m + height_sigma_m))
-    variance = 0.0
-    for cam, box, h in variants:
-        moved = area_of(cam, box, h)
-        variance += (base if moved is None else moved - base) ** 2
-    return Z95 * math.sqrt(variance)
+    changes = np.where(np.isnan(moved), base, np.asarray(moved, np.float64) - base)
+    return Z95 * float(np.sqrt(np.sum(changes**2)))
