@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -96,3 +97,21 @@ def ledger_counts(ctx: Runtime) -> dict[str, int]:
                 ("items", JobItem),
             )
         }
+
+
+class HookedAnalyzer:
+    """The real analyzer, with `before(n)` run before its n-th analysis (from 1): a test's cancel,
+    crash or count at a known photo. `calls` is how many analyses were asked for."""
+
+    def __init__(self, analyzer: Any, before: Callable[[int], None] = lambda n: None) -> None:
+        self.analyzer = analyzer
+        self.before = before
+        self.calls = 0
+
+    def pipeline(self) -> Any:
+        return self.analyzer.pipeline()
+
+    def analyze(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        self.before(self.calls)
+        return self.analyzer.analyze(*args, **kwargs)

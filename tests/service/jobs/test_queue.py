@@ -13,7 +13,7 @@ from service.jobs import queue
 from service.jobs.models import Job
 from service.jobs.queue import LeaseStatus
 from service.jobs.work import RunOutcome, claim_and_execute
-from tests.service.jobs.conftest import enqueue, job_row, ledger_counts
+from tests.service.jobs.conftest import HookedAnalyzer, enqueue, job_row, ledger_counts
 from tests.service.jobs.surveys import drone_zip
 
 
@@ -95,21 +95,13 @@ def test_leases_of_dead_local_processes_end_at_once(job_ctx):
 
 def test_cancel_a_running_job_stops_it_after_the_current_photo(job_ctx):
     job_id = enqueue(job_ctx, drone_zip(4))
-    analyzer = job_ctx.analyzer
-    calls = []
 
-    class CancelAfterFirst:
-        def pipeline(self):  # type: ignore[no-untyped-def]
-            return analyzer.pipeline()
+    def cancel_at_the_first(n: int) -> None:
+        if n == 1:
+            with session_scope(job_ctx.session_factory) as session:
+                queue.request_cancel(session, session.get(Job, job_id), job_ctx.clock())
 
-        def analyze(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-            calls.append(1)
-            if len(calls) == 1:
-                with session_scope(job_ctx.session_factory) as session:
-                    queue.request_cancel(session, session.get(Job, job_id), job_ctx.clock())
-            return analyzer.analyze(*args, **kwargs)
-
-    ctx = replace(job_ctx, analyzer=CancelAfterFirst())
+    ctx = replace(job_ctx, analyzer=HookedAnalyzer(job_ctx.analyzer, cancel_at_the_first))
     assert claim_and_execute(ctx) == (job_id, RunOutcome.cancelled)
     job = job_row(job_ctx, job_id)
     assert job.state == "cancelled" and job.lease_owner is None

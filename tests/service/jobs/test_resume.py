@@ -15,6 +15,7 @@ import time
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import delete, select, update
@@ -23,7 +24,7 @@ from service.db.session import session_scope
 from service.jobs.models import Job, JobItem
 from service.jobs.runner import JobRunner
 from service.jobs.work import RunOutcome, claim_and_execute
-from tests.service.jobs.conftest import enqueue, job_row, ledger_counts
+from tests.service.jobs.conftest import HookedAnalyzer, enqueue, job_row, ledger_counts
 from tests.service.jobs.surveys import drone_photos, drone_zip, zip_bytes
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -34,20 +35,12 @@ class SimulatedCrash(BaseException):
     """Not an Exception: the runner must not catch it, like a process dying."""
 
 
-def _crashing(analyzer, after: int):  # type: ignore[no-untyped-def]
-    calls = []
+def _crashing(analyzer: Any, after: int) -> HookedAnalyzer:
+    def crash_past(n: int) -> None:
+        if n > after:
+            raise SimulatedCrash()
 
-    class Crashing:
-        def pipeline(self):  # type: ignore[no-untyped-def]
-            return analyzer.pipeline()
-
-        def analyze(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-            calls.append(1)
-            if len(calls) > after:
-                raise SimulatedCrash()
-            return analyzer.analyze(*args, **kwargs)
-
-    return Crashing()
+    return HookedAnalyzer(analyzer, crash_past)
 
 
 def test_a_crash_mid_job_resumes_after_the_lease_and_adds_no_duplicates(job_ctx):
@@ -100,20 +93,11 @@ def test_a_second_survey_of_the_same_photos_runs_no_inference(job_ctx):
     first = enqueue(job_ctx, zip_bytes((f"{i}.jpg", p) for i, p in enumerate(drone_photos(3))))
     assert claim_and_execute(job_ctx) == (first, RunOutcome.succeeded)
     before = ledger_counts(job_ctx)
-    calls = []
-
-    class Counting:
-        def pipeline(self):  # type: ignore[no-untyped-def]
-            return job_ctx.analyzer.pipeline()
-
-        def analyze(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-            calls.append(1)
-            return job_ctx.analyzer.analyze(*args, **kwargs)
-
+    counting = HookedAnalyzer(job_ctx.analyzer)
     renamed = enqueue(job_ctx, zip_bytes((f"again/{i}.jpg", p) for i, p in enumerate(drone_photos(3))))
     assert renamed != first  # other zip bytes: another job
-    assert claim_and_execute(replace(job_ctx, analyzer=Counting())) == (renamed, RunOutcome.succeeded)
-    assert calls == []  # recognised by content hash before any inference
+    assert claim_and_execute(replace(job_ctx, analyzer=counting)) == (renamed, RunOutcome.succeeded)
+    assert counting.calls == 0  # recognised by content hash before any inference
     after = ledger_counts(job_ctx)
     assert after == {**before, "items": before["items"] + 3}
 
