@@ -90,24 +90,31 @@ function label(survey) {
   return `正射影像 ${survey.note} · ${day} · ${survey.job_id.slice(0, 6)}`; // the id: two flights may share a note
 }
 
-// Each survey's layer, off until switched on; switching one on shows its extent.
-// A survey whose GeoTIFF cannot be read (404) is left out of the switch rather than failing the page.
+// A survey's switch: its TileJSON (the GeoTIFF opened on the server) is asked for only when the
+// layer is first switched on, so an office with hundreds of surveys loads the page as fast as one
+// with none. Switching on shows the survey's extent; a survey whose GeoTIFF cannot be read (404)
+// switches itself off again and says why on the console.
+function surveyLayer(map, survey, shift) {
+  const group = L.layerGroup();
+  let ortho = null;
+  group.on("add", async () => {
+    try {
+      ortho ??= layerFor(await api.json(new URL(survey.tilejson, location.origin).pathname), shift);
+    } catch (error) {
+      console.warn(`orthomosaic ${survey.job_id}: ${error.message}`);
+      map.removeLayer(group);
+      return;
+    }
+    if (!map.hasLayer(group)) return; // switched off while the TileJSON came
+    group.addLayer(ortho);
+    map.setMaxZoom(Math.max(map.getMaxZoom(), ortho.options.maxNativeZoom));
+    map.fitBounds(ortho.shiftedBounds());
+  });
+  return group;
+}
+
+// Each survey's layer for the layer switch, off until switched on, by label.
 export async function orthoLayers(map, shift) {
   const surveys = await api.json("/v1/tiles");
-  const layers = await Promise.all(surveys.map(async (survey) => {
-    try {
-      const tilejson = await api.json(new URL(survey.tilejson, location.origin).pathname);
-      const layer = layerFor(tilejson, shift);
-      layer.on("add", () => {
-        map.setMaxZoom(Math.max(map.getMaxZoom(), tilejson.maxzoom));
-        map.fitBounds(layer.shiftedBounds());
-      });
-      layer.jobId = survey.job_id;
-      return [label(survey), layer];
-    } catch (error) {
-      console.warn(`orthomosaic ${survey.job_id} left out: ${error.message}`);
-      return null;
-    }
-  }));
-  return Object.fromEntries(layers.filter(Boolean));
+  return Object.fromEntries(surveys.map((survey) => [label(survey), surveyLayer(map, survey, shift)]));
 }

@@ -154,6 +154,7 @@ def test_a_reviewer_switches_on_a_surveys_orthomosaic_and_its_tiles_load(
     expect(switch).to_have_count(1)
     expect(page.locator(".ortho-layer")).to_have_count(0)  # off until switched on
     session.shot("layer-switch")
+    assert not [u for u in session.requests if "tilejson" in u]  # nor is its GeoTIFF opened
 
     switch.locator("input").check()
     loaded = page.locator(".ortho-layer img.leaflet-tile-loaded")
@@ -167,6 +168,9 @@ def test_a_reviewer_switches_on_a_surveys_orthomosaic_and_its_tiles_load(
     # the map went to the survey: its tiles were asked for at a zoom near the raster's own
     tile_paths = [u for u in session.requests if f"/v1/tiles/{job_id}/" in u and u.endswith(".png")]
     assert tile_paths and all(int(u.split("/")[-3]) >= 18 for u in tile_paths), tile_paths
+    assert [u for u in session.requests if "tilejson" in u] == [
+        f"{server.url}/v1/tiles/{job_id}/tilejson.json"
+    ]
     # drawn over the basemap (this server has one), not under it: the survey's middle shows the survey
     # (both are in Leaflet's tile pane, stacked by their containers' z-index)
     z_survey, z_basemap = (
