@@ -87,13 +87,28 @@ def evaluate_command(
     min_threshold: Annotated[float, typer.Option(
         "--min-threshold", min=0.0, max=1.0, help="Lowest threshold --choose-thresholds may pick.")] = 0.05,
     workers: Annotated[int, typer.Option("--workers", min=1, max=32, help="Image loading threads.")] = 2,
+    per_source: Annotated[bool, typer.Option(
+        "--per-source", help="Also score each source of a built dataset on its own (per_source).")] = False,
+    corruptions: Annotated[str | None, typer.Option(
+        "--corruptions", help="Run the split again under these corruptions (comma-separated, or 'all': "
+                              "blur, noise, jpeg_q30, low_light, haze, rain, scale_0.5, scale_2, "
+                              "rotation); one model pass each, slow on a CPU.")] = None,
+    corruption_images: Annotated[int | None, typer.Option(
+        "--corruption-images", min=1, help="A seeded sample of this many images for --corruptions "
+                                           "(default: the whole split).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the corruptions and the sample.")] = 0,
+    merge_piles: Annotated[bool, typer.Option(
+        "--merge-piles", help="Merge touching or overlapping garbage_pile ground truth into piles "
+                              "before scoring (for data labelled per bag).")] = False,
     models_dir: ModelsDirOption = None,
 ) -> None:
     """Measure an installed ONNX model on a dataset split through the serving pipeline."""
     from training import registry
+    from training.corruptions import parse_corruptions
     from training.datasets.errors import DatasetError
     from training.evaluate import build_report, collect, format_table, open_eval_data
     from training.evaluate import choose_thresholds as choose
+    from training.generalisation import extend_summary, format_generalisation
     from vision.errors import ModelError
     from vision.model_registry import resolve_model
     from vision.taxonomy import Taxonomy
@@ -104,6 +119,10 @@ def evaluate_command(
         raise _fail("--write-card records test-split metrics; use --split test")
     if choose_thresholds and split == "test":
         raise _fail("choose thresholds on val (--split val), not on the test split the card reports")
+    try:
+        corruption_names = parse_corruptions(corruptions) if corruptions is not None else ()
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
     taxonomy = Taxonomy.default()
     try:
         installed = resolve_model(model, models_dir)
@@ -125,6 +144,11 @@ def evaluate_command(
         typer.echo(f"unreadable image: {problem}", err=True)
     if not collected.images:
         raise _fail("no image of the split could be read")
+    merged = None
+    if merge_piles:
+        from training.generalisation import merge_piles as merge
+
+        collected, merged = merge(collected)
 
     if choose_thresholds:
         choices = choose(collected, installed.card, floor=min_threshold)
@@ -151,6 +175,9 @@ def evaluate_command(
                        "run `patrol evaluate ... --split test --write-card` again", err=True)
 
     report = build_report(collected, installed, taxonomy)
+    extend_summary(report, collected, installed, taxonomy, per_source=per_source, merged=merged,
+                   corruptions=corruption_names, corruption_images=corruption_images, seed=seed,
+                   workers=workers, progress=progress)
     if plots is not None:
         from training.plots import write_plots
 
@@ -163,6 +190,9 @@ def evaluate_command(
         typer.echo(json.dumps(report.summary, ensure_ascii=False, separators=(",", ":")))
     else:
         typer.echo(format_table(report.summary))
+        extra = format_generalisation(report.summary)
+        if extra:
+            typer.echo(extra)
 
 
 def promote_command(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,8 @@ class EvalData:
     names: tuple[str, ...]
     label_map: dict[str, str | None]
     images: tuple[Path, ...]
+    # A built dataset's sources: its files are named `<source>__<original name>` (datasets build).
+    sources: tuple[str, ...] = ()
 
 
 def _hash_plain_dataset(data: DataYaml) -> str:
@@ -102,7 +104,9 @@ def open_eval_data(data: str | Path, split: str, card: ModelCard, taxonomy: Taxo
                                f"labels {dataset_card.labels}; rebuild the dataset")
         name, digest, source = dataset_card.name, dataset_card.hash, "dataset_card"
         label_map = dict(dataset_card.label_map)
+        sources = tuple(source.name for source in dataset_card.sources)
     else:
+        sources = ()
         label_map = {}
         unknown = []
         for class_name in parsed.names:
@@ -125,7 +129,7 @@ def open_eval_data(data: str | Path, split: str, card: ModelCard, taxonomy: Taxo
     if not images:
         raise DatasetError(f"{yaml_path}: the {split!r} split has no images")
     return EvalData(name=name, hash=digest, hash_source=source, split=split, names=parsed.names,
-                    label_map=label_map, images=images)
+                    label_map=label_map, images=images, sources=sources)
 
 
 # -- running the model --------------------------------------------------------------------
@@ -243,6 +247,7 @@ class Report:
     confusion: np.ndarray
     confusion_rows: tuple[str, ...]
     confusion_cols: tuple[str, ...]
+    scored: Scored | None = None  # what the figures came from, for the generalisation suites
 
 
 def evaluator_version() -> str:
@@ -252,33 +257,66 @@ def evaluator_version() -> str:
         return "pycocotools COCOeval bbox"
 
 
+@dataclass(frozen=True)
+class Scored:
+    """Images' ground truth and predictions in key space, scored by COCOeval twice: with every
+    floor-level prediction (AP) and with those at the operating thresholds (P, R, false alarms)."""
+
+    keys: tuple[str, ...]
+    gt: list[ImageBoxes]
+    operating_preds: list[ImageBoxes]
+    floor_eval: CocoEvaluation
+    operating_eval: CocoEvaluation
+
+    def per_class(self, card: ModelCard) -> dict[str, dict[str, Any]]:
+        rows: dict[str, dict[str, Any]] = {}
+        for key in self.keys:
+            ap = self.floor_eval.class_ap(key)
+            counts = self.operating_eval.match_counts(key)
+            rows[key] = {
+                "ap50": _round(ap.ap50), "ap50_95": _round(ap.ap50_95),
+                "precision": _round(counts.precision), "recall": _round(counts.recall),
+                "n_images": sum(key in g.classes for g in self.gt), "n_boxes": counts.n_gt,
+                "tp": counts.tp, "fp": counts.fp,
+                "labels": sorted(label for label, k in card.label_map.items() if k == key),
+            }
+        return rows
+
+    def negatives(self) -> list[int]:
+        return [i for i, g in enumerate(self.gt) if len(g) == 0]
+
+    def false_alarm_images(self) -> int:
+        """Images without any violation on which something is reported at the operating thresholds."""
+        return sum(len(self.operating_preds[i]) > 0 for i in self.negatives())
+
+
+def score_images(images: Sequence[ImageResult], label_map: dict[str, str | None],
+                 thresholds: dict[str, float], keys: tuple[str, ...]) -> Scored:
+    sizes = [image.resolution_wh for image in images]
+    gt = [_gt_in_key_space(image, label_map) for image in images]
+    floor_preds = [_preds_in_key_space(image, None) for image in images]
+    operating_preds = [_preds_in_key_space(image, thresholds) for image in images]
+    return Scored(keys, gt, operating_preds, CocoEvaluation(gt, floor_preds, sizes, keys),
+                  CocoEvaluation(gt, operating_preds, sizes, keys))
+
+
+def report_keys(card: ModelCard, data: EvalData, taxonomy: Taxonomy) -> tuple[str, ...]:
+    """Every key the model or the dataset maps onto, in taxonomy order."""
+    model_keys = {k for k in card.label_map.values() if k is not None}
+    data_keys = {k for k in data.label_map.values() if k is not None}
+    return tuple(_ordered_keys(model_keys | data_keys, taxonomy))
+
+
 def build_report(collected: Collected, model: InstalledModel, taxonomy: Taxonomy) -> Report:
     data, images, card = collected.data, collected.images, model.card
     thresholds = operating_thresholds(card, taxonomy)
-    model_keys = {k for k in card.label_map.values() if k is not None}
-    data_keys = {k for k in data.label_map.values() if k is not None}
-    keys = tuple(_ordered_keys(model_keys | data_keys, taxonomy))
-    sizes = [image.resolution_wh for image in images]
-    gt = [_gt_in_key_space(image, data.label_map) for image in images]
-    floor_preds = [_preds_in_key_space(image, None) for image in images]
-    operating_preds = [_preds_in_key_space(image, thresholds) for image in images]
-    floor_eval = CocoEvaluation(gt, floor_preds, sizes, keys)
-    operating_eval = CocoEvaluation(gt, operating_preds, sizes, keys)
-
-    per_class: dict[str, dict[str, Any]] = {}
-    for key in keys:
-        ap = floor_eval.class_ap(key)
-        counts = operating_eval.match_counts(key)
-        per_class[key] = {
-            "ap50": _round(ap.ap50), "ap50_95": _round(ap.ap50_95),
-            "precision": _round(counts.precision), "recall": _round(counts.recall),
-            "n_images": sum(key in g.classes for g in gt), "n_boxes": counts.n_gt,
-            "tp": counts.tp, "fp": counts.fp,
-            "labels": sorted(label for label, k in card.label_map.items() if k == key),
-        }
+    keys = report_keys(card, data, taxonomy)
+    scored = score_images(images, data.label_map, thresholds, keys)
+    operating_preds, floor_eval = scored.operating_preds, scored.floor_eval
+    per_class = scored.per_class(card)
     measured = [v for v in per_class.values() if v["ap50"] is not None]
-    negatives = [i for i, g in enumerate(gt) if len(g) == 0]
-    false_alarm_images = sum(len(operating_preds[i]) > 0 for i in negatives)
+    negatives = scored.negatives()
+    false_alarm_images = scored.false_alarm_images()
     helper_gt = sorted({n for image in images for n in image.gt_names if data.label_map[n] is None})
     rows = (*keys, *helper_gt)
     # Rows: keys, then helper labels by name (a bin mistaken for a garbage pile shows there).
@@ -310,7 +348,7 @@ def build_report(collected: Collected, model: InstalledModel, taxonomy: Taxonomy
         "false_alarms_per_100_negatives": (_round(100.0 * false_alarm_images / len(negatives))
                                            if negatives else None),
     }
-    return Report(summary, keys, floor_eval, cm, (*rows, "background"), columns)
+    return Report(summary, keys, floor_eval, cm, (*rows, "background"), columns, scored)
 
 
 # -- thresholds ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from training.card_generalisation import generalisation_lines
 from vision.errors import ModelError
 from vision.model_card import ModelCard
 from vision.model_registry import InstalledModel, default_models_dir, sha256_file
@@ -210,6 +211,7 @@ def render_card_markdown(card: ModelCard, taxonomy: Taxonomy) -> str:
         lines += ["", f"mAP50 {_fmt(metrics.get('map50'))}, mAP50-95 {_fmt(metrics.get('map50_95'))}; "
                   f"false alarms per 100 negative images {false_alarms} "
                   f"({metrics.get('n_negative_images')} images without any violation).", ""]
+    lines += generalisation_lines(metrics)
     if card.quantization:
         lines += [f"Quantization: {card.quantization}.", ""]
         quantized = (card.training or {}).get("quantization") or {}
