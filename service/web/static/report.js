@@ -26,10 +26,18 @@ async function show(month) {
   document.body.dataset.month = month;
 }
 
+const TOTALS = "/v1/reports/totals";
+
+// The month's report as CSV or PDF; or, for "totals", the year's totals (counts and m² per month,
+// region and class: service/totals.py) from January to the month picked.
 async function download(format) {
   const month = $("month").value;
-  const url = URL.createObjectURL(await api.blob(REPORT, { params: { month, format } }));
-  const link = Object.assign(document.createElement("a"), { href: url, download: `report-${month}.${format}` });
+  const from = `${month.slice(0, 4)}-01`;
+  const [path, params, name] = format === "totals"
+    ? [TOTALS, { from, to: month, format: "csv" }, `totals-${from}-${month}.csv`]
+    : [REPORT, { month, format }, `report-${month}.${format}`];
+  const url = URL.createObjectURL(await api.blob(path, { params }));
+  const link = Object.assign(document.createElement("a"), { href: url, download: name });
   document.body.append(link);
   link.click();
   link.remove();
@@ -56,6 +64,7 @@ async function start() {
     $("month").addEventListener("change", () => $("month").value && show($("month").value).catch(failed));
     $("download-csv").addEventListener("click", () => download("csv").catch(failed));
     $("download-pdf").addEventListener("click", () => download("pdf").catch(failed));
+    $("download-totals").addEventListener("click", () => download("totals").catch(failed));
     await show($("month").value);
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) session.key = null;

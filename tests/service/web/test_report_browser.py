@@ -1,9 +1,9 @@
 """The monthly report page in a real browser (headless Chromium via Playwright, as test_page_browser).
 
 A reviewer signs in on the map page, follows its header link to /report, sees this month's
-红榜/黑榜 and charts, downloads the CSV and the PDF (fetched with the key in the header and handed
-over as blob: URLs), and picks another month. Nothing leaves the loopback server and the key is
-never in a URL. Screenshots: artifacts/browser/<test>/.
+红榜/黑榜 and charts, downloads the CSV, the PDF and the year's totals (fetched with the key in the
+header and handed over as blob: URLs), and picks another month. Nothing leaves the loopback
+server and the key is never in a URL. Screenshots: artifacts/browser/<test>/.
 """
 
 from __future__ import annotations
@@ -96,6 +96,18 @@ def test_a_reviewer_reads_the_months_report_and_downloads_it(seeded: LiveServer,
     with page.expect_download() as pdf_download:
         page.click("#download-pdf")
     assert pdf_download.value.path().read_bytes().startswith(b"%PDF")
+
+    # the year's totals (counts and m² per month, region and class), January to the month shown
+    with page.expect_download() as totals_download:
+        page.click("#download-totals")
+    assert totals_download.value.suggested_filename == f"totals-{this_month[:4]}-01-{this_month}.csv"
+    totals = list(csv.DictReader(io.StringIO(totals_download.value.path().read_text("utf-8-sig"))))
+    cells = {(r["month"], r["region"]): r for r in totals}
+    east_totals = cells[(this_month, "东村")]
+    figures = tuple(east_totals[k] for k in ("class_zh", "found", "confirmed", "closed"))
+    assert figures == ("垃圾堆", "3", "3", "1")
+    assert east_totals["found_m2_missing"] == "3"  # placed by the form's lon/lat: no footprint, no area
+    assert cells[(this_month, "全部 all")]["found"] == "4"
 
     last_month = office_month(seeded, months_back=1)
     page.fill("#month", last_month)
