@@ -78,3 +78,12 @@ def located(*, with_reason: bool) -> list[sa.Column[Any]]:
 def box_xyxy(*, nullable: bool) -> list[sa.Column[Any]]:
     """A box in image pixels: x1, y1, x2, y2."""
     return [sa.Column(name, sa.Float(), nullable=nullable) for name in ("x1", "y1", "x2", "y2")]
+
+
+def foreign_key(
+    table: str, column: str, target: str, *, ondelete: str | None = None
+) -> sa.ForeignKeyConstraint:
+    """`column` references `target`.id, named `fk_<table>_<column>_<target>` by the naming convention."""
+    return sa.ForeignKeyConstraint(
+        [column], [f"{target}.id"], name=op.f(f"fk_{table}_{column}_{target}"), ondelete=ondelete
+    )

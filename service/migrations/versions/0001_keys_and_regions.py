@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from service.migrations.columns import bbox, create_keyed_table, one_of
+from service.migrations.columns import bbox, create_keyed_table, foreign_key, one_of
 
 revision = "0001"
 down_revision = None
@@ -39,9 +39,7 @@ def upgrade() -> None:
         sa.Column("area_m2", sa.Float(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         one_of("regions", "kind", REGION_KINDS),
-        sa.ForeignKeyConstraint(
-            ["parent_id"], ["regions.id"], name=op.f("fk_regions_parent_id_regions"), ondelete="SET NULL"
-        ),
+        foreign_key("regions", "parent_id", "regions", ondelete="SET NULL"),
     )
     op.create_index("ix_regions_bbox", "regions", ["min_lon", "max_lon", "min_lat", "max_lat"])
     op.create_index(op.f("ix_regions_parent_id"), "regions", ["parent_id"])

@@ -11,6 +11,7 @@ from service.migrations.columns import (
     box_xyxy,
     create_keyed_table,
     created_updated_at,
+    foreign_key,
     located,
     one_of,
 )
@@ -42,9 +43,7 @@ def upgrade() -> None:
         sa.Column("api_key_id", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         one_of("sources", "kind", SOURCE_KINDS),
-        sa.ForeignKeyConstraint(
-            ["api_key_id"], ["api_keys.id"], name=op.f("fk_sources_api_key_id_api_keys"), ondelete="SET NULL"
-        ),
+        foreign_key("sources", "api_key_id", "api_keys", ondelete="SET NULL"),
         sa.UniqueConstraint("kind", "name", "preset", name=op.f("uq_sources_kind_name_preset")),
     )
 
@@ -62,7 +61,7 @@ def upgrade() -> None:
         *bbox("cov_", nullable=True),
         sa.Column("image_path", sa.String(length=200), nullable=False),
         sa.Column("note", sa.Text(), nullable=False),
-        sa.ForeignKeyConstraint(["source_id"], ["sources.id"], name=op.f("fk_frames_source_id_sources")),
+        foreign_key("frames", "source_id", "sources"),
     )
     op.create_index(
         "ix_frames_coverage_bbox", "frames", ["cov_min_lon", "cov_max_lon", "cov_min_lat", "cov_max_lat"]
@@ -82,9 +81,7 @@ def upgrade() -> None:
         sa.Column("state_changed_at", sa.DateTime(), nullable=False),
         *created_updated_at(),
         one_of("issues", "state", ISSUE_STATES),
-        sa.ForeignKeyConstraint(
-            ["region_id"], ["regions.id"], name=op.f("fk_issues_region_id_regions"), ondelete="SET NULL"
-        ),
+        foreign_key("issues", "region_id", "regions", ondelete="SET NULL"),
     )
     op.create_index("ix_issues_class_lat_lon", "issues", ["class_key", "lat", "lon"])
     op.create_index(op.f("ix_issues_region_id"), "issues", ["region_id"])
@@ -101,8 +98,8 @@ def upgrade() -> None:
         *located(with_reason=True),
         sa.Column("crop_path", sa.String(length=200), nullable=False),
         sa.Column("observed_at", sa.DateTime(), nullable=False),
-        sa.ForeignKeyConstraint(["frame_id"], ["frames.id"], name=op.f("fk_observations_frame_id_frames")),
-        sa.ForeignKeyConstraint(["issue_id"], ["issues.id"], name=op.f("fk_observations_issue_id_issues")),
+        foreign_key("observations", "frame_id", "frames"),
+        foreign_key("observations", "issue_id", "issues"),
     )
     op.create_index(op.f("ix_observations_frame_id"), "observations", ["frame_id"])
     op.create_index(op.f("ix_observations_issue_id"), "observations", ["issue_id"])
@@ -120,17 +117,10 @@ def upgrade() -> None:
         sa.Column("observation_id", sa.Integer(), nullable=True),
         sa.Column("frame_id", sa.Integer(), nullable=True),
         one_of("issue_events", "kind", EVENT_KINDS),
-        sa.ForeignKeyConstraint(
-            ["api_key_id"],
-            ["api_keys.id"],
-            name=op.f("fk_issue_events_api_key_id_api_keys"),
-            ondelete="SET NULL",
-        ),
-        sa.ForeignKeyConstraint(["frame_id"], ["frames.id"], name=op.f("fk_issue_events_frame_id_frames")),
-        sa.ForeignKeyConstraint(["issue_id"], ["issues.id"], name=op.f("fk_issue_events_issue_id_issues")),
-        sa.ForeignKeyConstraint(
-            ["observation_id"], ["observations.id"], name=op.f("fk_issue_events_observation_id_observations")
-        ),
+        foreign_key("issue_events", "api_key_id", "api_keys", ondelete="SET NULL"),
+        foreign_key("issue_events", "frame_id", "frames"),
+        foreign_key("issue_events", "issue_id", "issues"),
+        foreign_key("issue_events", "observation_id", "observations"),
     )
     op.create_index(op.f("ix_issue_events_issue_id"), "issue_events", ["issue_id"])
     op.create_index("ix_issue_events_to_state_at", "issue_events", ["to_state", "at"])

@@ -5,7 +5,13 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from service.migrations.columns import analysis_key, create_keyed_table, created_updated_at, one_of
+from service.migrations.columns import (
+    analysis_key,
+    create_keyed_table,
+    created_updated_at,
+    foreign_key,
+    one_of,
+)
 
 revision = "0003"
 down_revision = "0002"
@@ -41,9 +47,7 @@ def upgrade() -> None:
         sa.Column("finished_at", sa.DateTime(), nullable=True),
         one_of("jobs", "state", JOB_STATES),
         one_of("jobs", "kind", JOB_KINDS),
-        sa.ForeignKeyConstraint(
-            ["api_key_id"], ["api_keys.id"], name=op.f("fk_jobs_api_key_id_api_keys"), ondelete="SET NULL"
-        ),
+        foreign_key("jobs", "api_key_id", "api_keys", ondelete="SET NULL"),
         id_type=sa.String(length=32),
     )
     op.create_index("ix_jobs_state_created_at", "jobs", ["state", "created_at"])
@@ -62,10 +66,8 @@ def upgrade() -> None:
         sa.Column("issues_rebound", sa.Integer(), nullable=False),
         sa.Column("issues_verified", sa.Integer(), nullable=False),
         one_of("job_items", "outcome", ITEM_OUTCOMES),
-        sa.ForeignKeyConstraint(
-            ["job_id"], ["jobs.id"], name=op.f("fk_job_items_job_id_jobs"), ondelete="CASCADE"
-        ),
-        sa.ForeignKeyConstraint(["frame_id"], ["frames.id"], name=op.f("fk_job_items_frame_id_frames")),
+        foreign_key("job_items", "job_id", "jobs", ondelete="CASCADE"),
+        foreign_key("job_items", "frame_id", "frames"),
         sa.UniqueConstraint("job_id", "seq", name=op.f("uq_job_items_job_id_seq")),
     )
     op.create_index(op.f("ix_job_items_job_id"), "job_items", ["job_id"])

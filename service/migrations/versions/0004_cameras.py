@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from service.migrations.columns import create_keyed_table, created_updated_at, one_of
+from service.migrations.columns import create_keyed_table, created_updated_at, foreign_key, one_of
 
 revision = "0004"
 down_revision = "0003"
@@ -45,10 +45,8 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("digested_at", sa.DateTime(), nullable=True),
         one_of("alerts", "delivery", ("immediate", "digest")),
-        sa.ForeignKeyConstraint(["issue_id"], ["issues.id"], name=op.f("fk_alerts_issue_id_issues")),
-        sa.ForeignKeyConstraint(
-            ["observation_id"], ["observations.id"], name=op.f("fk_alerts_observation_id_observations")
-        ),
+        foreign_key("alerts", "issue_id", "issues"),
+        foreign_key("alerts", "observation_id", "observations"),
     )
     op.create_index(op.f("ix_alerts_camera_id"), "alerts", ["camera_id"], unique=False)
     op.create_index("ix_alerts_delivery_digested", "alerts", ["delivery", "digested_at"], unique=False)
@@ -67,9 +65,7 @@ def upgrade() -> None:
         sa.Column("finished_at", sa.DateTime(), nullable=True),
         one_of("alert_deliveries", "kind", ("webhook", "loudspeaker")),
         one_of("alert_deliveries", "state", ("pending", "delivered", "skipped", "dead")),
-        sa.ForeignKeyConstraint(
-            ["alert_id"], ["alerts.id"], name=op.f("fk_alert_deliveries_alert_id_alerts"), ondelete="CASCADE"
-        ),
+        foreign_key("alert_deliveries", "alert_id", "alerts", ondelete="CASCADE"),
     )
     op.create_index(op.f("ix_alert_deliveries_alert_id"), "alert_deliveries", ["alert_id"], unique=False)
     op.create_index(
@@ -86,12 +82,7 @@ def upgrade() -> None:
         sa.Column("status_code", sa.Integer(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("duration_ms", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["delivery_id"],
-            ["alert_deliveries.id"],
-            name=op.f("fk_alert_delivery_attempts_delivery_id_alert_deliveries"),
-            ondelete="CASCADE",
-        ),
+        foreign_key("alert_delivery_attempts", "delivery_id", "alert_deliveries", ondelete="CASCADE"),
     )
     op.create_index(
         op.f("ix_alert_delivery_attempts_delivery_id"),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from service.migrations.columns import box_xyxy, create_keyed_table, in_values, one_of
+from service.migrations.columns import box_xyxy, create_keyed_table, foreign_key, in_values, one_of
 
 revision = "0006"
 down_revision = "0005"
@@ -31,7 +31,7 @@ def upgrade() -> None:
         sa.Column("project_id", sa.Integer(), nullable=False),
         sa.Column("task_id", sa.Integer(), nullable=False),
         sa.Column("pushed_at", sa.DateTime(), nullable=False),
-        sa.ForeignKeyConstraint(["frame_id"], ["frames.id"], name=op.f("fk_review_tasks_frame_id_frames")),
+        foreign_key("review_tasks", "frame_id", "frames"),
         sa.UniqueConstraint("project_id", "frame_id", name=op.f("uq_review_tasks_project_id_frame_id")),
         sa.UniqueConstraint("task_id", name=op.f("uq_review_tasks_task_id")),
     )
@@ -62,16 +62,10 @@ def upgrade() -> None:
         sa.Column("reviewer", sa.String(length=200), nullable=False),
         sa.Column("at", sa.DateTime(), nullable=False),
         one_of("review_labels", "decision", LABEL_DECISIONS),
-        sa.ForeignKeyConstraint(
-            ["delivery_id"],
-            ["review_deliveries.id"],
-            name=op.f("fk_review_labels_delivery_id_review_deliveries"),
-        ),
-        sa.ForeignKeyConstraint(["frame_id"], ["frames.id"], name=op.f("fk_review_labels_frame_id_frames")),
-        sa.ForeignKeyConstraint(["issue_id"], ["issues.id"], name=op.f("fk_review_labels_issue_id_issues")),
-        sa.ForeignKeyConstraint(
-            ["observation_id"], ["observations.id"], name=op.f("fk_review_labels_observation_id_observations")
-        ),
+        foreign_key("review_labels", "delivery_id", "review_deliveries"),
+        foreign_key("review_labels", "frame_id", "frames"),
+        foreign_key("review_labels", "issue_id", "issues"),
+        foreign_key("review_labels", "observation_id", "observations"),
     )
     op.create_index(op.f("ix_review_labels_delivery_id"), "review_labels", ["delivery_id"])
     op.create_index(op.f("ix_review_labels_frame_id"), "review_labels", ["frame_id"])
