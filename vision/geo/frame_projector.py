@@ -184,7 +184,9 @@ class FrameProjector:
         boxes = np.asarray(xyxy, np.float64).reshape(-1, 4)
         near = self.near_nadir(boxes) if len(boxes) else np.zeros(0, bool)
         moves = self.pose_moves()
-        out: list[Footprint | NoLocation] = [NoLocation("not computed")] * len(boxes)
+        results: list[tuple[tuple[Polygon, str] | NoLocation, np.ndarray]] = [
+            (NoLocation("not computed"), np.zeros(0))
+        ] * len(boxes)
         prism = [i for i, h in enumerate(heights) if h is not None and h.typical_m > 0]
         standing = [i for i, a in enumerate(anchors) if a == "bottom_center" and not near[i]]
         for kind, rows in (
@@ -202,9 +204,23 @@ class FrameProjector:
                 found = self._prism_footprints(moves, pose, moved_boxes, moved_heights, near[rows])
             else:
                 found = self._flat_footprints(moves, pose, moved_boxes, len(rows), square=kind == "square")
-            for i, (local, moved) in zip(rows, found, strict=True):
-                out[i] = self._in_wgs84(local, moved)
-        return out
+            for i, result in zip(rows, found, strict=True):
+                results[i] = result
+        local_polygons = [r[0] for r, _ in results if not isinstance(r, NoLocation)]
+        polygons = iter(self.frame.polygons_to_wgs84(local_polygons))
+        # The uncertainty from each box's row areas: its own and its moves' (the same sums, so a
+        # move that changes nothing changes the area by exactly 0).
+        return [
+            local
+            if isinstance(local, NoLocation)
+            else Footprint(
+                polygon=next(polygons),
+                area_m2=float(local[0].area),
+                method=local[1],
+                area_uncertainty_m2=area_uncertainty_95(float(areas[0]), areas[1:]),
+            )
+            for local, areas in results
+        ]
 
     def _moves_of(
         self, moves: PoseMoves, boxes: np.ndarray, height_m: np.ndarray, sigma_m: np.ndarray
@@ -224,19 +240,6 @@ class FrameProjector:
             np.tile(pose, g),
             (boxes[:, None, :] + shift).reshape(-1, 4),
             (height_m[:, None] + raise_m * sigma_m[:, None]).reshape(-1),
-        )
-
-    def _in_wgs84(self, local: tuple[Polygon, str] | NoLocation, areas: np.ndarray) -> Footprint | NoLocation:
-        """The footprint with its uncertainty from `areas`: row 0's and its moves' (the same sums,
-        so a move that changes nothing changes the area by exactly 0)."""
-        if isinstance(local, NoLocation):
-            return local
-        polygon, method = local
-        return Footprint(
-            polygon=self.frame.polygon_to_wgs84(polygon),
-            area_m2=float(polygon.area),
-            method=method,
-            area_uncertainty_m2=area_uncertainty_95(float(areas[0]), areas[1:]),
         )
 
     def _flat_footprints(

@@ -7,12 +7,14 @@ a few kilometres, so areas measured in it are good to far better than 0.01 %.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
 import shapely
 from pyproj import CRS, Transformer
+from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
 from vision.geo.types import check_lon_lat
@@ -56,6 +58,11 @@ class LocalFrame:
     def polygon_to_wgs84(self, polygon: Geometry) -> Geometry:
         return transform_geometry(polygon, self._forward, inverse=True)
 
+    def polygons_to_wgs84(self, polygons: Sequence[Polygon]) -> list[Polygon]:
+        """`polygon_to_wgs84` of many: one PROJ call for all their coordinates."""
+        out = shapely.transform(np.array(polygons, dtype=object), _through(self._forward, inverse=True))
+        return list(out)
+
     def polygon_to_local(self, polygon: Geometry) -> Geometry:
         return transform_geometry(polygon, self._forward)
 
@@ -63,13 +70,18 @@ class LocalFrame:
 def transform_geometry(geometry: Geometry, transformer: Transformer, inverse: bool = False) -> Geometry:
     """A shapely geometry through a pyproj transformer (always_xy), all coordinates at once;
     the result is a geometry of the same type (a polygon stays a polygon)."""
+    return shapely.transform(geometry, _through(transformer, inverse))
+
+
+def _through(transformer: Transformer, inverse: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """(N, 2) coordinates through `transformer`, as `shapely.transform` wants them."""
     direction = "INVERSE" if inverse else "FORWARD"
 
     def _apply(xy: np.ndarray) -> np.ndarray:
         x, y = transformer.transform(xy[:, 0], xy[:, 1], direction=direction)
         return np.column_stack((x, y))
 
-    return shapely.transform(geometry, _apply)
+    return _apply
 
 
 def area_m2(polygon_wgs84: BaseGeometry) -> float:

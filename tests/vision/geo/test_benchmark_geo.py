@@ -44,6 +44,9 @@ def test_benchmark_reports_required_keys(
     assert set(p95) == set(before) == set(median) == {"0", "10", "20", "30"}
     assert all(0 <= v < 100 for v in p95.values()) and p95["0"] < before["0"]
     assert 0 <= result["area_uncertainty_coverage"] <= 1
+    # What geotagging costs per detection (measured, not a target here: the machine may be busy).
+    assert set(result["footprint_ms"]) == {"flat", "standing"}
+    assert all(v > 0 for v in result["footprint_ms"].values())
 
 
 def test_geo_samples_full_pose_counts_photos_not_orthomosaics(tmp_path: Path) -> None:
