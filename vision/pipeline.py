@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,7 @@ from vision.ground_sampling import Resampling, resample_scale, target_gsd_m
 from vision.image_io import DEFAULT_MAX_PIXELS, LoadedImage, load_image
 from vision.model_card import ModelCard
 from vision.model_registry import InstalledModel, resolve_model
+from vision.rules import RULE_SOURCES, RuleSet, WholeImageRule, conform, with_footprints
 from vision.sources import SOURCE_KINDS, SourceKind
 from vision.taxonomy import Taxonomy
 from vision.tiling import TileWindow, exceeds_input, merge_tile_detections, tile_windows
@@ -157,6 +158,7 @@ class _Submitted:
     futures: list[Future[Detections]]
     source: SourceKind
     ground: _GroundSampled | None = None  # tiled images only
+    ruled: Detections | None = None  # the rules' findings (vision.rules), native pixels
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,7 @@ class Pipeline:
         batcher: BatcherConfig | None = None,
         tiling: TilingConfig | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        rules: Sequence[WholeImageRule] = (),
     ) -> None:
         self.taxonomy = taxonomy or Taxonomy.default()
         card.check_taxonomy(self.taxonomy)
@@ -215,10 +218,19 @@ class Pipeline:
             # once (OnnxRuntimeDetector.lanes); any other runs from one worker thread.
             config = config.model_copy(update={"workers": max(1, int(getattr(detector, "lanes", 1)))})
         self.batcher_config = config
-        self._labels = np.asarray(card.labels, dtype=str)
         self._keys = [card.label_map[label] for label in card.labels]
-        self._key_array = np.asarray([k or "" for k in self._keys], dtype=str)
-        self._is_helper = np.array([k is None for k in self._keys], dtype=bool)
+        # Rules (vision.rules) run beside the model on nadir views; their labels are taxonomy
+        # keys and take the class ids after the model's.
+        self.rules = RuleSet(rules, len(card.labels))
+        unknown = sorted(k for k in self.rules.labels if k not in self.taxonomy)
+        if unknown:
+            raise ModelError(f"rules {self.rules.names} report unknown taxonomy keys {unknown}")
+        self._labels = np.asarray([*card.labels, *self.rules.labels], dtype=str)
+        all_keys = [*self._keys, *self.rules.labels]
+        self._key_array = np.asarray([k or "" for k in all_keys], dtype=str)
+        self._is_helper = np.array([k is None for k in all_keys], dtype=bool)
+        self._rule_thresholds = np.array([self.taxonomy.get(k).threshold for k in self.rules.labels],
+                                         dtype=np.float32)
         self._thresholds = np.array([card.threshold_for(label, self.taxonomy) for label in card.labels],
                                     dtype=np.float32)
         self._batcher: DynamicBatcher[np.ndarray, Detections] = DynamicBatcher(
@@ -239,6 +251,7 @@ class Pipeline:
         allow_spinning: bool = False,
         device: Literal["cpu", "cuda", "tensorrt"] = "cpu",
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        rules: Sequence[WholeImageRule] = (),
     ) -> Pipeline:
         """Open an installed model's ONNX weights with ONNX Runtime, labels from its card.
 
@@ -259,7 +272,8 @@ class Pipeline:
                                    allow_spinning=allow_spinning)
         detector = OnnxRuntimeDetector.from_config(config, labels=card.labels, end2end=card.end2end)
         detector.warmup()
-        return cls(detector, card, taxonomy, batcher=batcher, tiling=tiling, max_pixels=max_pixels)
+        return cls(detector, card, taxonomy, batcher=batcher, tiling=tiling, max_pixels=max_pixels,
+                   rules=rules)
 
     @classmethod
     def from_model(
@@ -316,13 +330,8 @@ class Pipeline:
     def _ground_sampling(self, image: np.ndarray | LoadedImage, resolution_wh: tuple[int, int],
                          source: SourceKind, gsd_m: float | None) -> _GroundSampled:
         target = self.target_gsd_m(source)
-        if target is not None and gsd_m is None and isinstance(image, LoadedImage):
-            from vision.geo.gsd import photo_gsd_m
-
-            try:
-                gsd_m = photo_gsd_m(image)
-            except (GeoError, ValueError):
-                gsd_m = None  # a pose that gives no camera model: the GSD is unknown, stay native
+        if target is not None:
+            gsd_m = _known_gsd(image, gsd_m)
         return _GroundSampled(gsd_m, target,
                               Resampling.at_scale(resolution_wh, resample_scale(gsd_m, target)))
 
@@ -378,7 +387,7 @@ class Pipeline:
             source = image.kind if isinstance(image, LoadedImage) else "unknown"
         if source not in SOURCE_KINDS:
             raise ValueError(f"expected source to be one of {SOURCE_KINDS}, got {source!r}")
-        pixels = _checked_pixels(image.pixels if isinstance(image, LoadedImage) else image)
+        pixels = native = _checked_pixels(image.pixels if isinstance(image, LoadedImage) else image)
         height, width = pixels.shape[:2]
         ground = None
         if self.should_tile((width, height), tiled, source):
@@ -389,30 +398,39 @@ class Pipeline:
         else:
             windows = [TileWindow(0, 0, width, height)]
         futures = []
+        ruled = None
         try:
             for window in windows:
                 futures.append(self._batcher.submit(window.crop(pixels), timeout=timeout))
+            if self.rules and source in RULE_SOURCES:  # here, while the model works on the tiles
+                known = ground.gsd_m if ground is not None and ground.gsd_m is not None else None
+                known = known or _known_gsd(image, gsd_m)
+                ruled = self._rule_thresholds_applied(self.rules.detect(native, known))
         except BaseException:
             for future in futures:
                 future.cancel()
             raise
-        return _Submitted((width, height), windows, futures, source, ground)
+        return _Submitted((width, height), windows, futures, source, ground, ruled)
 
     def _finish(self, submitted: _Submitted) -> Detections:
         """Wait for the tiles' results; thresholds, seam merge, native pixels and class mapping."""
         per_tile = [(window, self._apply_thresholds(future.result()))
                     for window, future in zip(submitted.windows, submitted.futures, strict=True)]
         if submitted.ground is None:
-            return self._merge_and_map(per_tile, submitted.resolution_wh, submitted.source)
+            return self._merge_and_map(per_tile, submitted.resolution_wh, submitted.source,
+                                       extra=submitted.ruled)
         resampling = submitted.ground.resampling
-        found = self._merge_and_map(per_tile, resampling.resampled_wh, submitted.source, resampling)
+        found = self._merge_and_map(per_tile, resampling.resampled_wh, submitted.source, resampling,
+                                    extra=submitted.ruled)
         found.metadata["ground_sampling"] = submitted.ground.describe()
         return found
 
     def _merge_and_map(self, per_tile: list[tuple[TileWindow, Detections]], resolution_wh: tuple[int, int],
-                       source: SourceKind, resampling: Resampling | None = None) -> Detections:
+                       source: SourceKind, resampling: Resampling | None = None,
+                       extra: Detections | None = None) -> Detections:
         """Windows' detections (in `resolution_wh` pixels) merged, then mapped back to the
-        native image when `resampling` shrank it."""
+        native image when `resampling` shrank it, and joined by `extra` (the rules' findings,
+        native pixels). With rules, every finding has a footprint (a box: its corners)."""
         if len(per_tile) == 1:
             found = per_tile[0][1]
         else:  # several windows (or none): seams merged, offsets into image pixels
@@ -421,11 +439,29 @@ class Pipeline:
                                           resolution_wh=resolution_wh)
         if resampling is not None:
             found, resolution_wh = resampling.to_native(found), resampling.native_wh
+        if self.rules:
+            found = with_footprints(found)
+            if extra is not None:
+                found = Detections.merge([found, conform(extra, found)], metadata=found.metadata)
         return self._to_findings(found, resolution_wh, len(per_tile), source)
 
     def _apply_thresholds(self, dets: Detections) -> Detections:
         keep = dets.confidence >= self._thresholds[dets.class_id]
         return dets[keep]
+
+    def _rule_thresholds_applied(self, dets: Detections) -> Detections:
+        return dets[dets.confidence >= self._rule_thresholds[dets.class_id - len(self.card.labels)]]
+
+    def detect_rules_raster(self, windows: Iterable[tuple[TileWindow, np.ndarray]], *,
+                            resolution_wh: tuple[int, int], gsd_m: float | None,
+                            source: SourceKind = "orthomosaic") -> Detections:
+        """The rules' findings over a raster's windows, in raster pixels (empty without rules).
+
+        Rules need windows far larger than model tiles (vision.rules.raster_window_px): a
+        roof must lie whole in one of them; `vision.geo.orthomosaic.detect_orthomosaic`
+        reads them in a pass of their own."""
+        found = self._rule_thresholds_applied(self.rules.detect_windows(windows, resolution_wh, gsd_m))
+        return self._to_findings(found, resolution_wh, 0, source)
 
     def _to_findings(self, dets: Detections, resolution_wh: tuple[int, int], tiles: int,
                      source: SourceKind) -> Detections:
@@ -449,6 +485,7 @@ class Pipeline:
                 "tiles": tiles,
                 "source_kind": source,
                 "dropped_helper_labels": dict(sorted(dropped.items())),
+                **({"rules": self.rules.names} if self.rules else {}),
             },
         )
 
@@ -530,6 +567,18 @@ class Pipeline:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self.close(drain=exc_type is None)
+
+
+def _known_gsd(image: np.ndarray | LoadedImage, gsd_m: float | None) -> float | None:
+    """`gsd_m` when given, else a LoadedImage's from its drone pose (vision.geo.gsd), else None."""
+    if gsd_m is not None or not isinstance(image, LoadedImage):
+        return gsd_m
+    from vision.geo.gsd import photo_gsd_m
+
+    try:
+        return photo_gsd_m(image)
+    except (GeoError, ValueError):
+        return None  # a pose that gives no camera model: the GSD is unknown
 
 
 def _checked_pixels(pixels: object) -> np.ndarray:

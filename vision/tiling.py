@@ -120,7 +120,7 @@ def exceeds_input(resolution_wh: tuple[int, int], input_size: int, factor: float
 
 # -- merging ------------------------------------------------------------------------------
 
-def _touches_inner_edge(xyxy: np.ndarray, tile: TileWindow, image_wh: tuple[int, int],
+def touches_inner_edge(xyxy: np.ndarray, tile: TileWindow, image_wh: tuple[int, int],
                         margin: float) -> np.ndarray:
     """Per box (tile coordinates): does it end within `margin` px of an edge that is a seam?"""
     width, height = image_wh
@@ -229,7 +229,7 @@ def merge_tile_detections(
     seam_flags: list[np.ndarray] = []
     tile_index: list[np.ndarray] = []
     for i, (tile, dets) in enumerate(per_tile):
-        seam_flags.append(_touches_inner_edge(dets.xyxy, tile, image_wh, edge_margin_px))
+        seam_flags.append(touches_inner_edge(dets.xyxy, tile, image_wh, edge_margin_px))
         tile_index.append(np.full(len(dets), i, np.int64))
         shifted.append(dets.with_offset(tile.x, tile.y))
     merged = Detections.merge(shifted, metadata={"tiles": len(per_tile)})

@@ -230,7 +230,8 @@ def detect_orthomosaic(
     each finding is geotagged through the raster's transform. A raster finer than the
     pipeline's target GSD is read in windows of tile size / scale native pixels, each
     shrunk to a model tile (vision.ground_sampling). `on_progress(done, total)` follows the
-    windows; an exception from it stops the run.
+    windows; an exception from it stops the run. The pipeline's rules (vision.rules) then read
+    the raster again in their own larger windows, and their findings join the model's.
     """
     georef = OrthoGeoreference.from_path(path, absolute_accuracy_m)
     tile_size = pipeline.tiling.tile_size or pipeline.detector.input_size
@@ -246,6 +247,17 @@ def detect_orthomosaic(
         on_progress=progress,
         gsd_m=gsd_m,
     )
+    if pipeline.rules:  # rules see roofs whole: a pass of their own, in windows of ~100 m
+        from vision.rules import raster_window_px
+
+        rule_px, rule_overlap = raster_window_px(gsd_m)
+        ruled = pipeline.detect_rules_raster(
+            ((tile.tile, tile.image) for tile in iter_tiles(path, rule_px, rule_overlap)),
+            resolution_wh=(georef.width, georef.height),
+            gsd_m=gsd_m,
+        )
+        both = Detections.merge([detections, ruled], metadata=detections.metadata)
+        detections = both[np.argsort(-both.confidence, kind="stable")]
     geotags = tile_detections_to_geotags(
         detections,
         georef.transform,
