@@ -61,11 +61,14 @@ class PipelineAnalyzer:
         with self._lock:
             if self._pipeline is None:
                 from vision.pipeline import Pipeline  # onnxruntime only; never torch
+                from vision.rules import load_rules
 
                 self._pipeline = Pipeline.from_model(
                     self._settings.model,
                     models_dir=self._settings.models_dir,
+                    device=self._settings.device,
                     max_pixels=self._settings.max_image_pixels,
+                    rules=load_rules(self._settings.rules),
                 )
             return self._pipeline
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vision.rules import RULES
 from vision.taxonomy import Taxonomy
 
 # Values people paste from examples; refusing them keeps a demo key out of production.
@@ -62,6 +63,11 @@ class Settings(BaseSettings):
     models_dir: Path | None = Field(
         default=None, description="Where installed models live (models/ if unset)."
     )
+    device: Literal["cpu", "cuda", "tensorrt"] = Field(
+        default="cpu",
+        description="Where the model runs (ONNX Runtime's execution provider): cuda and tensorrt need "
+        "onnxruntime-gpu with its CUDA/TensorRT libraries; a missing provider is an error naming it.",
+    )
     bootstrap_admin_key: SecretStr | None = Field(
         default=None,
         description=f"When set, an admin API key with this value exists after start "
@@ -74,6 +80,11 @@ class Settings(BaseSettings):
         description="Largest photo request body; larger ones get 413 unread.",
     )
     max_image_pixels: int = Field(default=100_000_000, ge=1, description="Decompression-bomb guard.")
+    rules: list[str] = Field(
+        default=["blue_roof"],
+        description="Rules run beside the model on drone photos and orthomosaics (vision.rules): blue_roof "
+        "finds blue steel roofs by colour and shape (models/rules/blue_roof.card.json); [] runs none.",
+    )
     max_citizen_photo_pixels: int = Field(
         # 4000 x 3000, a phone's usual photo; the model sees it at its input size (never tiled).
         default=12_000_000,
@@ -210,6 +221,14 @@ class Settings(BaseSettings):
                 f"(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`), "
                 f"got a {len(secret)}-character placeholder"
             )
+        return value
+
+    @field_validator("rules")
+    @classmethod
+    def _rules_known(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(RULES))
+        if unknown:
+            raise ValueError(f"unknown rules {unknown}; valid rules: {', '.join(sorted(RULES))}")
         return value
 
     @field_validator("timezone")

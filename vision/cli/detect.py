@@ -50,6 +50,14 @@ class TileChoice(StrEnum):
     off = "off"
 
 
+class DeviceChoice(StrEnum):
+    """ONNX Runtime's execution provider; cuda and tensorrt need onnxruntime-gpu."""
+
+    cpu = "cpu"
+    cuda = "cuda"
+    tensorrt = "tensorrt"
+
+
 class SourceChoice(StrEnum):
     """What the images are; decides tiling under --tile auto (vision.pipeline.TilingConfig)."""
 
@@ -295,6 +303,10 @@ def detect_command(
         "--model", "-m", help="Installed model name or model folder.")] = "default",
     models_dir: Annotated[Path | None, typer.Option(
         "--models-dir", envvar="PATROL_MODELS_DIR", help="Where installed models live.")] = None,
+    device: Annotated[DeviceChoice, typer.Option(
+        "--device", envvar="PATROL_DEVICE",
+        help="Run the model on cpu, cuda or tensorrt (ONNX Runtime's providers; the GPU ones need "
+             "onnxruntime-gpu and its CUDA/TensorRT libraries).")] = DeviceChoice.cpu,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="JSON lines file; default stdout.")] = None,
     annotate: Annotated[Path | None, typer.Option(
         "--annotate", help="Folder to write annotated copies of the images into.")] = None,
@@ -309,6 +321,10 @@ def detect_command(
         "--native-resolution", help="Tile drone photos at their native resolution instead of shrinking "
                                     "them first to the ground sampling distance their classes need "
                                     "(from the DJI pose).")] = False,
+    rules: Annotated[list[str] | None, typer.Option(
+        "--rule", help="Also run this rule beside the model on drone photos and orthomosaics "
+                       "(repeatable): blue_roof finds blue steel roofs (蓝色彩钢瓦) by colour and shape "
+                       "(vision/detectors/blue_roof.py, models/rules/blue_roof.card.json).")] = None,
     source: Annotated[SourceChoice, typer.Option(
         "--source", help="What the images are: auto (DJI XMP in the file: drone, else unknown), citizen, "
                          "drone, camera, unknown.")] = SourceChoice.auto,
@@ -337,6 +353,7 @@ def detect_command(
     from vision.batcher import BatcherConfig
     from vision.errors import ModelError
     from vision.pipeline import Pipeline, TilingConfig
+    from vision.rules import load_rules
 
     console = Console(stderr=True)
     urls = [p for p in paths if is_stream_url(p)]  # a URL is no path: Path() would fold its "//"
@@ -357,8 +374,9 @@ def detect_command(
             raise typer.BadParameter(str(exc), param_hint="--camera/--preset") from exc
     batcher = BatcherConfig() if batch is None else BatcherConfig(max_batch=batch)
     try:
-        pipeline = Pipeline.from_model(model, models_dir=models_dir, batcher=batcher,
-                                       tiling=TilingConfig(ground_sized=not native_resolution))
+        pipeline = Pipeline.from_model(model, models_dir=models_dir, batcher=batcher, device=device.value,
+                                       tiling=TilingConfig(ground_sized=not native_resolution),
+                                       rules=load_rules(rules or []))
     except ModelError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_NO_MODEL) from exc
