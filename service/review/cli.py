@@ -153,13 +153,19 @@ def setup() -> None:
 def push(
     limit: Annotated[int | None, typer.Option(min=1, help="At most this many tasks.")] = None,
     batch: Annotated[int | None, typer.Option(min=1, max=5000, help="Tasks per request.")] = None,
+    budget: Annotated[int | None, typer.Option(
+        min=1, help="Daily budget of tasks for the reviewer pool: send the frames the active-learning "
+                    "ranking puts first (uncertain, disputed, rare classes, no near-duplicates).")] = None,
 ) -> None:
     import time
     from datetime import UTC, datetime
+    from functools import partial
 
     from service.db.session import make_engine, make_session_factory
+    from service.evidence import EvidenceStore
     from service.review.project import find_project_id
     from service.review.push import push_pending
+    from service.review.selection import budgeted_frames, evidence_images
     from service.review.signing import UrlSigner
     from service.review.tasks import UrlPolicy
     from vision.taxonomy import Taxonomy
@@ -184,6 +190,9 @@ def push(
             now=lambda: datetime.now(UTC),
             limit=limit,
             progress=lambda n: typer.echo(f"  {n} tasks ({time.perf_counter() - started:.1f} s)", err=True),
+            pick=None if budget is None else partial(
+                budgeted_frames, project_id=project_id, daily_budget=budget, now=datetime.now(UTC),
+                taxonomy=Taxonomy.default(), image_of=evidence_images(EvidenceStore(settings.data_dir))),
         )
     finally:
         engine.dispose()

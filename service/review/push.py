@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.db.models import Frame
 from service.evidence import EvidenceStore
 from service.review.decisions import AnnotationIn, UnknownTask, apply_annotation
 from service.review.models import ReviewTask
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from label_studio_sdk import LabelStudio
 
 Progress = Callable[[int], None]
+Pick = Callable[[Session, int], list[Frame]]
 
 
 @dataclass(frozen=True)
@@ -51,13 +53,16 @@ def push_pending(
     now: Callable[[], datetime],
     limit: int | None = None,
     progress: Progress | None = None,
+    pick: Pick | None = None,
 ) -> PushReport:
+    """`pick(session, n)`: the next at most n frames to send; default the oldest pending
+    (`budgeted_frames` chooses by the active-learning ranking within a daily budget)."""
     started = time.perf_counter()
     pushed = batches = 0
     while limit is None or pushed < limit:
         size = batch if limit is None else min(batch, limit - pushed)
         with session_factory() as session:
-            frames = pending_frames(session, project_id, size)
+            frames = pick(session, size) if pick is not None else pending_frames(session, project_id, size)
             if not frames:
                 break
             boxes = observations_of(session, [f.id for f in frames])

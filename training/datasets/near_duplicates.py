@@ -14,19 +14,10 @@ from itertools import combinations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-DHASH_METHOD = "dHash 64-bit (9x8 greyscale), Hamming distance"
+from vision.image_hash import DHASH_METHOD, dhash64
 
-
-def dhash64(path: Path) -> int:
-    with Image.open(path) as im:
-        # JPEG draft mode decodes at 1/2..1/8 scale: ~10x faster for a thumbnail this small.
-        im.draft("L", (72, 64))
-        grey = im.convert("L").resize((9, 8), Image.Resampling.BILINEAR)
-    pixels = np.asarray(grey, dtype=np.int16)
-    bits = (pixels[:, 1:] > pixels[:, :-1]).ravel()
-    return int(np.packbits(bits).view(">u8")[0])
+__all__ = ["DHASH_METHOD", "cross_split_pairs", "dhash64", "near_duplicate_report"]
 
 
 def _close_matrix_counts(a: np.ndarray, b: np.ndarray, max_hamming: int, chunk: int = 1024
