@@ -46,7 +46,7 @@ shrinking to the target GSD (its docstring says why that and not the vendors' ow
 the shipped model does not know their class). `--tiled` adds the peak-RSS measurement of
 tiling a 5472x3648 image in a child process that imports neither torch nor ultralytics.
 `--quick` with either: one quiet pass per 20 MP contender, and the frame contenders on 8
-frames x 2 reps, so the run fits about 10 minutes on a busy 2-core box.
+frames x 2 reps without torch, so the run fits about 10 minutes on a busy 2-core box.
 """
 
 from __future__ import annotations
@@ -433,9 +433,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(tiled_child(args.model_dir, args.reps or 3)))
         return 0
     # --quick with --sahi/--tiled (../shared/checks/S-drone) is read for the 20 MP photo and the
-    # recall: the frame contenders get half the frames and two reps, so the run fits ~10 minutes
-    # on a busy 2-core box (P-cpu's plain --quick run gives their figures).
+    # recall: the frame contenders get half the frames and two reps, and no torch (ultralytics
+    # torch at 2 threads ran 0.3 images/s at load 20, 5 of the run's 14 minutes), so the run fits
+    # ~10 minutes on a busy 2-core box (P-cpu's plain --quick run gives their figures).
     extras = args.quick and (args.sahi or args.tiled)
+    no_torch = args.no_torch or extras
     reps = args.reps or (2 if extras else 3 if args.quick else 5)
     n_images = args.images or (8 if extras else 16 if args.quick else 40)
 
@@ -485,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             contenders["OpenVINO compiled"] = openvino
         torch_names = []
-        if not args.no_torch:
+        if not no_torch:
             pt_path = untrained_pt(card.labels, Path(tmp))
             for threads in sorted({1, cores}):
                 torch_names.append(f"ultralytics torch {threads} thr")
