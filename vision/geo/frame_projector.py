@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import shapely
 from pydantic import BaseModel, ConfigDict, Field
 from shapely.geometry import Polygon
 
@@ -184,9 +185,8 @@ class FrameProjector:
         boxes = np.asarray(xyxy, np.float64).reshape(-1, 4)
         near = self.near_nadir(boxes) if len(boxes) else np.zeros(0, bool)
         moves = self.pose_moves()
-        results: list[tuple[tuple[Polygon, str] | NoLocation, np.ndarray]] = [
-            (NoLocation("not computed"), np.zeros(0))
-        ] * len(boxes)
+        local: list[tuple[Polygon, str] | NoLocation] = [NoLocation("not computed")] * len(boxes)
+        spread = np.full(len(boxes), np.nan)
         prism = [i for i, h in enumerate(heights) if h is not None and h.typical_m > 0]
         standing = [i for i, a in enumerate(anchors) if a == "bottom_center" and not near[i]]
         for kind, rows in (
@@ -201,25 +201,24 @@ class FrameProjector:
             sigma_m = np.array([0.0 if h is None else h.sigma_m for h in prior])
             pose, moved_boxes, moved_heights = self._moves_of(moves, boxes[rows], height_m, sigma_m)
             if kind == "prism":
-                found = self._prism_footprints(moves, pose, moved_boxes, moved_heights, near[rows])
+                found, areas = self._prism_footprints(moves, pose, moved_boxes, moved_heights, near[rows])
             else:
-                found = self._flat_footprints(moves, pose, moved_boxes, len(rows), square=kind == "square")
+                found, areas = self._flat_footprints(
+                    moves, pose, moved_boxes, len(rows), square=kind == "square"
+                )
             for i, result in zip(rows, found, strict=True):
-                results[i] = result
-        local_polygons = [r[0] for r, _ in results if not isinstance(r, NoLocation)]
-        polygons = iter(self.frame.polygons_to_wgs84(local_polygons))
-        # The uncertainty from each box's row areas: its own and its moves' (the same sums, so a
-        # move that changes nothing changes the area by exactly 0).
+                local[i] = result
+            # Each box's rows: its own area and its moves' (the same sums, so a move that changes
+            # nothing changes the area by exactly 0).
+            spread[rows] = area_uncertainty_95(areas[:, 0], areas[:, 1:])
+        polygons = iter(self.frame.polygons_to_wgs84([f[0] for f in local if not isinstance(f, NoLocation)]))
         return [
-            local
-            if isinstance(local, NoLocation)
+            f
+            if isinstance(f, NoLocation)
             else Footprint(
-                polygon=next(polygons),
-                area_m2=float(local[0].area),
-                method=local[1],
-                area_uncertainty_m2=area_uncertainty_95(float(areas[0]), areas[1:]),
+                polygon=next(polygons), area_m2=float(f[0].area), method=f[1], area_uncertainty_m2=float(s)
             )
-            for local, areas in results
+            for f, s in zip(local, spread, strict=True)
         ]
 
     def _moves_of(
@@ -244,18 +243,26 @@ class FrameProjector:
 
     def _flat_footprints(
         self, moves: PoseMoves, pose: np.ndarray, boxes: np.ndarray, count: int, *, square: bool
-    ) -> list[tuple[tuple[Polygon, str] | NoLocation, np.ndarray]]:
+    ) -> tuple[list[tuple[Polygon, str] | NoLocation], np.ndarray]:
         """Per box (`count` of them, rows of `_moves_of`): its footprint in local metres
-        (`vision.geo.footprint.local_footprint`, seen obliquely) and the areas of its rows (NaN: none)."""
+        (`vision.geo.footprint.local_footprint`, seen obliquely); and the (count, R) areas of its
+        rows (NaN: none)."""
         pixels = footprint_pixels(boxes, square=square, samples_per_edge=self.edge_samples)
         ground = moves.ground(self.surface, pose, pixels, self.max_range_m)[..., :2]
         camera_xy = self.camera.position_enu[:2]  # no move shifts the camera sideways
-        areas = ring_areas(footprint_rings(ground, square=square, camera_xy=camera_xy)).reshape(count, -1)
-        ground = ground.reshape(count, -1, *ground.shape[1:])
-        return [
-            (footprint_of_ground(g[0], square=square, camera_xy=camera_xy), a)
-            for g, a in zip(ground, areas, strict=True)
+        rings = footprint_rings(ground, square=square, camera_xy=camera_xy)
+        areas = ring_areas(rings).reshape(count, -1)
+        base = np.arange(count) * areas.shape[1]
+        # A box's own area is NaN exactly where `footprint_of_ground` refuses it: ask it why.
+        method = "bottom_edge_square" if square else "projected_box"
+        polygons = iter(shapely.polygons(rings[base[np.isfinite(areas[:, 0])]]))
+        found: list[tuple[Polygon, str] | NoLocation] = [
+            (next(polygons), method)
+            if np.isfinite(area)
+            else footprint_of_ground(ground[row], square=square, camera_xy=camera_xy)
+            for row, area in zip(base, areas[:, 0], strict=True)
         ]
+        return found, areas
 
     def _prism_footprints(
         self,
@@ -264,9 +271,9 @@ class FrameProjector:
         boxes: np.ndarray,
         heights: np.ndarray,
         near_nadir: np.ndarray,
-    ) -> list[tuple[tuple[Polygon, str] | NoLocation, np.ndarray]]:
+    ) -> tuple[list[tuple[Polygon, str] | NoLocation], np.ndarray]:
         """Per box (rows of `_moves_of`, one per entry of `near_nadir`): its prism footprint in local
-        metres and the areas of its rows (NaN: none)."""
+        metres; and the (count, R) areas of its rows (NaN: none)."""
         x1, y1, x2, y2 = boxes.T
         probes = np.stack(
             (np.stack((x1, x2, (x1 + x2) / 2, x1, x2), axis=1), np.stack((y2, y2, y2, y1, y1), axis=1)),
@@ -283,23 +290,23 @@ class FrameProjector:
         grounded = np.isfinite(bottom).all(axis=(1, 2))
         ground_z = np.where(grounded, bottom[:, 2, 2], np.nan)
         extents = fit_prisms(lambda pts: moves.project(pose, pts), boxes, heights, ground_z, axes, start)
-        areas = (extents[:, 1] - extents[:, 0]) * (extents[:, 3] - extents[:, 2])
         count = len(near_nadir)
-        out: list[tuple[tuple[Polygon, str] | NoLocation, np.ndarray]] = []
-        for i, base in enumerate(np.arange(count) * (len(pose) // count)):
-            moved = areas.reshape(count, -1)[i]
+        areas = ((extents[:, 1] - extents[:, 0]) * (extents[:, 3] - extents[:, 2])).reshape(count, -1)
+        found: list[tuple[Polygon, str] | NoLocation] = []
+        for i, base in enumerate(np.arange(count) * areas.shape[1]):
             if not grounded[base]:
-                out.append((NoLocation("the box's bottom edge does not meet the ground"), moved))
+                found.append(NoLocation("the box's bottom edge does not meet the ground"))
             elif not np.isfinite(extents[base]).all():
-                reason = (
-                    f"no object {heights[base]:g} m tall standing on the ground has this box (the "
-                    "class's height prior does not fit what is seen)"
+                found.append(
+                    NoLocation(
+                        f"no object {heights[base]:g} m tall standing on the ground has this box (the "
+                        "class's height prior does not fit what is seen)"
+                    )
                 )
-                out.append((NoLocation(reason), moved))
             else:
                 method = "relief_corrected_box" if near_nadir[i] else "bottom_edge_height_prior"
-                out.append(((Polygon(rectangle_corners(extents[base], axes[base])), method), moved))
-        return out
+                found.append((Polygon(rectangle_corners(extents[base], axes[base])), method))
+        return found, areas
 
     # -- description ---------------------------------------------------------------------
 

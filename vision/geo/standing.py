@@ -125,9 +125,12 @@ def extent_of(points_xy: np.ndarray, axes: np.ndarray) -> np.ndarray:
     return np.stack((lo[:, 0], hi[:, 0], lo[:, 1], hi[:, 1]), axis=1)
 
 
-def area_uncertainty_95(base: float, moved: np.ndarray) -> float:
-    """95 % half-width (m²) of the area `base` from the areas after one-sigma moves of each error
-    source. A move after which the area has no solution (NaN) counts as a change of the whole area.
+def area_uncertainty_95(base: np.ndarray, moved: np.ndarray) -> np.ndarray:
+    """95 % half-widths (m²) of (G,) areas `base` from the (G, M) areas after one-sigma moves of
+    each error source. A move after which the area has no solution (NaN) counts as a change of
+    the whole area.
     """
-    changes = np.where(np.isnan(moved), base, np.asarray(moved, np.float64) - base)
-    return Z95 * float(np.sqrt(np.sum(changes**2)))
+    whole = np.asarray(base, np.float64)[..., None]
+    changes = np.where(np.isnan(moved), whole, np.asarray(moved, np.float64) - whole)
+    spread: np.ndarray = Z95 * np.sqrt(np.sum(changes**2, axis=-1))
+    return spread
