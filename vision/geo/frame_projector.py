@@ -142,10 +142,6 @@ class FrameProjector:
 
     # -- footprints ----------------------------------------------------------------------
 
-    def off_nadir_deg(self, pixel_xy: tuple[float, float]) -> float:
-        ray = self.camera.rays(np.array([pixel_xy], np.float64))[0]
-        return math.degrees(math.acos(max(-1.0, min(1.0, -float(ray[2])))))
-
     def near_nadir(self, xyxy: np.ndarray) -> np.ndarray:
         """(N,) whether the ray at each of (N, 4) boxes' centres is within `nadir_footprint_deg` of
         straight down (a bool for one (4,) box)."""
