@@ -64,6 +64,17 @@ def _required(review: ReviewSettings, name: str) -> str:
         raise typer.Exit(2) from None
 
 
+def _project_id(ls: LabelStudio, review: ReviewSettings) -> int:
+    """The review project's id; push and reconcile need `patrol review setup` to have made it."""
+    from service.review.project import find_project_id
+
+    project_id = find_project_id(ls, review.label_studio_project)
+    if project_id is None:
+        typer.echo(f"no project {review.label_studio_project!r}: run `patrol review setup` first", err=True)
+        raise typer.Exit(2)
+    return project_id
+
+
 @review_app.command("server", help="Run Label Studio on loopback (SQLite, data under PATROL_DATA_DIR).")
 def server(
     port: Annotated[int | None, typer.Option(help="TCP port [default: PATROL_LABEL_STUDIO_URL's]")] = None,
@@ -163,7 +174,6 @@ def push(
 
     from service.db.session import make_engine, make_session_factory
     from service.evidence import EvidenceStore
-    from service.review.project import find_project_id
     from service.review.push import push_pending
     from service.review.selection import budgeted_frames, evidence_images
     from service.review.signing import UrlSigner
@@ -173,10 +183,7 @@ def push(
     settings, review = _settings()
     signer = UrlSigner(_required(review, "review_url_secret").encode())
     ls = _connect(settings, review)
-    project_id = find_project_id(ls, review.label_studio_project)
-    if project_id is None:
-        typer.echo(f"no project {review.label_studio_project!r}: run `patrol review setup` first", err=True)
-        raise typer.Exit(2)
+    project_id = _project_id(ls, review)
     engine = make_engine(settings.database_url)
     started = time.perf_counter()
     try:
@@ -207,16 +214,12 @@ def reconcile() -> None:
     from datetime import UTC, datetime
 
     from service.db.session import make_engine, make_session_factory
-    from service.review.project import find_project_id
     from service.review.push import reconcile as pull
     from vision.taxonomy import Taxonomy
 
     settings, review = _settings()
     ls = _connect(settings, review)
-    project_id = find_project_id(ls, review.label_studio_project)
-    if project_id is None:
-        typer.echo(f"no project {review.label_studio_project!r}: run `patrol review setup` first", err=True)
-        raise typer.Exit(2)
+    project_id = _project_id(ls, review)
     engine = make_engine(settings.database_url)
     try:
         report = pull(
