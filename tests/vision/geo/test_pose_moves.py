@@ -8,7 +8,8 @@ import pytest
 from tests.vision.geo.test_camera import projector
 from vision.geo.camera import FrameCamera, Intrinsics
 from vision.geo.frame_projector import FrameProjector
-from vision.geo.pose_moves import PoseMoves
+from vision.geo.pose_moves import RAYS_PER_INTERSECT, PoseMoves
+from vision.geo.surface import FlatGround
 from vision.geo.types import Footprint, GroundAnchor, NoLocation
 from vision.taxonomy import HeightPrior
 
@@ -95,3 +96,30 @@ def test_intrinsics_to_pixels_inverts_normalized_with_distortion() -> None:
     xy = intr.normalized(pixels)
     back = intr.to_pixels(np.column_stack((xy * 7.0, np.full(len(xy), 7.0))))
     np.testing.assert_allclose(back, pixels, atol=1e-4)
+
+
+class CountingGround(FlatGround):
+    """Flat ground that remembers how many rays each intersection was asked for."""
+
+    def __init__(self) -> None:
+        super().__init__(earth_curvature=False)
+        object.__setattr__(self, "batches", [])
+
+    def intersect(self, origin_enu: np.ndarray, directions: np.ndarray) -> np.ndarray:
+        self.batches.append(len(directions))  # type: ignore[attr-defined]
+        return super().intersect(origin_enu, directions)
+
+
+def test_rays_meet_the_surface_in_bounded_chunks() -> None:
+    """A DEM marches all its rays at once: a frame's worth of moves must not arrive as one array."""
+    proj = projector(pitch=-60.0, height=80.0, curvature=False)
+    moves = proj.pose_moves()
+    rng = np.random.default_rng(0)
+    pixels = rng.uniform((0, 1500), (4000, 3000), (40, 60, 2))
+    pose = np.arange(40) % len(moves)
+    ground = CountingGround()
+    chunked = moves.ground(ground, pose, pixels, None)
+    batches = ground.batches  # type: ignore[attr-defined]
+    assert max(batches) <= RAYS_PER_INTERSECT and sum(batches) == 40 * 60
+    whole = np.stack([proj.ground_enu(px, limit_range=False) for px in pixels[pose == 0]])
+    np.testing.assert_allclose(chunked[pose == 0], whole, atol=1e-6)
