@@ -172,14 +172,25 @@ def tile_detections_to_geotags(
     `window_transform` is the tile's own transform (`OrthoTile.transform`), so boxes stay in
     tile pixels; pass the full raster's transform for boxes already in raster pixels. The
     point is the box centre for every class: an orthomosaic is already a top-down view.
+    A finding with an outline and an area (`data["footprint_xy"]` and `data["area_m2"]`, a
+    rule's rotated rectangle: see vision.rules) is measured by that outline
+    ("raster_outline"), not by its box: a roof at 45° would read twice its area.
     """
     transformer = to_wgs84 or Transformer.from_crs(CRS.from_user_input(crs), WGS84, always_xy=True)
     gsd = _pixel_size(window_transform, transformer)
     radius = absolute_accuracy_m + gsd
     out: list[Geotag | NoLocation] = []
     # float64 first: with NumPy 2 a float32 pixel times a degree-sized transform stays float32 (~1 m).
-    for box in detections.xyxy.astype(np.float64):
-        local = pixel_box_polygon(box, window_transform)
+    # a model's box carries its own corners and no area: measured as a box
+    has_outline = "footprint_xy" in detections.data and "area_m2" in detections.data
+    outlines = detections.data["footprint_xy"].astype(np.float64) if has_outline else np.empty((0, 4, 2))
+    measured = np.isfinite(detections.data["area_m2"]) if has_outline else np.zeros(len(detections), bool)
+    for i, box in enumerate(detections.xyxy.astype(np.float64)):
+        outlined = bool(measured[i])
+        if outlined:
+            local = Polygon([window_transform @ (float(x), float(y)) for x, y in outlines[i]])
+        else:
+            local = pixel_box_polygon(box, window_transform)
         wgs = transform_geometry(local, transformer)
         if not wgs.is_valid or wgs.is_empty or not np.isfinite(wgs.bounds).all():
             out.append(NoLocation("the box does not reproject to WGS-84 (outside the CRS's area of use)"))
@@ -192,7 +203,8 @@ def tile_detections_to_geotags(
                 point=GroundPosition(float(lon), float(lat), radius),
                 anchor=anchor,
                 source="orthomosaic",
-                footprint=Footprint(polygon=wgs, area_m2=area_m2(wgs), method="raster_box"),
+                footprint=Footprint(polygon=wgs, area_m2=area_m2(wgs),
+                                    method="raster_outline" if outlined else "raster_box"),
             )
         )
     return out

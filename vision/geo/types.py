@@ -84,7 +84,8 @@ class Footprint:
     `method` says how it was derived: "projected_box" (the box outline projected onto the
     ground), "bottom_edge_square" (standing object seen obliquely: the projected bottom edge
     extended away from the camera by its own width, an approximation), "raster_box"
-    (an orthomosaic box through the raster's affine transform), "relief_corrected_box" and
+    (an orthomosaic box through the raster's affine transform), "raster_outline" (a rule's
+    outline, `Detections.data["footprint_xy"]`, the same way), "relief_corrected_box" and
     "bottom_edge_height_prior" (a standing class with a height prior, seen from nearly above
     or obliquely: see `vision.geo.standing`).
 
