@@ -49,9 +49,10 @@ def _corruption(metrics: dict[str, Any]) -> list[str]:
     if not figures:
         return []
     keys = list(suite.get("clean_ap50") or next(iter(figures.values())))
-    lines = [f"AP50 under each corruption of the test split ({suite.get('images')}: "
-             f"{suite.get('n_images')} of {suite.get('n_split_images')} images, seed {suite.get('seed')}); "
-             "in brackets the drop from the same images uncorrupted:", "",
+    sampled = suite.get("n_images") != suite.get("n_split_images")
+    lines = [f"AP50 under each corruption of the test split ({suite.get('n_images')} of "
+             f"{suite.get('n_split_images')} images{', a seeded sample' if sampled else ''}, seed "
+             f"{suite.get('seed')}); in brackets the drop from the same images uncorrupted:", "",
              "| corruption | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|",
              "| none | " + " | ".join(_fmt((suite.get("clean_ap50") or {}).get(k)) for k in keys) + " |"]
     for name, per_class in figures.items():

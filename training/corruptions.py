@@ -147,6 +147,11 @@ def parse_corruptions(text: str) -> tuple[str, ...]:
     return tuple(name for name in CORRUPTIONS if name in wanted)
 
 
+def describe(name: str) -> str:
+    """A corruption's docstring on one line, for the card."""
+    return " ".join((CORRUPTIONS[name].__doc__ or "").split())
+
+
 def image_rng(seed: int, corruption: str, image_name: str) -> np.random.Generator:
     """A generator for one image under one corruption: the same whatever order images run in."""
     digest = hashlib.sha256(f"{seed}\0{corruption}\0{image_name}".encode()).digest()

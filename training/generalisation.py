@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from training.corruptions import CORRUPTIONS, corrupt
+from training.corruptions import corrupt, describe
 from training.evaluate import (
     Collected,
     EvalData,
@@ -211,7 +211,7 @@ def corruption_suite(model: InstalledModel, collected: Collected, taxonomy: Taxo
     suite = {"seed": seed, "n_images": len(images), "n_split_images": len(collected.images),
              "images": "all of the split" if len(images) == len(collected.images)
              else f"a seeded sample ({seed}) of {len(images)}",
-             "corruptions": {name: (CORRUPTIONS[name].__doc__ or "").split("\n")[0] for name in names},
+             "corruptions": {name: describe(name) for name in names},
              "clean_ap50": {key: clean[key]["ap50"] for key in keys}, "mean_drop": mean_drop}
     return figures, suite
 
