@@ -14,7 +14,8 @@ copy, skipping the migrations.
 
 The URL the tests get carries the admin's Personal Access Token as its password,
 `http://pat:<token>@127.0.0.1:<port>` (`split_url` takes it apart); a configured server is named
-the same way in PATROL_TEST_LABEL_STUDIO_URL.
+the same way in PATROL_TEST_LABEL_STUDIO_URL, and its admin's "email:password" (for the browser
+tests' sign-in form) in PATROL_TEST_LABEL_STUDIO_ADMIN.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from tests.servers.core import (
 )
 
 URL_ENV = "PATROL_TEST_LABEL_STUDIO_URL"
+ADMIN_ENV = "PATROL_TEST_LABEL_STUDIO_ADMIN"
 INSTALL = "make label-studio   (label-studio 1.23.2 in its own virtualenv, PATROL_LABEL_STUDIO_VENV)"
 START_TIMEOUT_S = 900.0
 ADMIN_EMAIL = "reviewer@patrol.test"
@@ -56,6 +58,19 @@ def split_url(url: str) -> tuple[str, str]:
     if not parts.password:
         raise ValueError(f"expected http://pat:<token>@host:port, got one without a token ({parts.hostname})")
     return f"{parts.scheme}://{parts.hostname}:{parts.port}", parts.password
+
+
+def admin_sign_in(settings: ReviewSettings | None = None) -> tuple[str, str]:
+    """(email, password) of the admin for Label Studio's sign-in form (the browser tests): from
+    ADMIN_ENV ("email:password") with a configured server, else the kept admin's, which every
+    throwaway started from the kept database has. (A first throwaway that lost the race to keep
+    it, two sessions migrating at once, has its own password: its browser tests fail to sign in.)"""
+    configured = os.environ.get(ADMIN_ENV)
+    if configured:
+        email, _, password = configured.partition(":")
+        return email, password
+    template = template_dir(settings or ReviewSettings(label_studio_email=ADMIN_EMAIL))
+    return ADMIN_EMAIL, str(json.loads((template / CREDENTIALS).read_text())["password"])
 
 
 def probe(url: str, timeout_s: float) -> None:

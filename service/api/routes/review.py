@@ -65,7 +65,14 @@ def review_frame(
     frame = session.get(Frame, frame_id)
     if frame is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no frame {frame_id}")
-    return FileResponse(state.evidence_store().path_of(frame.image_path), media_type="image/jpeg")
+    # Label Studio's editor loads the image cross-origin (an <img crossorigin> and an XHR from its
+    # own origin): without this header the browser hides it. Any origin may read it: the signature
+    # in the URL is the authorisation, no cookie or key is involved.
+    return FileResponse(
+        state.evidence_store().path_of(frame.image_path),
+        media_type="image/jpeg",
+        headers={"Access-Control-Allow-Origin": "*"},
+    )
 
 
 @router.post(

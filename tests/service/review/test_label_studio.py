@@ -6,49 +6,31 @@ and an annotation made while the webhook was off, applied by reconcile."""
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
-from service.db.session import make_engine, make_session_factory
 from service.review.labelling import label_value
 from service.review.project import SECRET_HEADER, WEBHOOK_PATH, setup
 from service.review.push import push_pending, reconcile
-from service.review.settings import ReviewSettings
-from service.review.signing import UrlSigner
-from service.review.tasks import UrlPolicy
-from tests.servers.label_studio_server import split_url
-from tests.service.images import BASE_LAT, BASE_LON, GARBAGE, SMOKE, painted, png
-from tests.service.review.conftest import URL_SECRET, WEBHOOK_SECRET
-from tests.service.web.live import LiveServer, live_server
-from vision.taxonomy import Taxonomy
+from tests.service.images import BASE_LON
+from tests.service.review.conftest import (
+    TAXONOMY,
+    URL_SECRET,
+    WEBHOOK_SECRET,
+    new_project,
+    upload,
+    url_policy,
+)
+from tests.service.web.live import LiveServer
+
+if TYPE_CHECKING:
+    from label_studio_sdk import LabelStudio
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
-
-TAXONOMY = Taxonomy.default()
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[LiveServer]:
-    review = ReviewSettings(review_webhook_secret=WEBHOOK_SECRET, review_url_secret=URL_SECRET)
-    with live_server(tmp_path, review=review) as live:
-        yield live
-
-
-def _upload(live: LiveServer, shade: int, lon: float) -> list[dict[str, Any]]:
-    with live.client("citizen") as http:
-        response = http.post(
-            "/v1/photos",
-            files={"file": ("p.png", png(painted([GARBAGE, SMOKE], shade=shade)), "image/png")},
-            data={"lon": str(lon), "lat": str(BASE_LAT)},
-        )
-    assert response.status_code == 201, response.text
-    return list(response.json()["issues"])
 
 
 def _state(live: LiveServer, issue_id: int) -> dict[str, Any]:
@@ -56,67 +38,59 @@ def _state(live: LiveServer, issue_id: int) -> dict[str, Any]:
         return dict(http.get(f"/v1/issues/{issue_id}").json()["properties"])
 
 
-def test_review_loop_through_label_studio(label_studio_url: str, service: LiveServer) -> None:
-    from label_studio_sdk import LabelStudio
-
-    base, token = split_url(label_studio_url)
-    ls = LabelStudio(base_url=base, api_key=token, timeout=60)
-    title = f"patrol test {uuid.uuid4().hex[:8]}"
-    first = setup(ls, title=title, taxonomy=TAXONOMY, public_url=service.url, webhook_secret=WEBHOOK_SECRET)
+def test_review_loop_through_label_studio(
+    ls: LabelStudio, service: LiveServer, ledger: sessionmaker[Session]
+) -> None:
+    title, first = new_project(ls, service)
     again = setup(ls, title=title, taxonomy=TAXONOMY, public_url=service.url, webhook_secret=WEBHOOK_SECRET)
     assert (first.project, again.project) == ("created", "unchanged")
     assert again.project_id == first.project_id and again.webhook_id == first.webhook_id
     hooks = [w for w in ls.webhooks.list(project=str(first.project_id)) if w.url.endswith(WEBHOOK_PATH)]
     assert len(hooks) == 1 and hooks[0].headers == {SECRET_HEADER: WEBHOOK_SECRET}
 
-    photos = [_upload(service, shade, BASE_LON + 0.01 * i) for i, shade in enumerate((10, 40, 70))]
-    engine = make_engine(service.settings.database_url)
-    sessions = make_session_factory(engine)
-    urls = UrlPolicy(service.url, UrlSigner(URL_SECRET.encode()), 3600)
+    photos = [upload(service, shade, BASE_LON + 0.01 * i) for i, shade in enumerate((10, 40, 70))]
+    urls = url_policy(service)
     project = {"project_id": first.project_id, "taxonomy": TAXONOMY, "now": lambda: datetime.now(UTC)}
-    try:
-        report = push_pending(ls, sessions, urls=urls, batch=2, **project)  # type: ignore[arg-type]
-        assert (report.tasks, report.batches) == (3, 2)
-        again_pushed = push_pending(ls, sessions, urls=urls, batch=2, **project)  # type: ignore[arg-type]
-        assert again_pushed.tasks == 0  # nothing new: nothing sent twice
+    report = push_pending(ls, ledger, urls=urls, batch=2, **project)  # type: ignore[arg-type]
+    assert (report.tasks, report.batches) == (3, 2)
+    again_pushed = push_pending(ls, ledger, urls=urls, batch=2, **project)  # type: ignore[arg-type]
+    assert again_pushed.tasks == 0  # nothing new: nothing sent twice
 
-        tasks = sorted(ls.tasks.list(project=first.project_id, fields="all"), key=lambda t: t.id)
-        assert len(tasks) == 3
-        prediction = tasks[0].predictions[0]
-        assert prediction.model_version.startswith("painted:1:")
-        labels = {r["value"]["rectanglelabels"][0] for r in prediction.result}
-        assert labels == {_label("garbage_pile"), _label("straw_burning")}  # 垃圾堆 …, 秸秆焚烧 …
-        image = httpx.get(tasks[0].data["image"], timeout=30)  # the signed URL, as the task page loads it
-        assert image.status_code == 200 and image.content[:2] == b"\xff\xd8"
-        assert URL_SECRET not in str(tasks[0].data)
+    tasks = sorted(ls.tasks.list(project=first.project_id, fields="all"), key=lambda t: t.id)
+    assert len(tasks) == 3
+    prediction = tasks[0].predictions[0]
+    assert prediction.model_version.startswith("painted:1:")
+    labels = {r["value"]["rectanglelabels"][0] for r in prediction.result}
+    assert labels == {_label("garbage_pile"), _label("straw_burning")}  # 垃圾堆 …, 秸秆焚烧 …
+    image = httpx.get(tasks[0].data["image"], timeout=30)  # the signed URL, as the task page loads it
+    assert image.status_code == 200 and image.content[:2] == b"\xff\xd8"
+    assert URL_SECRET not in str(tasks[0].data)
 
-        # 1: the reviewer keeps the garbage box and removes the smoke box
-        garbage, smoke = (_issue(photos[0], k) for k in ("garbage_pile", "straw_burning"))
-        kept = [r for r in prediction.result if r["value"]["rectanglelabels"] == [_label("garbage_pile")]]
-        ls.annotations.create(id=tasks[0].id, result=kept)
-        assert _wait_state(service, garbage, "confirmed") == "confirmed"
-        assert _state(service, smoke)["state"] == "rejected"
-        moved = [e for e in _state(service, garbage)["history"] if e["kind"] == "transition"][-1]
-        assert moved["actor"].startswith("labelstudio:user:")
+    # 1: the reviewer keeps the garbage box and removes the smoke box
+    garbage, smoke = (_issue(photos[0], k) for k in ("garbage_pile", "straw_burning"))
+    kept = [r for r in prediction.result if r["value"]["rectanglelabels"] == [_label("garbage_pile")]]
+    ls.annotations.create(id=tasks[0].id, result=kept)
+    assert _wait_state(service, garbage, "confirmed") == "confirmed"
+    assert _state(service, smoke)["state"] == "rejected"
+    moved = [e for e in _state(service, garbage)["history"] if e["kind"] == "transition"][-1]
+    assert moved["actor"].startswith("labelstudio:user:")
 
-        # 2: "not a violation"
-        verdict = [{"from_name": "verdict", "to_name": "image", "type": "choices",
-                    "value": {"choices": ["not a violation"]}}]
-        ls.annotations.create(id=tasks[1].id, result=verdict)
-        assert _wait_state(service, _issue(photos[1], "garbage_pile"), "rejected") == "rejected"
+    # 2: "not a violation"
+    verdict = [{"from_name": "verdict", "to_name": "image", "type": "choices",
+                "value": {"choices": ["not a violation"]}}]
+    ls.annotations.create(id=tasks[1].id, result=verdict)
+    assert _wait_state(service, _issue(photos[1], "garbage_pile"), "rejected") == "rejected"
 
-        # 3: made while the webhook is off (the service was down): reconcile applies it, once
-        ls.webhooks.update(id=first.webhook_id, is_active=False)
-        result = tasks[2].predictions[0].result
-        ls.annotations.create(id=tasks[2].id, result=result)
-        third = _issue(photos[2], "garbage_pile")
-        assert _state(service, third)["state"] == "candidate"
-        pulled = reconcile(ls, sessions, **project)  # type: ignore[arg-type]
-        assert (pulled.annotations, pulled.applied, pulled.skipped) == (3, 1, [])
-        assert _state(service, third)["state"] == "confirmed"
-        assert reconcile(ls, sessions, **project).applied == 0  # type: ignore[arg-type]
-    finally:
-        engine.dispose()
+    # 3: made while the webhook is off (the service was down): reconcile applies it, once
+    ls.webhooks.update(id=first.webhook_id, is_active=False)
+    result = tasks[2].predictions[0].result
+    ls.annotations.create(id=tasks[2].id, result=result)
+    third = _issue(photos[2], "garbage_pile")
+    assert _state(service, third)["state"] == "candidate"
+    pulled = reconcile(ls, ledger, **project)  # type: ignore[arg-type]
+    assert (pulled.annotations, pulled.applied, pulled.skipped) == (3, 1, [])
+    assert _state(service, third)["state"] == "confirmed"
+    assert reconcile(ls, ledger, **project).applied == 0  # type: ignore[arg-type]
 
 
 def _label(class_key: str) -> str:

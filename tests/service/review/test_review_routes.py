@@ -143,6 +143,8 @@ def test_a_signed_url_serves_its_frame_and_nothing_else(client, keys, candidate)
     good = signer.sign(frame_path(frame_id), now_s=time.time(), ttl_s=60)
     response = client.get(good)
     assert response.status_code == 200 and response.content[:2] == b"\xff\xd8"  # a JPEG
+    # Label Studio's editor reads it cross-origin; without this header its page shows no image
+    assert response.headers["access-control-allow-origin"] == "*"
 
     expires = int(time.time()) + 60
     sig = signer.signature(frame_path(frame_id), expires)
