@@ -124,3 +124,19 @@ def test_an_orthomosaic_gets_the_rule_findings_in_raster_pixels(tmp_path: Path) 
     assert tag.footprint.area_m2 == pytest.approx(roof.area_m2, rel=0.03)
     box_px = float(np.prod(result.detections.xyxy[0, 2:] - result.detections.xyxy[0, :2]))
     assert box_px * 0.05**2 > tag.footprint.area_m2 * 1.05
+
+
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "geo-samples"
+
+
+@pytest.mark.skipif(not SAMPLES.is_dir(), reason="../shared/geo-samples (real drone files) is not present")
+@pytest.mark.parametrize("name", ["100_0005_0018.tif", "tiny_drone_image.jpg"])
+def test_real_drone_files_go_through_the_rules_with_their_own_scale(name: str) -> None:
+    from vision.image_io import load_image
+
+    image = load_image(SAMPLES / name, kind="drone")
+    with _pipeline(load_rules(["blue_roof"])) as pipe:
+        found = pipe.detect(image)
+    assert found.metadata["rules"] == [BlueRoofDetector().name]
+    assert found.metadata["source_kind"] == "drone"
+    assert found.data["footprint_xy"].shape == (len(found), 4, 2)
