@@ -4,7 +4,7 @@ GET /v1/reports/totals: counts and m² found, confirmed, rectified and closed pe
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
@@ -22,28 +22,38 @@ from service.totals import to_csv as totals_csv
 router = APIRouter(prefix="/v1/reports", tags=["reports"], dependencies=AUTHENTICATED)
 
 READERS = (Role.reviewer, Role.worker)
+Reader = Annotated[object, require_role(*READERS)]
+Month = Annotated[str, Query(description="YYYY-MM, in the office's time zone.", examples=["2026-11"])]
+JSON_OR_CSV: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with format=csv."}
+}
+CSV = "text/csv; charset=utf-8"
+
+
+def _download(body: str | bytes, media_type: str, filename: str, *, inline: bool = False) -> Response:
+    """A report as a file: saved under its name, or shown in place (the HTML page)."""
+    disposition = "inline" if inline else "attachment"
+    return Response(
+        body, media_type=media_type, headers={"Content-Disposition": f'{disposition}; filename="{filename}"'}
+    )
 
 
 @router.get(
     "/ranking",
     response_model=RankingReport,
     name="ranking",
-    responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with format=csv."}},
+    responses=JSON_OR_CSV,
 )
 def get_ranking(
     state: StateDep,
     session: SessionDep,
-    _: Annotated[object, require_role(*READERS)],
-    month: Annotated[str, Query(description="YYYY-MM, in the office's time zone.", examples=["2026-11"])],
+    _: Reader,
+    month: Month,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
 ) -> RankingReport | Response:
     rows = ranking(session, month, state.settings.timezone)
     if format == "csv":
-        return Response(
-            to_csv(rows),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="ranking-{month}.csv"'},
-        )
+        return _download(to_csv(rows), CSV, f"ranking-{month}.csv")
     return RankingReport(
         month=month,
         timezone=state.settings.timezone,
@@ -66,8 +76,8 @@ def get_ranking(
 def get_monthly_report(
     state: StateDep,
     session: SessionDep,
-    _: Annotated[object, require_role(*READERS)],
-    month: Annotated[str, Query(description="YYYY-MM, in the office's time zone.", examples=["2026-11"])],
+    _: Reader,
+    month: Month,
     format: Annotated[Literal["json", "csv", "html", "pdf"], Query()] = "json",
 ) -> MonthlyReport | Response:
     report = monthly_report(session, month, state.settings.timezone, BoardRules.load())
@@ -76,29 +86,24 @@ def get_monthly_report(
         return report
     if format == "csv":
         body: str | bytes = monthly_csv(report, state.taxonomy.keys)
-        media_type = "text/csv; charset=utf-8"
+        media_type = CSV
     elif format == "html":
         body, media_type = report_html(report, state.taxonomy), "text/html; charset=utf-8"
     else:
         body, media_type = html_to_pdf(report_html(report, state.taxonomy)), "application/pdf"
-    disposition = "inline" if format == "html" else "attachment"
-    return Response(
-        body,
-        media_type=media_type,
-        headers={"Content-Disposition": f'{disposition}; filename="report-{month}.{format}"'},
-    )
+    return _download(body, media_type, f"report-{month}.{format}", inline=format == "html")
 
 
 @router.get(
     "/totals",
     response_model=Totals,
     name="totals",
-    responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with format=csv."}},
+    responses=JSON_OR_CSV,
 )
 def get_totals(
     state: StateDep,
     session: SessionDep,
-    _: Annotated[object, require_role(*READERS)],
+    _: Reader,
     from_month: Annotated[
         str, Query(alias="from", description="First month, YYYY-MM.", examples=["2026-01"])
     ],
@@ -114,10 +119,4 @@ def get_totals(
     if format == "json":
         return report
     names_zh = {c.key: c.name_zh for c in state.taxonomy}
-    return Response(
-        totals_csv(report, names_zh),
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="totals-{report.from_month}-{report.to_month}.csv"'
-        },
-    )
+    return _download(totals_csv(report, names_zh), CSV, f"totals-{report.from_month}-{report.to_month}.csv")
