@@ -206,6 +206,8 @@ def push(
     typer.echo(
         f"{report.tasks} tasks in {report.batches} batches, {report.seconds:.1f} s "
         f"({report.tasks_per_s:.1f} tasks/s) to project {project_id}"
+        + (f"; {report.adopted} already there from a push that died before recording them"
+           if report.adopted else "")
     )
 
 

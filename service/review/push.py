@@ -1,13 +1,17 @@
 """Pushing candidates to Label Studio, and pulling back what reviewers did while we were away.
 
 `push_pending` sends the frames of candidate issues that are no task yet, in batches (one import
-request each), and records each task as it is made, so a second run sends only what is new.
+request each), and records each task as it is made, so a second run sends only what is new. Before
+each import it asks Label Studio which of the batch's frames it already holds (the task's
+data.frame_id): a run that died between the import and our commit left those, and they are
+recorded instead of sent again.
 `reconcile` reads every annotation of the project and applies those not applied yet (the same
 code and the same once-only key as the webhook), for deliveries lost while the service was down.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -21,7 +25,7 @@ from service.db.models import Frame
 from service.evidence import EvidenceStore
 from service.review.decisions import AnnotationIn, UnknownTask, apply_annotation
 from service.review.models import ReviewTask
-from service.review.tasks import UrlPolicy, observations_of, pending_frames, task_of
+from service.review.tasks import FRAME_KEY, UrlPolicy, observations_of, pending_frames, task_of
 from vision.taxonomy import Taxonomy
 
 if TYPE_CHECKING:
@@ -33,9 +37,13 @@ Pick = Callable[[Session, int], list[Frame]]
 
 @dataclass(frozen=True)
 class PushReport:
+    """`tasks`: imported by this run; `adopted`: frames Label Studio already held as tasks (a run
+    that died after the import, before recording them), recorded now instead of sent again."""
+
     tasks: int
     batches: int
     seconds: float
+    adopted: int = 0
 
     @property
     def tasks_per_s(self) -> float:
@@ -58,33 +66,70 @@ def push_pending(
     """`pick(session, n)`: the next at most n frames to send; default the oldest pending
     (`budgeted_frames` chooses by the active-learning ranking within a daily budget)."""
     started = time.perf_counter()
-    pushed = batches = 0
+    pushed = batches = imported = adopted = 0
     while limit is None or pushed < limit:
         size = batch if limit is None else min(batch, limit - pushed)
         with session_factory() as session:
             frames = pick(session, size) if pick is not None else pending_frames(session, project_id, size)
             if not frames:
                 break
-            boxes = observations_of(session, [f.id for f in frames])
-            now_s = time.time()
-            tasks = [task_of(f, boxes[f.id], taxonomy, urls.frame_url(f.id, now_s)) for f in frames]
-            # Plain dicts: the SDK's request models would only be dumped back to the same JSON.
-            answer = ls.projects.import_tasks(id=project_id, request=cast(Any, tasks), return_task_ids=True)
-            task_ids = list(getattr(answer, "task_ids", None) or [])  # an extra field of the response
-            if len(task_ids) != len(frames):
-                raise RuntimeError(f"Label Studio made {len(task_ids)} tasks of {len(frames)} sent")
+            # A run that died between Label Studio's import and our commit left these as tasks there.
+            held = tasks_holding(ls, project_id, [f.id for f in frames])
+            fresh = [f for f in frames if f.id not in held]
+            made = held | (_import(ls, session, project_id, fresh, taxonomy, urls) if fresh else {})
             at = now()
-            # Label Studio creates a request's tasks in the order sent (one bulk insert).
             session.add_all(
-                ReviewTask(frame_id=f.id, project_id=project_id, task_id=t, pushed_at=at)
-                for f, t in zip(frames, task_ids, strict=True)
+                ReviewTask(frame_id=f.id, project_id=project_id, task_id=made[f.id], pushed_at=at)
+                for f in frames
             )
             session.commit()
+        imported += len(fresh)
+        adopted += len(held)
         pushed += len(frames)
         batches += 1
         if progress is not None:
             progress(pushed)
-    return PushReport(pushed, batches, time.perf_counter() - started)
+    return PushReport(imported, batches, time.perf_counter() - started, adopted)
+
+
+def _import(
+    ls: LabelStudio,
+    session: Session,
+    project_id: int,
+    frames: list[Frame],
+    taxonomy: Taxonomy,
+    urls: UrlPolicy,
+) -> dict[int, int]:
+    """Frame id → Label Studio's id of the new task made for it (one import request)."""
+    boxes = observations_of(session, [f.id for f in frames])
+    now_s = time.time()
+    tasks = [task_of(f, boxes[f.id], taxonomy, urls.frame_url(f.id, now_s)) for f in frames]
+    # Plain dicts: the SDK's request models would only be dumped back to the same JSON.
+    answer = ls.projects.import_tasks(id=project_id, request=cast(Any, tasks), return_task_ids=True)
+    task_ids = list(getattr(answer, "task_ids", None) or [])  # an extra field of the response
+    if len(task_ids) != len(frames):
+        raise RuntimeError(f"Label Studio made {len(task_ids)} tasks of {len(frames)} sent")
+    # Label Studio creates a request's tasks in the order sent (one bulk insert).
+    return {f.id: int(t) for f, t in zip(frames, task_ids, strict=True)}
+
+
+def tasks_holding(ls: LabelStudio, project_id: int, frame_ids: list[int]) -> dict[int, int]:
+    """Frame id → task id of the project's tasks whose data.frame_id is one of `frame_ids` (the
+    lowest task id where a frame was sent twice before this check existed). One filtered list:
+    the range of the ids, narrowed here (a ranked pick's ids need not be contiguous)."""
+    wanted = set(frame_ids)
+    if not wanted:
+        return {}
+    span = {"min": min(wanted), "max": max(wanted)}
+    item = {"filter": "filter:tasks:data.frame_id", "operator": "in", "type": "Number", "value": span}
+    query = json.dumps({"filters": {"conjunction": "and", "items": [item]}})
+    held: dict[int, int] = {}
+    pager: Iterable[Any] = ls.tasks.list(project=project_id, query=query, fields="task_only")
+    for task in pager:
+        frame_id = (task.data or {}).get(FRAME_KEY)
+        if isinstance(frame_id, int) and frame_id in wanted:
+            held[frame_id] = min(held.get(frame_id, task.id), task.id)
+    return held
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from service.review.signing import UrlSigner, frame_path
 from vision.taxonomy import Taxonomy
 
 RESULT_PREFIX = "obs-"
+FRAME_KEY = "frame_id"  # the task's data key for our frame id (push asks Label Studio by it)
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def task_of(
 ) -> dict[str, Any]:
     results = [box_result(o, frame, taxonomy) for o in observations if o.class_key in taxonomy]
     return {
-        "data": {IMAGE: image_url, "frame_id": frame.id, "captured_at": frame.captured_at.isoformat()},
+        "data": {IMAGE: image_url, FRAME_KEY: frame.id, "captured_at": frame.captured_at.isoformat()},
         "predictions": [
             {
                 "model_version": frame.model_version,
