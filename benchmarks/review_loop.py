@@ -1,0 +1,379 @@
+"""Simulated review loop (issue #10, "Measure"): does active learning teach a new class faster than random?
+
+A labelled set stands in for the reviewers: an image "reviewed" is an image whose labels join
+the training data. Starting from a model that has never seen `roadside_clutter`, each round
+50 more images of ../shared/datasets/bogota-aerial-vendors (street vendors' stalls and umbrellas
+on sidewalks, from the air) are reviewed, chosen by the review queue's ranking
+(service/review/ranking.py: uncertainty at the class's operating threshold, class balance,
+near-duplicates skipped by dHash) or at random, and the last round's model is fine-tuned on the
+round's images, a few of earlier rounds' and a fixed replay of public images (against forgetting),
+for a few epochs on the CPU, through training/train.py (ultralytics offline; one torch thread, see
+torch_threads). After each round: the class's AP50 on
+that set's fixed test split (by content hash, `patrol datasets build`), the public test split's
+AP50 for the public labels, and the round's wall time.
+
+The starting model: the shipped model's PyTorch weights are not in the repository, so the
+stand-in is made the way the default model was: ../shared/weights/yolov5n.pt through
+training/transplant.py into YOLOv5u with the shipped labels plus `roadside_clutter`, then a
+short fine-tune on the public training split (`patrol datasets build datasets/patrol-public.yaml`).
+It has never seen the new class. With --quick (sized for 15 minutes on the shared 2-core box,
+where a training image costs about a second) everything is small: 256 px, 2 epochs a round, 2
+rounds, a base trained on 48 public images, so its public figures are low and the public drop is
+measured against that weak start; the public test split is a fixed subset (every k-th of its
+images by name, 32) and reviewers draw from 100 of the vendor training images. The last line
+with --json is one JSON object.
+
+    python benchmarks/review_loop.py --quick --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from service.review.ranking import BoxEvidence, Candidate, Policy, Reviewed, choose  # noqa: E402
+from training.datasets.build import build_dataset  # noqa: E402
+from training.datasets.labels import read_label_file  # noqa: E402
+from training.datasets.spec import DatasetSpec, LabelSpec, SourceSpec  # noqa: E402
+from training.datasets.yolo import label_path_for, list_images  # noqa: E402
+from training.metrics import CocoEvaluation, ImageBoxes  # noqa: E402
+from training.train import TrainOptions, train  # noqa: E402
+from training.transplant import save_ultralytics_checkpoint, transplant  # noqa: E402
+from vision.detections import Detections  # noqa: E402
+from vision.detectors.base import UltralyticsConfig  # noqa: E402
+from vision.detectors.ultralytics_torch import UltralyticsDetector  # noqa: E402
+from vision.image_hash import dhash64  # noqa: E402
+from vision.taxonomy import Taxonomy  # noqa: E402
+
+NEW_CLASS = "roadside_clutter"
+SHARED = REPO.parent / "shared"
+PUBLIC_SPEC = REPO / "datasets" / "patrol-public.yaml"
+VENDORS = "bogota-aerial-vendors"
+YOLOV5N = SHARED / "weights" / "yolov5n.pt"
+SCORE_FLOOR = 0.001  # predictions kept for AP (a curve needs the low scores too)
+ARMS = ("active", "random")
+
+
+@dataclass(frozen=True)
+class Loop:
+    """One simulated loop: the images, the labels (class id = position) and the schedule."""
+
+    work: Path
+    base: Path  # weights that have never seen `new_label`
+    labels: tuple[str, ...]
+    new_label: str
+    public_labels: tuple[str, ...]  # scored on public_test; the drop is measured on these
+    pool: tuple[Path, ...]  # unreviewed images; their label files are the reviewers' answers
+    test: tuple[Path, ...]  # the new class's fixed test split
+    public_test: tuple[Path, ...]
+    replay: tuple[Path, ...]  # public training images in every fine-tune, against forgetting
+    val: tuple[Path, ...]  # ultralytics' per-epoch validation (not reported)
+    thresholds: dict[str, float]  # operating threshold per label, for the ranking's uncertainty
+    rounds: int = 3
+    per_round: int = 50
+    reviewed_replay: int = 16  # images of earlier rounds trained on again in each round
+    epochs: int = 3
+    imgsz: int = 320
+    batch: int = 8
+    freeze: int | None = 10
+    seed: int = 0
+    threads: int = 1  # torch threads; see one_thread()
+
+
+# -- data ---------------------------------------------------------------------------------
+
+
+def read_image(path: Path) -> np.ndarray:
+    pixels = cv2.imread(str(path))
+    if pixels is None:
+        raise OSError(f"cannot read {path}")
+    return pixels
+
+
+def ground_truth(image: Path, labels: Sequence[str]) -> tuple[ImageBoxes, tuple[int, int]]:
+    """Pixel boxes of an image's label file, in label names, and its (width, height)."""
+    h, w = read_image(image).shape[:2]
+    boxes, issues = read_label_file(label_path_for(image), valid_class_ids=range(len(labels)))
+    if issues:
+        raise ValueError(f"{image}: {issues[0]}")
+    xyxy = np.array([[b.x1 * w, b.y1 * h, b.x2 * w, b.y2 * h] for b in boxes]).reshape(-1, 4)
+    return ImageBoxes(xyxy, tuple(labels[b.class_id] for b in boxes)), (w, h)
+
+
+def box_counts(images: Sequence[Path], labels: Sequence[str]) -> dict[str, int]:
+    counts = dict.fromkeys(labels, 0)
+    for image in images:
+        for box in read_label_file(label_path_for(image))[0]:
+            counts[labels[box.class_id]] += 1
+    return counts
+
+
+def write_data_yaml(folder: Path, train_images: Sequence[Path], val_images: Sequence[Path],
+                    labels: Sequence[str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.txt").write_text("".join(f"{p.resolve()}\n" for p in train_images), encoding="utf-8")
+    (folder / "val.txt").write_text("".join(f"{p.resolve()}\n" for p in val_images), encoding="utf-8")
+    data = {"path": str(folder.resolve()), "train": "train.txt", "val": "val.txt",
+            "names": dict(enumerate(labels))}
+    path = folder / "data.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+# -- model --------------------------------------------------------------------------------
+
+
+def predict(weights: Path, images: Sequence[Path], imgsz: int, chunk: int = 16) -> list[Detections]:
+    config = UltralyticsConfig(model=weights, imgsz=imgsz, conf=SCORE_FLOOR)
+    detector = UltralyticsDetector.from_config(config)
+    out: list[Detections] = []
+    for start in range(0, len(images), chunk):
+        out += detector.predict_batch([read_image(p) for p in images[start:start + chunk]])
+    return out
+
+
+def ap50(weights: Path, images: Sequence[Path], loop: Loop, classes: Sequence[str]
+         ) -> dict[str, float | None]:
+    """AP50 per class in `classes` over `images` (None: no ground truth of that class there)."""
+    truth = [ground_truth(p, loop.labels) for p in images]
+    preds = [ImageBoxes(d.xyxy.astype(np.float64), tuple(str(c) for c in d.data["class_name"]),
+                        d.confidence.astype(np.float64)) for d in predict(weights, images, loop.imgsz)]
+    evaluation = CocoEvaluation([t for t, _ in truth], preds, [s for _, s in truth], list(loop.labels))
+    return {c: evaluation.class_ap(c).ap50 for c in classes}
+
+
+def torch_threads(n: int) -> dict[str, Callable[[Any], None]]:
+    """Callbacks that set torch's threads once ultralytics has set its own.
+
+    On this 2-core machine shared by several jobs (load 10-18), a forward and backward pass of
+    YOLOv5n at 320 px took 28-30 s with 2 threads and 7-8 s with 1 (the threads wait on each other
+    for cores they cannot get); training.train sets all cores, so the benchmark sets them back.
+    """
+    import torch
+
+    torch.set_num_threads(n)
+    return {"on_pretrain_routine_end": lambda _trainer: torch.set_num_threads(n)}
+
+
+def fine_tune(loop: Loop, base: Path, train_images: Sequence[Path], name: str,
+              freeze: int | None = None, epochs: int | None = None) -> Path:
+    data = write_data_yaml(loop.work / "data" / name, train_images, loop.val, loop.labels)
+    options = TrainOptions(data=data, base=str(base), name=name, project=loop.work / "runs",
+                           epochs=epochs or loop.epochs, imgsz=loop.imgsz, batch=loop.batch,
+                           freeze=loop.freeze if freeze is None else freeze, seed=loop.seed, workers=0)
+    return train(options, ["benchmarks/review_loop.py", name], torch_threads(loop.threads)).last
+
+
+# -- choosing what is reviewed ------------------------------------------------------------
+
+
+def rank_pool(weights: Path, pool: Sequence[Path], loop: Loop, reviewed: Sequence[Path],
+              hashes: dict[Path, int], n: int) -> list[Path]:
+    """The review queue's choice of `n` images from `pool`, given the model and what was reviewed."""
+    detections = predict(weights, pool, loop.imgsz)
+    candidates = [
+        Candidate(key=path, phash=hashes[path],
+                  boxes=tuple(BoxEvidence(str(c), float(s))
+                              for c, s in zip(d.data["class_name"], d.confidence, strict=True)))
+        for path, d in zip(pool, detections, strict=True)]
+    # Labelled boxes per class so far, the public replay included: the new class is the rare one.
+    counts = box_counts([*loop.replay, *reviewed], loop.labels)
+    policy = Policy(budget={"default": n}, thresholds=loop.thresholds, proposal_share=0.0)
+    chosen = choose(candidates, policy, Reviewed(counts, tuple(hashes[p] for p in reviewed)))
+    keys = [c.key for c in chosen]
+    if len(keys) < n:  # every other image a near-duplicate: fill in ranking order regardless
+        rest = [p for p in pool if p not in set(keys)]
+        keys += rest[:n - len(keys)]
+    return [Path(str(k)) for k in keys]
+
+
+Chooser = Callable[[Path, list[Path], list[Path], int], list[Path]]
+
+
+def run_loop(loop: Loop, log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Both arms from the same base; per round the AP50 of the new class and of the public ones."""
+    torch_threads(loop.threads)
+    hashes = {p: dhash64(p) for p in loop.pool}
+    base_public = ap50(loop.base, loop.public_test, loop, loop.public_labels)
+    base_new = ap50(loop.base, loop.test, loop, [loop.new_label])[loop.new_label]
+    log(f"base: {loop.new_label} AP50 {base_new}, public {base_public}")
+    rng, rng_replay = random.Random(loop.seed), random.Random(loop.seed + 1)
+
+    def random_choice(_weights: Path, pool: list[Path], _reviewed: list[Path], n: int) -> list[Path]:
+        return rng.sample(pool, min(n, len(pool)))
+
+    def active_choice(weights: Path, pool: list[Path], reviewed: list[Path], n: int) -> list[Path]:
+        return rank_pool(weights, pool, loop, reviewed, hashes, n)
+
+    choosers: dict[str, Chooser] = {"active": active_choice, "random": random_choice}
+    curves: dict[str, list[float]] = {arm: [] for arm in ARMS}
+    public: dict[str, list[dict[str, float | None]]] = {arm: [] for arm in ARMS}
+    round_s: dict[str, list[float]] = {arm: [] for arm in ARMS}
+    for arm in ARMS:
+        weights, reviewed = loop.base, list[Path]()
+        for k in range(1, loop.rounds + 1):
+            started = time.perf_counter()
+            pool = [p for p in loop.pool if p not in set(reviewed)]
+            new = choosers[arm](weights, pool, reviewed, loop.per_round)
+            # From the last round's weights: this round's images, a replay of earlier rounds' and
+            # of public ones (against forgetting), never the whole history: rounds cost the same.
+            earlier = rng_replay.sample(reviewed, min(loop.reviewed_replay, len(reviewed)))
+            reviewed += new
+            weights = fine_tune(loop, weights, [*new, *earlier, *loop.replay], f"{arm}-r{k}")
+            taught = ap50(weights, loop.test, loop, [loop.new_label])[loop.new_label]
+            public[arm].append(ap50(weights, loop.public_test, loop, loop.public_labels))
+            curves[arm].append(round(taught or 0.0, 4))
+            round_s[arm].append(round(time.perf_counter() - started, 1))
+            log(f"{arm} round {k}: {len(reviewed)} reviewed, {loop.new_label} AP50 {curves[arm][-1]}, "
+                f"public {public[arm][-1]}, {round_s[arm][-1]} s")
+    # The drop that matters is the final model's (the one a promotion would weigh), either arm.
+    drops = [(base_public[c] or 0.0) - (public[arm][-1][c] or 0.0) for arm in ARMS for c in loop.public_labels
+             if base_public[c] is not None]
+    return {
+        "rounds": loop.rounds, "per_round": loop.per_round, "class": loop.new_label,
+        "base_ap50": round(base_new or 0.0, 4),
+        "active_ap50": curves["active"], "random_ap50": curves["random"],
+        "public_base_ap50": {c: _r(v) for c, v in base_public.items()},
+        "public_ap50": {arm: [{c: _r(v) for c, v in row.items()} for row in public[arm]] for arm in ARMS},
+        "public_max_drop": round(max(drops, default=0.0), 4),
+        "round_s": [round(a + b, 1) for a, b in zip(round_s["active"], round_s["random"], strict=True)],
+        "round_s_by_arm": round_s,
+        "settings": {"epochs": loop.epochs, "imgsz": loop.imgsz, "freeze": loop.freeze,
+                     "batch": loop.batch, "threads": loop.threads, "pool": len(loop.pool),
+                     "test_images": len(loop.test), "public_test_images": len(loop.public_test),
+                     "replay_images": len(loop.replay), "reviewed_replay": loop.reviewed_replay},
+    }
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+# -- the real sets ------------------------------------------------------------------------
+
+
+def vendors_spec(public: DatasetSpec) -> DatasetSpec:
+    """The vendors set alone, with the public labels plus the new class, split by content hash."""
+    source = SourceSpec(name="bogota-vendors", path=VENDORS, folders=("train", "valid", "test"),
+                        classes={0: "vendedor_ambulante"}, class_map={"vendedor_ambulante": NEW_CLASS},
+                        split="hash", licence="CC BY 4.0",
+                        attribution="vendedores_ambulantes_pesquisa v8 (Ingenieco/pesquisaMMQ), CC BY 4.0")
+    return DatasetSpec(name="review-loop-vendors", labels=public.labels, sources=(source,),
+                       fractions=public.fractions)
+
+
+def with_new_label(public: DatasetSpec) -> DatasetSpec:
+    new = LabelSpec(name=NEW_CLASS, taxonomy=NEW_CLASS, description="Stalls and umbrellas on sidewalks.")
+    return public.model_copy(update={"labels": (*public.labels, new)})
+
+
+def transplanted(work: Path, labels: Sequence[str]) -> Path:
+    """yolov5n's COCO backbone and neck in YOLOv5u with `labels` (the default model's start)."""
+    model, report = transplant(YOLOV5N, list(labels))
+    return save_ultralytics_checkpoint(model, report, work / "transplanted.pt")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    base_images: int | None  # public training images for the base (None: all)
+    base_epochs: int
+    pool: int | None  # vendor training images reviewers may be shown (None: all)
+    public_test: int | None  # public test images evaluated (None: all)
+    replay: int
+    rounds: int
+    epochs: int
+    imgsz: int
+
+
+QUICK = Sizes(base_images=48, base_epochs=2, pool=100, public_test=32, replay=8, rounds=2, epochs=2,
+              imgsz=256)
+FULL = Sizes(base_images=None, base_epochs=20, pool=None, public_test=None, replay=200, rounds=5, epochs=10,
+             imgsz=640)
+
+
+def _first(items: list[Path], n: int | None, rng: random.Random | None = None) -> list[Path]:
+    """`n` of `items`: drawn by `rng`, else every k-th (each source's share, as names begin with it)."""
+    if n is None or n >= len(items):
+        return items
+    return rng.sample(items, n) if rng is not None else items[::len(items) // n][:n]
+
+
+def real_loop(work: Path, sizes: Sizes, log: Callable[[str], None]) -> Loop:
+    """The vendors set and the public sets built by `patrol datasets build`, and the base model."""
+    taxonomy = Taxonomy.default()
+    public = with_new_label(DatasetSpec.from_yaml(PUBLIC_SPEC))
+    data_root = SHARED / "datasets"
+    started = time.perf_counter()
+    build_dataset(public, work / "public", data_root, taxonomy=taxonomy, check_near_duplicates=False)
+    build_dataset(vendors_spec(public), work / "vendors", data_root, taxonomy=taxonomy,
+                  check_near_duplicates=False)
+    log(f"datasets built in {time.perf_counter() - started:.0f} s")
+    pick = random.Random(0)
+    public_train = _first(list_images(work / "public" / "images" / "train"), sizes.base_images, pick)
+    vendor_val = list_images(work / "vendors" / "images" / "val")
+    # Thresholds: the shipped card's for the labels it has, the taxonomy's for the new class.
+    card = json.loads((REPO / "models" / "default" / "card.json").read_text(encoding="utf-8"))
+    thresholds = {**{label: taxonomy.get(key).threshold for label, key in public.label_map.items() if key},
+                  **card["thresholds"]}
+    loop = Loop(
+        work=work, base=transplanted(work, public.label_names), labels=public.label_names,
+        new_label=NEW_CLASS,
+        public_labels=tuple(label for label, key in public.label_map.items() if key and key != NEW_CLASS),
+        pool=tuple(_first(list_images(work / "vendors" / "images" / "train"), sizes.pool, pick)),
+        test=tuple(list_images(work / "vendors" / "images" / "test")),
+        public_test=tuple(_first(list_images(work / "public" / "images" / "test"), sizes.public_test)),
+        replay=tuple(pick.sample(public_train, sizes.replay)), val=tuple(vendor_val[:8]),
+        thresholds=thresholds, rounds=sizes.rounds, epochs=sizes.epochs, imgsz=sizes.imgsz)
+    started = time.perf_counter()
+    # The stand-in for the shipped model: public images only, so it has never seen the new class.
+    base = fine_tune(loop, loop.base, public_train, "base", epochs=sizes.base_epochs)
+    log(f"base model (public images only) in {time.perf_counter() - started:.0f} s")
+    return replace(loop, base=base)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="small CPU settings (about 15 minutes)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    parser.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
+    args = parser.parse_args(argv)
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="review-loop-") as tmp:
+        work = args.work or Path(tmp)
+        started = time.perf_counter()
+        result = run_loop(real_loop(work, QUICK if args.quick else FULL, log), log)
+        result["wall_s"] = round(time.perf_counter() - started, 1)
+        result["quick"] = args.quick
+        result["note"] = (
+            "base: the shipped model's labels + roadside_clutter, yolov5n.pt transplanted "
+            "(training/transplant.py) and fine-tuned on public images only (the shipped .pt is not in "
+            "the repository)" + ("; public test split: a fixed subset" if args.quick else ""))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
