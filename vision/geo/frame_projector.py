@@ -10,7 +10,7 @@ radius of its major axis. All moves of a call are one batch (`vision.geo.pose_mo
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -44,6 +44,30 @@ class PoseUncertainty(BaseModel):
     pitch_roll_deg: float = Field(default=0.3, ge=0, description="Pitch and roll (tilt) error.")
     yaw_deg: float = Field(default=0.5, ge=0, description="Heading error.")
     pixel_px: float = Field(default=2.0, ge=0, description="Error of the pixel itself (detection jitter).")
+
+
+def located(
+    pixels: np.ndarray,
+    size_wh: tuple[int, int],
+    lon: np.ndarray,
+    lat: np.ndarray,
+    radii: np.ndarray,
+    failures: Sequence[tuple[np.ndarray, Callable[[int], str]]],
+    elevation: np.ndarray | None = None,
+) -> list[GroundPosition | NoLocation]:
+    """Each pixel's ground position, or why it has none: outside the image first, then the first
+    of a projector's `failures` (a mask over the pixels and the reason for pixel i) that holds."""
+    width, height = size_wh
+    out: list[GroundPosition | NoLocation] = []
+    for i, (u, v) in enumerate(pixels):
+        if not (-0.5 <= u <= width + 0.5 and -0.5 <= v <= height + 0.5):
+            out.append(NoLocation(f"pixel ({u:g}, {v:g}) is outside the {width}x{height} image"))
+        elif (reason := next((why(i) for bad, why in failures if bad[i]), None)) is not None:
+            out.append(NoLocation(reason))
+        else:
+            e = None if elevation is None or not np.isfinite(elevation[i]) else float(elevation[i])
+            out.append(GroundPosition(float(lon[i]), float(lat[i]), float(radii[i]), e))
+    return out
 
 
 @dataclass(frozen=True)
@@ -84,31 +108,32 @@ class FrameProjector:
         radii = self.uncertainty_95(pixels, points)
         elev = self.surface.elevation_at(points[:, 0], points[:, 1])
         lon, lat = self.frame.to_lonlat(points[:, 0], points[:, 1])
-        out: list[GroundPosition | NoLocation] = []
-        for i, (u, v) in enumerate(pixels):
-            if not (-0.5 <= u <= intr.width + 0.5 and -0.5 <= v <= intr.height + 0.5):
-                out.append(
-                    NoLocation(f"pixel ({u:g}, {v:g}) is outside the {intr.width}x{intr.height} image")
-                )
-            elif not np.isfinite(t[i]):
-                out.append(NoLocation("the pixel's ray does not meet the ground (at or above the horizon)"))
-            elif t[i] > self.max_range_m:
-                out.append(
-                    NoLocation(
-                        f"the ground point is {t[i]:.0f} m away, beyond max_range_m={self.max_range_m:.0f}"
-                    )
-                )
-            elif not np.isfinite(radii[i]):
-                out.append(
-                    NoLocation(
+        max_range = self.max_range_m
+        return located(
+            pixels,
+            (intr.width, intr.height),
+            lon,
+            lat,
+            radii,
+            [
+                (
+                    ~np.isfinite(t),
+                    lambda i: "the pixel's ray does not meet the ground (at or above the horizon)",
+                ),
+                (
+                    t > max_range,
+                    lambda i: f"the ground point is {t[i]:.0f} m away, beyond max_range_m={max_range:.0f}",
+                ),
+                (
+                    ~np.isfinite(radii),
+                    lambda i: (
                         "the pixel is within the tilt uncertainty of the horizon; its ground "
                         "position is undetermined"
-                    )
-                )
-            else:
-                e = None if elev is None or not np.isfinite(elev[i]) else float(elev[i])
-                out.append(GroundPosition(float(lon[i]), float(lat[i]), float(radii[i]), e))
-        return out
+                    ),
+                ),
+            ],
+            elev,
+        )
 
     def uncertainty_95(self, pixels_xy: np.ndarray, points: np.ndarray | None = None) -> np.ndarray:
         """95 % radius (m) of each pixel's ground point under the pose error budget; inf if undetermined."""

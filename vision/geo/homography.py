@@ -17,7 +17,7 @@ import numpy as np
 
 from vision.errors import GeoError
 from vision.geo.footprint import in_wgs84, local_footprint
-from vision.geo.frame_projector import CHI2_2DOF_95
+from vision.geo.frame_projector import CHI2_2DOF_95, located
 from vision.geo.local_frame import LocalFrame
 from vision.geo.projector import footprint_each
 from vision.geo.types import Footprint, GroundAnchor, GroundPosition, NoLocation
@@ -129,24 +129,24 @@ class HomographyProjector:
         pts = self.ground_local(pixels)
         radii = self._radius_95(pixels)
         lon, lat = self.frame.to_lonlat(pts[:, 0], pts[:, 1])
-        out: list[GroundPosition | NoLocation] = []
-        for i, (u, v) in enumerate(pixels):
-            if not (-0.5 <= u <= self.width + 0.5 and -0.5 <= v <= self.height + 0.5):
-                out.append(
-                    NoLocation(f"pixel ({u:g}, {v:g}) is outside the {self.width}x{self.height} image")
-                )
-            elif not np.isfinite(pts[i]).all():
-                out.append(
-                    NoLocation(
-                        "the pixel is above the horizon of the fitted ground plane or beyond "
-                        f"max_range_m={self.max_range_m:.0f}"
-                    )
-                )
-            elif not np.isfinite(radii[i]):
-                out.append(NoLocation("the pixel is too close to the horizon for a determined position"))
-            else:
-                out.append(GroundPosition(float(lon[i]), float(lat[i]), float(radii[i])))
-        return out
+        beyond = (
+            "the pixel is above the horizon of the fitted ground plane or beyond "
+            f"max_range_m={self.max_range_m:.0f}"
+        )
+        return located(
+            pixels,
+            (self.width, self.height),
+            lon,
+            lat,
+            radii,
+            [
+                (~np.isfinite(pts).all(axis=1), lambda i: beyond),
+                (
+                    ~np.isfinite(radii),
+                    lambda i: "the pixel is too close to the horizon for a determined position",
+                ),
+            ],
+        )
 
     def effective_anchor(self, xyxy: np.ndarray, anchor: GroundAnchor) -> GroundAnchor:
         return anchor

@@ -213,3 +213,28 @@ def test_dem_outside_coverage_is_an_error(tmp_path: Path) -> None:
     dem_path = write_dem(tmp_path / "dem.tif", "EPSG:32650", lambda x, y: 0 * x + 10.0, LocalFrame(LON, LAT))
     with pytest.raises(DemError, match="does not cover"):
         Dem.from_geotiff(dem_path, LocalFrame(LON + 1.0, LAT), radius_m=500.0)
+
+
+def test_each_projector_says_why_a_pixel_has_no_location() -> None:
+    rays = ray_projector()
+    corners = np.array([[150, 700], [1750, 700], [1800, 1050], [100, 1050]], float)
+    gcp_ll = np.array([[p.lon, p.lat] for p in rays.locate(corners)])  # type: ignore[union-attr]
+    homography = HomographyProjector.fit(corners, gcp_ll, LocalFrame(LON, LAT), W, H)
+    outside, sky, far, ground = np.array([[-10.0, 800.0], [960.0, 0.0], [960.0, 260.0], [960.0, 900.0]])
+
+    def reasons(proj: FrameProjector | HomographyProjector, pixels: list[np.ndarray]) -> list[str]:
+        return [p.reason if isinstance(p, NoLocation) else "located" for p in proj.locate(np.array(pixels))]
+
+    ray_reasons = reasons(rays, [outside, sky, far, ground])
+    assert ray_reasons[:2] + ray_reasons[3:] == [
+        "pixel (-10, 800) is outside the 1920x1080 image",
+        "the pixel's ray does not meet the ground (at or above the horizon)",
+        "located",
+    ]
+    assert ray_reasons[2].startswith("the ground point is ")
+    assert ray_reasons[2].endswith("beyond max_range_m=3000")
+    assert reasons(homography, [outside, sky, ground]) == [
+        "pixel (-10, 800) is outside the 1920x1080 image",
+        "the pixel is above the horizon of the fitted ground plane or beyond max_range_m=3000",
+        "located",
+    ]
