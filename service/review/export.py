@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from service.errors import InvalidInputError, NotFoundError
 from service.evidence import EvidenceStore
 from service.ledger.states import State
 from service.review.models import ReviewLabel
+from vision.output_folder import replace_earlier_output
 from vision.taxonomy import Taxonomy
 
 EXPORT_JSON = "export.json"
@@ -124,20 +124,15 @@ def export_reviewed(
 
 
 def _prepare_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise InvalidInputError(f"output {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / EXPORT_JSON).is_file():
-            raise InvalidInputError(
-                f"output folder {out} is not empty and holds no {EXPORT_JSON}; choose an empty or new "
-                f"folder (an earlier export is replaced)"
-            )
-        for sub in ("images", "labels"):
-            shutil.rmtree(out / sub, ignore_errors=True)
-        for name in (PROVENANCE, EXPORT_JSON):
-            (out / name).unlink(missing_ok=True)
-    for sub in ("images", "labels"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
+    replace_earlier_output(
+        out,
+        marker=EXPORT_JSON,
+        earlier="an earlier export",
+        folders=("images", "labels"),
+        files=(PROVENANCE, EXPORT_JSON),
+        make=("images", "labels"),
+        error=InvalidInputError,
+    )
 
 
 # -- which boxes a frame has ---------------------------------------------------------------------

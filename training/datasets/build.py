@@ -44,6 +44,7 @@ from training.datasets.near_duplicates import near_duplicate_report
 from training.datasets.spec import SPLITS, DatasetSpec, SourceSpec, SplitName
 from training.datasets.split import assign_split
 from training.datasets.yolo import label_path_for, list_images
+from vision.output_folder import replace_earlier_output
 from vision.taxonomy import Taxonomy
 
 SHARED_DATA_ENV = "PATROL_SHARED_DATA"
@@ -205,19 +206,15 @@ def _read_provenance(path: Path) -> dict[str, dict[str, object]]:
 
 
 def _prepare_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise DatasetError(f"output {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / CARD_JSON).is_file():
-            raise DatasetError(f"output folder {out} is not empty and holds no {CARD_JSON}; choose an "
-                               f"empty or new folder (a previous build is replaced)")
-        for sub in HASHED_FOLDERS:
-            shutil.rmtree(out / sub, ignore_errors=True)
-        for name in ("data.yaml", CARD_JSON, CARD_MD, PROVENANCE):
-            (out / name).unlink(missing_ok=True)
-    for sub in HASHED_FOLDERS:
-        for split in SPLITS:
-            (out / sub / split).mkdir(parents=True, exist_ok=True)
+    replace_earlier_output(
+        out,
+        marker=CARD_JSON,
+        earlier="a previous build",
+        folders=HASHED_FOLDERS,
+        files=("data.yaml", CARD_JSON, CARD_MD, PROVENANCE),
+        make=[f"{sub}/{split}" for sub in HASHED_FOLDERS for split in SPLITS],
+        error=DatasetError,
+    )
 
 
 def _place_image(src: Path, dst: Path) -> bool:
