@@ -9,7 +9,7 @@ wrong: unreadable, not valid YAML/JSON, or (for a pydantic model) invalid.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -44,3 +44,10 @@ def load_config_file(
         return model.model_validate(raw)
     except ValidationError as exc:
         raise error(f"{path}: invalid {what}: {exc}") from exc
+
+
+def require_unique(names: Sequence[str], what: str) -> None:
+    """For a config model's validator: raise ValueError naming the repeated `names` ("class keys")."""
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"expected unique {what}, got duplicates {repeated}")

@@ -16,7 +16,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from vision.config_files import load_config_file
+from vision.config_files import load_config_file, require_unique
 from vision.errors import TaxonomyError
 from vision.sources import SourceKind
 
@@ -94,9 +94,7 @@ class Taxonomy(BaseModel):
     @model_validator(mode="after")
     def _keys_unique(self) -> Taxonomy:
         keys = [c.key for c in self.classes]
-        duplicates = sorted({k for k in keys if keys.count(k) > 1})
-        if duplicates:
-            raise ValueError(f"expected unique class keys, got duplicates {duplicates}")
+        require_unique(keys, "class keys")
         if not keys:
             raise ValueError("expected at least one class")
         return self

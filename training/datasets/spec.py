@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from training.datasets.errors import DatasetError
-from vision.config_files import load_config_file
+from vision.config_files import load_config_file, require_unique
 from vision.taxonomy import Taxonomy
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -163,13 +163,8 @@ class DatasetSpec(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSpec:
         label_names = [label.name for label in self.labels]
-        duplicates = sorted({n for n in label_names if label_names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"expected unique label names, got duplicates {duplicates}")
-        source_names = [source.name for source in self.sources]
-        duplicates = sorted({n for n in source_names if source_names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"expected unique source names, got duplicates {duplicates}")
+        require_unique(label_names, "label names")
+        require_unique([source.name for source in self.sources], "source names")
         for source in self.sources:
             unknown = sorted({v for v in source.class_map.values() if v is not None} - set(label_names))
             if unknown:

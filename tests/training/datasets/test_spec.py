@@ -67,6 +67,7 @@ def test_a_valid_toy_spec_loads(tmp_path: Path) -> None:
         ({"sources": [{"name": "src", "path": "p", "licence": "x", "classes": {0: "garbage"},
                        "class_map": {"garbage": "rubbish"}}]}, "does not define"),
         ({"labels": [{"name": "a", "taxonomy": None}, {"name": "a", "taxonomy": None}]}, "duplicates"),
+        ({"sources": _spec()["sources"] * 2}, "unique source names, got duplicates ['src']"),
         ({"labels": [{"name": "Garbage Pile", "taxonomy": None}]}, "snake_case"),
         ({"fractions": {"train": 0.8, "val": 0.15, "test": 0.15}}, "sum to 1"),
         ({"colour": "red"}, "Extra inputs are not permitted"),
