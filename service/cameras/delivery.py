@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -34,6 +33,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.background import WakeableThread
 from service.cameras.config import WatchConfig
 from service.cameras.models import Delivery, DeliveryAttempt, DeliveryKind, DeliveryState
 from service.db.session import session_scope
@@ -118,40 +118,32 @@ class Dispatcher:
         self._clock = clock
         self._send = send
         self._poll_s = poll_s
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = WakeableThread("alert-dispatcher")
         self.on_delivered: Callable[[int], None] | None = None  # delivery id; for latency figures
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="alert-dispatcher", daemon=True)
-            self._thread.start()
+        self._thread.start(self._loop)
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
+        self._thread.stop(timeout_s)
 
     def wake(self) -> None:
         """New deliveries were committed: send them now rather than at the next poll."""
-        self._wake.set()
+        self._thread.wake()
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
+        while not self._thread.stopping.is_set():
             try:
                 self.run_due()
             except Exception:  # a database hiccup must not end alerting; log and poll again
                 log.exception("alert dispatcher: sending due deliveries failed")
-            self._wake.wait(self._poll_s)
-            self._wake.clear()
+            self._thread.woken.wait(self._poll_s)
+            self._thread.woken.clear()
 
     def run_due(self) -> int:
         """Send every delivery due now; returns how many were attempted (sent or skipped)."""
         done = 0
-        while not self._stop.is_set():
+        while not self._thread.stopping.is_set():
             claimed = self._claim_next()
             if claimed is None:
                 return done

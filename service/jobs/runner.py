@@ -11,10 +11,10 @@ queue for the next start.
 from __future__ import annotations
 
 import logging
-import threading
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from service.background import WakeableThread
 from service.jobs import queue
 from service.jobs.work import RunOutcome, claim_and_execute
 from service.runtime import Runtime
@@ -29,37 +29,28 @@ class JobRunner:
     def __init__(self, ctx: Runtime, *, poll_s: float = POLL_S) -> None:
         self.ctx = ctx
         self.poll_s = poll_s
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = WakeableThread("patrol-job-runner")
 
     def start(self) -> None:
-        if self._thread is not None:
+        if self._thread.started:
             raise RuntimeError("the job runner is already started")
-        self._stopping.clear()
         queue.end_dead_local_leases(self.ctx.session_factory, now=self.ctx.lease_clock())
-        self._thread = threading.Thread(target=self._loop, name="patrol-job-runner", daemon=True)
-        self._thread.start()
+        self._thread.start(self._loop)
 
     def wake(self) -> None:
-        self._wake.set()
+        self._thread.wake()
 
     def stop(self, timeout: float = 60.0) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                logger.warning("job runner still busy after %.0f s; its job resumes after the lease", timeout)
-            self._thread = None
+        if not self._thread.stop(timeout):
+            logger.warning("job runner still busy after %.0f s; its job resumes after the lease", timeout)
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._thread.alive
 
     def run_once(self) -> RunOutcome:
         """Claim and run one job in the calling thread (tests, `patrol demo`)."""
-        return claim_and_execute(self.ctx, stopping=self._stopping)[1]
+        return claim_and_execute(self.ctx, stopping=self._thread.stopping)[1]
 
     def run_until_idle(self) -> list[RunOutcome]:
         """Run jobs in the calling thread until none is runnable."""
@@ -69,13 +60,13 @@ class JobRunner:
         return outcomes
 
     def _loop(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.clear()  # before looking: a submit from now on is not missed
+        while not self._thread.stopping.is_set():
+            self._thread.woken.clear()  # before looking: a submit from now on is not missed
             try:
                 outcome = self.run_once()
             except SQLAlchemyError as exc:  # database away: retry later, the jobs are safe in it
                 logger.warning("job runner: database error, retrying in %.0f s: %s", ERROR_BACKOFF_S, exc)
-                self._stopping.wait(ERROR_BACKOFF_S)
+                self._thread.stopping.wait(ERROR_BACKOFF_S)
                 continue
             if outcome is RunOutcome.not_claimed:
-                self._wake.wait(self.poll_s)
+                self._thread.woken.wait(self.poll_s)
