@@ -17,11 +17,11 @@ stand-in is made the way the default model was: ../shared/weights/yolov5n.pt thr
 training/transplant.py into YOLOv5u with the shipped labels plus `roadside_clutter`, then a
 short fine-tune on the public training split (`patrol datasets build datasets/patrol-public.yaml`).
 It has never seen the new class. With --quick (sized for 15 minutes on the shared 2-core box,
-where a training image costs about a second) everything is small: 256 px, 2 epochs a round, 2
-rounds, a base trained on 48 public images, so its public figures are low and the public drop is
-measured against that weak start; the public test split is a fixed subset (every k-th of its
-images by name, 32) and reviewers draw from 100 of the vendor training images. The last line
-with --json is one JSON object.
+where a training image costs 0.2 s idle, about a second when loaded) everything is small:
+320 px, 5 epochs a round, 2 rounds, a base trained on 64 public images for 3 epochs, so its
+public figures are low and the public drop is measured against that weak start; the public test
+split is a fixed subset (every k-th of its images by name, 32) and reviewers draw from 100 of the
+vendor training images. The last line with --json is one JSON object.
 
     python benchmarks/review_loop.py --quick --json
 """
@@ -301,8 +301,8 @@ class Sizes:
     imgsz: int
 
 
-QUICK = Sizes(base_images=48, base_epochs=2, pool=100, public_test=32, replay=8, rounds=2, epochs=2,
-              imgsz=256)
+QUICK = Sizes(base_images=64, base_epochs=3, pool=100, public_test=32, replay=8, rounds=2, epochs=5,
+              imgsz=320)
 FULL = Sizes(base_images=None, base_epochs=20, pool=None, public_test=None, replay=200, rounds=5, epochs=10,
              imgsz=640)
 
