@@ -12,6 +12,8 @@ the distance between the measured shift and the one drawn, in metres.
 Usage: .venv/bin/python benchmarks/changes.py [--pairs N] [--seed S] [--quick] [--json]
 With --json the last line is one JSON object: precision, recall, registration_error_m (the
 median), for appearance mode (the harder one), with both modes under "modes".
+Thresholds (vision/change/change.yaml) were set on seed 0; seed 1's false positives (moved
+cars at 45 degrees) set the vehicle width; seed 2 (the default) is held out.
 """
 
 from __future__ import annotations
@@ -123,7 +125,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--pairs", type=int, default=40, help="epoch pairs (each run in both modes)")
-    parser.add_argument("--seed", type=int, default=1, help="thresholds were set on seed 0")
+    parser.add_argument(
+        "--seed", type=int, default=2, help="thresholds were set on seeds 0 and 1; 2 is held out"
+    )
     parser.add_argument("--quick", action="store_true", help="8 pairs")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
     args = parser.parse_args()

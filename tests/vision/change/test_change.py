@@ -152,3 +152,15 @@ def test_patrol_changes_exits_2_naming_an_unreadable_raster(tmp_path: Path) -> N
     )
     assert result.exit_code == 2
     assert "missing.tif: cannot open as a raster" in result.output
+
+
+def test_small_windows_find_the_same_changes_as_one_window(tmp_path: Path, detector: ChangeDetector) -> None:
+    """Windows of 40 m overlapping by 28 m (9 over the 80 m pair): each shed is seen whole by some
+    window and reported once, as by a single window over all of it."""
+    pair = make_epoch_pair(np.random.default_rng(2), tmp_path, shift_m=1.5, new_sheds=2, dsm=True)
+    small = ChangeDetector(detector.config.model_copy(update={"window_m": 40.0, "overlap_m": 28.0}))
+    whole, windowed = run(detector, pair, dsm=True), run(small, pair, dsm=True)
+    assert windowed.windows > 4 and whole.windows == 1
+    assert len(windowed.detections) == len(whole.detections) == 2
+    order = np.argsort(whole.detections.xyxy[:, 0]), np.argsort(windowed.detections.xyxy[:, 0])
+    np.testing.assert_allclose(windowed.detections.xyxy[order[1]], whole.detections.xyxy[order[0]], atol=1.0)
