@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 
 from benchmarks.change_scenes import EpochPairFiles, make_epoch_pair
 from patrol_cli.main import app
-from vision.change.detector import ChangeDetector, ChangeResult
+from vision.change.detector import DEFAULT_CONFIG, ChangeConfig, ChangeDetector, ChangeResult
 from vision.change.registration import MisregistrationError
+from vision.errors import GeoError
 from vision.geo.orthomosaic import OrthomosaicError
 from vision.postprocess import box_iou
 
@@ -164,3 +165,20 @@ def test_small_windows_find_the_same_changes_as_one_window(tmp_path: Path, detec
     assert len(windowed.detections) == len(whole.detections) == 2
     order = np.argsort(whole.detections.xyxy[:, 0]), np.argsort(windowed.detections.xyxy[:, 0])
     np.testing.assert_allclose(windowed.detections.xyxy[order[1]], whole.detections.xyxy[order[0]], atol=1.0)
+
+
+def test_benchmark_reports_the_keys_the_issue_asks_for() -> None:
+    from benchmarks.changes import run as benchmark
+
+    result = benchmark(1, 0)
+    assert {"precision", "recall", "registration_error_m"} <= set(result)
+    assert 0 <= float(result["precision"]) <= 1 and 0 <= float(result["recall"]) <= 1  # type: ignore[arg-type]
+    assert float(result["registration_error_m"]) < 0.1  # type: ignore[arg-type]
+
+
+def test_thresholds_with_an_overlap_as_wide_as_the_window_are_refused(tmp_path: Path) -> None:
+    text = DEFAULT_CONFIG.read_text(encoding="utf-8").replace("overlap_m: 40.0", "overlap_m: 120.0")
+    path = tmp_path / "change.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(GeoError, match="expected overlap_m < window_m, got 120.0 and 120.0"):
+        ChangeConfig.read(path)
