@@ -15,7 +15,8 @@ Per window of the overlap (vision.change.epochs), after co-registration:
   blue steel roof the rule (vision.detectors.blue_roof) finds in the later epoch and not in
   the earlier one.
 
-Each finding is a `Detections` row in the earlier raster's pixels: class 0 (`illegal_structure`),
+Each finding is a `Detections` row in the common grid's pixels (the earlier raster's, at the
+working GSD; `EpochPair.transform` maps them to its CRS): class 0 (`illegal_structure`),
 `data["footprint_xy"]` (its minimum-area rectangle), `data["area_m2"]` (its pixels' area),
 `data["kind"]` (height_gain, appearance, new_blue_roof), `data["height_gain_m"]` (NaN
 without DSMs) and `data["crop_before"]`, `data["crop_after"]` (BGR arrays, the same place in
@@ -53,6 +54,9 @@ class ChangeConfig(BaseModel):
 
     version: str = Field(min_length=1, description="Version of these thresholds (goes to the findings).")
     max_shift_m: float = Field(gt=0, description="Largest misregistration corrected; beyond, refused.")
+    work_gsd_m: float = Field(
+        gt=0, le=5, description="Metres per pixel worked at, when the rasters are finer."
+    )
     window_m: float = Field(gt=0, description="Window side on the ground.")
     overlap_m: float = Field(ge=0, description="Windows' overlap on the ground (< window_m).")
     min_height_gain_m: float = Field(gt=0, description="Least height gain of a new structure.")
@@ -157,7 +161,9 @@ class ChangeDetector:
     ) -> tuple[ChangeResult, EpochPair]:
         """Co-register, then every window; returns the result and the (closed) pair for its grid."""
         cfg = self.config
-        with EpochPair(before, after, dsm_before=dsm_before, dsm_after=dsm_after) as pair:
+        with EpochPair(
+            before, after, dsm_before=dsm_before, dsm_after=dsm_after, work_gsd_m=cfg.work_gsd_m
+        ) as pair:
             registration = co_register(pair, cfg.max_shift_m)
             size = max(64, round(cfg.window_m / pair.pixel_m))
             overlap = min(cfg.overlap_m / cfg.window_m, 0.9)

@@ -1,4 +1,5 @@
-"""Two epochs of one area on a common grid: the earlier orthomosaic's.
+"""Two epochs of one area on a common grid: the earlier orthomosaic's (coarsened to a working GSD
+when it is finer, averaging, so that a window's arrays stay a few megabytes).
 
 The later orthomosaic (and each DSM) is warped onto the earlier one's pixel grid through a
 rasterio WarpedVRT, lazily: only the window asked for is read and resampled, so memory stays
@@ -25,7 +26,7 @@ from vision.tiling import TileWindow, tile_windows
 
 @dataclass(frozen=True)
 class EpochWindow:
-    """One window of both epochs, in the earlier raster's pixels (offset `tile.x`, `tile.y`)."""
+    """One window of both epochs, in the common grid's pixels (offset `tile.x`, `tile.y`)."""
 
     tile: TileWindow
     before: np.ndarray  # (h, w, 3) uint8 BGR
@@ -61,6 +62,7 @@ class EpochPair:
         *,
         dsm_before: str | Path | None = None,
         dsm_after: str | Path | None = None,
+        work_gsd_m: float | None = None,
         cache_mb: int = 128,
     ) -> None:
         if (dsm_before is None) != (dsm_after is None):
@@ -68,6 +70,7 @@ class EpochPair:
         self.paths = (Path(before), Path(after))
         self.dsm_paths = None if dsm_before is None else (Path(str(dsm_before)), Path(str(dsm_after)))
         self._cache_mb = cache_mb
+        self._work_gsd_m = work_gsd_m
         self._stack = ExitStack()
         self._shift_px = (0.0, 0.0)
         self._vrts: dict[str, Any] = {}
@@ -79,14 +82,33 @@ class EpochPair:
         self.before = self._open(self.paths[0])
         self.after = self._open(self.paths[1])
         self.dsms = None if self.dsm_paths is None else tuple(self._open(p) for p in self.dsm_paths)
-        self.transform: Affine = self.before.transform
         self.crs = self.before.crs
-        self.pixel_m = math.sqrt(
-            abs(self.transform.a * self.transform.e - self.transform.b * self.transform.d)
-        )
         if self.crs.is_geographic:
             raise OrthomosaicError(
                 f"{self.paths[0]}: expected a projected CRS (metres) for the earlier epoch, got {self.crs}"
+            )
+        native: Affine = self.before.transform
+        native_m = math.sqrt(abs(native.a * native.e - native.b * native.d))
+        # finer than the working GSD: the common grid is coarser, so a window's arrays stay small
+        factor = max(1.0, (self._work_gsd_m or 0.0) / native_m)
+        self.transform = native @ Affine.scale(factor)
+        self.pixel_m = native_m * factor
+        self.width = max(1, math.floor(self.before.width / factor))
+        self.height = max(1, math.floor(self.before.height / factor))
+        self._source = self.before
+        if factor > 1.0:
+            from rasterio.enums import Resampling
+            from rasterio.vrt import WarpedVRT
+
+            self._source = self._stack.enter_context(
+                WarpedVRT(
+                    self.before,
+                    crs=self.crs,
+                    transform=self.transform,
+                    width=self.width,
+                    height=self.height,
+                    resampling=Resampling.average,
+                )
             )
         self.overlap = self._overlap_window()
         self.shift_px = (0.0, 0.0)
@@ -107,7 +129,7 @@ class EpochPair:
         return src
 
     def _overlap_window(self) -> TileWindow:
-        """The earlier raster's pixels that every other raster covers too."""
+        """The common grid's pixels that every raster covers."""
         from rasterio.warp import transform_bounds
         from rasterio.windows import from_bounds
 
@@ -119,8 +141,8 @@ class EpochPair:
             raise OrthomosaicError(f"{self.paths[0]} and {self.paths[1]}: the epochs do not overlap")
         win = from_bounds(left, bottom, right, top, transform=self.transform)
         x0, y0 = max(0, math.ceil(win.col_off - 1e-6)), max(0, math.ceil(win.row_off - 1e-6))
-        x1 = min(self.before.width, math.floor(win.col_off + win.width + 1e-6))
-        y1 = min(self.before.height, math.floor(win.row_off + win.height + 1e-6))
+        x1 = min(self.width, math.floor(win.col_off + win.width + 1e-6))
+        y1 = min(self.height, math.floor(win.row_off + win.height + 1e-6))
         if x1 - x0 < 8 or y1 - y0 < 8:
             raise OrthomosaicError(f"{self.paths[0]} and {self.paths[1]}: the overlap is under 8 pixels")
         return TileWindow(x0, y0, x1 - x0, y1 - y0)
@@ -141,8 +163,8 @@ class EpochPair:
         grid = {
             "crs": self.crs,
             "transform": transform,
-            "width": self.before.width,
-            "height": self.before.height,
+            "width": self.width,
+            "height": self.height,
         }
         self._vrts = {
             "after": self._stack.enter_context(WarpedVRT(self.after, resampling=Resampling.bilinear, **grid)),
@@ -173,10 +195,12 @@ class EpochPair:
         from rasterio.windows import Window
 
         window = Window(tile.x, tile.y, tile.width, tile.height)
-        before = _to_uint8(self.before.read(_bands(self.before, self.paths[0]), window=window), self.paths[0])
+        before = _to_uint8(
+            self._source.read(_bands(self.before, self.paths[0]), window=window), self.paths[0]
+        )
         vrt = self._vrts["after"]
         after = _to_uint8(vrt.read(_bands(self.after, self.paths[1]), window=window), self.paths[1])
-        valid = (self.before.read_masks(1, window=window) > 0) & (vrt.read_masks(1, window=window) > 0)
+        valid = (self._source.read_masks(1, window=window) > 0) & (vrt.read_masks(1, window=window) > 0)
         dsm_before = dsm_after = None
         if self.dsms is not None:
             dsm_before = self._vrts["dsm_before"].read(1, window=window).astype(np.float32)

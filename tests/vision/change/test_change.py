@@ -182,3 +182,20 @@ def test_thresholds_with_an_overlap_as_wide_as_the_window_are_refused(tmp_path: 
     path.write_text(text, encoding="utf-8")
     with pytest.raises(GeoError, match="expected overlap_m < window_m, got 120.0 and 120.0"):
         ChangeConfig.read(path)
+
+
+def test_a_finer_survey_is_compared_at_the_working_gsd(tmp_path: Path, detector: ChangeDetector) -> None:
+    """5 cm rasters are averaged to the working 10 cm: windows half as many pixels a side, the
+    same sheds with the same square metres, boxes in the coarser grid."""
+    pair = make_epoch_pair(
+        np.random.default_rng(2), tmp_path, size_px=1200, gsd_m=0.05, shift_m=1.0, new_sheds=2, dsm=True
+    )
+    result, grid = detector.run(pair.before, pair.after, dsm_before=pair.dsm_before, dsm_after=pair.dsm_after)
+    assert grid.pixel_m == pytest.approx(0.1) and (grid.width, grid.height) == (600, 600)
+    assert result.registration.shift_m == pytest.approx(1.0, abs=0.1)
+    found = result.detections
+    assert len(found) == 2
+    for obj in pair.new:
+        iou = box_iou(obj.xyxy / 2, found.xyxy.astype(np.float64))
+        assert iou.max() >= 0.5
+        assert found.data["area_m2"][int(iou.argmax())] == pytest.approx(obj.area_m2, rel=0.1)
