@@ -24,8 +24,8 @@ from service.analysis import PhotoAnalyzer
 from service.api.disconnects import add_disconnect_handler
 from service.api.errors import add_error_handlers
 from service.api.routes import cameras as camera_routes
-from service.api.routes import review as review_routes
 from service.api.routes import health, issues, jobs, me, photos, regions, reports, surveys, tiles
+from service.api.routes import review as review_routes
 from service.api.routes import taxonomy as classes  # `taxonomy` is create_app's argument
 from service.auth import ensure_bootstrap_admin
 from service.cameras.runner import start_cameras
@@ -33,8 +33,8 @@ from service.db.session import session_scope
 from service.jobs.submit import JobServices
 from service.metrics import UNMATCHED_ROUTE, ServiceMetrics, method_label
 from service.migrations import runner
-from service.runtime import Clock, Runtime
 from service.review.settings import ReviewSettings
+from service.runtime import Clock, Runtime
 from service.settings import Settings
 from service.web import pages as web
 from vision.taxonomy import Taxonomy
