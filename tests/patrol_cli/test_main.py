@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 COMMANDS = {
-    "vision": {"detect", "models", "geotag"},
+    "vision": {"detect", "models", "geotag", "changes"},
     "training": {"datasets", "evaluate", "promote", "transplant", "train", "export", "quantize"},
     "service": {"serve", "keys", "regions", "demo", "demo-camera", "watch", "alerts", "review"},
 }
