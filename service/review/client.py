@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from service.errors import ServiceError
 from service.review.settings import ReviewSettings
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 TIMEOUT_S = 30.0
 
 
-class LabelStudioAuthError(RuntimeError):
+class LabelStudioAuthError(ServiceError, RuntimeError):
     """Label Studio refused the admin's credentials or gave no token."""
 
 

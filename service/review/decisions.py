@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from service.auth import Role
 from service.db.models import Frame, Issue, Observation
 from service.db.session import lock_ledger
+from service.errors import ServiceError
 from service.evidence import EvidenceStore
 from service.ledger.events import Actor, record_event, transition
 from service.ledger.states import State
@@ -103,7 +104,7 @@ class Applied:
         return f"confirmed issues {self.confirmed}, rejected issues {self.rejected}; {counts}"
 
 
-class UnknownTask(LookupError):
+class UnknownTask(ServiceError, LookupError):
     """The annotation's task is not one this service pushed."""
 
 

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import httpx
 
+from service.errors import ServiceError
 from service.review.settings import ReviewSettings
 
 HEALTH_PATH = "/health"
 
 
-class LabelStudioMissing(RuntimeError):
+class LabelStudioMissing(ServiceError, RuntimeError):
     """The label-studio virtualenv is not installed where the settings say."""
 
 

@@ -11,10 +11,12 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
+from service.errors import ServiceError
+
 FRAME_PATH = "/v1/review/frames/{frame_id}.jpg"
 
 
-class BadSignature(Exception):
+class BadSignature(ServiceError):
     """A URL whose signature does not match, or whose expiry has passed."""
 
 
