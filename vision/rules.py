@@ -133,17 +133,30 @@ class RuleSet:
 
         A finding cut by a window's inner edge is dropped (the overlap shows it whole in a
         neighbour); one seen whole by two windows is kept once (class-aware NMS)."""
-        parts = []
-        for window, pixels in windows:
-            found = self.detect(pixels, gsd_m)
-            found = found[~touches_inner_edge(found.xyxy, window, resolution_wh, 1.0)]
-            shifted = found.with_offset(window.x, window.y)
-            shifted.data["footprint_xy"] = found.data["footprint_xy"] + np.array(
-                [window.x, window.y], np.float32
-            )
-            parts.append(shifted)
+        parts = [
+            whole_in_raster(self.detect(pixels, gsd_m), window, resolution_wh)
+            for window, pixels in windows
+        ]
         merged = with_footprints(Detections.merge(parts))
         return merged[nms(merged.xyxy, merged.confidence, DUPLICATE_IOU, merged.class_id)]
+
+
+def whole_in_raster(
+    found: Detections,
+    window: TileWindow,
+    resolution_wh: tuple[int, int],
+    offset: tuple[int, int] | None = None,
+) -> Detections:
+    """A window's findings with footprints (`data["footprint_xy"]`) moved to raster pixels.
+
+    Findings cut by the window's inner edge are dropped: the overlap shows them whole in a
+    neighbour. `offset` is where the window's pixels start when that differs from the window's
+    place in `resolution_wh` (a window of an overlap area inside a larger grid)."""
+    x, y = offset if offset is not None else (window.x, window.y)
+    found = found[~touches_inner_edge(found.xyxy, window, resolution_wh, 1.0)]
+    shifted = found.with_offset(x, y)
+    shifted.data["footprint_xy"] = found.data["footprint_xy"] + np.array([x, y], np.float32)
+    return shifted
 
 
 def raster_window_px(gsd_m: float | None) -> tuple[int, float]:

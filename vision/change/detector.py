@@ -40,7 +40,8 @@ from vision.detections import Detections
 from vision.detectors.blue_roof import BlueRoofDetector
 from vision.errors import GeoError
 from vision.postprocess import box_iou, nms
-from vision.tiling import TileWindow, touches_inner_edge
+from vision.rules import whole_in_raster
+from vision.tiling import TileWindow
 
 DEFAULT_CONFIG = Path(__file__).with_name("change.yaml")
 LABEL = "illegal_structure"
@@ -175,12 +176,9 @@ class ChangeDetector:
                 local = TileWindow(
                     epoch.tile.x - area.x, epoch.tile.y - area.y, epoch.tile.width, epoch.tile.height
                 )
-                found = found[~touches_inner_edge(found.xyxy, local, (area.width, area.height), 1.0)]
-                shifted = found.with_offset(epoch.tile.x, epoch.tile.y)
-                shifted.data["footprint_xy"] = found.data["footprint_xy"] + np.array(
-                    [epoch.tile.x, epoch.tile.y], np.float32
+                parts.append(
+                    whole_in_raster(found, local, (area.width, area.height), (epoch.tile.x, epoch.tile.y))
                 )
-                parts.append(shifted)
             merged = Detections.merge(parts, metadata={"model": self.name, "gsd_m": pair.pixel_m})
             if len(merged):
                 merged = merged[nms(merged.xyxy, merged.confidence, DUPLICATE_IOU)]
