@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from vision.change.epochs import EpochPair, EpochWindow
+from vision.change.epochs import EpochFiles, EpochPair, EpochWindow
 from vision.change.registration import Registration, co_register
 from vision.config_files import load_config_file
 from vision.detections import Detections
@@ -162,9 +162,8 @@ class ChangeDetector:
     ) -> tuple[ChangeResult, EpochPair]:
         """Co-register, then every window; returns the result and the (closed) pair for its grid."""
         cfg = self.config
-        with EpochPair(
-            before, after, dsm_before=dsm_before, dsm_after=dsm_after, work_gsd_m=cfg.work_gsd_m
-        ) as pair:
+        files = EpochFiles.of(before, after, dsm_before, dsm_after)
+        with EpochPair(files, work_gsd_m=cfg.work_gsd_m) as pair:
             registration = co_register(pair, cfg.max_shift_m)
             size = max(64, round(cfg.window_m / pair.pixel_m))
             overlap = min(cfg.overlap_m / cfg.window_m, 0.9)

@@ -52,23 +52,36 @@ def _to_uint8(array: np.ndarray, path: Path) -> np.ndarray:
     raise OrthomosaicError(f"{path}: expected uint8 or uint16 bands, got {array.dtype}")
 
 
+@dataclass(frozen=True)
+class EpochFiles:
+    """The two epochs' orthomosaics and, where the office has them, their DSMs: both or neither,
+    since a height gain needs a surface on each side. Checked here once, for every caller."""
+
+    before: Path
+    after: Path
+    dsms: tuple[Path, Path] | None = None
+
+    @classmethod
+    def of(
+        cls,
+        before: str | Path,
+        after: str | Path,
+        dsm_before: str | Path | None,
+        dsm_after: str | Path | None,
+    ) -> EpochFiles:
+        if dsm_before is None and dsm_after is None:
+            return cls(Path(before), Path(after))
+        if dsm_before is None or dsm_after is None:
+            raise OrthomosaicError("expected a DSM for both epochs or for neither, got one")
+        return cls(Path(before), Path(after), (Path(dsm_before), Path(dsm_after)))
+
+
 class EpochPair:
     """Open both epochs (a context manager); `windows()` yields them aligned, window by window."""
 
-    def __init__(
-        self,
-        before: str | Path,
-        after: str | Path,
-        *,
-        dsm_before: str | Path | None = None,
-        dsm_after: str | Path | None = None,
-        work_gsd_m: float | None = None,
-        cache_mb: int = 128,
-    ) -> None:
-        if (dsm_before is None) != (dsm_after is None):
-            raise OrthomosaicError("expected a DSM for both epochs or for neither, got one")
-        self.paths = (Path(before), Path(after))
-        self.dsm_paths = None if dsm_before is None else (Path(str(dsm_before)), Path(str(dsm_after)))
+    def __init__(self, files: EpochFiles, *, work_gsd_m: float | None = None, cache_mb: int = 128) -> None:
+        self.paths = (files.before, files.after)
+        self.dsm_paths = files.dsms
         self._cache_mb = cache_mb
         self._work_gsd_m = work_gsd_m
         self._stack = ExitStack()

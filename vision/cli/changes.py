@@ -41,8 +41,6 @@ def changes(
     from vision.geo.geojson import detections_to_feature_collection, write_geojson
     from vision.geo.orthomosaic import tile_detections_to_geotags
 
-    if (dsm_before is None) != (dsm_after is None):
-        raise typer.BadParameter("give --dsm-before and --dsm-after together, or neither")
     try:
         detector = ChangeDetector(ChangeConfig.read(config) if config else None)
         result, pair = detector.run(before, after, dsm_before=dsm_before, dsm_after=dsm_after)

@@ -155,6 +155,16 @@ def test_patrol_changes_exits_2_naming_an_unreadable_raster(tmp_path: Path) -> N
     assert "missing.tif: cannot open as a raster" in result.output
 
 
+def test_patrol_changes_exits_2_on_one_dsm_without_the_other(tmp_path: Path) -> None:
+    """The CLI leaves the both-or-neither rule to EpochFiles: refused before a raster is read."""
+    result = CliRunner().invoke(
+        app,
+        ["changes", "a.tif", "b.tif", "--dsm-before", "a_dsm.tif", "--out", str(tmp_path / "x.geojson")],
+    )
+    assert result.exit_code == 2
+    assert "a DSM for both epochs or for neither" in result.output
+
+
 def test_small_windows_find_the_same_changes_as_one_window(tmp_path: Path, detector: ChangeDetector) -> None:
     """Windows of 40 m overlapping by 28 m (9 over the 80 m pair): each shed is seen whole by some
     window and reported once, as by a single window over all of it."""
