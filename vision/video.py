@@ -86,6 +86,10 @@ class VideoFrame:
     - `keyframe`: whether the frame is an intra frame (decodable on its own).
     - `source`: the file or URL it came from.
     - `received_at`: wall-clock seconds (time.time()) when it was decoded.
+    - `concealed`: the decoder could only conceal damage in it (FFmpeg's `is_corrupt`: smeared
+      blocks after a lost or damaged packet, until the next keyframe); shown to a person it is
+      mostly fine, but a detector should wait for a clean frame. Sampled reading (`every_s`)
+      never delivers one: the next clean frame takes its turn.
     """
 
     pixels: npt.NDArray[np.uint8]
@@ -94,6 +98,7 @@ class VideoFrame:
     keyframe: bool
     source: str
     received_at: float = 0.0
+    concealed: bool = False
 
     @property
     def resolution_wh(self) -> tuple[int, int]:
@@ -135,7 +140,9 @@ class VideoReader(Iterator[VideoFrame]):
     """Frames of one opened video, decoded in the calling thread; see `open_video`.
 
     Close it (or use it as a context manager) to release the connection and the decoder.
-    `decode_errors` counts the packets the decoder refused so far (their frames are skipped).
+    `decode_errors` counts the packets the decoder refused (their frames are skipped) and the
+    frames it could only conceal (delivered with `concealed` set) so far. Over RTSP, FFmpeg's
+    H.264 decoder rarely refuses a damaged packet: it conceals the damage and marks the frame.
     """
 
     def __init__(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
@@ -179,6 +186,10 @@ class VideoReader(Iterator[VideoFrame]):
             consecutive_errors = 0
             for frame in frames:
                 self.frames_decoded += 1
+                concealed = bool(frame.is_corrupt)
+                self.decode_errors += concealed
+                if concealed and self._sampler.every_s is not None:
+                    continue  # a sample is a clean frame: the next one takes this one's turn
                 time_s = self._time_of(frame)
                 if not self._sampler.take(time_s):
                     continue  # not converted: the BGR conversion costs as much as a third of the decode
@@ -189,6 +200,7 @@ class VideoReader(Iterator[VideoFrame]):
                     keyframe=bool(frame.key_frame),
                     source=self.source,
                     received_at=self._clock(),
+                    concealed=concealed,
                 )
 
     def _demux(self, av: Any) -> Iterator[Any]:

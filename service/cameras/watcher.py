@@ -96,6 +96,8 @@ class CameraWatcher:
         plan, into_s = self.camera.preset_at(frame.time_s)
         if into_s < plan.settle_s:
             return None
+        if frame.concealed:
+            return None  # smeared blocks could pass for smoke: the next clean frame is analysed instead
         state = self._presets[plan.preset]
         if (
             state.last_analysed_s is not None

@@ -83,6 +83,25 @@ def test_corrupt_packets_cost_their_frames_not_the_clip(clip: Path, tmp_path: Pa
     assert 10 <= len(frames) < 40  # most frames survive; the refused packets' frames are gone
 
 
+def test_concealed_frames_are_marked_and_never_taken_as_samples(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "clip.mp4", seconds=8, fps=10, keyframe_every=10)
+    data = bytearray(clip.read_bytes())
+    rng = np.random.default_rng(3)
+    for i in rng.integers(4000, len(data) * 3 // 4, 300):  # inside the media data, not the index
+        data[i] ^= 0xFF
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    with open_video(damaged) as every_frame:
+        frames = list(every_frame)
+    concealed = sum(frame.concealed for frame in frames)
+    assert concealed > 0 and every_frame.decode_errors >= concealed  # counted as errors, still delivered
+    with open_video(damaged, every_s=0.5) as sampled:
+        samples = list(sampled)
+    assert samples and not any(frame.concealed for frame in samples)
+    with open_video(clip) as clean:
+        assert not any(frame.concealed for frame in clean) and clean.decode_errors == 0
+
+
 def test_an_unreachable_stream_is_a_retryable_stream_error() -> None:
     from tests.servers.core import free_port
 

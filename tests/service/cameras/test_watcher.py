@@ -4,6 +4,7 @@ reviewer-rejected false alarms keep quiet."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 
@@ -115,6 +116,10 @@ def test_growing_smoke_becomes_a_geotagged_camera_finding_and_an_alert(runtime, 
         )
     # between samples: a frame that is not due is not analysed
     assert watcher.process(_frame(6.5, [(SMOKE, plume[-1])], received_at=1007)) is None
+    # nor is a frame the decoder could only conceal (its smeared blocks could pass for smoke)
+    concealed = dataclasses.replace(_frame(8.0, [(SMOKE, plume[-1])], received_at=1008), concealed=True)
+    assert watcher.process(concealed) is None
+    assert watcher.process(_frame(8.1, [(SMOKE, plume[-1])], received_at=1008)) is not None  # a clean one is
     assert [r.recorded for r in results[:2]] == [[], []]
     assert [r.held for r in results[:2]] == [2, 2] and results[0].masked == 1
     confirmed = results[2]
