@@ -51,15 +51,24 @@ def bbox(prefix: str, *, nullable: bool) -> list[sa.Column[Any]]:
     return [sa.Column(f"{prefix}{edge}", sa.Float(), nullable=nullable) for edge in BBOX_EDGES]
 
 
-def analysis_key(table: str) -> list[sa.schema.SchemaItem]:
-    """What was analysed by which model: (content_hash, model_version), unique, so twice adds nothing."""
+ANALYSIS_KEY = ("content_hash", "model_version")
+
+
+def analysis_key() -> list[sa.Column[Any]]:
+    """What was analysed by which model. A table keeps the pair `unique(table, *ANALYSIS_KEY)`,
+    so analysing twice adds nothing; the migrations list that after their foreign keys."""
     return [
         sa.Column("content_hash", sa.String(length=64), nullable=False),
         sa.Column("model_version", sa.String(length=120), nullable=False),
-        sa.UniqueConstraint(
-            "content_hash", "model_version", name=op.f(f"uq_{table}_content_hash_model_version")
-        ),
     ]
+
+
+def unique(table: str, *columns: str) -> sa.UniqueConstraint:
+    """UNIQUE (columns), named `uq_<table>_<column>_<column>...` as the naming convention names it.
+
+    A table lists its constraints in the order they were built, so where it stands among the
+    other constraints is part of the DDL a migration emits."""
+    return sa.UniqueConstraint(*columns, name=op.f(f"uq_{table}_{'_'.join(columns)}"))
 
 
 def located(*, with_reason: bool) -> list[sa.Column[Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from service.migrations.columns import bbox, create_keyed_table, foreign_key, one_of
+from service.migrations.columns import bbox, create_keyed_table, foreign_key, one_of, unique
 
 revision = "0001"
 down_revision = None
@@ -25,7 +25,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("revoked_at", sa.DateTime(), nullable=True),
         one_of("api_keys", "role", ROLES),
-        sa.UniqueConstraint("key_hash", name=op.f("uq_api_keys_key_hash")),
+        unique("api_keys", "key_hash"),
     )
     op.create_index(op.f("ix_api_keys_lookup"), "api_keys", ["lookup"])
 

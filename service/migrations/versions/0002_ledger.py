@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from service.migrations.columns import (
+    ANALYSIS_KEY,
     analysis_key,
     bbox,
     box_xyxy,
@@ -14,6 +15,7 @@ from service.migrations.columns import (
     foreign_key,
     located,
     one_of,
+    unique,
 )
 
 revision = "0002"
@@ -44,13 +46,13 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(), nullable=False),
         one_of("sources", "kind", SOURCE_KINDS),
         foreign_key("sources", "api_key_id", "api_keys", ondelete="SET NULL"),
-        sa.UniqueConstraint("kind", "name", "preset", name=op.f("uq_sources_kind_name_preset")),
+        unique("sources", "kind", "name", "preset"),
     )
 
     create_keyed_table(
         "frames",
         sa.Column("source_id", sa.Integer(), nullable=False),
-        *analysis_key("frames"),
+        *analysis_key(),
         sa.Column("captured_at", sa.DateTime(), nullable=False),
         sa.Column("received_at", sa.DateTime(), nullable=False),
         sa.Column("width", sa.Integer(), nullable=False),
@@ -62,6 +64,7 @@ def upgrade() -> None:
         sa.Column("image_path", sa.String(length=200), nullable=False),
         sa.Column("note", sa.Text(), nullable=False),
         foreign_key("frames", "source_id", "sources"),
+        unique("frames", *ANALYSIS_KEY),
     )
     op.create_index(
         "ix_frames_coverage_bbox", "frames", ["cov_min_lon", "cov_max_lon", "cov_min_lat", "cov_max_lat"]

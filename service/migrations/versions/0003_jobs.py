@@ -6,11 +6,13 @@ import sqlalchemy as sa
 from alembic import op
 
 from service.migrations.columns import (
+    ANALYSIS_KEY,
     analysis_key,
     create_keyed_table,
     created_updated_at,
     foreign_key,
     one_of,
+    unique,
 )
 
 revision = "0003"
@@ -26,7 +28,7 @@ def upgrade() -> None:
         "jobs",
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
-        *analysis_key("jobs"),
+        *analysis_key(),
         sa.Column("input_path", sa.String(length=200), nullable=False),
         sa.Column("input_bytes", sa.BigInteger(), nullable=False),
         sa.Column("note", sa.Text(), nullable=False),
@@ -48,6 +50,7 @@ def upgrade() -> None:
         one_of("jobs", "state", JOB_STATES),
         one_of("jobs", "kind", JOB_KINDS),
         foreign_key("jobs", "api_key_id", "api_keys", ondelete="SET NULL"),
+        unique("jobs", *ANALYSIS_KEY),
         id_type=sa.String(length=32),
     )
     op.create_index("ix_jobs_state_created_at", "jobs", ["state", "created_at"])
@@ -68,7 +71,7 @@ def upgrade() -> None:
         one_of("job_items", "outcome", ITEM_OUTCOMES),
         foreign_key("job_items", "job_id", "jobs", ondelete="CASCADE"),
         foreign_key("job_items", "frame_id", "frames"),
-        sa.UniqueConstraint("job_id", "seq", name=op.f("uq_job_items_job_id_seq")),
+        unique("job_items", "job_id", "seq"),
     )
     op.create_index(op.f("ix_job_items_job_id"), "job_items", ["job_id"])
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from service.migrations.columns import box_xyxy, create_keyed_table, foreign_key, in_values, one_of
+from service.migrations.columns import box_xyxy, create_keyed_table, foreign_key, in_values, one_of, unique
 
 revision = "0006"
 down_revision = "0005"
@@ -32,8 +32,8 @@ def upgrade() -> None:
         sa.Column("task_id", sa.Integer(), nullable=False),
         sa.Column("pushed_at", sa.DateTime(), nullable=False),
         foreign_key("review_tasks", "frame_id", "frames"),
-        sa.UniqueConstraint("project_id", "frame_id", name=op.f("uq_review_tasks_project_id_frame_id")),
-        sa.UniqueConstraint("task_id", name=op.f("uq_review_tasks_task_id")),
+        unique("review_tasks", "project_id", "frame_id"),
+        unique("review_tasks", "task_id"),
     )
     op.create_index(op.f("ix_review_tasks_frame_id"), "review_tasks", ["frame_id"])
     create_keyed_table(
@@ -45,9 +45,7 @@ def upgrade() -> None:
         sa.Column("reviewer", sa.String(length=200), nullable=False),
         sa.Column("outcome", sa.Text(), nullable=False),
         sa.Column("processed_at", sa.DateTime(), nullable=False),
-        sa.UniqueConstraint(
-            "annotation_id", "revision", name=op.f("uq_review_deliveries_annotation_id_revision")
-        ),
+        unique("review_deliveries", "annotation_id", "revision"),
     )
     op.create_index(op.f("ix_review_deliveries_task_id"), "review_deliveries", ["task_id"])
     create_keyed_table(
