@@ -18,7 +18,10 @@ phase 1, and the server's peak RSS under `RSS_BOUND_MB`.
 Every upload is a distinct file (a counter in a JPEG comment segment), so none is answered as a
 duplicate: each costs a decode and an inference. The same photos through the core
 (`load_image` + `Pipeline.detect`, as many threads as phase 1 has clients, in this process)
-give the core's images/s; the service's phase-1 rate over it is the overhead ratio (goal >= 0.8).
+give the core's images/s, measured twice: decoded at full size, and decoded for the model
+(`decode_sizes=Pipeline.decode_sizes()`, as the service reads a citizen photo: a 1600x1200
+JPEG reduced by 4 for a 320 px input). The service's phase-1 rate over the faster of the two is
+the overhead ratio (goal >= 0.8), so a decode the service saves is not counted as its gain.
 Loopback only; nothing is downloaded.
 """
 
@@ -220,35 +223,44 @@ async def run_phase(server: Server, base: bytes, clients: int, seconds: float, c
     }
 
 
-def core_rate(base: bytes, model: str, threads: int, seconds: float) -> float:
-    """Images/s of load_image + Pipeline.detect on the same photos, `threads` callers at once."""
-    from vision.image_io import load_image
+def core_rates(base: bytes, model: str, threads: int, seconds: float) -> dict[str, float]:
+    """Images/s of load_image + Pipeline.detect on the same photos, `threads` callers at once:
+    decoded at full size ("full_decode") and decoded for the model ("model_decode")."""
     from vision.pipeline import Pipeline
 
     pipeline = Pipeline.from_model(model)
     try:
-        pipeline.detect(load_image(base, default_kind="citizen"))  # warm-up
-        done = [0]
-        lock = threading.Lock()
-        deadline = time.monotonic() + seconds
-
-        def worker(offset: int) -> None:
-            n = offset
-            while time.monotonic() < deadline:
-                n += threads
-                pipeline.detect(load_image(unique(base, n), default_kind="citizen"))
-                with lock:
-                    done[0] += 1
-
-        started = time.perf_counter()
-        workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-        return done[0] / (time.perf_counter() - started)
+        return {
+            "full_decode": _core_rate(pipeline, base, threads, seconds, {}),
+            "model_decode": _core_rate(pipeline, base, threads, seconds, pipeline.decode_sizes()),
+        }
     finally:
         pipeline.close()
+
+
+def _core_rate(pipeline: Any, base: bytes, threads: int, seconds: float, sizes: dict[str, int]) -> float:
+    from vision.image_io import load_image
+
+    pipeline.detect(load_image(base, default_kind="citizen", decode_sizes=sizes))  # warm-up
+    done = [0]
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def worker(offset: int) -> None:
+        n = offset
+        while time.monotonic() < deadline:
+            n += threads
+            pipeline.detect(load_image(unique(base, n), default_kind="citizen", decode_sizes=sizes))
+            with lock:
+                done[0] += 1
+
+    started = time.perf_counter()
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return done[0] / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -274,7 +286,8 @@ def main() -> None:
             }
         finally:
             server.stop()
-    core = core_rate(base, args.model, 8, seconds)
+    cores = core_rates(base, args.model, 8, seconds)
+    core = max(cores.values())
     quiet, hostile = phases["quiet_8"], phases["hostile_8"]
     result = {
         "benchmark": "service_load",
@@ -282,6 +295,7 @@ def main() -> None:
         "photo_wh": PHOTO_WH,
         "phases": phases,
         "core_images_per_s": round(core, 3),
+        "core_images_per_s_by_decode": {name: round(rate, 3) for name, rate in cores.items()},
         "service_over_core": round(quiet["photos_per_s"] / core, 3) if core else None,
         "hostile_p95_over_quiet": round(hostile["p95_ms"] / quiet["p95_ms"], 3),
         "rss_bound_mb": RSS_BOUND_MB,
@@ -298,7 +312,8 @@ def main() -> None:
                   f"p95 {phase['p95_ms']:7.0f} ms  p99 {phase['p99_ms']:7.0f} ms  errors {phase['errors']}  "
                   f"RSS {phase['rss_before_mb']:.0f} -> {phase['rss_after_mb']:.0f} MB "
                   f"(peak {phase['rss_peak_mb']:.0f})")
-        print(f"core {core:.2f} images/s; service/core {result['service_over_core']}; "
+        print(f"core {cores['full_decode']:.2f} images/s decoded full size, {cores['model_decode']:.2f} "
+              f"decoded for the model; service/core {result['service_over_core']} (over the faster); "
               f"hostile p95 / quiet p95 {result['hostile_p95_over_quiet']}; verdicts {result['verdicts']}")
     print(json.dumps(result))
 

@@ -88,6 +88,9 @@ class PhotoAnalysis:
     # The frame's evidence JPEG made beforehand (service.evidence.frame_jpeg), outside the
     # ledger's lock; None: the evidence store encodes `pixels` while recording.
     frame_jpeg: bytes | None = field(default=None, repr=False)
+    # The full upright (W, H) when `pixels` are a reduced decode (LoadedImage.source_wh): the
+    # frame's size, which observation boxes are in; None: the size of `pixels`.
+    source_wh: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if len(self.content_hash) != 64:
@@ -100,7 +103,8 @@ class PhotoAnalysis:
 
     @property
     def resolution_wh(self) -> tuple[int, int]:
-        return int(self.pixels.shape[1]), int(self.pixels.shape[0])
+        """(W, H) of the frame, which boxes are in (`pixels` may be a reduced decode of it)."""
+        return self.source_wh or (int(self.pixels.shape[1]), int(self.pixels.shape[0]))
 
 
 class PhotoAnalyzer(Protocol):

@@ -2,10 +2,11 @@
 
 Names are generated here (content hash for frames, uuid4 for crops); client filenames are
 never used as paths. What reviewers download carries none of the upload's metadata (a
-citizen's phone model, GPS, other EXIF): a JPEG analysed as stored keeps its image data with
-every metadata segment cut out (`frame_jpeg`, vision.jpeg_strip: no second lossy pass, no
-encoding cost), anything else is re-encoded as JPEG from the decoded pixels. Reads resolve
-inside the data dir or fail.
+citizen's phone model, GPS, other EXIF): a JPEG keeps its full-size image data with every
+metadata segment but its orientation cut out (`frame_jpeg`, vision.jpeg_strip: no second lossy
+pass, no encoding cost, and full size even when the detector saw it decoded reduced),
+anything else is re-encoded as JPEG from the decoded pixels. Reads resolve inside the data
+dir or fail.
 """
 
 from __future__ import annotations
@@ -41,7 +42,18 @@ class EvidenceStore:
             raise ValueError(f"expected a sha256 hex digest, got {content_hash!r}")
         return self._write(f"frames/{content_hash[:2]}/{content_hash}.jpg", pixels, encoded)
 
-    def save_crop(self, pixels: npt.NDArray[np.uint8], box_xyxy: tuple[float, float, float, float]) -> str:
+    def save_crop(
+        self,
+        pixels: npt.NDArray[np.uint8],
+        box_xyxy: tuple[float, float, float, float],
+        frame_wh: tuple[int, int] | None = None,
+    ) -> str:
+        """The box's crop; `frame_wh`: the size the box is in when `pixels` are smaller (a
+        reduced decode: the crop then shows as much as the detector saw, the full frame more)."""
+        if frame_wh is not None:
+            sx, sy = pixels.shape[1] / frame_wh[0], pixels.shape[0] / frame_wh[1]
+            x1, y1, x2, y2 = box_xyxy
+            box_xyxy = (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
         return self._write(f"crops/{uuid.uuid4().hex}.jpg", crop(pixels, box_xyxy))
 
     def path_of(self, relative: str) -> Path:
@@ -82,13 +94,14 @@ def encode_jpeg(pixels: npt.NDArray[np.uint8]) -> bytes:
 
 def frame_jpeg(image: LoadedImage, data: bytes) -> bytes:
     """The frame's evidence JPEG, made before the recording's transaction (so the ledger lock is
-    never held while a frame is encoded): `data`, the upload, with its metadata cut out when
-    its pixels were analysed as stored (a JPEG, not rotated by its EXIF, not decoded reduced),
-    so the evidence shows exactly what the detector saw; else `image.pixels` encoded."""
-    stored = image.format == "JPEG" and image.metadata.orientation == 1
-    if stored and image.resolution_wh == image.metadata.stored_wh:
-        stripped = strip_metadata(data)
-        if stripped is not None and stripped.resolution_wh == image.resolution_wh:
+    never held while a frame is encoded): for a JPEG, `data`, the upload, at full size with its
+    metadata cut out but its EXIF orientation kept (so it shows upright, in the frame's size
+    that boxes are in), even when the detector saw it decoded reduced; else `image.pixels`
+    encoded (a JPEG this cannot copy is then stored at its decoded size, which review scales to).
+    """
+    if image.format == "JPEG":
+        stripped = strip_metadata(data, orientation=image.metadata.orientation)
+        if stripped is not None and stripped.resolution_wh == image.metadata.stored_wh:
             return stripped.data
     return encode_jpeg(image.pixels)
 

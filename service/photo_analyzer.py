@@ -90,7 +90,7 @@ class PipelineAnalyzer:
             if georef.projector is not None
             else None
         )
-        width, height = image.resolution_wh
+        width, height = image.full_wh
         return PhotoAnalysis(
             content_hash=image.content_hash,
             model_version=model_version_of(pipeline.card),
@@ -105,6 +105,7 @@ class PipelineAnalyzer:
             if georef.projector is not None
             else ("; ".join(georef.reasons) or "no location"),
             skipped_reason=skipped,
+            source_wh=image.source_wh,
         )
 
 

@@ -120,6 +120,7 @@ class Runtime:
         """Uploaded bytes through the source reader under this service's limits (pixels, bytes, a
         citizen photo's decode cap), one of `max_concurrent_decodes` at a time; ImageLoadError
         with a reason for anything unusable."""
+        sizes = self.decode_sizes()
         with self.decode_slots:
             return load_image(
                 data,
@@ -128,7 +129,19 @@ class Runtime:
                 max_pixels=self.settings.max_image_pixels,
                 max_bytes=self.settings.max_upload_bytes,
                 decode_caps={"citizen": self.settings.max_citizen_photo_pixels},
+                decode_sizes=sizes,
             )
+
+    def decode_sizes(self) -> dict[SourceKind, int]:
+        """The long side the model needs images of each kind at (Pipeline.decode_sizes: a
+        citizen's photo at the model input), so a JPEG is decoded no larger; none without a
+        pipeline or a model (the analysis then answers, 503 naming the missing model)."""
+        if not isinstance(self.analyzer, SurveyAnalyzer):
+            return {}
+        try:
+            return self.analyzer.pipeline().decode_sizes()
+        except ModelError:
+            return {}
 
     def evidence_store(self) -> EvidenceStore:
         """A fresh store per unit of work: it remembers what it wrote, to undo on rollback."""

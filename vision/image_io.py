@@ -28,6 +28,13 @@ How a file is read:
    decode (Pillow's 4-byte buffer, the array copy, the BGR copy); refused by a 12 MPx cap it
    costs nothing. Only a JPEG's kind can be reduced this way: its XMP (the drone pose, whose
    geometry is in stored pixels) is in the header, so a drone photo is never reduced.
+8. Decode sizes per source kind (`decode_sizes`, the long side the model sees an image of that
+   kind at: a citizen's photo is never tiled, so the model input): a JPEG at least twice that
+   size is decoded reduced by the largest of 2, 4, 8 that keeps its long side at or above it.
+   The model would shrink the full-size pixels anyway; the reduced decode skips most of the
+   inverse DCT and the colour conversion (a 1600x1200 photo for a 320 px input: reduced by 4).
+   `LoadedImage.source_wh` then gives the full upright size, which detections are mapped back
+   to (vision.pipeline), so boxes stay in source-image pixels.
 """
 
 from __future__ import annotations
@@ -103,6 +110,8 @@ class LoadedImage:
       from the metadata (a drone maker's XMP namespace: drone).
     - `content_hash`: sha256 of the encoded bytes (the ledger's identity of an image); empty
       for images made from pixels, which have no encoded form.
+    - `source_wh`: the full upright (W, H) when `pixels` were decoded reduced (module
+      docstring, 7 and 8), which detections are reported in; None when `pixels` are full size.
     """
 
     pixels: npt.NDArray[np.uint8]
@@ -112,6 +121,12 @@ class LoadedImage:
     metadata: ImageMetadata
     kind: SourceKind = "unknown"
     content_hash: str = ""
+    source_wh: tuple[int, int] | None = None
+
+    @property
+    def full_wh(self) -> tuple[int, int]:
+        """(W, H) of the image at full size, upright: the pixels detections refer to."""
+        return self.source_wh or self.resolution_wh
 
 
 # -- public API -----------------------------------------------------------------------------
@@ -133,7 +148,8 @@ def probe_image(source: str | Path | bytes, *, name: str | None = None,
 def load_image(source: str | Path | bytes, *, name: str | None = None,
                max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int | None = None,
                kind: SourceKind | None = None, default_kind: SourceKind = "unknown",
-               decode_caps: Mapping[SourceKind, int] | None = None) -> LoadedImage:
+               decode_caps: Mapping[SourceKind, int] | None = None,
+               decode_sizes: Mapping[SourceKind, int] | None = None) -> LoadedImage:
     """Decode a file path or encoded bytes into an upright BGR uint8 image with its metadata.
 
     `kind` says what the image is; None sniffs it from the metadata: a drone maker's XMP
@@ -143,6 +159,9 @@ def load_image(source: str | Path | bytes, *, name: str | None = None,
     `decode_caps`: the most pixels an image of a kind is decoded to (module docstring, 7):
     a JPEG over it comes out reduced by 2, 4 or 8 (its `resolution_wh` says so, its
     metadata keeps the stored size), any other format over it is refused.
+
+    `decode_sizes`: the long side an image of a kind is needed at (module docstring, 8): a
+    JPEG is decoded reduced as far as it stays at least that; the cap wins when it asks more.
 
     Raises ImageLoadError(reason=not_found | empty | too_large | unsupported_format |
     too_many_pixels | corrupt).
@@ -160,13 +179,15 @@ def load_image(source: str | Path | bytes, *, name: str | None = None,
                                  f"{width}x{height} = {width * height:,} pixels, limit is {max_pixels:,}")
         fmt = _public_format(im.format)
         header: ImageMetadata | None = None
-        cap = None
-        if decode_caps:
+        cap = size = None
+        if decode_caps or decode_sizes:
             # The kind decides the cap; a JPEG's metadata is all in its header (and must be
             # read before Pillow's draft mode changes im.size).
             header = _header_metadata(im, fmt)
-            cap = decode_caps.get(_kind(header, kind, default_kind))
-        scale = _reduction(label, fmt, width, height, cap)
+            kind_of = _kind(header, kind, default_kind)
+            cap = (decode_caps or {}).get(kind_of)
+            size = (decode_sizes or {}).get(kind_of)
+        scale = max(_reduction(label, fmt, width, height, cap), _fit(fmt, width, height, size))
         pixels: np.ndarray | None = None
         if fmt == "JPEG" and im.mode in ("RGB", "L"):
             flags = dict(_JPEG_REDUCTIONS)[scale] | cv2.IMREAD_IGNORE_ORIENTATION
@@ -182,10 +203,11 @@ def load_image(source: str | Path | bytes, *, name: str | None = None,
         # and a failure there would leave a half-loaded image behind.
         metadata = header if header is not None and fmt == "JPEG" else read_metadata(im, fmt)
     pixels = _apply_orientation(pixels, metadata.orientation)
-    return LoadedImage(pixels=pixels, name=label, format=fmt,
-                       resolution_wh=(pixels.shape[1], pixels.shape[0]), metadata=metadata,
-                       kind=_kind(metadata, kind, default_kind),
-                       content_hash=hashlib.sha256(data).hexdigest())
+    resolution_wh = (pixels.shape[1], pixels.shape[0])
+    return LoadedImage(pixels=pixels, name=label, format=fmt, resolution_wh=resolution_wh,
+                       metadata=metadata, kind=_kind(metadata, kind, default_kind),
+                       content_hash=hashlib.sha256(data).hexdigest(),
+                       source_wh=metadata.upright_wh if resolution_wh != metadata.upright_wh else None)
 
 
 def _reduction(label: str, fmt: str, width: int, height: int, cap: int | None) -> int:
@@ -201,6 +223,14 @@ def _reduction(label: str, fmt: str, width: int, height: int, cap: int | None) -
     raise ImageLoadError(label, "too_many_pixels",
                          f"{width}x{height} = {width * height:,} pixels: {how} it exceeds this "
                          f"source's limit of {cap:,} pixels")
+
+
+def _fit(fmt: str, width: int, height: int, size: int | None) -> int:
+    """The largest JPEG reduction that keeps the long side at least `size` (1: none)."""
+    if size is None or fmt != "JPEG":
+        return 1
+    fitting = [scale for scale, _flag in _JPEG_REDUCTIONS if -(-max(width, height) // scale) >= size]
+    return max(fitting, default=1)
 
 
 def _kind(metadata: ImageMetadata, kind: SourceKind | None, default_kind: SourceKind) -> SourceKind:

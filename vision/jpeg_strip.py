@@ -9,8 +9,10 @@ Kept: the tables and frame/scan headers (DQT, DHT, DRI, SOF, SOS) with the entro
 the JFIF marker (rewritten without its thumbnail, which may show what a crop removed) and the
 Adobe marker (its colour transform decides how the pixels decode). Dropped: every other APPn
 segment (EXIF, XMP, ICC, MPF, IPTC, vendors'), comments, and everything after the end of
-image. Anything this does not recognise, or a frame a browser may not decode (arithmetic
-coding, lossless, 12-bit, CMYK), gives None: the caller re-encodes instead.
+image. An EXIF orientation other than 1 can be written back as an EXIF segment of that one tag
+(36 bytes), so a photo stored sideways still shows upright. Anything this does not recognise,
+or a frame a browser may not decode (arithmetic coding, lossless, 12-bit, CMYK), gives None:
+the caller re-encodes instead.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ SOI, EOI, SOS = 0xD8, 0xD9, 0xDA
 # Huffman-coded 8-bit frames that every browser decodes: baseline, extended, progressive.
 FRAME_MARKERS = frozenset({0xC0, 0xC1, 0xC2})
 TABLE_MARKERS = frozenset({0xC4, 0xDB, 0xDD})  # DHT, DQT, DRI
-APP0, APP14 = 0xE0, 0xEE
+APP0, APP1, APP14 = 0xE0, 0xE1, 0xEE
 DROPPED_MARKERS = frozenset(range(0xE0, 0xF0)) | {0xFE}  # APPn and COM, unless kept below
 JFIF_FIELDS = 12  # "JFIF\0", version (2), units (1), densities (2 x 2); then the thumbnail's size
 ADOBE_FIELDS = 12  # "Adobe", version (2), flags (2 x 2), colour transform (1)
@@ -38,8 +40,11 @@ class StrippedJpeg:
     components: int  # 1 grey, 3 colour
 
 
-def strip_metadata(data: bytes) -> StrippedJpeg | None:
-    """`data` with only what decoding needs; None when `data` is no JPEG this can copy faithfully."""
+def strip_metadata(data: bytes, *, orientation: int = 1) -> StrippedJpeg | None:
+    """`data` with only what decoding needs, plus `orientation` (EXIF, 1..8) as the one EXIF
+    tag when it is not 1; None when `data` is no JPEG this can copy faithfully."""
+    if not 1 <= orientation <= 8:
+        raise ValueError(f"expected an EXIF orientation in 1..8, got {orientation}")
     if not data.startswith(b"\xff\xd8"):
         return None
     out = [b"\xff\xd8"]
@@ -53,6 +58,8 @@ def strip_metadata(data: bytes) -> StrippedJpeg | None:
             if frame is None:
                 return None
             out.append(b"\xff\xd9")  # whatever follows (an MPO's second picture) is not copied
+            if orientation != 1:  # after the JFIF marker, which must come first when there is one
+                out.insert(2 if out[1].startswith(b"\xff\xe0") else 1, orientation_segment(orientation))
             return StrippedJpeg(b"".join(out), *frame)
         if i + 2 > len(data):
             return None
@@ -80,6 +87,14 @@ def strip_metadata(data: bytes) -> StrippedJpeg | None:
         elif marker not in DROPPED_MARKERS:
             return None  # arithmetic tables, hierarchical or unknown markers: not copied blind
         i = end
+
+
+def orientation_segment(orientation: int) -> bytes:
+    """An APP1 EXIF segment holding only the Orientation tag (0x0112, one SHORT), big-endian."""
+    entry = (0x0112).to_bytes(2, "big") + (3).to_bytes(2, "big") + (1).to_bytes(4, "big")
+    entry += orientation.to_bytes(2, "big") + b"\x00\x00"
+    tiff = b"MM\x00\x2a" + (8).to_bytes(4, "big") + (1).to_bytes(2, "big") + entry + bytes(4)
+    return _segment(APP1, b"Exif\x00\x00" + tiff)
 
 
 def _next_marker(data: bytes, i: int) -> tuple[int | None, int]:

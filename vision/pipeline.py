@@ -159,6 +159,9 @@ class _Submitted:
     source: SourceKind
     ground: _GroundSampled | None = None  # tiled images only
     ruled: Detections | None = None  # the rules' findings (vision.rules), native pixels
+    # A LoadedImage decoded reduced (vision.image_io, its source_wh): "native" above means the
+    # decoded pixels, and this maps the findings on to the full-size source pixels.
+    decoded: Resampling | None = None
 
 
 @dataclass(frozen=True)
@@ -302,6 +305,14 @@ class Pipeline:
             raise ValueError(f"expected tiled to be True, False or 'auto', got {tiled!r}")
         return tiled
 
+    def decode_sizes(self) -> dict[SourceKind, int]:
+        """The long side images of each kind are needed at, for `load_image(decode_sizes=...)`:
+        the model input for kinds never tiled (TilingConfig: a citizen's photo), which the
+        detector shrinks to it anyway; no entry for kinds tiled at native resolution or that
+        rules look at."""
+        return {kind: self.detector.input_size for kind in SOURCE_KINDS
+                if self.tiling.factor_for(kind) is None and kind not in RULE_SOURCES}
+
     def detect(self, image: np.ndarray | LoadedImage, *, tiled: TileMode = "auto",
                source: ImageSourceKind = "auto", timeout: float | None = None,
                gsd_m: float | None = None) -> Detections:
@@ -389,6 +400,7 @@ class Pipeline:
             raise ValueError(f"expected source to be one of {SOURCE_KINDS}, got {source!r}")
         pixels = native = _checked_pixels(image.pixels if isinstance(image, LoadedImage) else image)
         height, width = pixels.shape[:2]
+        decoded = _decoded(image, (width, height))
         ground = None
         if self.should_tile((width, height), tiled, source):
             ground = self._ground_sampling(image, (width, height), source, gsd_m)
@@ -410,7 +422,7 @@ class Pipeline:
             for future in futures:
                 future.cancel()
             raise
-        return _Submitted((width, height), windows, futures, source, ground, ruled)
+        return _Submitted((width, height), windows, futures, source, ground, ruled, decoded)
 
     def _finish(self, submitted: _Submitted) -> Detections:
         """Wait for the tiles' results; thresholds, seam merge, native pixels and class mapping."""
@@ -418,19 +430,20 @@ class Pipeline:
                     for window, future in zip(submitted.windows, submitted.futures, strict=True)]
         if submitted.ground is None:
             return self._merge_and_map(per_tile, submitted.resolution_wh, submitted.source,
-                                       extra=submitted.ruled)
+                                       extra=submitted.ruled, decoded=submitted.decoded)
         resampling = submitted.ground.resampling
         found = self._merge_and_map(per_tile, resampling.resampled_wh, submitted.source, resampling,
-                                    extra=submitted.ruled)
+                                    extra=submitted.ruled, decoded=submitted.decoded)
         found.metadata["ground_sampling"] = submitted.ground.describe()
         return found
 
     def _merge_and_map(self, per_tile: list[tuple[TileWindow, Detections]], resolution_wh: tuple[int, int],
                        source: SourceKind, resampling: Resampling | None = None,
-                       extra: Detections | None = None) -> Detections:
+                       extra: Detections | None = None, decoded: Resampling | None = None) -> Detections:
         """Windows' detections (in `resolution_wh` pixels) merged, then mapped back to the
         native image when `resampling` shrank it, and joined by `extra` (the rules' findings,
-        native pixels). With rules, every finding has a footprint (a box: its corners)."""
+        native pixels); `decoded`: native pixels were a reduced decode, mapped on to the full
+        size. With rules, every finding has a footprint (a box: its corners)."""
         if len(per_tile) == 1:
             found = per_tile[0][1]
         else:  # several windows (or none): seams merged, offsets into image pixels
@@ -443,6 +456,8 @@ class Pipeline:
             found = with_footprints(found)
             if extra is not None:
                 found = Detections.merge([found, conform(extra, found)], metadata=found.metadata)
+        if decoded is not None:
+            found, resolution_wh = _to_full_size(decoded, found), decoded.native_wh
         return self._to_findings(found, resolution_wh, len(per_tile), source)
 
     def _apply_thresholds(self, dets: Detections) -> Detections:
@@ -570,15 +585,40 @@ class Pipeline:
 
 
 def _known_gsd(image: np.ndarray | LoadedImage, gsd_m: float | None) -> float | None:
-    """`gsd_m` when given, else a LoadedImage's from its drone pose (vision.geo.gsd), else None."""
-    if gsd_m is not None or not isinstance(image, LoadedImage):
+    """Metres per pixel of the pixels detected on: `gsd_m` (per source pixel) when given, else
+    a LoadedImage's from its drone pose (vision.geo.gsd), else None; a pixel of a reduced
+    decode spans as many source pixels as it was reduced by."""
+    if not isinstance(image, LoadedImage):
         return gsd_m
-    from vision.geo.gsd import photo_gsd_m
+    if gsd_m is None:
+        from vision.geo.gsd import photo_gsd_m
 
-    try:
-        return photo_gsd_m(image)
-    except (GeoError, ValueError):
-        return None  # a pose that gives no camera model: the GSD is unknown
+        try:
+            gsd_m = photo_gsd_m(image)
+        except (GeoError, ValueError):
+            return None  # a pose that gives no camera model: the GSD is unknown
+    decoded = _decoded(image, image.resolution_wh)
+    return gsd_m if decoded is None or gsd_m is None else gsd_m * max(decoded.factor_xy)
+
+
+def _decoded(image: np.ndarray | LoadedImage, resolution_wh: tuple[int, int]) -> Resampling | None:
+    """How a LoadedImage decoded reduced maps on to its full size; None for full-size pixels."""
+    if not isinstance(image, LoadedImage) or image.source_wh in (None, resolution_wh):
+        return None
+    return Resampling(image.full_wh, resolution_wh)
+
+
+def _to_full_size(decoded: Resampling, dets: Detections) -> Detections:
+    """Boxes (and the rules' pixel footprints) from the reduced decode to full-size pixels,
+    clipped to the image: a reduced side is rounded up, so its last pixel may reach past it."""
+    out = decoded.to_native(dets)
+    width, height = decoded.native_wh
+    np.clip(out.xyxy[:, 0::2], 0, width, out=out.xyxy[:, 0::2])
+    np.clip(out.xyxy[:, 1::2], 0, height, out=out.xyxy[:, 1::2])
+    if "footprint_xy" in out.data:
+        out.data = {**out.data, "footprint_xy": (out.data["footprint_xy"] * np.asarray(
+            decoded.factor_xy, np.float32)).astype(np.float32)}
+    return out
 
 
 def _checked_pixels(pixels: object) -> np.ndarray:

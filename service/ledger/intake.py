@@ -224,7 +224,7 @@ def _place_observation(
         footprint=to_geojson_text(draft.footprint) if draft.footprint is not None else None,
         area_m2=draft.area_m2,
         area_uncertainty_m2=draft.area_uncertainty_m2,
-        crop_path=store.save_crop(analysis.pixels, draft.box_xyxy),
+        crop_path=store.save_crop(analysis.pixels, draft.box_xyxy, analysis.resolution_wh),
         observed_at=observed_at,
     )
     session.add(obs)

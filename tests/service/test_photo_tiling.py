@@ -39,7 +39,9 @@ def _jpeg(size_wh: tuple[int, int], xmp: str | None) -> bytes:
 @pytest.mark.parametrize(
     ("xmp", "expected_shapes"),
     [
-        (None, [(480, 640, 3)]),  # a citizen photo goes in whole, however large
+        # A citizen photo goes in whole, however large, decoded no larger than the input needs
+        # (reduced by 8: 80x60, its long side still over 64).
+        (None, [(60, 80, 3)]),
         (DJI_XMP, "tiles"),  # a drone photo is cut into 64x64 windows
     ],
 )

@@ -235,6 +235,30 @@ def test_a_cap_applies_to_its_kind_only(rgb) -> None:
         load_image(data, default_kind="citizen", decode_caps=caps)
 
 
+@pytest.mark.parametrize(("size", "cap", "expected_wh"), [
+    (W, None, (W, H)),                      # needed at full size
+    (W // 2 + 1, None, (W, H)),             # halved it would fall short
+    (W // 2, None, (W // 2, H // 2)),       # the largest reduction that keeps the long side
+    (W // 4 - 1, None, (W // 4, H // 4)),
+    (1, None, (W // 8, H // 8)),            # never beyond 1/8
+    (W, H * W - 1, (W // 2, H // 2)),       # the cap wins when it asks for more
+])
+@pytest.mark.parametrize("mode", ["RGB", "CMYK"])  # OpenCV's decoder, Pillow's draft mode
+def test_a_jpeg_is_decoded_no_larger_than_its_kind_needs(rgb, size, cap, expected_wh, mode) -> None:
+    data = encode(Image.fromarray(rgb).convert(mode), "JPEG", quality=95)
+    caps = {"citizen": cap} if cap else None
+    image = load_image(data, default_kind="citizen", decode_sizes={"citizen": size}, decode_caps=caps)
+    assert image.resolution_wh == expected_wh and image.pixels.shape == (*expected_wh[::-1], 3)
+    assert image.full_wh == (W, H) and image.metadata.stored_wh == (W, H)
+    assert image.source_wh == (None if expected_wh == (W, H) else (W, H))
+
+
+@pytest.mark.parametrize(("fmt", "kind"), [("PNG", "citizen"), ("JPEG", "drone")])
+def test_only_a_jpeg_of_a_kind_with_a_size_is_decoded_reduced(rgb, fmt, kind) -> None:
+    image = load_image(encode(Image.fromarray(rgb), fmt), default_kind=kind, decode_sizes={"citizen": 8})
+    assert image.resolution_wh == image.full_wh == (W, H) and image.source_wh is None
+
+
 def test_a_png_over_its_kinds_cap_is_refused_before_decoding() -> None:
     # The pixel data is garbage, as in the test above: "too_many_pixels", not "corrupt",
     # proves nothing was decoded. PNG has no reduced decoding.

@@ -101,3 +101,23 @@ REFUSED = {
 @pytest.mark.parametrize("data", REFUSED.values(), ids=REFUSED.keys())
 def test_what_it_cannot_copy_faithfully_is_none(data: bytes) -> None:
     assert strip_metadata(data) is None
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("case", ["baseline with EXIF GPS", "JFIF thumbnail"])
+def test_an_orientation_is_kept_as_the_one_exif_tag(orientation: int, case: str) -> None:
+    """A photo stored sideways still shows upright: its orientation, and nothing else, comes back."""
+    stripped = strip_metadata(CASES[case], orientation=orientation)
+    assert stripped is not None
+    assert np.array_equal(_decoded(stripped.data), _decoded(CASES[case]))  # IMREAD_UNCHANGED: as stored
+    assert not any(secret in stripped.data for secret in SECRETS)
+    with Image.open(io.BytesIO(stripped.data)) as reopened:
+        assert dict(reopened.getexif()) == ({} if orientation == 1 else {0x0112: orientation})
+        if "jfif" in reopened.info:  # the JFIF marker stays first
+            assert stripped.data[2:4] == b"\xff\xe0"
+
+
+@pytest.mark.parametrize("orientation", [0, 9])
+def test_an_orientation_outside_exifs_range_is_refused(orientation: int) -> None:
+    with pytest.raises(ValueError, match="expected an EXIF orientation in 1..8"):
+        strip_metadata(CASES["grey"], orientation=orientation)

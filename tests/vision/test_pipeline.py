@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -88,6 +89,32 @@ def test_loaded_image_is_accepted(pipeline, tmp_path):
     cv2.imwrite(str(path), _image(64, 48, [((10, 10, 30, 30), SMOKE, 0.9)]))
     found = pipeline.detect(load_image(path))
     assert found.xyxy.tolist() == [[10, 10, 30, 30]]
+
+
+@pytest.mark.parametrize(("orientation", "expected_xyxy"), [
+    (1, [160, 64, 320, 192]),
+    (6, [288, 160, 416, 320]),  # stored sideways, shown turned 90 degrees clockwise: 480x640 upright
+])
+def test_a_reduced_decode_gives_boxes_in_full_size_pixels(pipeline, detector, orientation, expected_xyxy):
+    """A citizen photo decoded for the model (640x480 for a 64 px input: reduced by 8) is
+    detected on 80x60 pixels, and its boxes come back in the 640x480 source's upright pixels."""
+    from PIL import Image
+
+    stored = _image(640, 480, [((160, 64, 320, 192), SMOKE, 0.9)])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(stored[:, :, ::-1]).save(buffer, "JPEG", quality=95, exif=exif.tobytes())
+    image = load_image(buffer.getvalue(), default_kind="citizen", decode_sizes=pipeline.decode_sizes())
+    assert pipeline.decode_sizes() == {"citizen": 64}
+    upright_wh = (640, 480) if orientation == 1 else (480, 640)
+    assert image.source_wh == upright_wh and image.resolution_wh == (upright_wh[0] // 8, upright_wh[1] // 8)
+    found = pipeline.detect(image)
+    assert detector.image_shapes[-1][:2] == image.pixels.shape[:2]  # the model saw the reduced decode
+    assert found.metadata["resolution_wh"] == upright_wh
+    assert found.xyxy.tolist() == [pytest.approx(expected_xyxy, abs=8)]  # one decoded pixel
+    full = pipeline.detect(load_image(buffer.getvalue(), default_kind="citizen"))
+    assert found.xyxy == pytest.approx(full.xyxy, abs=8)
 
 
 @pytest.mark.parametrize("image", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32),

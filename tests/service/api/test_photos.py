@@ -105,19 +105,25 @@ def test_a_jpegs_evidence_is_its_image_data_without_its_metadata(client, keys, s
         assert dict(frame.getexif()) == {} and "exif" not in frame.info
 
 
-def test_a_photo_turned_by_its_exif_is_stored_upright_and_without_it(client, keys, settings):
-    from PIL import Image
+def test_a_photo_turned_by_its_exif_keeps_its_data_and_only_its_orientation(client, keys, settings):
+    """Stored as uploaded (no second lossy pass, full size) with the orientation as its one EXIF
+    tag, so it shows upright, in the frame's size that the boxes are in."""
+    from PIL import Image, ImageOps
 
     pixels = painted([GARBAGE], size_wh=(320, 240))
     image = Image.fromarray(pixels[:, :, ::-1])
     tags = image.getexif()
     tags[0x0112] = 6  # stored sideways: shown turned 90 degrees clockwise
+    tags[0x010F] = "PhoneMaker"
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", exif=tags, quality=95)
     body = upload_ok(client, keys, buffer.getvalue(), lon=BASE_LON, lat=BASE_LAT)
-    with Image.open(_frame_file(settings, body)) as frame:
-        assert frame.size == (240, 320)  # upright, as the boxes are
-        assert dict(frame.getexif()) == {}
+    stored = _frame_file(settings, body).read_bytes()
+    assert np.array_equal(_decoded(stored), _decoded(buffer.getvalue()))
+    with Image.open(io.BytesIO(stored)) as frame:
+        assert dict(frame.getexif()) == {0x0112: 6}
+        assert ImageOps.exif_transpose(frame).size == (240, 320)  # upright, as the boxes are
+    assert all(o["box_xyxy"][2] <= 240 and o["box_xyxy"][3] <= 320 for o in body["observations"])
 
 
 def test_same_image_twice_is_recorded_once(client, keys, settings):
@@ -442,14 +448,17 @@ def test_a_citizen_png_over_the_photo_cap_is_refused_before_decoding(capped_clie
     assert _files(settings) == []
 
 
-def test_a_citizen_jpeg_over_the_photo_cap_is_decoded_reduced(capped_client, keys, analyzer):
-    # 640 x 480 = 307,200 pixels over a 65,536 cap: decoded at 1/4 (160 x 120), boxes in those pixels.
+def test_a_citizen_jpeg_over_the_photo_cap_is_decoded_reduced(capped_client, keys, analyzer, settings):
+    # 640 x 480 = 307,200 pixels over a 65,536 cap: decoded at 1/4 (160 x 120); boxes, the frame
+    # and its evidence image in the source's full-size pixels.
     photo = jpeg(painted([("garbage", (200, 160, 360, 320), 0.9)], size_wh=(640, 480)))
     body = upload_ok(capped_client, keys, photo, lon=BASE_LON, lat=BASE_LAT)
     assert analyzer.pipeline().detector.image_shapes[-1][:2] == (120, 160)
     (observation,) = body["observations"]
     assert observation["class_key"] == "garbage_pile"
-    assert observation["box_xyxy"] == pytest.approx([50, 40, 90, 80], abs=1.5)
+    assert observation["box_xyxy"] == pytest.approx([200, 160, 360, 320], abs=6)  # 1.5 decoded px
+    stored = _frame_file(settings, body).read_bytes()
+    assert _decoded(stored).shape[:2] == (480, 640)
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
