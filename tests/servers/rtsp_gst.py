@@ -22,8 +22,11 @@ def main(port: str, mount: str, clip: str) -> None:
     server.set_address("127.0.0.1")
     server.set_service(port)
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(f'( filesrc location="{clip}" ! qtdemux ! h264parse '
-                       f"! rtph264pay name=pay0 pt=96 config-interval=-1 )")
+    # SPS/PPS before every keyframe, inserted by h264parse per access unit: rtph264pay's own
+    # config-interval=-1 puts them before every IDR *slice*, which splits a multi-slice keyframe
+    # into two pictures that FFmpeg can only conceal (seen: every keyframe twice, is_corrupt).
+    factory.set_launch(f'( filesrc location="{clip}" ! qtdemux ! h264parse config-interval=-1 '
+                       f"! rtph264pay name=pay0 pt=96 )")
     factory.set_shared(False)
     server.get_mount_points().add_factory(mount, factory)
     if server.attach(None) == 0:
