@@ -6,9 +6,10 @@ input; auto=True: the stride-multiple rectangle, via `stride=`) and
 per-axis gains when mapping back), so our ONNX path sees the same tensor ultralytics'
 predict would and boxes come back to the same source pixels.
 
-Per image there is one `cv2.resize` (uint8) and one fused pass that reverses BGR->RGB,
-transposes HWC->CHW, converts to float32 and divides by 255, written straight into the
-preallocated batch; only the padding bands are filled separately.
+Per image there is one `cv2.resize` (uint8), a `cv2.split` into channel planes and one pass
+per plane that converts to float32 and divides by 255 (BGR->RGB and HWC->CHW by where each
+plane is written), straight into the preallocated batch; only the padding bands are filled
+separately.
 """
 
 from __future__ import annotations
@@ -118,6 +119,30 @@ def rect_canvas_wh(resolution_wh: tuple[int, int], size: int, stride: int) -> tu
     return new_w + (size - new_w) % stride, new_h + (size - new_h) % stride
 
 
+def letterbox_shape(
+    images: Sequence[npt.NDArray[np.uint8]],
+    size: int,
+    *,
+    stride: int | None = None,
+    batch_size: int | None = None,
+) -> tuple[int, int, int, int]:
+    """The (N, 3, H, W) shape `letterbox_batch` gives these images (its arguments, its checks):
+    for a caller that keeps an `out` array of it between calls."""
+    if size < 1:
+        raise ValueError(f"expected size >= 1, got {size}")
+    n_images = len(images)
+    n = n_images if batch_size is None else batch_size
+    if n < n_images:
+        raise ValueError(f"expected batch_size >= number of images ({n_images}), got {batch_size}")
+    for i, image in enumerate(images):
+        check_image(image, i)
+    canvas_w, canvas_h = size, size
+    if stride is not None and n_images:
+        canvases = [rect_canvas_wh((im.shape[1], im.shape[0]), size, stride) for im in images]
+        canvas_w, canvas_h = max(c[0] for c in canvases), max(c[1] for c in canvases)
+    return (n, 3, canvas_h, canvas_w)
+
+
 def letterbox_batch(
     images: Sequence[npt.NDArray[np.uint8]],
     size: int,
@@ -138,19 +163,9 @@ def letterbox_batch(
     shape to write into instead of allocating one (the caller owns it and must not share it
     between concurrent calls).
     """
-    if size < 1:
-        raise ValueError(f"expected size >= 1, got {size}")
     n_images = len(images)
-    n = n_images if batch_size is None else batch_size
-    if n < n_images:
-        raise ValueError(f"expected batch_size >= number of images ({n_images}), got {batch_size}")
-    for i, image in enumerate(images):
-        check_image(image, i)
-    canvas_w, canvas_h = size, size
-    if stride is not None and n_images:
-        canvases = [rect_canvas_wh((im.shape[1], im.shape[0]), size, stride) for im in images]
-        canvas_w, canvas_h = max(c[0] for c in canvases), max(c[1] for c in canvases)
-    shape = (n, 3, canvas_h, canvas_w)
+    shape = letterbox_shape(images, size, stride=stride, batch_size=batch_size)
+    n, _, canvas_h, canvas_w = shape
     if out is None:
         out = np.empty(shape, dtype=np.float32)
     elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
@@ -171,9 +186,12 @@ def letterbox_batch(
         target[:, y1:, :] = _PAD_FLOAT
         target[:, y0:y1, :x0] = _PAD_FLOAT
         target[:, y0:y1, x1:] = _PAD_FLOAT
-        # BGR->RGB, HWC->CHW, uint8->float32 and /255 in one strided ufunc pass.
-        np.divide(resized[:, :, ::-1].transpose(2, 0, 1), _255,
-                  out=target[:, y0:y1, x0:x1], casting="unsafe")
+        # BGR->RGB, HWC->CHW, uint8->float32 and /255: cv2.split makes each channel a contiguous
+        # plane, then one ufunc pass per plane into its place. The same values as one strided pass
+        # over resized[:, :, ::-1].transpose(2, 0, 1), in 0.29 ms instead of 0.52 for a 320 px
+        # tile of a larger image (a view, as tiles are), 200 runs each.
+        for channel, plane in enumerate(reversed(cv2.split(resized))):
+            np.divide(plane, _255, out=target[channel, y0:y1, x0:x1], casting="unsafe")
         metas.append(meta)
     if n > n_images:
         out[n_images:] = _PAD_FLOAT

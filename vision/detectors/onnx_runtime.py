@@ -2,14 +2,15 @@
 
 Reads what ultralytics' exporter writes into the ONNX metadata (names, imgsz, stride,
 batch, end2end) and lets the caller override labels and end2end (a model card knows best).
-Stateless after construction: `InferenceSession.run` is thread-safe and nothing per call is
-kept on `self`, so one detector can serve several threads.
+Stateless after construction but for each calling thread's own input array (reused between
+its calls): `InferenceSession.run` is thread-safe, so one detector can serve several threads.
 """
 
 from __future__ import annotations
 
 import ast
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +23,12 @@ from vision.detectors.base import OnnxRuntimeConfig, SquareInputBackend
 from vision.detectors.onnx_graph import session_model
 from vision.errors import BackendUnavailableError, ModelError
 from vision.postprocess import RawBoxes, decode_output
-from vision.preprocess import LetterboxMeta, check_image, letterbox_batch, rect_canvas_wh
+from vision.preprocess import LetterboxMeta, check_image, letterbox_batch, letterbox_shape, rect_canvas_wh
 
 # What `max_batch` reports for a dynamic-batch model: large enough never to be the limit;
 # the batcher's own size decides.
 DYNAMIC_MAX_BATCH = 1024
+REUSED_INPUT_BYTES = 16 * 2**20  # batch 1-8 at 320 px, 1-2 at 640: kept per lane between calls
 
 _PROVIDERS: dict[str, tuple[str, ...]] = {
     "cpu": ("CPUExecutionProvider",),
@@ -241,6 +243,7 @@ class OnnxRuntimeDetector(SquareInputBackend):
         self._conf, self._iou, self._max_det = conf, iou, max_det
         self._model_name = model_name
         self._lanes = max(1, lanes)
+        self._inputs = threading.local()  # each lane thread's reused network input (_input_array)
 
     @classmethod
     def from_config(
@@ -287,7 +290,7 @@ class OnnxRuntimeDetector(SquareInputBackend):
     @property
     def lanes(self) -> int:
         """How many `predict_batch` calls may usefully run at once (the pipeline's batcher
-        workers); `session.run` is thread-safe, and nothing per call is kept on self."""
+        workers); `session.run` is thread-safe, and each thread has its own input array."""
         return self._lanes
 
     @property
@@ -328,14 +331,28 @@ class OnnxRuntimeDetector(SquareInputBackend):
         return list(groups.values())
 
     def _predict_chunk(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        blob, metas = letterbox_batch(images, self._size, stride=self._info.stride if self._rect else None,
-                                      batch_size=self._info.static_batch)
+        stride, batch = (self._info.stride if self._rect else None), self._info.static_batch
+        out = self._input_array(letterbox_shape(images, self._size, stride=stride, batch_size=batch))
+        blob, metas = letterbox_batch(images, self._size, stride=stride, batch_size=batch, out=out)
         # A C-contiguous float32 array is handed to ORT without a copy; io_binding would only
         # pay off for device memory (cuda/tensorrt), where the input is copied either way.
         (output,) = self._session.run([self._info.output_name], {self._info.input_name: blob})
         decoded = decode_output(output[:len(images)], end2end=self._end2end, conf=self._conf,
                                 iou=self._iou, max_det=self._max_det)
         return [self._to_detections(raw, meta) for raw, meta in zip(decoded, metas, strict=True)]
+
+    def _input_array(self, shape: tuple[int, int, int, int]) -> np.ndarray:
+        """This thread's network input of `shape`, kept from its last call when the shape is the
+        same. A fresh array per 320 px tile (1.2 MB) cost 0.8 ms of page faults, twice what
+        filling it costs (1.1 vs 0.35 ms a tile); tiles come in runs of one shape. Per thread,
+        since lanes run at once; ORT keeps nothing of its input after `run`. Inputs over
+        REUSED_INPUT_BYTES are not kept (a large batch would hold its memory per lane)."""
+        kept: np.ndarray | None = getattr(self._inputs, "array", None)
+        if kept is not None and kept.shape == shape:
+            return kept
+        fresh = np.empty(shape, np.float32)
+        self._inputs.array = fresh if fresh.nbytes <= REUSED_INPUT_BYTES else None
+        return fresh
 
     def _to_detections(self, raw: RawBoxes, meta: LetterboxMeta) -> Detections:
         class_id = raw.class_id

@@ -377,3 +377,17 @@ def test_agrees_with_ultralytics_predict_on_the_same_weights(responsive_model) -
         assert_each_box_found(ref, mine, top=20)
         assert_each_box_found(mine, ref, top=20)
         assert mine.metadata["resolution_wh"] == ref.metadata["resolution_wh"]
+
+
+def test_each_thread_reuses_its_own_input_array(detector) -> None:
+    shape = (1, 3, 64, 64)
+    mine = detector._input_array(shape)
+    assert detector._input_array(shape) is mine  # kept between this thread's calls
+    theirs: list[np.ndarray] = []
+    worker = threading.Thread(target=lambda: theirs.append(detector._input_array(shape)))
+    worker.start()
+    worker.join()
+    assert theirs[0] is not mine  # lanes never share one
+    assert detector._input_array((2, 3, 64, 64)).shape == (2, 3, 64, 64)
+    huge = (64, 3, 640, 640)  # 315 MB: handed out, not kept per lane
+    assert detector._input_array(huge) is not detector._input_array(huge)
