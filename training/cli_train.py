@@ -72,10 +72,20 @@ def train_command(
     cache: Annotated[bool, typer.Option("--cache", help="Keep decoded images in RAM.")] = False,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue PROJECT/NAME from weights/last.pt with its original arguments.")] = False,
+    fine_tune: Annotated[bool, typer.Option(
+        "--fine-tune", help="From a trained model (e.g. on reviewed labels): backbone frozen unless "
+                            "--freeze says otherwise, AdamW at a fixed low rate, no warmup.")] = False,
+    replay: Annotated[Path | None, typer.Option(
+        "--replay", help="data.yaml of the set the base learned from (the public one): a sample of its "
+                         "train images joins the train split, against forgetting. Its labels must be "
+                         "the first labels of --data.")] = None,
+    replay_share: Annotated[float, typer.Option(
+        "--replay-share", min=0.0, max=0.95, help="Replay's share of the train list.")] = 0.5,
 ) -> None:
     """Fine-tune a detector offline; writes PROJECT/NAME/{weights/best.pt, run_record.json}."""
     from pydantic import ValidationError
 
+    from training.finetune import Recipe, replay_data_yaml
     from training.train import TrainOptions, train
     from training.train import resume as resume_run
     from vision.errors import ModelError
@@ -87,9 +97,15 @@ def train_command(
         elif data is None:
             raise _fail("--data is required unless --resume")
         else:
+            if replay is not None:
+                # Beside the run folder, not in it: train() refuses a run folder that exists.
+                data = replay_data_yaml(data, replay, replay_share, seed, project / f"{name}.replay")
             options = TrainOptions(data=data, base=base, name=name, project=project, epochs=epochs,
                                    imgsz=imgsz, batch=batch, freeze=freeze, seed=seed, device=device,
                                    workers=workers, patience=patience, cache=cache)
+            if fine_tune:
+                recipe = Recipe() if freeze is None else Recipe(freeze=freeze)
+                options = recipe.apply(options)
             result = train(options, argv)
     except (ModelError, ValidationError) as exc:  # TrainingError, UnsafeCheckpointError
         raise _fail(str(exc)) from exc

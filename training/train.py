@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -74,6 +74,13 @@ class TrainOptions(BaseModel):
     patience: int = Field(default=20, ge=0, description="Stop after N epochs without improvement.")
     cache: bool = Field(default=False, description="Keep decoded images in RAM.")
     fraction: float = Field(default=1.0, gt=0.0, le=1.0, description="Share of train images used.")
+    # 'auto' and None leave ultralytics' choice (AdamW at a rate fitted to the class count, or
+    # SGD for long runs); a fine-tune (training/finetune.py) names both and turns warmup off.
+    optimizer: Literal["auto", "SGD", "Adam", "AdamW"] = Field(default="auto",
+                                                              description="ultralytics optimizer.")
+    lr0: float | None = Field(default=None, gt=0.0, le=1.0, description="Initial learning rate; None = "
+                                                                          "ultralytics' default.")
+    warmup_epochs: float | None = Field(default=None, ge=0.0, description="None = ultralytics' default (3).")
 
 
 @dataclass(frozen=True)
@@ -177,6 +184,21 @@ def _add_callbacks(model: Any, callbacks: Callbacks | None) -> None:
         model.add_callback(event, function)
 
 
+def optimiser_args(options: TrainOptions) -> dict[str, Any]:
+    """ultralytics arguments for what `options` sets; what it leaves as None stays ultralytics'."""
+    args: dict[str, Any] = {}
+    if options.optimizer != "auto":
+        args["optimizer"] = options.optimizer
+    if options.lr0 is not None:
+        args["lr0"] = options.lr0
+    if options.warmup_epochs is not None:
+        # ultralytics' warmup starts bias rates at warmup_bias_lr (0.1) unless the optimizer is
+        # 'auto': a fine-tune that warms up at all warms the biases from zero.
+        args["warmup_epochs"] = options.warmup_epochs
+        args["warmup_bias_lr"] = 0.0
+    return args
+
+
 def train(options: TrainOptions, argv: list[str], callbacks: Callbacks | None = None) -> TrainResult:
     """Train from `options.base`; writes run_record.json beside ultralytics' outputs.
 
@@ -213,6 +235,7 @@ def train(options: TrainOptions, argv: list[str], callbacks: Callbacks | None = 
     }
     if options.freeze is not None:
         train_args["freeze"] = options.freeze
+    train_args.update(optimiser_args(options))
     # The record names no absolute path of this machine (it goes into the model card).
     command = portable_command(list(argv), Path.cwd())
     recorded_args = {**train_args, "data": relative_path(options.data, run_dir),

@@ -151,7 +151,8 @@ def test_base_checkpoint_with_planted_code_is_refused(tmp_path):
     ({"epochs": 0}, pytest.raises(ValidationError)),
     ({"imgsz": 16}, pytest.raises(ValidationError)),
     ({"freeze": 25}, pytest.raises(ValidationError)),
-    ({"lr0": 0.1}, pytest.raises(ValidationError, match="Extra inputs")),
+    ({"lr0": 0.0}, pytest.raises(ValidationError)),
+    ({"mosaic": 0.5}, pytest.raises(ValidationError, match="Extra inputs")),
 ])
 def test_train_options_are_bounded_and_closed(tmp_path, fields, expectation):
     with expectation:

@@ -1,0 +1,74 @@
+"""training/finetune.py: replay is the share asked for, reproducible per round and fresh across
+rounds; a mixed data.yaml keeps the reviewed set's own val split and refuses mismatched labels;
+the recipe reaches ultralytics' arguments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from training.finetune import Recipe, Replay, mixed_train_list, replay_data_yaml
+from training.train import TrainingError, TrainOptions, optimiser_args
+
+IMAGES = tuple(Path(f"/public/{i:04d}.jpg") for i in range(200))
+
+
+def test_replay_is_its_share_of_the_list() -> None:
+    replay = Replay(images=IMAGES, share=0.5, seed=3)
+    assert replay.count(50) == 50
+    assert Replay(images=IMAGES, share=0.25).count(60) == 20
+    assert Replay(images=IMAGES[:10], share=0.5).count(50) == 10  # capped by what there is
+    assert Replay(images=IMAGES, share=0.0).count(50) == 0
+    listed = mixed_train_list(IMAGES[:3], Replay(images=IMAGES[100:], share=0.5), round_=1)
+    assert listed[:3] == list(IMAGES[:3]) and len(listed) == 6 and set(listed[3:]) <= set(IMAGES[100:])
+
+
+def test_replay_is_reproducible_per_round_and_fresh_across_rounds() -> None:
+    replay = Replay(images=IMAGES, share=0.5, seed=3)
+    first = replay.sample(40, round_=1)
+    assert first == Replay(images=tuple(reversed(IMAGES)), share=0.5, seed=3).sample(40, round_=1)
+    assert len(set(first)) == 40 and set(first) <= set(IMAGES)
+    assert replay.sample(40, round_=2) != first
+    assert Replay(images=IMAGES, share=0.5, seed=4).sample(40, round_=1) != first
+
+
+def write_set(root: Path, names: list[str], n: int) -> Path:
+    for split in ("train", "val"):
+        folder = root / "images" / split
+        folder.mkdir(parents=True)
+        for i in range(n):
+            (folder / f"{split}{i}.jpg").write_bytes(b"")
+    data = {"path": str(root), "train": "images/train", "val": "images/val", "names": dict(enumerate(names))}
+    path = root / "data.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def test_a_mixed_data_yaml_adds_replay_to_train_only(tmp_path: Path) -> None:
+    reviewed = write_set(tmp_path / "reviewed", ["garbage_pile", "smoke", "roadside_clutter"], 6)
+    public = write_set(tmp_path / "public", ["garbage_pile", "smoke"], 20)
+    mixed = replay_data_yaml(reviewed, public, share=0.25, seed=0, out=tmp_path / "mixed")
+    data = yaml.safe_load(mixed.read_text(encoding="utf-8"))
+    listed = (tmp_path / "mixed" / "train.txt").read_text(encoding="utf-8").split()
+    assert len(listed) == 8 and sum("/public/" in line for line in listed) == 2
+    assert Path(data["val"]) == (tmp_path / "reviewed" / "images" / "val").resolve()
+    assert data["names"] == {0: "garbage_pile", 1: "smoke", 2: "roadside_clutter"}
+
+
+def test_replay_labels_must_be_the_first_labels(tmp_path: Path) -> None:
+    reviewed = write_set(tmp_path / "reviewed", ["roadside_clutter", "garbage_pile"], 2)
+    public = write_set(tmp_path / "public", ["garbage_pile"], 2)
+    with pytest.raises(TrainingError, match="not the first labels"):
+        replay_data_yaml(reviewed, public, share=0.5, seed=0, out=tmp_path / "mixed")
+
+
+def test_the_recipe_reaches_ultralytics_arguments(tmp_path: Path) -> None:
+    plain = TrainOptions(data=tmp_path / "d.yaml", base="b.pt", name="n")
+    assert optimiser_args(plain) == {}  # ultralytics' own choice
+    tuned = Recipe(freeze=10, lr0=0.0005).apply(plain)
+    assert tuned.freeze == 10
+    # No warmup, and no bias warmup from 0.1 either.
+    assert optimiser_args(tuned) == {"optimizer": "AdamW", "lr0": 0.0005, "warmup_epochs": 0.0,
+                                     "warmup_bias_lr": 0.0}
