@@ -28,6 +28,8 @@ Targets: nadir drone median <= 0.5 m at 100 m; orthomosaic area error <= 1 %.
 Standing objects: `area_error_p95_pct_by_offnadir` (and the median) is the percent area error
 of sheds seen 0, 10, 20 and 30 degrees off nadir, from their rendered boxes and the class's
 height prior (benchmarks/geo_standing.py); target p95 <= 10 % up to 30 degrees.
+`area_error_p95_pct_by_offnadir_known_height` is the same sheds with each one's true height given
+instead of the prior: the part of the error that one box cannot remove (it cannot tell a height).
 
 Cost: `footprint_ms` is the wall time of `geotag_detections` per detection (point, footprint and
 its area uncertainty) on synthetic drone frames of 20 sheds each, nadir and tilted, the same boxes
