@@ -459,6 +459,15 @@ def test_a_citizen_jpeg_over_the_photo_cap_is_decoded_reduced(capped_client, key
     assert observation["box_xyxy"] == pytest.approx([200, 160, 360, 320], abs=6)  # 1.5 decoded px
     stored = _frame_file(settings, body).read_bytes()
     assert _decoded(stored).shape[:2] == (480, 640)
+    engine = make_engine(settings.database_url)
+    with make_session_factory(engine)() as session:
+        frame = session.get(Frame, body["frame_id"])
+        crop_path = session.scalars(select(Observation.crop_path)).one()
+        assert frame is not None and (frame.width, frame.height) == (640, 480)
+    engine.dispose()
+    # The crop is cut from the 160x120 decode at the box scaled to it (40x40 plus its margin).
+    crop = _decoded((settings.data_dir / crop_path).read_bytes())
+    assert 40 <= crop.shape[0] <= 56 and 40 <= crop.shape[1] <= 56
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
