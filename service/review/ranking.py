@@ -11,6 +11,14 @@ task) with the boxes the model found in it. Its priority is that of its most use
 - class balance: a class reviewers have confirmed few boxes of comes first (its labels are
   worth the most to the next model).
 
+A class being taught (`Policy.focus`: one the model learns from these reviews, such as a class
+it has never seen) changes the rule. Only its boxes count, an image's priority is the sum over
+them (each uncertain box is a label the next model learns from, so a frame with five uncertain
+stalls teaches more than one with one), and while reviewers have confirmed no box of it yet the
+model's scores for it mean nothing (an untrained output): the first choice is by diversity alone,
+frames spread as far apart as their hashes allow (farthest first), the way a random draw would
+cover the pool but without its clumps.
+
 Diversity is a filter, not a score: a frame within `max_hamming` bits (perceptual hash) of one
 already reviewed or already chosen is skipped, so a burst of near-identical frames costs one
 review, not fifty. Candidates from proposal generators (rule detectors for classes the model does
@@ -69,6 +77,7 @@ class Policy:
     proposal_share: float = 0.2  # of each pool's budget, kept for proposal candidates
     max_hamming: int = 6  # dHash bits within which two frames are near-duplicates
     default_threshold: float = 0.5  # for a class the card has no threshold for
+    focus: frozenset[str] = frozenset()  # classes being taught; empty: every class counts
 
 
 def uncertainty(score: float, threshold: float) -> float:
@@ -94,16 +103,45 @@ def balance(class_key: str, class_counts: Mapping[str, int]) -> float:
     return 1.0 / (1.0 + max(0, class_counts.get(class_key, 0)))
 
 
-def priority(candidate: Candidate, policy: Policy, reviewed: Reviewed) -> float:
+def _box_priority(box: BoxEvidence, policy: Policy, reviewed: Reviewed) -> float:
     w = policy.weights
-    best = 0.0
-    for box in candidate.boxes:
-        threshold = policy.thresholds.get(box.class_key, policy.default_threshold)
-        value = (w.uncertainty * uncertainty(box.score, threshold)
-                 + w.disagreement * disagreement(box, threshold)
-                 + w.balance * balance(box.class_key, reviewed.class_counts))
-        best = max(best, value)
-    return best
+    threshold = policy.thresholds.get(box.class_key, policy.default_threshold)
+    return (w.uncertainty * uncertainty(box.score, threshold)
+            + w.disagreement * disagreement(box, threshold)
+            + w.balance * balance(box.class_key, reviewed.class_counts))
+
+
+def priority(candidate: Candidate, policy: Policy, reviewed: Reviewed) -> float:
+    if policy.focus:
+        return sum(_box_priority(b, policy, reviewed) for b in candidate.boxes if b.class_key in policy.focus)
+    return max((_box_priority(b, policy, reviewed) for b in candidate.boxes), default=0.0)
+
+
+def cold_start(policy: Policy, reviewed: Reviewed) -> bool:
+    """True while a class being taught has no reviewed box: the model's scores for it are noise."""
+    return any(reviewed.class_counts.get(key, 0) == 0 for key in policy.focus)
+
+
+def _spread(candidates: Sequence[Candidate], seen: Sequence[int], limit: int) -> list[Candidate]:
+    """The first `limit` candidates each the farthest (Hamming) from those reviewed or before it,
+    then the rest in the caller's order.
+
+    Ties go to the caller's order; candidates without a hash come last. Near-duplicates are left
+    to `_take`, which this feeds (farthest first reaches them only when nothing far is left).
+    O(n) a pick, so `limit` bounds the cost on a pool of thousands.
+    """
+    left = [c for c in candidates if c.phash is not None]
+    hashes = [c.phash or 0 for c in left]
+    # Each candidate's distance to the nearest anchor so far, updated as each is chosen.
+    nearest = [min((hamming(h, a) for a in seen), default=65) for h in hashes]
+    order: list[Candidate] = []
+    while left and len(order) < limit:
+        far = max(range(len(left)), key=lambda i: (nearest[i], -i))
+        chosen, picked = left.pop(far), hashes.pop(far)
+        nearest.pop(far)
+        order.append(chosen)
+        nearest = [min(d, hamming(h, picked)) for d, h in zip(nearest, hashes, strict=True)]
+    return order + left + [c for c in candidates if c.phash is None]
 
 
 def _ranked(candidates: Iterable[Candidate], policy: Policy, reviewed: Reviewed) -> list[Candidate]:
@@ -138,7 +176,9 @@ def choose(candidates: Sequence[Candidate], policy: Policy, reviewed: Reviewed =
         mine = [c for c in candidates if c.pool == pool]
         proposals = _take(_ranked((c for c in mine if c.proposal), policy, reviewed),
                           round(budget * policy.proposal_share), seen, policy.max_hamming)
-        model = _take(_ranked((c for c in mine if not c.proposal), policy, reviewed),
-                      budget - len(proposals), seen, policy.max_hamming)
+        ours, wanted = [c for c in mine if not c.proposal], budget - len(proposals)
+        ordered = (_spread(ours, seen, wanted) if cold_start(policy, reviewed)
+                   else _ranked(ours, policy, reviewed))
+        model = _take(ordered, wanted, seen, policy.max_hamming)
         chosen += model + proposals
     return chosen

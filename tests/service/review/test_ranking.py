@@ -93,3 +93,32 @@ def test_a_daily_budget_per_pool() -> None:
     assert choose(north, Policy(budget={"south": 3}, thresholds=THRESHOLDS)) == []
     with pytest.raises(ValueError, match="budget"):
         choose(north, Policy(budget={"north": -1}, thresholds=THRESHOLDS))
+
+
+def many(key: str, cls: str, scores: tuple[float, ...], phash: int) -> Candidate:
+    return Candidate(key=key, boxes=tuple(BoxEvidence(cls, s) for s in scores), phash=phash)
+
+
+def test_a_class_being_taught_starts_by_diversity_alone() -> None:
+    # Nothing of roadside_clutter reviewed yet: its scores are an untrained output's, so the
+    # near-threshold one is not preferred; frames far from each other and from the reviewed are.
+    reviewed = Reviewed({"garbage_pile": 50}, hashes=(0xFFFF_FFFF_FFFF_FFFF,))
+    pool = [many("uncertain", "roadside_clutter", (0.35,), 0xFFFF_FFFF_FFFF_FF00),  # 8 bits from reviewed
+            many("far", "roadside_clutter", (0.01,), 0x0),  # 64 bits from reviewed
+            many("between", "roadside_clutter", (0.01,), 0xFFFF_FFFF_0000_0000)]  # 32 from each
+    taught = policy(2, focus=frozenset({"roadside_clutter"}))
+    assert keys(choose(pool, taught, reviewed)) == ["far", "between"]
+    # Once some are reviewed, the class's uncertainty ranks again.
+    later = Reviewed({"roadside_clutter": 10}, hashes=reviewed.hashes)
+    assert keys(choose(pool, taught, later))[0] == "uncertain"
+
+
+def test_a_class_being_taught_counts_its_boxes_only_and_all_of_them() -> None:
+    later = Reviewed({"roadside_clutter": 10})
+    pool = [many("one-stall", "roadside_clutter", (0.35,), 0x0F),
+            many("five-stalls", "roadside_clutter", (0.3, 0.4, 0.2, 0.5, 0.3), 0xF0F0_F0F0),
+            many("garbage", "garbage_pile", (0.35, 0.35, 0.35), 0xFFFF_0000_FFFF_0000)]
+    taught = policy(3, focus=frozenset({"roadside_clutter"}))
+    assert keys(choose(pool, taught, later)) == ["five-stalls", "one-stall", "garbage"]
+    # Without a focus an image is as useful as its best box, whatever its class.
+    assert keys(choose(pool, policy(1), later)) == ["garbage"]
