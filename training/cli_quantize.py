@@ -27,6 +27,12 @@ class CalibrationChoice(StrEnum):
     percentile = "percentile"
 
 
+class FloatGroupChoice(StrEnum):
+    stem = "stem"
+    head_outputs = "head_outputs"
+    pyramid_pool = "pyramid_pool"
+
+
 def quantize_command(
     model: Annotated[str, typer.Argument(help="Installed model name or model folder (float weights).")],
     calib: Annotated[Path, typer.Option(
@@ -34,14 +40,16 @@ def quantize_command(
                         "folder of images.")],
     name: Annotated[str, typer.Option(
         "--name", help="Name of the int8 model: its folder under --models-dir.")],
-    split: Annotated[str, typer.Option("--split", help="Dataset split to calibrate on.")] = "val",
+    split: Annotated[str, typer.Option("--split", help="Dataset split to calibrate on.")] = "train",
     n: Annotated[int, typer.Option(
-        "--n", min=1, max=10_000, help="Calibration images (spread evenly).")] = 100,
+        "--n", min=1, max=10_000, help="Calibration images (the same share per source, spread evenly).")
+    ] = 300,
     eval_data: Annotated[Path | None, typer.Option(
         "--eval-data", help="Dataset to measure the accuracy cost on (default: --calib when it is a "
                             "dataset).")] = None,
-    eval_split: Annotated[str | None, typer.Option(
-        "--eval-split", help="Split for the accuracy cost (default: --split).")] = None,
+    eval_split: Annotated[str, typer.Option(
+        "--eval-split", help="Split for the accuracy cost: the one the float card's figures come from.")
+    ] = "test",
     no_eval: Annotated[bool, typer.Option(
         "--no-eval", help="Skip measuring the accuracy cost (the card then says nothing about it).")] = False,
     max_map50_drop: Annotated[float | None, typer.Option(
@@ -56,6 +64,10 @@ def quantize_command(
         help="7-bit weights (default): u8s8 kernels saturate on x86 CPUs without VNNI; --full-range "
              "only for CPUs with VNNI/AMX.")] = True,
     calibration: Annotated[CalibrationChoice, typer.Option("--calibration")] = CalibrationChoice.minmax,
+    keep_float: Annotated[list[FloatGroupChoice] | None, typer.Option(
+        "--keep-float", help="Also leave these layers in float (repeatable): stem (the first conv), "
+                             "head_outputs (the box and class branches' last convs), pyramid_pool (SPPF).")
+    ] = None,
     quantize_head: Annotated[bool, typer.Option(
         "--quantize-head", help="Also quantise the head's box decode and sigmoid (kept float by default).")
     ] = False,
@@ -78,7 +90,9 @@ def quantize_command(
         options = QuantizeOptions(
             n_images=n, quant_format=quant_format.value, activation_type=activations.value,
             symmetric_activations=symmetric_activations, reduce_range=reduce_range,
-            calibration=calibration.value, keep_head_float=not quantize_head)
+            calibration=calibration.value, keep_head_float=not quantize_head,
+            # Not given: QuantizeOptions' measured default groups.
+            **({} if keep_float is None else {"float_groups": tuple(group.value for group in keep_float)}))
         if no_eval and (eval_data is not None or max_map50_drop is not None):
             raise ModelError("--no-eval cannot be combined with --eval-data or --max-map50-drop")
         result = quantize_model(

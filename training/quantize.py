@@ -1,8 +1,10 @@
 """INT8 static quantisation of an installed model, installed as a model of its own.
 
 How `quantize_model` goes:
-1. Calibration images: a dataset (its data.yaml; one split) or a folder of images, `n`
-   of them spread evenly over the sorted list, so a run is repeatable.
+1. Calibration images: a dataset (its data.yaml; one split, train by default) or a folder
+   of images, `n` of them, the same share from each source of a built dataset and spread
+   evenly over each source's sorted list, so a run is repeatable and every source's
+   activations shape the ranges.
 2. `quant_pre_process` (ONNX shape inference and ONNX Runtime's basic graph optimisations),
    as onnxruntime's quantisation docs ask for before `quantize_static`. Its symbolic shape
    inference is skipped: it gives up on ultralytics' dynamic-size exports ("Incomplete
@@ -16,7 +18,8 @@ How `quantize_model` goes:
    fixed 0..15 convolution, the anchor/stride box decode, the class sigmoid). Their
    values are coordinates in pixels and scores near the threshold; 8 bits there cost
    whole pixels and flip boxes across the score floor, while they are a sliver of the
-   compute (`float_tail_nodes`).
+   compute (`float_tail_nodes`). Chosen learned layers may stay float too (FLOAT_GROUPS,
+   QuantizeOptions.float_groups), picked by benchmarks/quantize_sensitivity.py.
 5. The accuracy cost: our own evaluation (training.evaluate, the serving Pipeline) of
    the source and of the int8 model on the same split; both mAP50 go into the card.
 6. The model folder is written by training.registry (the one writer of model folders),
@@ -30,20 +33,27 @@ Imports neither torch nor ultralytics.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from training.generalisation import SOURCE_SEPARATOR
 from vision.errors import ImageLoadError, ModelError
 from vision.model_registry import InstalledModel
+
+if TYPE_CHECKING:
+    from training.evaluate import EvalData
+    from vision.taxonomy import Taxonomy
 
 # onnxruntime's telemetry is switched off by vision/__init__.py (imported above).
 
 QUANTIZATION = "int8-static"
+# Learned layers that can be left in float besides the head's tail (FLOAT_GROUPS).
+FloatGroup = Literal["stem", "head_outputs", "pyramid_pool"]
 
 
 class QuantizeError(ModelError):
@@ -55,34 +65,69 @@ class QuantizeOptions(BaseModel):
     CPU (no VNNI), a yolov5nu at 320 after one epoch on patrol-public, calibrated on 100 train
     images, mAP50 on val (418 images) by training.evaluate: float 0.573; QDQ u8/s8 0.477
     (QOperator the same); + reduce_range 0.573; s8 symmetric activations 0.564 but ~2.5x slower
-    (S8S8 kernels); the head's decode quantised too: 0.0."""
+    (S8S8 kernels); the head's decode quantised too: 0.0.
+
+    Calibration set, method and float groups measured on the shipped default (float test mAP50
+    0.8006, patrol-public test, 606 images; benchmarks/quantize_sensitivity.py): 100 val images
+    spread over the sorted list (the old default, 83 % garbage photos) lost 2.8 points; 100
+    train images, half per source, 2.1 points (with the pyramid pool float); 300 of them 0.5
+    points with MinMax, 1.3 with percentile (99.999) and 1.5 with entropy, which clip the few
+    large activations the detections depend on. Left float besides the tail: the stem 0.3, the
+    head's output convs 0.6 (no gain alone), the pyramid pool 0.1, stem and pool 0.2, all three
+    -0.2 (a gain): 17 more float nodes, whose cost was within the shared box's noise (bare int8
+    session.run 1.64-1.92x float with all three, 1.49-1.76x with the tail alone)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    n_images: int = Field(default=100, ge=1, le=10_000, description="Calibration images.")
+    n_images: int = Field(default=300, ge=1, le=10_000, description="Calibration images.")
     quant_format: Literal["qdq", "qoperator"] = Field(
-        default="qdq", description="QDQ (Quantize/DequantizeLinear pairs ORT fuses into int8 kernels) "
-                                   "or QOperator (QLinearConv ... written into the graph).")
+        default="qdq",
+        description="QDQ (Quantize/DequantizeLinear pairs ORT fuses into int8 kernels) "
+        "or QOperator (QLinearConv ... written into the graph).",
+    )
     per_channel: bool = Field(default=True, description="One weight scale per output channel.")
     activation_type: Literal["uint8", "int8"] = Field(default="uint8", description="Activation integers.")
     symmetric_activations: bool = Field(default=False, description="Zero point 0 for activations.")
     reduce_range: bool = Field(
-        default=True, description="7-bit weights: avoids the int16 saturation of u8s8 multiply-adds "
-                                  "(VPMADDUBSW) on x86 CPUs without VNNI. Measured on the 2-core AVX2 "
-                                  "box, patrol-public val: mAP50 0.573 float, 0.573 with, 0.477 without.")
+        default=True,
+        description="7-bit weights: avoids the int16 saturation of u8s8 multiply-adds "
+        "(VPMADDUBSW) on x86 CPUs without VNNI. Measured on the 2-core AVX2 "
+        "box, patrol-public val: mAP50 0.573 float, 0.573 with, 0.477 without.",
+    )
     calibration: Literal["minmax", "entropy", "percentile"] = Field(
-        default="minmax", description="How activation ranges are chosen from the calibration data. entropy "
-                    "and percentile keep every activation of every calibration image in memory.")
-    keep_head_float: bool = Field(default=True, description="Leave the head's box decode and "
-                                                            "sigmoid in float (float_tail_nodes).")
+        default="minmax",
+        description="How activation ranges are chosen from the calibration data. entropy "
+        "and percentile keep every activation of one calibration chunk in memory.",
+    )
+    keep_head_float: bool = Field(
+        default=True, description="Leave the head's box decode and sigmoid in float (float_tail_nodes)."
+    )
+    float_groups: tuple[FloatGroup, ...] = Field(
+        default=("stem", "head_outputs", "pyramid_pool"),
+        description="Learned layers also left in float (FLOAT_GROUPS): 'stem' (the first conv), "
+        "'head_outputs' (the box and class branches' last convs), 'pyramid_pool' (SPPF). Default: "
+        "the groups whose float copy measured a gain (benchmarks/quantize_sensitivity.py).",
+    )
+    calibration_chunk: int = Field(
+        default=25,
+        ge=1,
+        le=10_000,
+        description="Images per calibration pass (onnxruntime's strided "
+        "calibration): bounds the memory of entropy and percentile.",
+    )
 
 
 # -- calibration data ---------------------------------------------------------------------
 
 
-def calibration_images(source: Path, *, split: str = "val", n: int = 100) -> list[Path]:
+def calibration_images(source: Path, *, split: str = "train", n: int = 300) -> list[Path]:
     """`n` images from a dataset split (a folder with data.yaml, or the data.yaml) or from a
-    folder of images, spread evenly over the sorted list (deterministic)."""
+    folder of images, the same share from each source of a built dataset (its files are
+    named `<source>__...`) and spread evenly over each source's sorted list (deterministic).
+
+    Per source rather than over the whole list: patrol-public's train split is 75 % garbage
+    photos, and ranges calibrated on its sorted list left the smoke frames' activations to
+    chance (`benchmarks/quantize_sensitivity.py` measures the difference)."""
     from training.datasets.yolo import list_images, read_data_yaml
 
     source = Path(source)
@@ -93,17 +138,44 @@ def calibration_images(source: Path, *, split: str = "val", n: int = 100) -> lis
     elif source.is_dir():
         found = list_images(source)
     else:
-        raise QuantizeError(f"expected a dataset folder (with data.yaml), a data.yaml or a folder of "
-                            f"images for calibration, got {source}")
+        raise QuantizeError(
+            f"expected a dataset folder (with data.yaml), a data.yaml or a folder of "
+            f"images for calibration, got {source}"
+        )
     if not found:
         raise QuantizeError(f"no calibration images in {source}")
     if n < 1:
         raise QuantizeError(f"expected at least 1 calibration image, got n={n}")
-    if len(found) <= n:
-        return sorted(found)
-    ordered = sorted(found)
-    picks = np.linspace(0, len(ordered) - 1, n).round().astype(int)
-    return [ordered[i] for i in picks]
+    groups: dict[str, list[Path]] = {}
+    for path in sorted(found):
+        groups.setdefault(_source_prefix(path), []).append(path)
+    quotas = _shares(n, {name: len(paths) for name, paths in groups.items()})
+    chosen: list[Path] = []
+    for name, paths in groups.items():
+        picks = np.linspace(0, len(paths) - 1, quotas[name]).round().astype(int)
+        chosen.extend(paths[i] for i in picks)
+    return sorted(chosen)
+
+
+def _source_prefix(path: Path) -> str:
+    """`<source>` of a built dataset's `<source>__<name>` file; "" for any other name."""
+    name = path.name
+    return name.split(SOURCE_SEPARATOR, 1)[0] if SOURCE_SEPARATOR in name else ""
+
+
+def _shares(n: int, sizes: dict[str, int]) -> dict[str, int]:
+    """`n` split as evenly as the group sizes allow: a group smaller than its share gives all
+    it has and the rest goes to the others (in name order for the remainders)."""
+    shares = dict.fromkeys(sizes, 0)
+    left = min(n, sum(sizes.values()))
+    while left:
+        open_groups = sorted(name for name in sizes if shares[name] < sizes[name])
+        each, extra = divmod(left, len(open_groups))
+        for i, name in enumerate(open_groups):
+            take = min(each + (1 if i < extra else 0), sizes[name] - shares[name])
+            shares[name] += take
+            left -= take
+    return shares
 
 
 @dataclass(frozen=True)
@@ -135,13 +207,23 @@ class LetterboxCalibrationReader:
         self.images = list(images)
         self.geometry = geometry
         self.skipped: list[str] = []
+        self._range = slice(0, len(self.images))
         self._iter: Iterator[dict[str, np.ndarray]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """onnxruntime's strided calibration (CalibStridedMinMax) reads the images a chunk at a
+        time, so the histogram methods hold one chunk's activations, not every image's."""
+        self._range = slice(start_index, end_index)
+        self._iter = None
 
     def _feeds(self) -> Iterator[dict[str, np.ndarray]]:
         from vision.image_io import load_image
         from vision.preprocess import letterbox_batch
 
-        for path in self.images:
+        for path in self.images[self._range]:
             try:
                 image = load_image(path)
             except ImageLoadError as exc:
@@ -190,6 +272,112 @@ def float_tail_nodes(graph: Any) -> list[str]:
     return tail
 
 
+def stem_conv_nodes(graph: Any) -> list[str]:
+    """The convolutions that read a graph input (the image) directly: the stem.
+
+    Their input is the letterboxed image, whose 0..1 pixels int8 holds well, but their 3-channel
+    kernels are the fewest weights per output of any layer, so per-channel rounding costs them
+    the most."""
+    inputs = {value.name for value in graph.input} - {init.name for init in graph.initializer}
+    return [
+        node.name for node in graph.node if node.op_type == "Conv" and node.input and node.input[0] in inputs
+    ]
+
+
+def head_output_conv_nodes(graph: Any, tail: Sequence[str]) -> list[str]:
+    """The learned convolutions whose outputs feed the float tail: the box and class branches'
+    last 1x1 convolutions, which write the box-distribution logits and the class logits.
+
+    Quantised, their outputs are 8-bit logits read by the float softmax and sigmoid: one step
+    of a wide logit range moves a score near the threshold across it."""
+    producer = {out: node for node in graph.node for out in node.output}
+    in_tail = set(tail)
+    found: list[str] = []
+    for node in graph.node:
+        if node.name not in in_tail:
+            continue
+        for name in node.input:
+            feeding = producer.get(name)
+            if (
+                feeding is not None
+                and feeding.op_type == "Conv"
+                and feeding.name not in in_tail
+                and feeding.name not in found
+            ):
+                found.append(feeding.name)
+    return found
+
+
+def pyramid_pool_nodes(graph: Any) -> list[str]:
+    """The spatial pyramid pooling block (YOLO's SPPF): each Concat that stacks MaxPool outputs,
+    those MaxPools, the convolution and activation (SiLU: Sigmoid, Mul) that feeds them, and the
+    convolution and activation that read the Concat.
+
+    The pools repeat the largest activations of the deepest features, and the Concat makes them
+    share one 8-bit range with their unpooled input; the measured cost is in
+    benchmarks/quantize_sensitivity.py."""
+    producer = {out: node for node in graph.node for out in node.output}
+    readers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    found: list[str] = []
+
+    def add(node: Any) -> None:
+        if node.name not in found:
+            found.append(node.name)
+
+    for concat in graph.node:
+        feeding = [producer.get(name) for name in concat.input]
+        if concat.op_type != "Concat" or not any(n is not None and n.op_type == "MaxPool" for n in feeding):
+            continue
+        stack = [n for n in feeding if n is not None]
+        while stack:  # back through the pools and the SiLU to the convolution feeding them
+            node = stack.pop()
+            if node.op_type not in ("MaxPool", "Sigmoid", "Mul", "Conv") or node.name in found:
+                continue
+            add(node)
+            if node.op_type != "Conv":
+                stack.extend(producer[name] for name in node.input if name in producer)
+        add(concat)
+        for conv in readers.get(concat.output[0], []):
+            if conv.op_type != "Conv":
+                continue
+            add(conv)
+            for act in readers.get(conv.output[0], []):
+                if act.op_type in ("Sigmoid", "Mul"):
+                    add(act)
+                    for mul in readers.get(act.output[0], []) if act.op_type == "Sigmoid" else []:
+                        if mul.op_type == "Mul":
+                            add(mul)
+    return found
+
+
+FLOAT_GROUPS: dict[str, Callable[[Any, Sequence[str]], list[str]]] = {
+    "stem": lambda graph, _tail: stem_conv_nodes(graph),
+    "head_outputs": head_output_conv_nodes,
+    "pyramid_pool": lambda graph, _tail: pyramid_pool_nodes(graph),
+}
+
+
+def nodes_kept_float(graph: Any, *, keep_head_float: bool, groups: Sequence[str]) -> list[str]:
+    """Every node left in float: the head's tail (`float_tail_nodes`) when asked, then each
+    group's nodes (FLOAT_GROUPS), in that order without repeats."""
+    tail = float_tail_nodes(graph) if keep_head_float else []
+    chosen = list(tail)
+    for group in groups:
+        if group not in FLOAT_GROUPS:
+            raise QuantizeError(f"unknown float group {group!r}; expected one of {', '.join(FLOAT_GROUPS)}")
+        chosen.extend(name for name in FLOAT_GROUPS[group](graph, tail) if name not in chosen)
+    return chosen
+
+
+def chunk_size(total: int, at_most: int) -> int:
+    """The largest chunk of at most `at_most` images that divides `total`: onnxruntime's strided
+    calibration refuses a last chunk shorter than the others."""
+    return max(d for d in range(1, max(1, min(total, at_most)) + 1) if total % d == 0)
+
+
 def _name_unnamed_nodes(model: Any) -> None:
     """The quantiser selects nodes by name; give nameless ones a stable name."""
     for i, node in enumerate(model.graph.node):
@@ -232,9 +420,20 @@ class QuantizeReport:
         }
 
 
-def quantize_onnx(source: Path, target: Path, images: Sequence[Path], imgsz: int,
-                  options: QuantizeOptions | None = None) -> QuantizeReport:
+def quantize_onnx(
+    source: Path,
+    target: Path,
+    images: Sequence[Path],
+    imgsz: int,
+    options: QuantizeOptions | None = None,
+    *,
+    calibration_cache: Path | None = None,
+) -> QuantizeReport:
     """Write an int8 copy of `source` to `target`, calibrated on `images` letterboxed to `imgsz`.
+
+    `calibration_cache`: onnxruntime's JSON of activation ranges, written by the first call and
+    read by the next ones instead of calibrating again (the caller keeps it to one source,
+    image set and calibration method; benchmarks/quantize_sensitivity.py compares float groups).
 
     The source's metadata (labels, imgsz, stride ...) is carried over; onnxruntime's
     optimiser and quantiser do not keep it.
@@ -252,8 +451,13 @@ def quantize_onnx(source: Path, target: Path, images: Sequence[Path], imgsz: int
     metadata = {p.key: p.value for p in source_model.metadata_props}
     with tempfile.TemporaryDirectory(prefix="patrol-quantize-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
-        errors: tuple[type[BaseException], ...] = (*_onnx_errors(), ValueError, RuntimeError, KeyError,
-                                                   OSError)
+        errors: tuple[type[BaseException], ...] = (
+            *_onnx_errors(),
+            ValueError,
+            RuntimeError,
+            KeyError,
+            OSError,
+        )
         try:
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         except errors as exc:
@@ -261,27 +465,43 @@ def quantize_onnx(source: Path, target: Path, images: Sequence[Path], imgsz: int
         model = onnx.load(str(prepared))
         _name_unnamed_nodes(model)
         onnx.save(model, str(prepared))
-        exclude = float_tail_nodes(model.graph) if options.keep_head_float else []
+        exclude = nodes_kept_float(
+            model.graph, keep_head_float=options.keep_head_float, groups=options.float_groups
+        )
         reader = LetterboxCalibrationReader(images, geometry)
         activation = QuantType.QUInt8 if options.activation_type == "uint8" else QuantType.QInt8
-        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                  "percentile": CalibrationMethod.Percentile}[options.calibration]
+        method = {
+            "minmax": CalibrationMethod.MinMax,
+            "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile,
+        }[options.calibration]
         try:
             quantize_static(
-                str(prepared), str(target), reader,
+                str(prepared),
+                str(target),
+                reader,
                 quant_format=QuantFormat.QDQ if options.quant_format == "qdq" else QuantFormat.QOperator,
-                per_channel=options.per_channel, reduce_range=options.reduce_range,
-                activation_type=activation, weight_type=QuantType.QInt8,
-                nodes_to_exclude=exclude, calibrate_method=method,
+                per_channel=options.per_channel,
+                reduce_range=options.reduce_range,
+                activation_type=activation,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=exclude,
+                calibrate_method=method,
+                calibration_cache_path=None if calibration_cache is None else str(calibration_cache),
                 # Not CalibMaxIntermediateOutputs: in onnxruntime 1.32 the MinMax calibrator
                 # drops each full chunk without folding it into the ranges. MinMax keeps only
                 # per-tensor min/max per image anyway, so memory stays small.
-                extra_options={"ActivationSymmetric": options.symmetric_activations},
+                extra_options={
+                    "ActivationSymmetric": options.symmetric_activations,
+                    "CalibStridedMinMax": chunk_size(len(images), options.calibration_chunk),
+                },
             )
         except (ValueError, RuntimeError) as exc:
             if len(reader.skipped) == len(images):
-                raise QuantizeError(f"none of the {len(images)} calibration images could be read: "
-                                    f"{'; '.join(reader.skipped[:3])}") from exc
+                raise QuantizeError(
+                    f"none of the {len(images)} calibration images could be read: "
+                    f"{'; '.join(reader.skipped[:3])}"
+                ) from exc
             raise QuantizeError(f"quantize_static failed on {source}: {exc}") from exc
         used = len(images) - len(reader.skipped)
     quantized = onnx.load(str(target))
@@ -316,11 +536,18 @@ class Accuracy:
 
     def as_dict(self) -> dict[str, Any]:
         drop = self.map50_drop
-        return {"evaluator": "patrol evaluate (training.evaluate)", "dataset": self.dataset,
-                "dataset_hash": self.dataset_hash, "split": self.split, "n_images": self.n_images,
-                "source_map50": self.source_map50, "int8_map50": self.int8_map50,
-                "source_map50_95": self.source_map50_95, "int8_map50_95": self.int8_map50_95,
-                "map50_drop": None if drop is None else round(drop, 6)}
+        return {
+            "evaluator": "patrol evaluate (training.evaluate)",
+            "dataset": self.dataset,
+            "dataset_hash": self.dataset_hash,
+            "split": self.split,
+            "n_images": self.n_images,
+            "source_map50": self.source_map50,
+            "int8_map50": self.int8_map50,
+            "source_map50_95": self.source_map50_95,
+            "int8_map50_95": self.int8_map50_95,
+            "map50_drop": None if drop is None else round(drop, 6),
+        }
 
 
 def _evaluate(model: InstalledModel, data: Path, split: str) -> dict[str, Any]:
@@ -332,12 +559,38 @@ def _evaluate(model: InstalledModel, data: Path, split: str) -> dict[str, Any]:
     return build_report(collect(model, eval_data, taxonomy), model, taxonomy).summary
 
 
+def evaluate_weights(
+    weights: Path, model: InstalledModel, data: EvalData, taxonomy: Taxonomy
+) -> dict[str, Any]:
+    """training.evaluate's summary for an ONNX file that is not installed (a variant being
+    compared), read with `model`'s card: one session.run at a time and one loader thread, so a
+    sweep of variants takes one core of a shared box."""
+    from training.evaluate import SCORE_FLOOR, build_report, collect
+    from vision.detectors.base import OnnxRuntimeConfig
+    from vision.detectors.onnx_runtime import OnnxRuntimeDetector
+
+    card = model.card
+    detector = OnnxRuntimeDetector.from_config(
+        OnnxRuntimeConfig(model=weights, imgsz=card.input_size, conf=SCORE_FLOOR, lanes=1),
+        labels=card.labels,
+        end2end=card.end2end,
+    )
+    return build_report(collect(model, data, taxonomy, workers=1, detector=detector), model, taxonomy).summary
+
+
 def measure_accuracy(source: InstalledModel, quantized: InstalledModel, data: Path, split: str) -> Accuracy:
     before = _evaluate(source, data, split)
     after = _evaluate(quantized, data, split)
-    return Accuracy(dataset=str(after["dataset"]), dataset_hash=str(after["dataset_hash"]), split=split,
-                    n_images=int(after["n_images"]), source_map50=before["map50"], int8_map50=after["map50"],
-                    source_map50_95=before["map50_95"], int8_map50_95=after["map50_95"])
+    return Accuracy(
+        dataset=str(after["dataset"]),
+        dataset_hash=str(after["dataset_hash"]),
+        split=split,
+        n_images=int(after["n_images"]),
+        source_map50=before["map50"],
+        int8_map50=after["map50"],
+        source_map50_95=before["map50_95"],
+        int8_map50_95=after["map50_95"],
+    )
 
 
 def _is_dataset(path: Path) -> bool:
@@ -356,7 +609,7 @@ def quantize_model(
     calib: Path,
     name: str,
     *,
-    split: str = "val",
+    split: str = "train",
     eval_data: Path | None = None,
     eval_split: str | None = None,
     models_dir: Path | None = None,
@@ -378,18 +631,24 @@ def quantize_model(
     options = options or QuantizeOptions()
     original = resolve_model(source, models_dir)
     if (models_dir or default_models_dir()).joinpath(name).exists() and not overwrite:
-        raise QuantizeError(f"model {name!r} is already installed in {models_dir or default_models_dir()}; "
-                            f"choose another name, or pass overwrite")
+        raise QuantizeError(
+            f"model {name!r} is already installed in {models_dir or default_models_dir()}; "
+            f"choose another name, or pass overwrite"
+        )
     if original.card.quantization:
-        raise QuantizeError(f"model {original.name!r} is already quantised ({original.card.quantization}); "
-                            f"quantise its float source instead")
+        raise QuantizeError(
+            f"model {original.name!r} is already quantised ({original.card.quantization}); "
+            f"quantise its float source instead"
+        )
     if not evaluate:
         eval_data = None
     elif eval_data is None and _is_dataset(Path(calib)):
         eval_data = Path(calib)
     if max_map50_drop is not None and eval_data is None:
-        raise QuantizeError("max_map50_drop needs a dataset to measure on: pass eval_data, or a dataset "
-                            "as the calibration source")
+        raise QuantizeError(
+            "max_map50_drop needs a dataset to measure on: pass eval_data, or a dataset "
+            "as the calibration source"
+        )
     images = calibration_images(Path(calib), split=split, n=options.n_images)
     with tempfile.TemporaryDirectory(prefix="patrol-quantize-") as tmp:
         staged = Path(tmp) / "model.onnx"
@@ -397,8 +656,9 @@ def quantize_model(
         accuracy = None
         if eval_data is not None:
             # Evaluated where it lies: a provisional model folder inside the temp dir.
-            provisional = install_model(staged, _card_fields(original, name, report, None, version),
-                                        models_dir=Path(tmp) / "models")
+            provisional = install_model(
+                staged, _card_fields(original, name, report, None, version), models_dir=Path(tmp) / "models"
+            )
             accuracy = measure_accuracy(original, provisional, eval_data, eval_split or split)
             drop = accuracy.map50_drop
             if max_map50_drop is not None and drop is not None and drop > max_map50_drop:
@@ -406,27 +666,41 @@ def quantize_model(
                     f"int8 mAP50 {accuracy.int8_map50:.4f} vs {accuracy.source_map50:.4f} for "
                     f"{original.name!r} "
                     f"on {accuracy.dataset} [{accuracy.split}]: a drop of {drop:.4f} > the allowed "
-                    f"{max_map50_drop}; not installed")
-        installed = install_model(staged, _card_fields(original, name, report, accuracy, version),
-                                  models_dir=models_dir, overwrite=overwrite)
+                    f"{max_map50_drop}; not installed"
+                )
+        installed = install_model(
+            staged,
+            _card_fields(original, name, report, accuracy, version),
+            models_dir=models_dir,
+            overwrite=overwrite,
+        )
     return QuantizeResult(installed, report, accuracy)
 
 
-def _card_fields(original: InstalledModel, name: str, report: QuantizeReport, accuracy: Accuracy | None,
-                 version: str | None) -> dict[str, Any]:
+def _card_fields(
+    original: InstalledModel,
+    name: str,
+    report: QuantizeReport,
+    accuracy: Accuracy | None,
+    version: str | None,
+) -> dict[str, Any]:
     card = original.card
     quantization = {
-        "source_model": original.name, "source_version": card.version, "source_sha256": card.sha256,
+        "source_model": original.name,
+        "source_version": card.version,
+        "source_sha256": card.sha256,
         **report.as_dict(),
         "accuracy": None if accuracy is None else accuracy.as_dict(),
     }
     fields = card.model_dump(exclude={"sha256", "file"})
-    fields.update({
-        "name": name,
-        "version": version or f"{card.version}-int8",
-        "quantization": QUANTIZATION,
-        # The source's test metrics were measured on its float weights: not these.
-        "metrics": {},
-        "training": {**card.training, "quantization": quantization},
-    })
+    fields.update(
+        {
+            "name": name,
+            "version": version or f"{card.version}-int8",
+            "quantization": QUANTIZATION,
+            # The source's test metrics were measured on its float weights: not these.
+            "metrics": {},
+            "training": {**card.training, "quantization": quantization},
+        }
+    )
     return fields

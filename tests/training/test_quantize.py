@@ -21,9 +21,14 @@ from training.quantize import (
     QuantizeError,
     QuantizeOptions,
     calibration_images,
+    chunk_size,
     float_tail_nodes,
+    head_output_conv_nodes,
+    nodes_kept_float,
+    pyramid_pool_nodes,
     quantize_model,
     quantize_onnx,
+    stem_conv_nodes,
 )
 from vision.detectors.base import OnnxRuntimeConfig
 from vision.detectors.onnx_runtime import OnnxRuntimeDetector
@@ -42,41 +47,134 @@ def _graph(nodes_and_weights: list, outputs: list[str]) -> onnx.GraphProto:
     nodes = [n for n in nodes_and_weights if isinstance(n, onnx.NodeProto)]
     weights = [w for w in nodes_and_weights if isinstance(w, onnx.TensorProto)]
     return helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
-        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs], initializer=weights)
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+        initializer=weights,
+    )
 
 
 def _backbone() -> list:
     """x -> Conv -> SiLU (Sigmoid * x) -> feat: the part that is always quantised."""
-    return [*_conv("stem", "x", "s", 4, 4),
-            helper.make_node("Sigmoid", ["s"], ["s_sig"], name="stem_sig"),
-            helper.make_node("Mul", ["s", "s_sig"], ["feat"], name="stem_act")]
+    return [
+        *_conv("stem", "x", "s", 4, 4),
+        helper.make_node("Sigmoid", ["s"], ["s_sig"], name="stem_sig"),
+        helper.make_node("Mul", ["s", "s_sig"], ["feat"], name="stem_act"),
+    ]
 
 
-YOLO_LIKE = _graph([
-    *_backbone(),
-    *_conv("box_conv", "feat", "box", 4, 4),
-    *_conv("cls_conv", "feat", "cls", 4, 2),
-    helper.make_node("Softmax", ["box"], ["box_p"], name="dfl_softmax", axis=1),
-    *_conv("dfl_conv", "box_p", "box_d", 4, 1),
-    helper.make_node("Shape", ["feat"], ["feat_shape"], name="anchors_shape"),
-    helper.make_node("Cast", ["feat_shape"], ["anchors"], name="anchors_cast", to=TensorProto.FLOAT),
-    helper.make_node("Mul", ["box_d", "anchors"], ["xywh"], name="decode"),
-    helper.make_node("Sigmoid", ["cls"], ["scores"], name="cls_sigmoid"),
-    helper.make_node("Concat", ["xywh", "scores"], ["out"], name="out_concat", axis=1),
-], ["out"])
+YOLO_LIKE = _graph(
+    [
+        *_backbone(),
+        *_conv("box_conv", "feat", "box", 4, 4),
+        *_conv("cls_conv", "feat", "cls", 4, 2),
+        helper.make_node("Softmax", ["box"], ["box_p"], name="dfl_softmax", axis=1),
+        *_conv("dfl_conv", "box_p", "box_d", 4, 1),
+        helper.make_node("Shape", ["feat"], ["feat_shape"], name="anchors_shape"),
+        helper.make_node("Cast", ["feat_shape"], ["anchors"], name="anchors_cast", to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["box_d", "anchors"], ["xywh"], name="decode"),
+        helper.make_node("Sigmoid", ["cls"], ["scores"], name="cls_sigmoid"),
+        helper.make_node("Concat", ["xywh", "scores"], ["out"], name="out_concat", axis=1),
+    ],
+    ["out"],
+)
 PLAIN_CONV = _graph([*_backbone(), *_conv("last", "feat", "out", 4, 3)], ["out"])
 
 
-@pytest.mark.parametrize(("graph", "expected"), [
-    # The DFL conv (fed by Softmax) is decode, not a learned layer; Shape stops the walk (its
-    # input's values do not matter); box_conv/cls_conv and the backbone are quantised.
-    (YOLO_LIKE, {"out_concat", "decode", "cls_sigmoid", "dfl_conv", "dfl_softmax", "anchors_cast",
-                 "anchors_shape"}),
-    (PLAIN_CONV, set()),
-])
+@pytest.mark.parametrize(
+    ("graph", "expected"),
+    [
+        # The DFL conv (fed by Softmax) is decode, not a learned layer; Shape stops the walk (its
+        # input's values do not matter); box_conv/cls_conv and the backbone are quantised.
+        (
+            YOLO_LIKE,
+            {
+                "out_concat",
+                "decode",
+                "cls_sigmoid",
+                "dfl_conv",
+                "dfl_softmax",
+                "anchors_cast",
+                "anchors_shape",
+            },
+        ),
+        (PLAIN_CONV, set()),
+    ],
+)
 def test_float_tail_is_what_follows_the_last_learned_convolutions(graph, expected) -> None:
     assert set(float_tail_nodes(graph)) == expected
+
+
+@pytest.mark.parametrize(
+    ("graph", "stem", "head_outputs"),
+    [
+        # The stem reads the image; the head's outputs are the learned convs feeding the float tail
+        # (box_conv feeds the DFL softmax, cls_conv the sigmoid), not the DFL conv inside the tail.
+        (YOLO_LIKE, ["stem"], {"box_conv", "cls_conv"}),
+        # No tail: nothing feeds it, so no head convs are singled out.
+        (PLAIN_CONV, ["stem"], set()),
+    ],
+)
+def test_float_groups_find_the_stem_and_the_head_output_convs(graph, stem, head_outputs) -> None:
+    assert stem_conv_nodes(graph) == stem
+    assert set(head_output_conv_nodes(graph, float_tail_nodes(graph))) == head_outputs
+
+
+def _silu(name: str, x: str, out: str) -> list:
+    return [
+        helper.make_node("Sigmoid", [x], [f"{name}_s"], name=f"{name}_sig"),
+        helper.make_node("Mul", [x, f"{name}_s"], [out], name=f"{name}_mul"),
+    ]
+
+
+def _pool(name: str, x: str, out: str) -> onnx.NodeProto:
+    return helper.make_node("MaxPool", [x], [out], name=name, kernel_shape=[5, 5], pads=[2, 2, 2, 2])
+
+
+SPPF_LIKE = _graph(
+    [
+        *_backbone(),
+        *_conv("cv1", "feat", "c1", 4, 2),
+        *_silu("cv1", "c1", "a"),
+        _pool("pool1", "a", "p1"),
+        _pool("pool2", "p1", "p2"),
+        helper.make_node("Concat", ["a", "p1", "p2"], ["cat"], name="sppf_concat", axis=1),
+        *_conv("cv2", "cat", "c2", 6, 4),
+        *_silu("cv2", "c2", "b"),
+        # A Concat without pools (a neck's) is not part of the block.
+        helper.make_node("Concat", ["b", "feat"], ["out"], name="neck_concat", axis=1),
+    ],
+    ["out"],
+)
+
+
+def test_the_pyramid_pool_group_is_the_pools_their_concat_and_the_convs_around_them() -> None:
+    assert set(pyramid_pool_nodes(SPPF_LIKE)) == {
+        "cv1",
+        "cv1_sig",
+        "cv1_mul",
+        "pool1",
+        "pool2",
+        "sppf_concat",
+        "cv2",
+        "cv2_sig",
+        "cv2_mul",
+    }
+    assert pyramid_pool_nodes(YOLO_LIKE) == []
+
+
+def test_nodes_kept_float_adds_the_chosen_groups_to_the_tail_once() -> None:
+    tail = float_tail_nodes(YOLO_LIKE)
+    assert nodes_kept_float(YOLO_LIKE, keep_head_float=True, groups=()) == tail
+    chosen = nodes_kept_float(YOLO_LIKE, keep_head_float=True, groups=("head_outputs", "stem", "stem"))
+    assert chosen[: len(tail)] == tail
+    assert sorted(chosen[len(tail) :]) == ["box_conv", "cls_conv", "stem"]
+    assert len(chosen) == len(set(chosen))
+    # Without the tail, the head's output convs are those feeding nothing float: none.
+    assert nodes_kept_float(YOLO_LIKE, keep_head_float=False, groups=("head_outputs",)) == []
+    with pytest.raises(QuantizeError, match="unknown float group 'neck'"):
+        nodes_kept_float(YOLO_LIKE, keep_head_float=True, groups=("neck",))
 
 
 # -- calibration images ---------------------------------------------------------------------
@@ -90,14 +188,40 @@ def _image_folder(root: Path, count: int) -> Path:
     return root
 
 
-@pytest.mark.parametrize(("count", "n", "expected"), [
-    (10, 3, ["00.png", "04.png", "09.png"]),   # spread evenly, ends included
-    (10, 1, ["00.png"]),
-    (3, 100, ["00.png", "01.png", "02.png"]),  # fewer than asked: all of them
-])
+@pytest.mark.parametrize(
+    ("count", "n", "expected"),
+    [
+        (10, 3, ["00.png", "04.png", "09.png"]),  # spread evenly, ends included
+        (10, 1, ["00.png"]),
+        (3, 100, ["00.png", "01.png", "02.png"]),  # fewer than asked: all of them
+    ],
+)
 def test_calibration_images_from_a_folder_are_spread_evenly(tmp_path, count, n, expected) -> None:
     folder = _image_folder(tmp_path / "imgs", count)
     assert [p.name for p in calibration_images(folder, n=n)] == expected
+
+
+@pytest.mark.parametrize(
+    ("total", "at_most", "expected"), [(300, 25, 25), (301, 25, 7), (7, 25, 7), (13, 5, 1), (1, 25, 1)]
+)
+def test_calibration_chunks_divide_the_images(total, at_most, expected) -> None:
+    assert chunk_size(total, at_most) == expected
+
+
+def test_calibration_images_take_the_same_share_from_each_source(tmp_path: Path) -> None:
+    folder = tmp_path / "built"
+    folder.mkdir()
+    for source, count in (("big", 9), ("small", 2), ("mid", 5)):
+        for i in range(count):
+            cv2.imwrite(str(folder / f"{source}__{i}.png"), np.zeros((8, 8, 3), np.uint8))
+    chosen = [p.name for p in calibration_images(folder, n=9)]
+    by_source = {s: sorted(n for n in chosen if n.startswith(f"{s}__")) for s in ("big", "small", "mid")}
+    # 3 each asked; "small" has 2, so its third goes to the first of the others by name (big).
+    assert by_source == {
+        "big": ["big__0.png", "big__3.png", "big__5.png", "big__8.png"],
+        "small": ["small__0.png", "small__1.png"],
+        "mid": ["mid__0.png", "mid__2.png", "mid__4.png"],
+    }
 
 
 def test_calibration_images_from_a_dataset_split(tmp_path: Path) -> None:
@@ -105,7 +229,8 @@ def test_calibration_images_from_a_dataset_split(tmp_path: Path) -> None:
     chosen = calibration_images(data.root, split="val", n=2)
     assert [p.name for p in chosen] == ["val_000.jpg", "val_004.jpg"]
     assert calibration_images(data.data_yaml, split="train", n=10) == sorted(
-        image.image_path for image in data.split("train"))
+        image.image_path for image in data.split("train")
+    )
 
 
 @pytest.mark.parametrize("source", ["missing", "empty"])
@@ -126,10 +251,12 @@ def quantized(tiny_model, tmp_path_factory: pytest.TempPathFactory):
     models = root / "models"
     install_tiny_model(tiny_model.onnx_path, models, "tiny")
     # Dataset classes are the model's labels, so evaluation maps them through the card.
-    data = make_synthetic_dataset(root / "data", n_train=2, n_val=6, size_range=(96, 160),
-                                  labels=FAKE_LABELS, seed=3)
-    result = quantize_model("tiny", data.root, "tiny-int8", split="val", models_dir=models,
-                            options=QuantizeOptions(n_images=6))
+    data = make_synthetic_dataset(
+        root / "data", n_train=2, n_val=6, size_range=(96, 160), labels=FAKE_LABELS, seed=3
+    )
+    result = quantize_model(
+        "tiny", data.root, "tiny-int8", split="val", models_dir=models, options=QuantizeOptions(n_images=6)
+    )
     return result, resolve_model("tiny", models), data
 
 
@@ -141,7 +268,11 @@ def test_the_int8_model_is_installed_with_a_card_of_its_own(quantized) -> None:
     assert card.quantization == QUANTIZATION == "int8-static"
     assert card.sha256 == sha256_file(model.weights) != source.card.sha256
     assert (card.labels, card.label_map, card.input_size, card.thresholds) == (
-        source.card.labels, source.card.label_map, source.card.input_size, source.card.thresholds)
+        source.card.labels,
+        source.card.label_map,
+        source.card.input_size,
+        source.card.thresholds,
+    )
     assert card.metrics == {}  # the source's test metrics are not these weights'
     lineage = card.training["quantization"]
     assert (lineage["source_model"], lineage["source_sha256"]) == ("tiny", source.card.sha256)
@@ -163,7 +294,8 @@ def test_the_int8_model_is_int8_and_keeps_labels_and_metadata(quantized) -> None
     before = {p.key: p.value for p in original.metadata_props}
     after = {p.key: p.value for p in int8.metadata_props}
     assert {k: after.get(k) for k in ("names", "imgsz", "stride", "end2end")} == {
-        k: before.get(k) for k in ("names", "imgsz", "stride", "end2end")}
+        k: before.get(k) for k in ("names", "imgsz", "stride", "end2end")
+    }
     assert after["quantization"] == "int8-static"
     ops = {node.op_type for node in int8.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
@@ -189,7 +321,8 @@ def test_the_int8_model_serves_like_its_source(quantized) -> None:
     blob, _ = letterbox_batch(images[:1], 128, stride=32)
     raw_fp32, raw_int8 = (
         ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"images": blob})[0]
-        for path in (source.weights, result.model.weights))
+        for path in (source.weights, result.model.weights)
+    )
     assert raw_int8.shape == raw_fp32.shape and raw_int8.dtype == np.float32
     assert np.isfinite(raw_int8).all()
     scores = raw_int8[:, 4:]
@@ -223,8 +356,9 @@ def test_a_drop_limit_needs_a_dataset(tiny_model, tmp_path: Path) -> None:
     models = tmp_path / "models"
     install_tiny_model(tiny_model.onnx_path, models, "tiny")
     with pytest.raises(QuantizeError, match="needs a dataset"):
-        quantize_model("tiny", _image_folder(tmp_path / "imgs", 2), "x", models_dir=models,
-                       max_map50_drop=0.01)
+        quantize_model(
+            "tiny", _image_folder(tmp_path / "imgs", 2), "x", models_dir=models, max_map50_drop=0.01
+        )
     assert not (models / "x").exists()
 
 
@@ -234,16 +368,41 @@ def test_patrol_quantize_command(tiny_model, tmp_path: Path) -> None:
     install_tiny_model(tiny_model.onnx_path, models, "tiny")
     images = _image_folder(tmp_path / "imgs", 4)
     runner = CliRunner()
-    ok = runner.invoke(app, ["quantize", "tiny", "--calib", str(images), "--name", "tiny-q", "--n", "2",
-                             "--models-dir", str(models)])
+    ok = runner.invoke(
+        app,
+        [
+            "quantize",
+            "tiny",
+            "--calib",
+            str(images),
+            "--name",
+            "tiny-q",
+            "--n",
+            "2",
+            "--models-dir",
+            str(models),
+        ],
+    )
     assert ok.exit_code == 0, ok.output
     printed = json.loads(ok.stdout)
     assert printed["quantization"] == "int8-static" and printed["accuracy"] is None
     assert printed["report"]["calibration_images_used"] == 2
     assert printed["sha256"] == sha256_file(models / "tiny-q" / "model.onnx")
-    again = runner.invoke(app, ["quantize", "tiny", "--calib", str(images), "--name", "tiny-q",
-                                "--models-dir", str(models)])
+    again = runner.invoke(
+        app, ["quantize", "tiny", "--calib", str(images), "--name", "tiny-q", "--models-dir", str(models)]
+    )
     assert again.exit_code == 2 and "already installed" in again.output
-    missing = runner.invoke(app, ["quantize", "tiny", "--calib", str(tmp_path / "nowhere"), "--name", "z",
-                                  "--models-dir", str(models)])
+    missing = runner.invoke(
+        app,
+        [
+            "quantize",
+            "tiny",
+            "--calib",
+            str(tmp_path / "nowhere"),
+            "--name",
+            "z",
+            "--models-dir",
+            str(models),
+        ],
+    )
     assert missing.exit_code == 2 and "calibration" in missing.output
