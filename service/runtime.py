@@ -64,10 +64,15 @@ class Runtime:
     # Decodes at once in this process: each can take a few hundred MB (a 100 MPx drone photo),
     # so more concurrent requests wait here instead of multiplying the memory.
     decode_slots: threading.BoundedSemaphore = field(init=False, repr=False, compare=False)
+    # The analyzer as a SurveyAnalyzer, or None: a runtime-checkable Protocol's isinstance costs
+    # ~20 us, and each photo upload asked it four times.
+    survey_analyzer: SurveyAnalyzer | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         slots = threading.BoundedSemaphore(self.settings.max_concurrent_decodes)
         object.__setattr__(self, "decode_slots", slots)  # frozen: set once, here
+        surveys = self.analyzer if isinstance(self.analyzer, SurveyAnalyzer) else None
+        object.__setattr__(self, "survey_analyzer", surveys)
 
     @classmethod
     def build(
@@ -116,10 +121,13 @@ class Runtime:
             close()
         self.engine.dispose()
 
-    def read_image(self, data: bytes, *, name: str, default_kind: SourceKind) -> LoadedImage:
+    def read_image(
+        self, data: bytes, *, name: str, default_kind: SourceKind, content_hash: str | None = None
+    ) -> LoadedImage:
         """Uploaded bytes through the source reader under this service's limits (pixels, bytes, a
         citizen photo's decode cap), one of `max_concurrent_decodes` at a time; ImageLoadError
-        with a reason for anything unusable."""
+        with a reason for anything unusable. `content_hash`: the bytes' sha256 when the caller
+        took it already (load_image then takes it as theirs)."""
         sizes = self.decode_sizes()
         with self.decode_slots:
             return load_image(
@@ -130,16 +138,17 @@ class Runtime:
                 max_bytes=self.settings.max_upload_bytes,
                 decode_caps={"citizen": self.settings.max_citizen_photo_pixels},
                 decode_sizes=sizes,
+                content_hash=content_hash,
             )
 
     def decode_sizes(self) -> dict[SourceKind, int]:
         """The long side the model needs images of each kind at (Pipeline.decode_sizes: a
         citizen's photo at the model input), so a JPEG is decoded no larger; none without a
         pipeline or a model (the analysis then answers, 503 naming the missing model)."""
-        if not isinstance(self.analyzer, SurveyAnalyzer):
+        if self.survey_analyzer is None:
             return {}
         try:
-            return self.analyzer.pipeline().decode_sizes()
+            return self.survey_analyzer.pipeline().decode_sizes()
         except ModelError:
             return {}
 
@@ -150,13 +159,13 @@ class Runtime:
     @property
     def runs_surveys(self) -> bool:
         """Whether the analyzer exposes a pipeline (a test double may not): surveys need one."""
-        return isinstance(self.analyzer, SurveyAnalyzer)
+        return self.survey_analyzer is not None
 
     def pipeline(self) -> Pipeline:
         """The analyzer's pipeline; ModelError when no model can be loaded or there is none."""
-        if not isinstance(self.analyzer, SurveyAnalyzer):
+        if self.survey_analyzer is None:
             raise ModelError("this service's analyzer has no detection pipeline; surveys need one")
-        return self.analyzer.pipeline()
+        return self.survey_analyzer.pipeline()
 
     def model_version(self) -> str:
         """Raises vision.errors.ModelError when no model can be loaded."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import struct
 import zlib
@@ -225,6 +226,15 @@ def test_a_jpeg_over_its_kinds_cap_is_decoded_reduced(rgb, cap: int, expected_wh
     shrunk = cv2.resize(reference, expected_wh, interpolation=cv2.INTER_AREA)
     assert np.abs(image.pixels.astype(int) - shrunk).mean() < 6.0
     assert image.content_hash == load_image(data).content_hash
+
+
+def test_a_content_hash_the_caller_took_is_not_taken_again(rgb) -> None:
+    """A service hashes an upload before decoding it (a duplicate is answered unread) and hands
+    the digest on: load_image keeps it instead of hashing the bytes a second time (#13)."""
+    data = encode(Image.fromarray(rgb), "JPEG")
+    digest = hashlib.sha256(data).hexdigest()
+    assert load_image(data).content_hash == digest
+    assert load_image(data, content_hash="f" * 64).content_hash == "f" * 64  # taken as given
 
 
 def test_a_cap_applies_to_its_kind_only(rgb) -> None:

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from service.api.app import create_app
 from service.ledger.geometry import distance_m, search_box
@@ -84,6 +85,31 @@ def test_dedup_is_across_source_kinds(client, keys):
     assert (
         obs["footprint"]["type"] == "Polygon" and 20 < obs["area_m2"] < 35
     )  # 42 px * 0.125 m = 5.25 m square
+
+
+def test_a_join_writes_the_issue_once_with_its_event(app, client, keys, clock):
+    """A sighting that joins an issue widens its seen times and stamps updated_at in one UPDATE
+    (they were two: the join, then the event's stamp), and the event is still written (#13)."""
+    upload_ok(client, keys, png(painted([GARBAGE], shade=1)), lon=BASE_LON, lat=BASE_LAT)
+    clock.advance(hours=2)
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, _params, _context, _many):  # type: ignore[no-untyped-def]
+        statements.append(" ".join(statement.split()))
+
+    engine = app.state.service.engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        two = upload_ok(client, keys, png(painted([GARBAGE], shade=2)), lon=BASE_LON, lat=BASE_LAT)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert two["issues"][0]["outcome"] == "joined"
+    issue_updates = [s for s in statements if s.startswith("UPDATE issues ")]
+    assert len(issue_updates) == 1, issue_updates
+    assert "last_seen_at" in issue_updates[0] and "updated_at" in issue_updates[0]
+    props = issue(client, keys, two["issues"][0]["id"])["properties"]
+    assert [e["kind"] for e in props["history"]] == ["opened", "joined"]
+    assert props["last_seen_at"] == props["history"][1]["at"]
 
 
 def test_nearest_open_issue_wins(client, keys):
