@@ -50,7 +50,9 @@ demo-camera: install-serve
 
 # The layering contracts (pyproject.toml, [tool.importlinter]) first: a broken one fails the run.
 # Then mypy ([tool.mypy]): a type error, or a `# type: ignore` that hides none, fails it too.
-test: install-dev
+# Label Studio first too: the review tests start a throwaway one from its virtualenv, and without
+# it the run stops and says so (installed once, outside the clone; a no-op once there).
+test: install-dev label-studio
 	$(BIN)/lint-imports --no-logo
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
