@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, update
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,6 +23,13 @@ from service.errors import SchemaNotReadyError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 LEDGER_LOCK = "ledger"
+# Built once: every recording takes the lock, and building the UPDATE cost ~0.2 ms of CPU. The
+# bind carries the column's type (UTCDateTime), as a literal value would.
+_TOUCH_LEDGER_LOCK = (
+    update(LedgerLock)
+    .where(LedgerLock.name == LEDGER_LOCK)
+    .values(touched_at=bindparam("touched_at", type_=LedgerLock.__table__.c.touched_at.type))
+)
 
 
 def make_engine(database_url: str) -> Engine:
@@ -79,6 +86,6 @@ def lock_ledger(session: Session, now: datetime) -> None:
     held until commit. Ledger writes are a few per second at most and the analysis runs
     before the lock, so one lock costs nothing measurable.
     """
-    result = session.execute(update(LedgerLock).where(LedgerLock.name == LEDGER_LOCK).values(touched_at=now))
+    result = session.execute(_TOUCH_LEDGER_LOCK, {"touched_at": now})
     if result.rowcount != 1:  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
         raise SchemaNotReadyError(f"ledger lock row {LEDGER_LOCK!r} is missing; run the migrations")
