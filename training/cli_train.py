@@ -81,11 +81,15 @@ def train_command(
                          "the first labels of --data.")] = None,
     replay_share: Annotated[float, typer.Option(
         "--replay-share", min=0.0, max=0.95, help="Replay's share of the train list.")] = 0.5,
+    hold_replay_labels: Annotated[bool, typer.Option(
+        "--hold-replay-labels", help="With --replay: the replay set's labels keep their own head outputs "
+                                     "(only the labels --data adds learn there).")] = False,
 ) -> None:
     """Fine-tune a detector offline; writes PROJECT/NAME/{weights/best.pt, run_record.json}."""
     from pydantic import ValidationError
 
-    from training.finetune import Recipe, replay_data_yaml
+    from training.finetune import Recipe, hold_class_rows, replay_data_yaml
+    from training.run_record import data_labels
     from training.train import TrainOptions, train
     from training.train import resume as resume_run
     from vision.errors import ModelError
@@ -97,16 +101,19 @@ def train_command(
         elif data is None:
             raise _fail("--data is required unless --resume")
         else:
+            callbacks = {}
             if replay is not None:
                 # Beside the run folder, not in it: train() refuses a run folder that exists.
                 data = replay_data_yaml(data, replay, replay_share, seed, project / f"{name}.replay")
+                if hold_replay_labels:
+                    callbacks = hold_class_rows(range(len(data_labels(replay))))
             options = TrainOptions(data=data, base=base, name=name, project=project, epochs=epochs,
                                    imgsz=imgsz, batch=batch, freeze=freeze, seed=seed, device=device,
                                    workers=workers, patience=patience, cache=cache)
             if fine_tune:
                 recipe = Recipe() if freeze is None else Recipe(freeze=freeze)
                 options = recipe.apply(options)
-            result = train(options, argv)
+            result = train(options, argv, callbacks)
     except (ModelError, ValidationError) as exc:  # TrainingError, UnsafeCheckpointError
         raise _fail(str(exc)) from exc
     typer.echo(json.dumps({"run_dir": str(result.run_dir), "best": str(result.best),

@@ -11,15 +11,18 @@ after two rounds). Two controls, both data here so a run records them:
 - a gentler optimiser: the backbone frozen (YOLOv5's first 10 layers, COCO features every class
   shares), an explicit AdamW rate instead of ultralytics' choice, and no warmup (ultralytics'
   warmup starts bias rates at 0.1, which resets the class biases the model already learned).
-  The neck and the detection head train, the new class's outputs among them.
+  The neck and the detection head train, the new class's outputs among them;
+- the old classes' own outputs held (`hold_class_rows`): the rows of the head's last class
+  convolution that belong to classes the reviews do not teach get no gradient, so what changes
+  their scores is only the shared layers' drift, which replay pulls back.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -124,3 +127,30 @@ def replay_data_yaml(data_yaml: Path, replay_yaml: Path, share: float, seed: int
     path = out / "data.yaml"
     path.write_text(yaml.safe_dump(mixed, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
+
+
+def _zero_rows(keep: list[int]) -> Callable[[Any], Any]:
+    def hook(grad: Any) -> Any:
+        held = grad.clone()
+        held[keep] = 0
+        return held
+
+    return hook
+
+
+def hold_class_rows(held: Iterable[int]) -> dict[str, Callable[[Any], None]]:
+    """ultralytics callbacks that stop gradients to the `held` class ids' rows of the detection
+    head's last class convolution (weight and bias, every scale); other rows learn as usual."""
+    rows = sorted(set(held))
+
+    def register(trainer: Any) -> None:
+        head = trainer.model.model[-1]
+        for branch in head.cv3:
+            final = branch[-1]
+            if final.out_channels <= max(rows, default=-1):
+                raise TrainingError(f"class ids {rows} beyond the head's {final.out_channels} classes")
+            final.weight.register_hook(_zero_rows(rows))
+            final.bias.register_hook(_zero_rows(rows))
+
+    return {"on_train_start": register}
+

@@ -5,11 +5,12 @@ the recipe reaches ultralytics' arguments."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
-from training.finetune import Recipe, Replay, mixed_train_list, replay_data_yaml
+from training.finetune import Recipe, Replay, hold_class_rows, mixed_train_list, replay_data_yaml
 from training.train import TrainingError, TrainOptions, optimiser_args
 
 IMAGES = tuple(Path(f"/public/{i:04d}.jpg") for i in range(200))
@@ -72,3 +73,24 @@ def test_the_recipe_reaches_ultralytics_arguments(tmp_path: Path) -> None:
     # No warmup, and no bias warmup from 0.1 either.
     assert optimiser_args(tuned) == {"optimizer": "AdamW", "lr0": 0.0005, "warmup_epochs": 0.0,
                                      "warmup_bias_lr": 0.0}
+
+
+def test_held_class_rows_learn_nothing_and_the_others_do() -> None:
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    # The shape of ultralytics' Detect: per scale, cv3 ends in a 1x1 convolution with a row per class.
+    head = nn.Module()
+    head.cv3 = nn.ModuleList(nn.Sequential(nn.Conv2d(4, 4, 1), nn.Conv2d(4, 3, 1)) for _ in range(2))
+    trainer = SimpleNamespace(model=SimpleNamespace(model=[nn.Identity(), head]))
+    hold_class_rows([0, 1])["on_train_start"](trainer)
+    x = torch.randn(2, 4, 5, 5)
+    sum(branch(x).sum() for branch in head.cv3).backward()
+    for branch in head.cv3:
+        final = branch[-1]
+        assert torch.all(final.weight.grad[:2] == 0) and torch.all(final.bias.grad[:2] == 0)
+        assert torch.any(final.weight.grad[2] != 0) and torch.any(final.bias.grad[2] != 0)
+        assert torch.any(branch[0].weight.grad != 0)  # shared layers still learn
+    with pytest.raises(TrainingError, match="beyond"):
+        hold_class_rows([5])["on_train_start"](trainer)
