@@ -11,6 +11,7 @@ import pytest
 
 from benchmarks.review_loop import Loop, fine_tune, rank_pool, run_loop
 from tests.training.synthetic import make_synthetic_dataset
+from training.finetune import Recipe, Replay
 from vision.image_hash import dhash64
 
 pytestmark = pytest.mark.slow
@@ -26,11 +27,12 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Loop:
     start = Loop(work=root, base=Path("yolov5nu.yaml"), labels=LABELS, new_label="roadside_clutter",
                  public_labels=("garbage_pile", "smoke"), pool=train[4:], test=tuple(
                      i.image_path for i in shapes.split("test")),
-                 public_test=tuple(i.image_path for i in shapes.split("val")), replay=train[:4],
+                 public_test=tuple(i.image_path for i in shapes.split("val")),
+                 replay=Replay(images=train[:4], share=0.5),
                  val=tuple(i.image_path for i in shapes.split("val"))[:2],
                  thresholds={"garbage_pile": 0.35, "smoke": 0.3, "roadside_clutter": 0.35},
                  rounds=2, per_round=4, reviewed_replay=2, epochs=1, imgsz=64, batch=4,
-                 freeze=0)
+                 base_freeze=0, recipe=Recipe(freeze=0))
     # A .pt base from the architecture: the loop predicts with it before any round.
     base = fine_tune(start, Path("yolov5nu.yaml"), train[:4], "base")
     return replace(start, base=base)
@@ -51,9 +53,11 @@ def test_both_arms_report_a_curve_public_figures_and_round_times(loop: Loop) -> 
     for arm in ("active", "random"):
         first = (loop.work / "data" / f"{arm}-r1" / "train.txt").read_text().split()
         second = (loop.work / "data" / f"{arm}-r2" / "train.txt").read_text().split()
-        # Round 2: its own 4 fresh images, 2 of round 1's again, and the public replay.
+        # Round 2: its own 4 fresh images, 2 of round 1's again, and the public replay (half the
+        # list, here capped by the 4 replay images there are).
         fresh = set(second) - set(first)
-        assert len(second) == len(set(second)) == loop.per_round + 2 + len(loop.replay)
+        assert len(second) == len(set(second)) == loop.per_round + 2 + loop.replay.count(loop.per_round + 2)
+        assert set(loop.replay.images) <= set(map(Path, second))
         assert len(fresh) == loop.per_round
 
 
