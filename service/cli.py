@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 regions_app = typer.Typer(help="Villages and grids.", no_args_is_help=True)
 alerts_app = typer.Typer(help="Camera alerts and their deliveries.", no_args_is_help=True)
+# How long `patrol watch` may take to stop once asked: the readers' read timeout (10 s), a frame
+# being analysed and the dispatcher's last delivery fit well inside it; past it the stop is stuck.
+WATCH_STOP_GRACE_S = 45.0
 
 
 def register(app: typer.Typer) -> None:
@@ -339,9 +342,11 @@ def watch(
 
     Watches the file's cameras and those stored through the API (`/v1/cameras`), picking up
     changes within seconds; rules, webhooks and loudspeakers come from the file."""
+    import faulthandler
     import json
     import signal
     import threading
+    import time
 
     from service.cameras.config import CameraConfigError, WatchConfig
     from service.cameras.runner import CameraService
@@ -375,15 +380,30 @@ def watch(
         raise typer.Exit(2) from None
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
+    # `kill -USR1` prints every thread's stack to stderr: how a watch that seems stuck is diagnosed
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     service.start()
     typer.echo(f"watching {len(service.cameras())} cameras; Ctrl-C stops", err=True)
+    deadline = None if for_seconds is None else time.monotonic() + for_seconds
     try:
-        done.wait(for_seconds)
+        # In slices, not one long wait: a SIGTERM the kernel hands to another thread (FFmpeg's,
+        # ONNX Runtime's) does not interrupt the main thread's wait, and Python runs the handler
+        # only when the main thread wakes: one wait(90) let SIGTERM go unheeded for 90 s.
+        while not done.wait(0.5) and (deadline is None or time.monotonic() < deadline):
+            pass
     except KeyboardInterrupt:
         pass
     finally:
-        service.stop()
-        runtime.close()
+        # A stop that hangs (a reader stuck in FFmpeg, a database that does not answer) must not
+        # keep the process past its supervisor's patience: after WATCH_STOP_GRACE_S every thread's
+        # stack goes to stderr and the process exits 1. Alerts and deliveries are rows already, so
+        # the next process sends what this one had not.
+        faulthandler.dump_traceback_later(WATCH_STOP_GRACE_S, exit=True)
+        try:
+            service.stop()
+            runtime.close()
+        finally:
+            faulthandler.cancel_dump_traceback_later()
 
 
 @alerts_app.command("list", help="Alerts with their deliveries' states (newest first).")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -122,8 +123,18 @@ def test_patrol_watch_in_a_process_of_its_own_watches_a_camera_stored_through_th
         arrived = hook.arrived.wait(90)
     finally:
         watcher.terminate()
-        out, err = watcher.communicate(timeout=60)
-        hook.close()
+        # patrol watch bounds its own stop (WATCH_STOP_GRACE_S, 45 s): past it, every thread's
+        # stack on stderr and exit 1, which the returncode assertion below shows
+        try:
+            out, err = watcher.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            watcher.send_signal(signal.SIGUSR1)  # every thread's stack to stderr (faulthandler)
+            time.sleep(1)
+            watcher.kill()
+            out, err = watcher.communicate(timeout=10)
+            pytest.fail(f"patrol watch did not stop within 60 s of SIGTERM:\n{err[-6000:]}")
+        finally:
+            hook.close()
     assert arrived, f"no alert from the watcher process\n{err[-3000:]}"
     assert watcher.returncode == 0, err[-3000:]
     assert "watching 1 cameras" in err
@@ -164,3 +175,64 @@ def test_the_camera_demo_shows_a_signed_alert_and_a_broadcast_without_torch(tmp_
     clips = list((tmp_path / "camera-demo" / "data" / "clips" / "demo-tower").glob("*.mp4"))
     assert len(clips) == 1 and str(clips[0].relative_to(tmp_path)) in result.stdout
     assert time.monotonic() - started < 60
+
+
+STUCK_STOP = """
+import sys, threading
+import service.cli as cli
+from service.cameras.runner import CameraService
+cli.WATCH_STOP_GRACE_S = 1.0
+CameraService.stop = lambda self: threading.Event().wait()  # a stop that never ends
+from patrol_cli.main import app
+app(["watch", sys.argv[1], "--database-url", sys.argv[2], "--for-seconds", "0.2"], standalone_mode=False)
+"""
+
+
+def test_a_watch_whose_stop_hangs_exits_1_with_every_threads_stack(tmp_path):
+    cameras_file = tmp_path / "cameras.yaml"
+    cameras_file.write_text("{}\n", encoding="utf-8")
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", STUCK_STOP, str(cameras_file), f"sqlite:///{tmp_path / 'ledger.db'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={"PATH": os.environ["PATH"], "PATROL_DATA_DIR": str(tmp_path / "data")},
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Timeout (0:00:01)!" in result.stderr and 'in <lambda>' in result.stderr  # the stuck stop's stack
+    assert time.monotonic() - started < 30
+
+
+def _tgkill(pid: int, tid: int, signum: int) -> None:
+    """A signal to one thread of another process (Linux tgkill): as the kernel may pick any thread."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(234, pid, tid, signum) != 0:  # 234: tgkill on x86_64
+        raise OSError(ctypes.get_errno(), f"tgkill({pid}, {tid}) failed")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.uname().machine != "x86_64",
+                    reason="tgkill by its x86_64 syscall number")
+def test_a_sigterm_taken_by_any_thread_stops_the_watch_at_once(tmp_path):
+    cameras_file = tmp_path / "cameras.yaml"
+    cameras_file.write_text("{}\n", encoding="utf-8")
+    watcher = subprocess.Popen(
+        [str(Path(sys.executable).with_name("patrol")), "watch", str(cameras_file),
+         "--database-url", f"sqlite:///{tmp_path / 'ledger.db'}", "--for-seconds", "90"],
+        cwd=ROOT, env={"PATH": os.environ["PATH"], "PATROL_DATA_DIR": str(tmp_path / "data")},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert watcher.stderr is not None
+        for line in watcher.stderr:  # started: its threads (dispatcher, digests, reload) run
+            if line.startswith("watching"):
+                break
+        others = [int(t) for t in os.listdir(f"/proc/{watcher.pid}/task") if int(t) != watcher.pid]
+        assert others, "no thread but the main one"
+        asked = time.monotonic()
+        _tgkill(watcher.pid, others[-1], signal.SIGTERM)
+        assert watcher.wait(timeout=30) == 0
+        assert time.monotonic() - asked < 10  # not the --for-seconds 90 the main thread was waiting out
+    finally:
+        watcher.kill()
+        watcher.communicate()
