@@ -55,11 +55,8 @@ class ServiceMetrics:
     registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
 
     def __post_init__(self) -> None:
-        self.requests = Counter(
-            "patrol_http_requests",
-            "HTTP requests by method, route and status.",
-            ["method", "route", "status"],
-            registry=self.registry,
+        self.requests = self._counter(
+            "patrol_http_requests", "HTTP requests by method, route and status.", "method", "route", "status"
         )
         self.latency = Histogram(
             "patrol_http_request_seconds",
@@ -68,21 +65,19 @@ class ServiceMetrics:
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
-        self.observations = Counter(
-            "patrol_observations",
-            "Observations recorded, by class and outcome.",
-            ["class_key", "outcome"],
-            registry=self.registry,
+        self.observations = self._counter(
+            "patrol_observations", "Observations recorded, by class and outcome.", "class_key", "outcome"
         )
-        self.transitions = Counter(
-            "patrol_transitions",
-            "Issue state changes, by target state and actor kind.",
-            ["to_state", "actor"],
-            registry=self.registry,
+        self.transitions = self._counter(
+            "patrol_transitions", "Issue state changes, by target state and actor kind.", "to_state", "actor"
         )
-        self.rejected_uploads = Counter(
-            "patrol_rejected_uploads", "Uploads refused, by reason.", ["reason"], registry=self.registry
+        self.rejected_uploads = self._counter(
+            "patrol_rejected_uploads", "Uploads refused, by reason.", "reason"
         )
+
+    def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
+        """A counter in this app's registry: never the process-global default one (see the module doc)."""
+        return Counter(name, documentation, labels, registry=self.registry)
 
     def watch_ledger(self, session_factory: sessionmaker[Session]) -> None:
         self.registry.register(LedgerCollector(session_factory))
