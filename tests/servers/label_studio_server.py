@@ -34,16 +34,17 @@ from service.review.client import personal_access_token
 from service.review.server import LabelStudioMissing, is_healthy, launch_plan
 from service.review.settings import ReviewSettings
 from tests.servers.core import (
-    Component,
     Provided,
     Registry,
     StartFailed,
     Throwaway,
     Unavailable,
+    declared_in,
     start_with_free_port,
 )
 
 URL_ENV = "PATROL_TEST_LABEL_STUDIO_URL"
+DEFAULT_URL = None  # nothing to find: its URL carries a token, which no default address knows
 ADMIN_ENV = "PATROL_TEST_LABEL_STUDIO_ADMIN"
 INSTALL = "make label-studio   (label-studio 1.23.2 in its own virtualenv, PATROL_LABEL_STUDIO_VENV)"
 START_TIMEOUT_S = 900.0
@@ -148,13 +149,4 @@ def start(registry: Registry, timeout_s: float) -> Provided:
     return Provided(COMPONENT, f"http://pat:{token}@127.0.0.1:{port}", throwaway, origin=origin)
 
 
-COMPONENT = Component(
-    name="Label Studio",
-    url_env=URL_ENV,
-    default_url=None,
-    probe=probe,
-    start=start,
-    install=INSTALL,
-    start_timeout_s=START_TIMEOUT_S,
-    extra_hint="deselect its tests with -m 'not server'",
-)
+COMPONENT = declared_in(__name__, "Label Studio", extra_hint="deselect its tests with -m 'not server'")
