@@ -4,33 +4,12 @@ accuracy cost in the card. onnxruntime only; imported inside the command."""
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-
-class QuantFormatChoice(StrEnum):
-    qdq = "qdq"
-    qoperator = "qoperator"
-
-
-class ActivationChoice(StrEnum):
-    uint8 = "uint8"
-    int8 = "int8"
-
-
-class CalibrationChoice(StrEnum):
-    minmax = "minmax"
-    entropy = "entropy"
-    percentile = "percentile"
-
-
-class FloatGroupChoice(StrEnum):
-    stem = "stem"
-    head_outputs = "head_outputs"
-    pyramid_pool = "pyramid_pool"
+from training.quantize_choices import ActivationName, CalibrationName, QuantFormatName
 
 
 def quantize_command(
@@ -55,16 +34,17 @@ def quantize_command(
     max_map50_drop: Annotated[float | None, typer.Option(
         "--max-map50-drop", min=0.0, max=1.0,
         help="Refuse to install when int8 mAP50 is lower than the source's by more than this.")] = None,
-    quant_format: Annotated[QuantFormatChoice, typer.Option("--format")] = QuantFormatChoice.qdq,
-    activations: Annotated[ActivationChoice, typer.Option(
-        "--activations", help="uint8 (fast u8s8 kernels on x86) or int8.")] = ActivationChoice.uint8,
+    quant_format: Annotated[QuantFormatName, typer.Option("--format")] = "qdq",
+    activations: Annotated[ActivationName, typer.Option(
+        "--activations", help="uint8 (fast u8s8 kernels on x86) or int8.")] = "uint8",
     symmetric_activations: Annotated[bool, typer.Option("--symmetric-activations")] = False,
     reduce_range: Annotated[bool, typer.Option(
         "--reduce-range/--full-range",
         help="7-bit weights (default): u8s8 kernels saturate on x86 CPUs without VNNI; --full-range "
              "only for CPUs with VNNI/AMX.")] = True,
-    calibration: Annotated[CalibrationChoice, typer.Option("--calibration")] = CalibrationChoice.minmax,
-    keep_float: Annotated[list[FloatGroupChoice] | None, typer.Option(
+    calibration: Annotated[CalibrationName, typer.Option("--calibration")] = "minmax",
+    # A list of Literals is more than typer parses: the names are checked by QuantizeOptions (exit 2).
+    keep_float: Annotated[list[str] | None, typer.Option(
         "--keep-float", help="Also leave these layers in float (repeatable): stem (the first conv), "
                              "head_outputs (the box and class branches' last convs), pyramid_pool (SPPF).")
     ] = None,
@@ -88,11 +68,11 @@ def quantize_command(
 
     try:
         options = QuantizeOptions(
-            n_images=n, quant_format=quant_format.value, activation_type=activations.value,
+            n_images=n, quant_format=quant_format, activation_type=activations,
             symmetric_activations=symmetric_activations, reduce_range=reduce_range,
-            calibration=calibration.value, keep_head_float=not quantize_head,
+            calibration=calibration, keep_head_float=not quantize_head,
             # Not given: QuantizeOptions' measured default groups.
-            **({} if keep_float is None else {"float_groups": tuple(group.value for group in keep_float)}))
+            **({} if keep_float is None else {"float_groups": tuple(keep_float)}))
         if no_eval and (eval_data is not None or max_map50_drop is not None):
             raise ModelError("--no-eval cannot be combined with --eval-data or --max-map50-drop")
         result = quantize_model(

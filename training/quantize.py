@@ -36,12 +36,13 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from training.generalisation import SOURCE_SEPARATOR
+from training.quantize_choices import ActivationName, CalibrationName, FloatGroup, QuantFormatName
 from vision.errors import ImageLoadError, ModelError
 from vision.model_registry import InstalledModel
 
@@ -52,8 +53,6 @@ if TYPE_CHECKING:
 # onnxruntime's telemetry is switched off by vision/__init__.py (imported above).
 
 QUANTIZATION = "int8-static"
-# Learned layers that can be left in float besides the head's tail (FLOAT_GROUPS).
-FloatGroup = Literal["stem", "head_outputs", "pyramid_pool"]
 
 
 class QuantizeError(ModelError):
@@ -80,13 +79,13 @@ class QuantizeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     n_images: int = Field(default=300, ge=1, le=10_000, description="Calibration images.")
-    quant_format: Literal["qdq", "qoperator"] = Field(
+    quant_format: QuantFormatName = Field(
         default="qdq",
         description="QDQ (Quantize/DequantizeLinear pairs ORT fuses into int8 kernels) "
         "or QOperator (QLinearConv ... written into the graph).",
     )
     per_channel: bool = Field(default=True, description="One weight scale per output channel.")
-    activation_type: Literal["uint8", "int8"] = Field(default="uint8", description="Activation integers.")
+    activation_type: ActivationName = Field(default="uint8", description="Activation integers.")
     symmetric_activations: bool = Field(default=False, description="Zero point 0 for activations.")
     reduce_range: bool = Field(
         default=True,
@@ -94,7 +93,7 @@ class QuantizeOptions(BaseModel):
         "(VPMADDUBSW) on x86 CPUs without VNNI. Measured on the 2-core AVX2 "
         "box, patrol-public val: mAP50 0.573 float, 0.573 with, 0.477 without.",
     )
-    calibration: Literal["minmax", "entropy", "percentile"] = Field(
+    calibration: CalibrationName = Field(
         default="minmax",
         description="How activation ranges are chosen from the calibration data. entropy "
         "and percentile keep every activation of one calibration chunk in memory.",

@@ -406,3 +406,31 @@ def test_patrol_quantize_command(tiny_model, tmp_path: Path) -> None:
         ],
     )
     assert missing.exit_code == 2 and "calibration" in missing.output
+
+
+def test_patrol_quantize_hands_its_choices_to_the_options(monkeypatch, tmp_path: Path) -> None:
+    seen: list[QuantizeOptions] = []
+
+    def stop(*args, options: QuantizeOptions, **kwargs):
+        seen.append(options)
+        raise QuantizeError("stopped before quantising")
+
+    monkeypatch.setattr("training.quantize.quantize_model", stop)
+    common = ["quantize", "tiny", "--calib", str(tmp_path), "--name", "q"]
+    chosen = ["--format", "qoperator", "--activations", "int8", "--calibration", "entropy"]
+    kept = ["--keep-float", "stem", "--keep-float", "pyramid_pool"]
+    result = CliRunner().invoke(app, [*common, *chosen, *kept])
+    assert result.exit_code == 2 and "stopped before quantising" in result.output
+    options = seen[0]
+    assert (options.quant_format, options.activation_type) == ("qoperator", "int8")
+    assert options.calibration == "entropy"
+    assert options.float_groups == ("stem", "pyramid_pool")
+
+    defaults = CliRunner().invoke(app, common)
+    assert defaults.exit_code == 2 and seen[1] == QuantizeOptions()
+
+    wrong_names = ((["--keep-float", "neck"], "pyramid_pool"), (["--calibration", "mse"], "percentile"))
+    for wrong, allowed in wrong_names:
+        refused = CliRunner().invoke(app, [*common, *wrong])
+        assert refused.exit_code == 2 and allowed in refused.output, refused.output
+    assert len(seen) == 2  # neither wrong name reached the quantiser
