@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypedDict, Unpack
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -37,6 +38,15 @@ class Actor:
         return cls(actor_label(key), Role(key.role), key.id)
 
 
+class EventLinks(TypedDict, total=False):
+    """Why an event happened and what it points at besides its issue (all optional): the keywords
+    `record_event` takes and `transition` passes on, declared once for both."""
+
+    reason: str  # "" when not given (the column's default)
+    observation_id: int | None
+    frame_id: int | None
+
+
 def record_event(
     session: Session,
     issue: Issue,
@@ -46,9 +56,7 @@ def record_event(
     at: datetime,
     from_state: str | None = None,
     to_state: str | None = None,
-    reason: str = "",
-    observation_id: int | None = None,
-    frame_id: int | None = None,
+    **links: Unpack[EventLinks],
 ) -> IssueEvent:
     event = IssueEvent(
         issue_id=issue.id,
@@ -58,9 +66,9 @@ def record_event(
         api_key_id=actor.api_key_id,
         from_state=from_state,
         to_state=to_state,
-        reason=reason,
-        observation_id=observation_id,
-        frame_id=frame_id,
+        reason=links.get("reason", ""),
+        observation_id=links.get("observation_id"),
+        frame_id=links.get("frame_id"),
     )
     session.add(event)
     issue.updated_at = at
@@ -75,9 +83,7 @@ def transition(
     *,
     actor: Actor,
     at: datetime,
-    reason: str = "",
-    observation_id: int | None = None,
-    frame_id: int | None = None,
+    **links: Unpack[EventLinks],
 ) -> IssueEvent:
     """Move `issue` to `target` with its event, or raise (IllegalTransition, RoleNotAllowed, Conflict)."""
     source = State(issue.state)
@@ -97,9 +103,7 @@ def transition(
         at=at,
         from_state=source.value,
         to_state=target.value,
-        reason=reason,
-        observation_id=observation_id,
-        frame_id=frame_id,
+        **links,
     )
 
 
