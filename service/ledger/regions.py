@@ -23,14 +23,13 @@ from shapely.validation import explain_validity
 from sqlalchemy import select
 from sqlalchemy.orm import Session, defer
 
-from service.db.models import Issue, Region
+from service.db.models import REGION_KINDS, Issue, Region
 from service.errors import InvalidInputError, check_no_nul
 from service.ledger.geometry import from_geojson_text, to_geojson_text
 from service.settings import MAX_REGION_VERTICES
 from vision.geo.local_frame import area_m2
 from vision.geo.types import in_wgs84_range
 
-REGION_KINDS = ("village", "grid")
 MAX_FEATURES = 10_000
 PARENT_COVER_FRACTION = 0.99
 _WGS84_CRS_NAMES = {
