@@ -21,9 +21,9 @@ $(BIN)/python:
 $(UV): | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-# The serving install: no torch, no ultralytics.
+# The serving install: no torch, no ultralytics; OpenVINO, the faster CPU engine (benchmarks/README.md).
 install-serve: $(UV)
-	$(UV_INSTALL) -e .
+	$(UV_INSTALL) -e '.[openvino]'
 
 # Everything the test suite needs: training extra (torch, ultralytics) and dev tools.
 install-dev: $(UV)
@@ -59,7 +59,7 @@ test: install-dev label-studio
 
 # Regenerate the lock after changing dependencies in pyproject.toml.
 lock: $(UV)
-	$(UV) pip compile -q pyproject.toml --extra train --extra dev \
+	$(UV) pip compile -q pyproject.toml --extra train --extra dev --extra openvino \
 		--overrides requirements/overrides.txt --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 -o requirements/constraints.txt
 

@@ -18,10 +18,13 @@ absent). Contenders:
 - bare ORT ours, lanes: the same, one `session.run` per core at once (our pipeline's
   parallelism without the pipeline), reported beside the others, not as "best bare".
 - OpenVINO: letterbox + the compiled model (CPU, its default latency hint), no NMS.
-- pipeline: `Pipeline.from_model` at its defaults; from files `detect_many`, from arrays
-  `detect` from 2 x lanes caller threads (a server's concurrent requests). With
-  `--variants`, also the old default (1 lane x all cores, no spinning) and the same with
-  spinning, for the per-deployment recommendation in benchmarks/README.md.
+- pipeline: `Pipeline.from_model` at its defaults (engine "auto": OpenVINO for the float model
+  when installed, vision.detectors.engines); from files `detect_many`, from arrays `detect`
+  from 2 x lanes caller threads (a server's concurrent requests).
+- pipeline onnxruntime: the same with engine="onnxruntime" (the default before issue #12's
+  OpenVINO engine), so both engines are measured side by side. With `--variants`, also
+  1 lane x all cores (default engine) and ONNX Runtime's 1 lane x all cores with spinning,
+  for the per-deployment recommendation in benchmarks/README.md.
 
 Each contender runs in both modes: from files (decode included: cv2.imread for the bare
 ones, their own reader for ultralytics and the pipeline) and from decoded arrays (decode
@@ -465,12 +468,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"{len(paths)} images: {source}; {reps} reps; {cores} cores; "
                       f"loaded = {load.describe()}; "
                       f"load average before {load_before[0]:.2f}")
-        pipelines = {"pipeline": PipelineRun(args.model_dir)}
+        pipelines = {"pipeline": PipelineRun(args.model_dir),
+                     "pipeline onnxruntime": PipelineRun(args.model_dir, engine="onnxruntime")}
+        engine = pipelines["pipeline"].pipeline.engine
+        console.print(f"pipeline engine at its defaults: {engine}")
         if args.variants:
             pipelines["pipeline 1 lane x all cores"] = PipelineRun(
                 args.model_dir, intra_op_threads=0, lanes=1)
-            pipelines["pipeline 1 lane x all cores, spinning"] = PipelineRun(
-                args.model_dir, intra_op_threads=0, lanes=1, allow_spinning=True)
+            pipelines["pipeline onnxruntime 1 lane x all cores, spinning"] = PipelineRun(
+                args.model_dir, intra_op_threads=0, lanes=1, allow_spinning=True, engine="onnxruntime")
         if args.int8:
             pipelines["pipeline int8"] = PipelineRun(args.int8_dir)
         ours = session_options(OnnxRuntimeConfig(model=onnx_path))
@@ -525,12 +531,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             "loadavg_before": round(load_before[0], 2), "loadavg_after": round(load_after[0], 2),
             "img_s": {f"{name} | {mode} | {condition}": round(v, 2)
                       for (name, mode, condition), v in median.items()},
+            "pipeline_engine": engine,
             "pipeline_img_s": round(pipe[("files", "quiet")], 2),
             "pipeline_loaded_img_s": round(pipe[("files", "loaded")], 2),
             "ratio_vs_bare_best": round(pipe[("files", "quiet")] / best_bare("files", "quiet"), 3),
             "ratio_vs_bare_best_arrays": round(pipe[("arrays", "quiet")] / best_bare("arrays", "quiet"), 3),
             "ratio_vs_bare_best_loaded": round(pipe[("files", "loaded")] / best_bare("files", "loaded"), 3),
             "ratio_vs_bare_lanes": round(pipe[("files", "quiet")] / rate(f"bare ORT ours, {cores} lanes"), 3),
+            "ratio_vs_pipeline_onnxruntime": round(
+                pipe[("files", "quiet")] / rate("pipeline onnxruntime"), 3),
+            "ratio_vs_pipeline_onnxruntime_loaded": round(
+                pipe[("files", "loaded")] / rate("pipeline onnxruntime", condition="loaded"), 3),
         }
         for condition, suffix in (("quiet", ""), ("loaded", "_loaded")):
             for mode, msuffix in (("files", ""), ("arrays", "_arrays")):
@@ -545,6 +556,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             summary["ratio_int8_vs_ultralytics_onnx_loaded"] = round(
                 rate("pipeline int8", condition="loaded") / rate("ultralytics ONNX", condition="loaded"), 3)
             summary["ratio_int8_vs_pipeline"] = round(rate("pipeline int8") / pipe[("files", "quiet")], 3)
+            summary["ratio_int8_vs_pipeline_onnxruntime"] = round(
+                rate("pipeline int8") / rate("pipeline onnxruntime"), 3)
         console.print(
             f"from files, quiet: pipeline {pipe[('files', 'quiet')]:.1f} images/s = "
             f"{summary['ratio_vs_bare_best']:.2f}x the best bare runtime (goal 0.95), "

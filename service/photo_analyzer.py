@@ -60,13 +60,14 @@ class PipelineAnalyzer:
     def pipeline(self) -> Pipeline:
         with self._lock:
             if self._pipeline is None:
-                from vision.pipeline import Pipeline  # onnxruntime only; never torch
+                from vision.pipeline import Pipeline  # onnxruntime or openvino; never torch
                 from vision.rules import load_rules
 
                 self._pipeline = Pipeline.from_model(
                     self._settings.model,
                     models_dir=self._settings.models_dir,
                     device=self._settings.device,
+                    engine=self._settings.engine,
                     max_pixels=self._settings.max_image_pixels,
                     rules=load_rules(self._settings.rules),
                 )

@@ -68,6 +68,12 @@ class Settings(BaseSettings):
         description="Where the model runs (ONNX Runtime's execution provider): cuda and tensorrt need "
         "onnxruntime-gpu with its CUDA/TensorRT libraries; a missing provider is an error naming it.",
     )
+    engine: Literal["auto", "onnxruntime", "openvino"] = Field(
+        default="auto",
+        description="Runtime of the model's ONNX export: openvino (the openvino extra, cpu only), "
+        "onnxruntime, or auto: openvino for a float model on cpu when installed, else onnxruntime "
+        "(vision.detectors.engines; benchmarks/README.md gives the measurements).",
+    )
     bootstrap_admin_key: SecretStr | None = Field(
         default=None,
         description=f"When set, an admin API key with this value exists after start "

@@ -100,6 +100,10 @@ def evaluate_command(
     merge_piles: Annotated[bool, typer.Option(
         "--merge-piles", help="Merge touching or overlapping garbage_pile ground truth into piles "
                               "before scoring (for data labelled per bag).")] = False,
+    engine: Annotated[str, typer.Option(
+        "--engine", help="Runtime of the ONNX model: onnxruntime (the default: the cards' figures are "
+                         "its), openvino or auto (the serving default); the JSON says which ran.")
+    ] = "onnxruntime",
     models_dir: ModelsDirOption = None,
 ) -> None:
     """Measure an installed ONNX model on a dataset split through the serving pipeline."""
@@ -109,7 +113,7 @@ def evaluate_command(
     from training.evaluate import build_report, collect, format_table, open_eval_data
     from training.evaluate import choose_thresholds as choose
     from training.generalisation import extend_summary, format_generalisation
-    from vision.errors import ModelError
+    from vision.errors import BackendUnavailableError, ModelError
     from vision.model_registry import resolve_model
     from vision.taxonomy import Taxonomy
 
@@ -137,7 +141,10 @@ def evaluate_command(
             ending = "\n" if done == total or not interactive else ""
             print(f"\r{done}/{total} images", end=ending, file=sys.stderr, flush=True)
 
-    collected = collect(installed, eval_data, taxonomy, workers=workers, progress=progress)
+    try:
+        collected = collect(installed, eval_data, taxonomy, workers=workers, progress=progress, engine=engine)
+    except BackendUnavailableError as exc:
+        raise _fail(str(exc)) from exc
     for issue in collected.label_issues:
         typer.echo(f"skipped label line: {issue}", err=True)
     for problem in collected.unreadable:

@@ -155,6 +155,7 @@ class Collected:
     images: tuple[ImageResult, ...]
     label_issues: tuple[LabelIssue, ...]
     unreadable: tuple[str, ...]
+    engine: str = "onnxruntime"  # what ran the model (Pipeline.engine): figures differ by runtime
 
 
 def evaluation_card(card: ModelCard, floor: float = SCORE_FLOOR) -> ModelCard:
@@ -163,12 +164,15 @@ def evaluation_card(card: ModelCard, floor: float = SCORE_FLOOR) -> ModelCard:
 
 
 def collect(model: InstalledModel, data: EvalData, taxonomy: Taxonomy, *, floor: float = SCORE_FLOOR,
-            workers: int = 2, progress: ProgressFn | None = None, detector: Detector | None = None
-            ) -> Collected:
+            workers: int = 2, progress: ProgressFn | None = None, detector: Detector | None = None,
+            engine: str = "onnxruntime") -> Collected:
     """Run the model over every image of the split and read each image's ground truth.
 
     `detector` replaces the model's ONNX weights (tests use a detector with known answers);
-    the Pipeline around it is the same.
+    the Pipeline around it is the same. `engine` runs the weights (vision.detectors.engines):
+    ONNX Runtime by default, not the serving "auto", because the cards' figures are ONNX
+    Runtime's and a fresh evaluation must reproduce them exactly; OpenVINO's bf16 moves scores
+    in the second decimal.
     """
     from vision.pipeline import Pipeline
 
@@ -178,7 +182,8 @@ def collect(model: InstalledModel, data: EvalData, taxonomy: Taxonomy, *, floor:
     unreadable: list[str] = []
     valid_ids = range(len(data.names))
     if detector is None:
-        pipeline = Pipeline.from_installed(InstalledModel(model.name, model.folder, floor_card), taxonomy)
+        pipeline = Pipeline.from_installed(InstalledModel(model.name, model.folder, floor_card), taxonomy,
+                                           engine=engine)
     else:
         pipeline = Pipeline(detector, floor_card, taxonomy)
     with pipeline:
@@ -201,7 +206,7 @@ def collect(model: InstalledModel, data: EvalData, taxonomy: Taxonomy, *, floor:
                 pred_xyxy=dets.xyxy.astype(np.float64), pred_scores=dets.confidence.astype(np.float64),
                 pred_labels=tuple(str(v) for v in dets.data.get("class_name", [])),
                 pred_keys=tuple(str(v) for v in dets.data.get("class_key", []))))
-    return Collected(data, tuple(images), tuple(issues), tuple(unreadable))
+    return Collected(data, tuple(images), tuple(issues), tuple(unreadable), pipeline.engine)
 
 
 # -- metrics ------------------------------------------------------------------------------
@@ -330,6 +335,7 @@ def build_report(collected: Collected, model: InstalledModel, taxonomy: Taxonomy
         "model": card.name,
         "model_version": card.version,
         "model_sha256": card.sha256,
+        "engine": collected.engine,
         "dataset": data.name,
         "dataset_hash": data.hash,
         "dataset_hash_source": data.hash_source,
@@ -392,7 +398,8 @@ def format_table(summary: dict[str, Any]) -> str:
     """A plain-text table of the per-class figures for people."""
     header = f"{'class':<18}{'AP50':>8}{'AP50-95':>9}{'P':>8}{'R':>8}{'images':>8}{'boxes':>7}"
     lines = [f"model {summary['model']} ({summary['model_version']}) on {summary['dataset']} "
-             f"[{summary['split']}], dataset hash {summary['dataset_hash'][:12]}", header]
+             f"[{summary['split']}], dataset hash {summary['dataset_hash'][:12]}, engine "
+             f"{summary.get('engine', 'onnxruntime')}", header]
 
     def fmt(value: float | None, width: int) -> str:
         return f"{'-':>{width}}" if value is None else f"{value:>{width}.3f}"

@@ -197,7 +197,7 @@ def corruption_suite(model: InstalledModel, collected: Collected, taxonomy: Taxo
         for name in names:
             paths = _write_corrupted(images, data, name, seed, Path(tmp) / name)
             corrupted = collect(model, replace(data, images=paths), taxonomy, workers=workers,
-                                progress=progress, detector=detector)
+                                progress=progress, detector=detector, engine=collected.engine)
             scored = score_images(corrupted.images, data.label_map, thresholds, keys)
             figures[name] = {}
             for key, row in scored.per_class(model.card).items():

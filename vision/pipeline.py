@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from vision.batcher import BatcherConfig, BatcherStats, DynamicBatcher
 from vision.detections import Detections
 from vision.detectors.base import Detector
+from vision.detectors.engines import Device, open_export, resolve_engine
 from vision.errors import GeoError, ImageLoadError, ModelError
 from vision.ground_sampling import Resampling, resample_scale, target_gsd_m
 from vision.image_io import DEFAULT_MAX_PIXELS, LoadedImage, load_image
@@ -252,28 +253,28 @@ class Pipeline:
         intra_op_threads: int = 1,
         lanes: int = 0,
         allow_spinning: bool = False,
-        device: Literal["cpu", "cuda", "tensorrt"] = "cpu",
+        device: Device = "cpu",
+        engine: str = "auto",
         max_pixels: int = DEFAULT_MAX_PIXELS,
         rules: Sequence[WholeImageRule] = (),
     ) -> Pipeline:
-        """Open an installed model's ONNX weights with ONNX Runtime, labels from its card.
+        """Open an installed model's ONNX weights, labels from its card.
 
-        `intra_op_threads`, `lanes` and `allow_spinning` as in OnnxRuntimeConfig; the
-        defaults (one thread per run, one run per core) won quiet and loaded on the reference
-        box; benchmarks/README.md gives the setting per deployment.
+        `engine`: "onnxruntime", "openvino" or "auto" (OpenVINO for a float model on CPU when
+        the openvino extra is installed, else ONNX Runtime; vision.detectors.engines).
+        `intra_op_threads`, `lanes` and `allow_spinning` as in OnnxRuntimeConfig (OpenVinoConfig
+        takes the first two); the defaults (one thread per run, one run per core) won quiet and
+        loaded on the reference box; benchmarks/README.md gives the setting per deployment.
         """
-        from vision.detectors.base import OnnxRuntimeConfig
-        from vision.detectors.onnx_runtime import OnnxRuntimeDetector
-
         card = model.card
         taxonomy = taxonomy or Taxonomy.default()
         # The backend's score floor is the lowest operating threshold: boxes below it would
         # be dropped here anyway, and fewer candidates make the backend's NMS cheaper.
         floor = min(card.threshold_for(label, taxonomy) for label in card.labels)
-        config = OnnxRuntimeConfig(model=model.weights, imgsz=card.input_size, conf=floor,
-                                   device=device, intra_op_threads=intra_op_threads, lanes=lanes,
-                                   allow_spinning=allow_spinning)
-        detector = OnnxRuntimeDetector.from_config(config, labels=card.labels, end2end=card.end2end)
+        detector = open_export(resolve_engine(engine, device=device, quantization=card.quantization),
+                               model.weights, imgsz=card.input_size, conf=floor, labels=card.labels,
+                               end2end=card.end2end, device=device, intra_op_threads=intra_op_threads,
+                               lanes=lanes, allow_spinning=allow_spinning)
         detector.warmup()
         return cls(detector, card, taxonomy, batcher=batcher, tiling=tiling, max_pixels=max_pixels,
                    rules=rules)
@@ -288,6 +289,12 @@ class Pipeline:
     ) -> Pipeline:
         """A registry name ("default") or a model folder; the weights' sha256 is verified."""
         return cls.from_installed(resolve_model(name_or_path, models_dir), **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def engine(self) -> str:
+        """The runtime behind the detector ("onnxruntime", "openvino"), else the detector's class
+        name (a test's painted detector, the ultralytics backend)."""
+        return str(getattr(self.detector, "engine", "") or type(self.detector).__name__)
 
     @property
     def _batch_capacity(self) -> int:

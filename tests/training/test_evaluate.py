@@ -14,6 +14,7 @@ from tests.vision.fakes import FAKE_LABELS, TINY_LABEL_MAP, PaintedBoxDetector, 
 from training.datasets.errors import DatasetError
 from training.evaluate import build_report, choose_thresholds, collect, format_table, open_eval_data
 from training.plots import write_plots
+from vision.errors import BackendUnavailableError
 from vision.model_card import ModelCard
 from vision.model_registry import InstalledModel
 from vision.taxonomy import Taxonomy
@@ -213,3 +214,14 @@ def test_evaluation_never_imports_torch_or_ultralytics(test_split: Path) -> None
                             cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_summary_says_which_engine_ran(test_split: Path) -> None:
+    model = _model()
+    data = open_eval_data(test_split, "test", model.card, TAXONOMY)
+    summary = build_report(collect(model, data, TAXONOMY, detector=PaintedBoxDetector()), model,
+                           TAXONOMY).summary
+    assert summary["engine"] == "PaintedBoxDetector"
+    assert "engine PaintedBoxDetector" in format_table(summary)
+    with pytest.raises(BackendUnavailableError, match="valid engines: auto, onnxruntime, openvino"):
+        collect(model, data, TAXONOMY, engine="tflite")

@@ -58,6 +58,14 @@ class DeviceChoice(StrEnum):
     tensorrt = "tensorrt"
 
 
+class EngineChoice(StrEnum):
+    """The runtime of the model's ONNX export (vision.detectors.engines)."""
+
+    auto = "auto"
+    onnxruntime = "onnxruntime"
+    openvino = "openvino"
+
+
 class SourceChoice(StrEnum):
     """What the images are; decides tiling under --tile auto (vision.pipeline.TilingConfig)."""
 
@@ -307,6 +315,10 @@ def detect_command(
         "--device", envvar="PATROL_DEVICE",
         help="Run the model on cpu, cuda or tensorrt (ONNX Runtime's providers; the GPU ones need "
              "onnxruntime-gpu and its CUDA/TensorRT libraries).")] = DeviceChoice.cpu,
+    engine: Annotated[EngineChoice, typer.Option(
+        "--engine", envvar="PATROL_ENGINE",
+        help="Runtime of the ONNX model: onnxruntime, openvino (the openvino extra, cpu only) or auto "
+             "(openvino for a float model on cpu when installed, else onnxruntime).")] = EngineChoice.auto,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="JSON lines file; default stdout.")] = None,
     annotate: Annotated[Path | None, typer.Option(
         "--annotate", help="Folder to write annotated copies of the images into.")] = None,
@@ -375,6 +387,7 @@ def detect_command(
     batcher = BatcherConfig() if batch is None else BatcherConfig(max_batch=batch)
     try:
         pipeline = Pipeline.from_model(model, models_dir=models_dir, batcher=batcher, device=device.value,
+                                       engine=engine.value,
                                        tiling=TilingConfig(ground_sized=not native_resolution),
                                        rules=load_rules(rules or []))
     except ModelError as exc:

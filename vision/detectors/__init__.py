@@ -1,7 +1,7 @@
 """Detector backends behind one interface, chosen by an explicit registry.
 
-Backends are imported lazily by dotted path, so choosing "onnxruntime" never imports
-torch or ultralytics.
+Backends are imported lazily by dotted path, so choosing "onnxruntime" or "openvino" never
+imports torch or ultralytics.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from vision.detectors.base import (
     Detector,
     DetectorConfig,
     OnnxRuntimeConfig,
+    OpenVinoConfig,
     UltralyticsConfig,
 )
 from vision.errors import UnknownBackendError
@@ -22,6 +23,7 @@ from vision.errors import UnknownBackendError
 # type key -> "module:Class"; the class has `from_config(config) -> Detector`.
 BACKENDS: dict[str, str] = {
     "onnxruntime": "vision.detectors.onnx_runtime:OnnxRuntimeDetector",
+    "openvino": "vision.detectors.openvino_runtime:OpenVinoDetector",
     "ultralytics": "vision.detectors.ultralytics_torch:UltralyticsDetector",
 }
 
@@ -56,6 +58,7 @@ __all__ = [
     "Detector",
     "DetectorConfig",
     "OnnxRuntimeConfig",
+    "OpenVinoConfig",
     "UltralyticsConfig",
     "load_detector",
     "parse_config",

@@ -33,22 +33,31 @@ class DetectorConfigBase(BaseModel):
     max_det: int = Field(default=300, ge=1, le=10_000, description="Most boxes kept per image.")
 
 
-class OnnxRuntimeConfig(DetectorConfigBase):
+class LanesConfig(DetectorConfigBase):
+    """How an ONNX export's runtime spreads inferences over CPU cores (ONNX Runtime and OpenVINO alike).
+
+    Measured on the 2-core reference box (benchmarks/README.md, "CPU settings"): one thread
+    per inference and one inference per core (lanes) beat one inference split over both cores,
+    quiet and under load: a lane never waits at an operator's barrier for a thread that the OS
+    has parked, and no idle thread spins on a core the decoder needs. OpenVINO the same way
+    (one stream per lane, "Engines"): at load 2.6 and 3.6, 102 and 49 images/s against 81 and
+    35 for one infer request on both cores (its latency default).
+    """
+
+    intra_op_threads: int = Field(default=1, ge=0, le=256,
+                                  description="Threads inside one inference (session.run, an OpenVINO "
+                                              "stream); 0 = one per physical core. 1 with one lane per "
+                                              "core is fastest on CPU for many images in flight; 0 "
+                                              "(with lanes=1) gives one image the lowest latency.")
+    lanes: int = Field(default=0, ge=0, le=64,
+                       description="Inferences at once (the pipeline's batcher workers); 0 = physical "
+                                   "cores // intra_op_threads on cpu, 1 on cuda/tensorrt.")
+
+
+class OnnxRuntimeConfig(LanesConfig):
     type: Literal["onnxruntime"] = "onnxruntime"
     device: Literal["cpu", "cuda", "tensorrt"] = Field(
         default="cpu", description="Execution provider; cuda and tensorrt need onnxruntime-gpu.")
-    # Measured on the 2-core reference box (benchmarks/README.md, "CPU settings"): one thread
-    # per session.run and one run per core (lanes) beat one run split over both cores, quiet
-    # and under load: a lane never waits at an operator's barrier for a thread that the OS
-    # has parked, and no idle thread spins on a core the decoder needs.
-    intra_op_threads: int = Field(default=1, ge=0, le=256,
-                                  description="Threads inside one session.run; 0 = one per physical core. "
-                                              "1 with one lane per core is fastest on CPU for many "
-                                              "images in flight; 0 (with lanes=1) gives one image the "
-                                              "lowest latency.")
-    lanes: int = Field(default=0, ge=0, le=64,
-                       description="session.run calls at once (the pipeline's batcher workers); 0 = "
-                                   "physical cores // intra_op_threads on cpu, 1 on cuda/tensorrt.")
     allow_spinning: bool = Field(default=False,
                                  description="Let idle intra-op threads spin (ONNX Runtime's default): "
                                              "a few percent faster on an idle machine with "
@@ -58,13 +67,26 @@ class OnnxRuntimeConfig(DetectorConfigBase):
                                               "for YOLO-shaped graphs.")
 
 
+class OpenVinoConfig(LanesConfig):
+    """The same ONNX export run by OpenVINO (the `openvino` extra): one stream per lane."""
+
+    type: Literal["openvino"] = "openvino"
+    # bf16 cost no AP50 on the default model's test split (benchmarks/README.md, "Engines").
+    precision: Literal["f32", "bf16", "f16"] | None = Field(
+        default=None,
+        description="OpenVINO's INFERENCE_PRECISION_HINT; None = the plugin's choice (bf16 on CPUs "
+                    "with AVX512-BF16 or AMX, else f32).")
+    device: Literal["cpu"] = Field(default="cpu", description="OpenVINO device; only its CPU plugin is "
+                                                              "measured here.")
+
+
 class UltralyticsConfig(DetectorConfigBase):
     type: Literal["ultralytics"] = "ultralytics"
     device: str = Field(default="cpu", description="torch device string, e.g. 'cpu' or 'cuda:0'.")
     half: bool = Field(default=False, description="fp16 inference (CUDA only).")
 
 
-DetectorConfig = OnnxRuntimeConfig | UltralyticsConfig
+DetectorConfig = OnnxRuntimeConfig | OpenVinoConfig | UltralyticsConfig
 
 
 @runtime_checkable

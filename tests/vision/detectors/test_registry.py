@@ -15,6 +15,7 @@ from vision.detectors import (
     BACKENDS,
     Detector,
     OnnxRuntimeConfig,
+    OpenVinoConfig,
     UltralyticsConfig,
     load_detector,
     parse_config,
@@ -31,6 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
         ({"type": "onnxruntime", "model": "m.onnx", "device": "cuda", "intra_op_threads": 2},
          OnnxRuntimeConfig),
         ({"type": "ultralytics", "model": "m.pt", "device": "cuda:0", "half": True}, UltralyticsConfig),
+        ({"type": "openvino", "model": "m.onnx", "lanes": 2, "precision": "f32"}, OpenVinoConfig),
     ],
 )
 def test_parse_config_picks_the_class_by_type(raw, expected_type) -> None:
@@ -41,7 +43,7 @@ def test_parse_config_picks_the_class_by_type(raw, expected_type) -> None:
 @pytest.mark.parametrize("kind", ["tensorflow", None, "ONNXRUNTIME"])
 def test_unknown_backend_type_lists_valid_ones(kind) -> None:
     with pytest.raises(UnknownBackendError,
-                       match=r"unknown detector type .*; valid types: onnxruntime, ultralytics"):
+                       match=r"unknown detector type .*; valid types: onnxruntime, openvino, ultralytics"):
         parse_config({"type": kind, "model": "m.onnx"})
 
 
@@ -63,7 +65,7 @@ def test_bad_config_fields_are_refused(raw, field) -> None:
 
 def test_load_detector_refuses_an_unregistered_type(monkeypatch, tiny_model) -> None:
     monkeypatch.delitem(BACKENDS, "onnxruntime")
-    with pytest.raises(UnknownBackendError, match="valid types: ultralytics"):
+    with pytest.raises(UnknownBackendError, match="valid types: openvino, ultralytics"):
         load_detector(OnnxRuntimeConfig(model=tiny_model.onnx_path))
 
 
@@ -86,22 +88,24 @@ def test_load_detector_builds_the_ultralytics_backend(tiny_model) -> None:
     assert detector.labels == tiny_model.labels and detector.input_size == tiny_model.imgsz
 
 
-def test_the_onnx_path_never_imports_torch_or_ultralytics(tiny_model) -> None:
-    """Load and run the ONNX backend in a fresh interpreter, then look at sys.modules."""
+@pytest.mark.parametrize("kind", ["onnxruntime", "openvino"])
+def test_the_onnx_path_never_imports_torch_or_ultralytics(tiny_model, kind) -> None:
+    """Load and run an ONNX backend in a fresh interpreter, then look at sys.modules."""
+    pytest.importorskip(kind)
     script = f"""
 import json, sys
 import numpy as np
 from vision.detectors import load_detector, parse_config
 from vision.image_io import load_image
 import vision.detectors.onnx_runtime, vision.preprocess, vision.postprocess
-detector = load_detector(parse_config({{"type": "onnxruntime", "model": {str(tiny_model.onnx_path)!r}}}))
+detector = load_detector(parse_config({{"type": {kind!r}, "model": {str(tiny_model.onnx_path)!r}}}))
 detector.predict_batch([np.zeros((40, 60, 3), np.uint8)])
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "ultralytics", "torchvision"))
-print(json.dumps({{"heavy": heavy, "onnxruntime": "onnxruntime" in sys.modules}}))
+print(json.dumps({{"heavy": heavy, "runtime": {kind!r} in sys.modules}}))
 """
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["onnxruntime"] is True  # the check ran the real path
+    assert report["runtime"] is True  # the check ran the real path
     assert report["heavy"] == []
