@@ -1,4 +1,4 @@
-"""`patrol transplant`, `patrol train` and `patrol export`.
+"""`patrol transplant`, `patrol train`, `patrol export` and `patrol rebuild-pt`.
 
 torch and ultralytics are imported inside the commands only, so `patrol --help` and the
 serving commands never load them.
@@ -56,8 +56,9 @@ def train_command(
     data: Annotated[Path | None, typer.Option(
         "--data", help="YOLO data.yaml (from `patrol datasets build`); not needed with --resume.")] = None,
     base: Annotated[str, typer.Option(
-        "--base", help="Starting weights: a .pt (from `patrol transplant`, or an earlier model of "
-                       "ours) or an architecture YAML such as yolov5nu.yaml to train from scratch.",
+        "--base", help="Starting weights: an installed model's name (its shipped model.pt: fine-tune "
+                       "the model that serves), a .pt (from `patrol transplant`) or an architecture "
+                       "YAML such as yolov5nu.yaml to train from scratch.",
     )] = "yolov5nu.yaml",
     project: Annotated[Path, typer.Option("--project", help="Folder that holds runs.")] = Path("runs"),
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 50,
@@ -90,7 +91,7 @@ def train_command(
 
     from training.finetune import Recipe, hold_class_rows, replay_data_yaml
     from training.run_record import data_labels
-    from training.train import TrainOptions, train
+    from training.train import TrainOptions, resolve_base, train
     from training.train import resume as resume_run
     from vision.errors import ModelError
 
@@ -107,9 +108,9 @@ def train_command(
                 data = replay_data_yaml(data, replay, replay_share, seed, project / f"{name}.replay")
                 if hold_replay_labels:
                     callbacks = hold_class_rows(range(len(data_labels(replay))))
-            options = TrainOptions(data=data, base=base, name=name, project=project, epochs=epochs,
-                                   imgsz=imgsz, batch=batch, freeze=freeze, seed=seed, device=device,
-                                   workers=workers, patience=patience, cache=cache)
+            options = TrainOptions(data=data, base=resolve_base(base), name=name, project=project,
+                                   epochs=epochs, imgsz=imgsz, batch=batch, freeze=freeze, seed=seed,
+                                   device=device, workers=workers, patience=patience, cache=cache)
             if fine_tune:
                 recipe = Recipe() if freeze is None else Recipe(freeze=freeze)
                 options = recipe.apply(options)
@@ -147,7 +148,32 @@ def export_command(
                            "parity": result.parity.as_dict()}, indent=2))
 
 
+def rebuild_pt_command(
+    model: Annotated[str, typer.Argument(help="Installed model name or folder, e.g. default.")],
+    images: Annotated[list[Path], typer.Option(
+        "--images", help="Folder of images like the model's own (repeatable): the batch norms' "
+                         "statistics are measured on them.")],
+    count: Annotated[int, typer.Option("--count", min=8, max=1000, help="Calibration images.")] = 64,
+    models_dir: Annotated[Path | None, typer.Option(
+        "--models-dir", envvar="PATROL_MODELS_DIR",
+        help="Where installed models live (default models/).")] = None,
+) -> None:
+    """Rebuild an installed model's trainable PyTorch weights from its ONNX file and ship them
+    beside it (model.pt, hashed in the card), checked against the ONNX file first."""
+    from training.rebuild_pt import rebuild_installed
+    from vision.errors import ModelError
+    from vision.model_registry import resolve_model
+
+    try:
+        installed = rebuild_installed(resolve_model(model, models_dir), images, count)
+    except ModelError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(json.dumps({"folder": str(installed.folder),
+                           "pytorch": installed.card.model_dump(mode="json")["pytorch"]}, indent=2))
+
+
 def register(app: typer.Typer) -> None:
     app.command("transplant")(transplant_command)
     app.command("train")(train_command)
     app.command("export")(export_command)
+    app.command("rebuild-pt")(rebuild_pt_command)

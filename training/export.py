@@ -208,7 +208,7 @@ def check_parity(weights: Path, onnx_path: Path, images: list[np.ndarray], imgsz
 
 # -- sample images --------------------------------------------------------------------------
 
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def synthetic_samples(count: int = 4, seed: int = 0) -> list[np.ndarray]:
@@ -231,10 +231,10 @@ def sample_images(folder: Path | None, data_yaml: Path | None,
     candidates: list[Path] = []
     source = "synthetic"
     if folder is not None:
-        candidates = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+        candidates = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         source = folder.as_posix() if not folder.is_absolute() else folder.name  # no machine paths in cards
         if not candidates:
-            raise ExportError(f"no images ({', '.join(_IMAGE_SUFFIXES)}) under {folder}")
+            raise ExportError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
     elif data_yaml is not None and data_yaml.is_file():
         import yaml
 
@@ -245,7 +245,7 @@ def sample_images(folder: Path | None, data_yaml: Path | None,
         for entry in [val] if isinstance(val, str) else (val or []):
             path = Path(entry) if Path(entry).is_absolute() else root / entry
             if path.is_dir():
-                candidates += sorted(p for p in path.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+                candidates += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         source = f"{data_yaml.parent.name} val split" if candidates else source
     images = [image for p in candidates[:count] if (image := cv2.imread(str(p))) is not None]
     if folder is not None and not images:
@@ -353,5 +353,8 @@ def export_model(weights: Path, name: str, models_dir: Path | None = None, *, im
                                     "parity": parity.as_dict()}},
             "attribution": list(data_record.get("attribution") or []),
         }
-        installed = install_model(staged, fields, models_dir=models_dir, overwrite=overwrite)
+        installed = install_model(staged, fields, models_dir=models_dir, overwrite=overwrite,
+                                  checkpoint=weights,
+                                  checkpoint_origin=f"the weights the ONNX file was exported from "
+                                                    f"({fields['training']['weights']})")
     return ExportResult(folder=installed.folder, onnx=installed.weights, card=installed.card, parity=parity)

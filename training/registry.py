@@ -17,11 +17,12 @@ from pydantic import ValidationError
 
 from training.card_generalisation import generalisation_lines
 from vision.errors import ModelError
-from vision.model_card import ModelCard
+from vision.model_card import ModelCard, PytorchWeights
 from vision.model_registry import InstalledModel, default_models_dir, sha256_file
 from vision.taxonomy import Taxonomy
 
 MODEL_FILE = "model.onnx"
+PT_FILE = "model.pt"
 CARD_JSON = "card.json"
 CARD_MD = "card.md"
 
@@ -34,11 +35,14 @@ def write_card(folder: Path, card: ModelCard, taxonomy: Taxonomy | None = None) 
 
 
 def install_model(onnx_path: Path, card_fields: Mapping[str, Any], *, models_dir: Path | None = None,
-                  overwrite: bool = False, taxonomy: Taxonomy | None = None) -> InstalledModel:
+                  overwrite: bool = False, taxonomy: Taxonomy | None = None,
+                  checkpoint: Path | None = None, checkpoint_origin: str = "") -> InstalledModel:
     """Copy an exported ONNX file to `<models_dir>/<card name>/model.onnx` and write its card.
 
     `card_fields` are ModelCard fields without `sha256` and `file` (both set here from the
-    copied file). Refuses to replace an installed model unless `overwrite`.
+    copied file). `checkpoint`, the PyTorch weights the ONNX file was exported from, is shipped
+    beside it as model.pt (hashed in the card's `pytorch`), so fine-tuning can start from the
+    model that serves. Refuses to replace an installed model unless `overwrite`.
     """
     taxonomy = taxonomy or Taxonomy.default()
     fields = {k: v for k, v in card_fields.items() if k not in ("sha256", "file")}
@@ -62,6 +66,9 @@ def install_model(onnx_path: Path, card_fields: Mapping[str, Any], *, models_dir
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     shutil.copyfile(onnx_path, staging / MODEL_FILE)
+    if checkpoint is not None:
+        shipped = _ship_checkpoint(checkpoint, staging, checkpoint_origin or "exported from", None)
+        card = card.model_copy(update={"pytorch": shipped})
     write_card(staging, card, taxonomy)
     if folder.exists():
         shutil.rmtree(folder)
@@ -69,6 +76,27 @@ def install_model(onnx_path: Path, card_fields: Mapping[str, Any], *, models_dir
     model = InstalledModel(name, folder, card)
     model.verify()
     return model
+
+
+def attach_pytorch_weights(model: InstalledModel, checkpoint: Path, origin: str,
+                           details: Mapping[str, Any] | None = None,
+                           taxonomy: Taxonomy | None = None) -> InstalledModel:
+    """Copy a trainable checkpoint into an installed model's folder and hash it in the card."""
+    if not checkpoint.is_file():
+        raise ModelError(f"checkpoint {checkpoint} does not exist")
+    shipped = _ship_checkpoint(checkpoint, model.folder, origin, details)
+    return update_card(model, taxonomy, pytorch=shipped.model_dump())
+
+
+def _ship_checkpoint(checkpoint: Path, folder: Path, origin: str,
+                     details: Mapping[str, Any] | None) -> PytorchWeights:
+    """Copy the checkpoint in as PT_FILE (whole or not at all) and describe it for the card."""
+    staged = folder / f".{PT_FILE}.installing"
+    shutil.copyfile(checkpoint, staged)
+    shipped = PytorchWeights(file=PT_FILE, sha256=sha256_file(staged), origin=origin,
+                             details=dict(details or {}))
+    staged.replace(folder / PT_FILE)
+    return shipped
 
 
 def update_card(model: InstalledModel, taxonomy: Taxonomy | None = None, **changes: Any) -> InstalledModel:
@@ -150,6 +178,9 @@ def _training_lines(card: ModelCard) -> list[str]:
         lines.append(f"- note: {note}")
     if training.get("weights_sha256"):
         lines.append(f"- PyTorch weights sha256 `{training['weights_sha256']}`")
+    if card.pytorch is not None:
+        lines.append(f"- shipped for fine-tuning (`patrol train --base` with this model's folder name): "
+                     f"`{card.pytorch.file}`, sha256 `{card.pytorch.sha256}`, {card.pytorch.origin}")
     export = training.get("export") or {}
     parity = export.get("parity") or {}
     if parity:

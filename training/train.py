@@ -140,6 +140,25 @@ def _prepare_offline(device: str) -> tuple[Any, dict[str, Any]]:
                          "YOLO_OFFLINE": os.environ.get("YOLO_OFFLINE")}
 
 
+def resolve_base(base: str, models_dir: Path | None = None) -> str:
+    """`base` as ultralytics takes it: a .pt or architecture YAML as given; the name of an
+    installed model (e.g. "default") becomes its shipped, hash-verified PyTorch weights, so a
+    fine-tune starts from the model that serves."""
+    from vision.model_registry import resolve_model
+
+    if Path(base).suffix in (".pt", ".yaml", ".yml"):
+        return base
+    try:
+        model = resolve_model(base, models_dir)
+    except ModelError as exc:
+        raise TrainingError(f"expected --base to be a .pt, an architecture .yaml or an installed model's "
+                            f"name; {exc}") from exc
+    try:
+        return str(model.pytorch_weights())
+    except ModelError as exc:
+        raise TrainingError(str(exc)) from exc
+
+
 def _describe_base(base: str, run_dir: Path) -> dict[str, Any]:
     path = Path(base)
     if path.suffix == ".pt":
@@ -222,6 +241,9 @@ def train(options: TrainOptions, argv: list[str], callbacks: Callbacks | None = 
         if transplant:
             base["transplant"] = {"source_sha256": transplant.get("source_sha256"),
                                   "counts": transplant.get("counts")}
+        rebuilt = model.ckpt.get("rebuilt_from_onnx")
+        if rebuilt:
+            base["rebuilt_from_onnx"] = {"onnx_sha256": rebuilt.get("onnx_sha256")}
     train_args: dict[str, Any] = {
         "data": str(options.data.resolve()), "epochs": options.epochs, "imgsz": options.imgsz,
         "batch": options.batch, "device": options.device, "seed": options.seed, "deterministic": True,

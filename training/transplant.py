@@ -338,12 +338,32 @@ def transplant(source_path: Path, labels: list[str], *, expected_sha256: str | N
 
 def save_ultralytics_checkpoint(model: Any, report: TransplantReport, out_path: Path) -> Path:
     """Write an ultralytics checkpoint usable as `patrol train --base`; provenance under 'transplant'."""
+    return save_checkpoint_with_provenance(model, report.architecture, {"transplant": report.as_dict()},
+                                           out_path)
+
+
+def save_checkpoint_with_provenance(model: Any, architecture: str, provenance: dict[str, Any],
+                                    out_path: Path) -> Path:
+    """An ultralytics checkpoint of `model` (as `patrol train --base` takes), with `provenance`
+    saying where its weights came from stored beside them.
+
+    Written in float32, not in half precision as `YOLO.save` writes: a rebuilt checkpoint must
+    match its ONNX source within the export's parity tolerance (1e-4 on scores), which half
+    precision weights miss.
+    """
+    from copy import deepcopy
+    from datetime import UTC, datetime
+
     from vision.detectors.ultralytics_offline import import_ultralytics
 
     ultralytics = import_ultralytics()
+    import torch
+
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    yolo = ultralytics.YOLO(report.architecture, task="detect")
-    yolo.model = model
-    yolo.ckpt = {"transplant": report.as_dict(), "train_args": {}}
-    yolo.save(out_path)
+    checkpoint = {**provenance, "train_args": {}, "ema": None,
+                  "model": deepcopy(model).float().to(memory_format=torch.contiguous_format),
+                  "architecture": architecture, "date": datetime.now(UTC).isoformat(),
+                  "version": ultralytics.__version__,
+                  "license": "AGPL-3.0 License (https://ultralytics.com/license)"}
+    torch.save(checkpoint, out_path)
     return out_path

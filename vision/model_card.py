@@ -16,6 +16,20 @@ from vision.errors import ModelError
 from vision.taxonomy import Taxonomy
 
 
+class PytorchWeights(BaseModel):
+    """The trainable checkpoint shipped beside the ONNX file, so fine-tuning starts from the
+    model that serves (`patrol train --base <model name>`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str = Field(default="model.pt", description="Checkpoint file beside the card.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the checkpoint file.")
+    origin: str = Field(description="Where it came from: the training run's weights, or rebuilt "
+                                    "from the ONNX file (training/rebuild_pt.py).")
+    details: dict[str, Any] = Field(default_factory=dict,
+                                    description="The origin's facts: rebuild report and parity check.")
+
+
 class ModelCard(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -39,6 +53,7 @@ class ModelCard(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict,
                                     description="Exactly what `patrol evaluate --json` printed on test.")
     quantization: str | None = Field(default=None, description="e.g. int8-static; cost in metrics.")
+    pytorch: PytorchWeights | None = Field(default=None, description="Trainable weights beside the ONNX.")
     licence: str = Field(default="AGPL-3.0-or-later")
     attribution: list[str] = Field(default_factory=list, description="Data sources to credit.")
 

@@ -53,6 +53,21 @@ class InstalledModel:
             raise ModelError(f"model {self.name!r}: {self.weights.name} has sha256 {actual}, "
                              f"but its card says {self.card.sha256}; the file is damaged or replaced")
 
+    def pytorch_weights(self) -> Path:
+        """The verified trainable checkpoint shipped beside the ONNX file, for fine-tuning."""
+        shipped = self.card.pytorch
+        if shipped is None:
+            raise ModelError(f"model {self.name!r} ships no PyTorch weights; rebuild them from its ONNX "
+                             f"file with `patrol rebuild-pt {self.name} --images DIR`")
+        path = self.folder / shipped.file
+        if not path.is_file():
+            raise ModelError(f"model {self.name!r}: PyTorch weights {path} are missing")
+        actual = sha256_file(path)
+        if actual != shipped.sha256:
+            raise ModelError(f"model {self.name!r}: {shipped.file} has sha256 {actual}, but its card says "
+                             f"{shipped.sha256}; the file is damaged or replaced")
+        return path
+
 
 def list_models(models_dir: Path | None = None) -> list[InstalledModel]:
     """Every folder with a card.json, sorted by name; folders with broken cards raise."""

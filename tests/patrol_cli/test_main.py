@@ -17,8 +17,9 @@ runner = CliRunner()
 
 COMMANDS = {
     "vision": {"detect", "models", "geotag", "changes"},
-    "training": {"datasets", "evaluate", "promote", "transplant", "train", "export", "quantize"},
-    "service": {"serve", "keys", "regions", "demo", "demo-camera", "watch", "alerts", "review"},
+    "training": {"datasets", "evaluate", "promote", "transplant", "train", "export", "quantize",
+                 "rebuild-pt"},
+    "service": {"serve", "keys", "regions", "demo", "demo-camera", "watch", "alerts", "review", "surveys"},
 }
 
 
