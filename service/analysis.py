@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -56,6 +56,9 @@ class ObservationDraft:
     footprint: BaseGeometry | None = None
     area_m2: float | None = None
     area_uncertainty_m2: float | None = None  # ~95 % half-width of area_m2 (vision.geo.types.Footprint)
+    # How the finding was made, beyond class and score (a change's kind, the epochs' registration
+    # error): JSON-serialisable, stored with the observation for reviewers.
+    details: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.score <= 1.0:
@@ -91,6 +94,9 @@ class PhotoAnalysis:
     # The full upright (W, H) when `pixels` are a reduced decode (LoadedImage.source_wh): the
     # frame's size, which observation boxes are in; None: the size of `pixels`.
     source_wh: tuple[int, int] | None = None
+    # The same ground in an earlier survey on the same pixel grid (a change between surveys):
+    # each observation keeps its crop of it as before-evidence beside its own (after) crop.
+    earlier_pixels: npt.NDArray[np.uint8] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.content_hash) != 64:
@@ -100,6 +106,11 @@ class PhotoAnalysis:
             raise ValueError(f"expected BGR uint8 (H, W, 3) pixels, got {got}")
         if self.captured_at is not None and self.captured_at.tzinfo is None:
             raise ValueError(f"expected an aware captured_at, got naive {self.captured_at.isoformat()}")
+        if self.earlier_pixels is not None and self.earlier_pixels.shape != self.pixels.shape:
+            raise ValueError(
+                f"expected earlier_pixels of the frame's shape {self.pixels.shape}, "
+                f"got {self.earlier_pixels.shape}"
+            )
 
     @property
     def resolution_wh(self) -> tuple[int, int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 regions_app = typer.Typer(help="Villages and grids.", no_args_is_help=True)
 alerts_app = typer.Typer(help="Camera alerts and their deliveries.", no_args_is_help=True)
+surveys_app = typer.Typer(help="Survey jobs in the ledger.", no_args_is_help=True)
 # How long `patrol watch` may take to stop once asked: the readers' read timeout (10 s), a frame
 # being analysed and the dispatcher's last delivery fit well inside it; past it the stop is stuck.
 WATCH_STOP_GRACE_S = 45.0
@@ -38,6 +39,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(regions_app, name="regions")
     app.command("watch", help="Watch the cameras of a cameras YAML: findings to the ledger, alerts.")(watch)
     app.add_typer(alerts_app, name="alerts")
+    app.add_typer(surveys_app, name="surveys")
     app.add_typer(review_app, name="review")
     app.command("demo", help="Run the ledger end to end on the bundled samples (needs models/default).")(
         demo_command
@@ -404,6 +406,76 @@ def watch(
             runtime.close()
         finally:
             faulthandler.cancel_dump_traceback_later()
+
+
+@surveys_app.command(
+    "changes",
+    help="Compare an orthomosaic survey in the ledger with an earlier one, in this process: each new "
+    "structure an illegal_structure candidate (as POST /v1/surveys/{id}/changes); prints the job as JSON.",
+)
+def surveys_changes(
+    later: Annotated[str, typer.Argument(help="The later orthomosaic survey's job id.")],
+    before: Annotated[str, typer.Option("--before", help="The earlier orthomosaic survey's job id.")],
+    database_url: DatabaseUrlOption = None,
+    note: Annotated[str, typer.Option("--note", help="Kept with the change frames.")] = "",
+) -> None:
+    import json
+
+    from service.db.models import ApiKey
+    from service.jobs.change_request import change_detector_version, change_request, stored_request
+    from service.jobs.dispatch import InProcessDispatcher
+    from service.jobs.errors import SurveyInputError
+    from service.jobs.models import Job, JobKind
+    from service.jobs.queue import summarize
+    from service.jobs.runner import JobRunner
+    from service.jobs.store import JobInputStore
+    from service.jobs.submit import JobServices
+    from service.jobs.work import claim_and_execute
+    from service.runtime import Runtime
+
+    _migrated_engine(database_url).dispose()  # exit 2 for no ledger here
+    settings = _settings(database_url)
+    ctx = Runtime.build(settings)
+    store = JobInputStore(settings.data_dir)
+    try:
+        with ctx.session_factory() as session:
+            jobs = [session.get(Job, job_id) for job_id in (before, later)]
+            if jobs[0] is None or jobs[1] is None:
+                _refuse(f"no survey {before if jobs[0] is None else later} in this ledger")
+            key = session.get(ApiKey, jobs[1].api_key_id) if jobs[1].api_key_id is not None else None
+            if key is None:
+                _refuse(f"the key that submitted survey {later} is gone; submit the survey again")
+            try:
+                comparison = change_request(jobs[0], jobs[1], store)
+            except SurveyInputError as exc:
+                _refuse(str(exc))
+        # as the submitting key of the later survey: its candidates are that key's like its survey's
+        services = JobServices(settings, ctx.session_factory, ctx, InProcessDispatcher(JobRunner(ctx)), store)
+        submission = services.submit(
+            stored_request(comparison, store),
+            kind=JobKind.changes,
+            model_version=change_detector_version(),
+            key=key,
+            note=note,
+            now=ctx.clock(),
+        )
+        claim_and_execute(ctx, job_id=submission.job.id)  # nothing to claim when it finished before
+        with ctx.session_factory() as session:
+            job = session.get(Job, submission.job.id)
+            if job is None:
+                raise typer.Exit(1)
+            counts = summarize(session, job.id).model_dump()
+            out = {"job": job.id, "state": job.state, "error": job.error, **counts}
+    finally:
+        ctx.close()
+    typer.echo(json.dumps(out, ensure_ascii=False))
+    if out["state"] != "succeeded":
+        raise typer.Exit(1)
+
+
+def _refuse(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
 
 
 @alerts_app.command("list", help="Alerts with their deliveries' states (newest first).")

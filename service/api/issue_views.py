@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ScalarSelect, Select, distinct, func, select
 from sqlalchemy.orm import Session
@@ -190,12 +191,22 @@ def evidence_items(session: Session, issue_id: int) -> list[EvidencePublic]:
             captured_at=item.frame.captured_at,
             score=round(item.observation.score, 4) if item.observation else None,
             crop_url=f"{base}/{item.n}?view=crop" if item.observation else None,
+            before_url=f"{base}/{item.n}?view=before" if _has_before(item.observation) else None,
             frame_url=f"{base}/{item.n}?view=frame",
             box_xyxy=_box(item.observation),
             frame_wh=(item.frame.width, item.frame.height),
+            details=_details(item.observation),
         )
         for item in evidence_rows(session, issue_id)
     ]
+
+
+def _has_before(observation: Observation | None) -> bool:
+    return observation is not None and observation.before_crop_path is not None
+
+
+def _details(observation: Observation | None) -> dict[str, Any] | None:
+    return json.loads(observation.details) if observation is not None and observation.details else None
 
 
 def _box(observation: Observation | None) -> tuple[float, float, float, float] | None:

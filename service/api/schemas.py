@@ -165,11 +165,19 @@ class EvidencePublic(_Out):
     captured_at: datetime
     score: float | None
     crop_url: str | None
+    before_url: str | None = Field(
+        default=None,
+        description="A change between surveys: the same ground in the earlier survey (crop_url: the later).",
+    )
     frame_url: str
     box_xyxy: tuple[float, float, float, float] | None = Field(
         default=None, description="The detection's box in frame pixels (none for a clear pass)."
     )
     frame_wh: tuple[int, int] = Field(description="The frame's width and height in pixels.")
+    details: dict[str, Any] | None = Field(
+        default=None,
+        description="How the finding was made (a change's kind, the epochs' registration error).",
+    )
 
 
 class IssueDetailProperties(IssueProperties):

@@ -182,6 +182,12 @@ class Observation(Base):
     area_m2: Mapped[float | None] = mapped_column(Float)
     area_uncertainty_m2: Mapped[float | None] = mapped_column(Float, doc="~95 % half-width of area_m2.")
     crop_path: Mapped[str] = mapped_column(String(200))
+    before_crop_path: Mapped[str | None] = mapped_column(
+        String(200), doc="The same ground in an earlier survey (a change between surveys)."
+    )
+    details: Mapped[str | None] = mapped_column(
+        Text, doc="JSON: how the finding was made (a change's kind, the epochs' registration error)."
+    )
     observed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

@@ -12,9 +12,11 @@ exists: one survey's runner time grows with its pixels.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from service.jobs.archive import ZipLimits, open_archive
 from service.jobs.errors import SurveyInputError
@@ -105,13 +107,13 @@ def _check_area(georeference: OrthoGeoreference, settings: Settings) -> None:
         )
 
 
-def inspect_geotiff(path: Path, settings: Settings) -> SurveyInput:
+@contextmanager
+def georeferenced_tiff(path: Path, not_georeferenced: str) -> Iterator[Any]:
+    """The uploaded TIFF open with rasterio once it has a CRS and a geotransform; SurveyInputError
+    with `not_georeferenced` when it has not, and for any read error in the block (the server's
+    file name left out of the message)."""
     import rasterio
-    from pyproj import CRS
     from rasterio.errors import NotGeoreferencedWarning, RasterioError
-    from rasterio.windows import Window
-
-    from vision.geo.orthomosaic import OrthoGeoreference
 
     try:
         with warnings.catch_warnings():
@@ -120,27 +122,43 @@ def inspect_geotiff(path: Path, settings: Settings) -> SurveyInput:
             src = rasterio.open(path)
         with src:
             if src.crs is None or src.transform.is_identity:
-                raise SurveyInputError(
-                    "TIFF is not georeferenced (no CRS or geotransform): export the orthomosaic "
-                    "as a GeoTIFF, or send drone photos with their XMP in a zip"
-                )
-            if src.count == 2:
-                raise SurveyInputError(f"expected a GeoTIFF with 1 or 3+ bands, got {src.count}")
-            _check_pixels(src.width * src.height, f"the orthomosaic is {src.width}x{src.height} =", settings)
-            crs = CRS.from_user_input(src.crs.to_wkt())
-            _check_area(OrthoGeoreference(crs, src.transform, src.width, src.height), settings)
-            dtype = src.dtypes[0]
-            if dtype not in ORTHO_DTYPES:
-                raise SurveyInputError(
-                    f"expected uint8 or uint16 bands, got {dtype}; convert the raster "
-                    "(e.g. gdal_translate -ot Byte -scale)"
-                )
-            # Reading the last block finds files cut short in transfer, the common corruption.
-            src.read(1, window=Window(src.width - 1, src.height - 1, 1, 1))
-            return SurveyInput(
-                JobKind.orthomosaic, src.width * src.height, f"{src.width}x{src.height} px, {src.crs}"
-            )
+                raise SurveyInputError(not_georeferenced)
+            yield src
     except RasterioError as exc:
         # GDAL names the file it read: the server's temp file, which is no business of the client's.
         detail = str(exc).replace(str(path), "upload").replace(path.name, "upload")
         raise SurveyInputError(f"not a readable GeoTIFF: {detail}") from None
+
+
+def read_last_block(src: Any) -> None:
+    """Reading the last block finds files cut short in transfer, the common corruption."""
+    from rasterio.windows import Window
+
+    src.read(1, window=Window(src.width - 1, src.height - 1, 1, 1))
+
+
+def inspect_geotiff(path: Path, settings: Settings) -> SurveyInput:
+    from pyproj import CRS
+
+    from vision.geo.orthomosaic import OrthoGeoreference
+
+    not_georeferenced = (
+        "TIFF is not georeferenced (no CRS or geotransform): export the orthomosaic "
+        "as a GeoTIFF, or send drone photos with their XMP in a zip"
+    )
+    with georeferenced_tiff(path, not_georeferenced) as src:
+        if src.count == 2:
+            raise SurveyInputError(f"expected a GeoTIFF with 1 or 3+ bands, got {src.count}")
+        _check_pixels(src.width * src.height, f"the orthomosaic is {src.width}x{src.height} =", settings)
+        crs = CRS.from_user_input(src.crs.to_wkt())
+        _check_area(OrthoGeoreference(crs, src.transform, src.width, src.height), settings)
+        dtype = src.dtypes[0]
+        if dtype not in ORTHO_DTYPES:
+            raise SurveyInputError(
+                f"expected uint8 or uint16 bands, got {dtype}; convert the raster "
+                "(e.g. gdal_translate -ot Byte -scale)"
+            )
+        read_last_block(src)
+        return SurveyInput(
+            JobKind.orthomosaic, src.width * src.height, f"{src.width}x{src.height} px, {src.crs}"
+        )

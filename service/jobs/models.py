@@ -40,6 +40,7 @@ FINAL_STATES = frozenset({JobState.succeeded, JobState.failed, JobState.cancelle
 class JobKind(StrEnum):
     drone_photos = "drone_photos"  # a zip of drone (or other geotagged) photos
     orthomosaic = "orthomosaic"  # a georeferenced GeoTIFF
+    changes = "changes"  # what is new between two orthomosaic surveys (service.jobs.survey_changes)
 
 
 class ItemOutcome(StrEnum):

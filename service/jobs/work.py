@@ -17,6 +17,7 @@ import threading
 from enum import StrEnum
 
 from service.jobs import queue
+from service.jobs.change_request import change_detector_version
 from service.jobs.drone_survey import run_drone_survey
 from service.jobs.errors import (
     JobCancelled,
@@ -30,6 +31,7 @@ from service.jobs.lease import Lease
 from service.jobs.models import Job, JobKind, JobState
 from service.jobs.ortho_survey import run_orthomosaic
 from service.jobs.store import JobInputStore
+from service.jobs.survey_changes import run_changes
 from service.runtime import Runtime
 from vision.errors import PatrolVisionError
 
@@ -52,7 +54,8 @@ def run_job(ctx: Runtime, job_id: str, lease: Lease) -> None:
             raise LookupError(f"job {job_id} vanished while claimed")
         spec = JobSpec.of(job)
         done = queue.done_seqs(session, job_id)
-    version = ctx.model_version()
+    # a change job runs the change detector's thresholds, not the model
+    version = change_detector_version() if spec.kind == JobKind.changes else ctx.model_version()
     if version != spec.model_version:
         raise ModelMismatchError(
             f"this runner has model {version}, the job was submitted for {spec.model_version}; "
@@ -64,6 +67,8 @@ def run_job(ctx: Runtime, job_id: str, lease: Lease) -> None:
         run_drone_survey(ctx, spec, done, lease)
     elif spec.kind == JobKind.orthomosaic:
         run_orthomosaic(ctx, spec, done, lease)
+    elif spec.kind == JobKind.changes:
+        run_changes(ctx, spec, done, lease)
     else:
         raise SurveyInputError(f"unknown job kind {spec.kind!r}")
 

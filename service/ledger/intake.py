@@ -12,6 +12,7 @@ is old (see `suppression`).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -232,6 +233,10 @@ def _place_observation(
         area_m2=draft.area_m2,
         area_uncertainty_m2=draft.area_uncertainty_m2,
         crop_path=store.save_crop(analysis.pixels, draft.box_xyxy, analysis.resolution_wh),
+        before_crop_path=store.save_crop(analysis.earlier_pixels, draft.box_xyxy, analysis.resolution_wh)
+        if analysis.earlier_pixels is not None
+        else None,
+        details=json.dumps(draft.details, ensure_ascii=False) if draft.details is not None else None,
         observed_at=observed_at,
     )
     session.add(obs)

@@ -18,14 +18,17 @@ Per window of the overlap (vision.change.epochs), after co-registration:
 Each finding is a `Detections` row in the common grid's pixels (the earlier raster's, at the
 working GSD; `EpochPair.transform` maps them to its CRS): class 0 (`illegal_structure`),
 `data["footprint_xy"]` (its minimum-area rectangle), `data["area_m2"]` (its pixels' area),
-`data["kind"]` (height_gain, appearance, new_blue_roof), `data["height_gain_m"]` (NaN
+`data["area_uncertainty_m2"]` (~95 % half-width: the rectangle's perimeter times a band measured
+per kind), `data["kind"]` (height_gain, appearance, new_blue_roof), `data["height_gain_m"]` (NaN
 without DSMs) and `data["crop_before"]`, `data["crop_after"]` (BGR arrays, the same place in
-each epoch). Thresholds are data: change.yaml beside this file.
+each epoch; `data["box_in_crop_xyxy"]`: the box in them). Thresholds are data: change.yaml
+beside this file.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +44,7 @@ from vision.detectors.blue_roof import BlueRoofDetector
 from vision.errors import GeoError
 from vision.postprocess import box_iou, nms
 from vision.rules import whole_in_raster
-from vision.tiling import TileWindow
+from vision.tiling import TileWindow, tile_windows
 
 DEFAULT_CONFIG = Path(__file__).with_name("change.yaml")
 LABEL = "illegal_structure"
@@ -78,6 +81,10 @@ class ChangeConfig(BaseModel):
     vehicle_max_short_m: float = Field(ge=0, description="...and this narrow are vehicles.")
     new_roof_max_iou: float = Field(ge=0, le=1, description="Later roof vs earlier roofs: under this, new.")
     crop_margin_m: float = Field(ge=0, description="Ground around a change in its evidence crops.")
+    area_band_appearance_m: float = Field(
+        ge=0, description="Area uncertainty per metre of outline, changes seen by appearance (and roofs)."
+    )
+    area_band_height_m: float = Field(ge=0, description="Area uncertainty per metre of outline, by height.")
 
     @classmethod
     def read(cls, path: str | Path = DEFAULT_CONFIG) -> ChangeConfig:
@@ -159,8 +166,12 @@ class ChangeDetector:
         *,
         dsm_before: str | Path | None = None,
         dsm_after: str | Path | None = None,
+        on_window: Callable[[int, int], None] | None = None,
     ) -> tuple[ChangeResult, EpochPair]:
-        """Co-register, then every window; returns the result and the (closed) pair for its grid."""
+        """Co-register, then every window; returns the result and the (closed) pair for its grid.
+
+        `on_window(done, total)` is called after each window (a job's progress and its lease
+        check: raising there stops the run)."""
         cfg = self.config
         files = EpochFiles.of(before, after, dsm_before, dsm_after)
         with EpochPair(files, work_gsd_m=cfg.work_gsd_m) as pair:
@@ -169,6 +180,7 @@ class ChangeDetector:
             overlap = min(cfg.overlap_m / cfg.window_m, 0.9)
             parts, windows = [], 0
             area = pair.overlap
+            total = len(tile_windows((area.width, area.height), size, overlap))
             for epoch in pair.windows(size, overlap):
                 windows += 1
                 found = self.detect_window(epoch, pair.pixel_m, use_dsm=pair.dsms is not None)
@@ -178,6 +190,8 @@ class ChangeDetector:
                 parts.append(
                     whole_in_raster(found, local, (area.width, area.height), (epoch.tile.x, epoch.tile.y))
                 )
+                if on_window is not None:
+                    on_window(windows, total)
             merged = Detections.merge(parts, metadata={"model": self.name, "gsd_m": pair.pixel_m})
             if len(merged):
                 merged = merged[nms(merged.xyxy, merged.confidence, DUPLICATE_IOU)]
@@ -296,11 +310,21 @@ class ChangeDetector:
         xyxy = np.clip(xyxy, 0, [width, height, width, height])
         margin = round(self.config.crop_margin_m / pixel_m)
         crops_before, crops_after = np.empty(len(rows), object), np.empty(len(rows), object)
+        in_crop = np.zeros((len(rows), 4), np.float32)
         for i, box in enumerate(xyxy):
             x0, y0 = max(0, int(box[0]) - margin), max(0, int(box[1]) - margin)
             x1, y1 = min(width, math.ceil(box[2]) + margin), min(height, math.ceil(box[3]) + margin)
             crops_before[i] = epoch.before[y0:y1, x0:x1].copy()
             crops_after[i] = epoch.after[y0:y1, x0:x1].copy()
+            in_crop[i] = box - np.array([x0, y0, x0, y0], np.float32)
+        perimeter_m = np.array(
+            [np.linalg.norm(c - np.roll(c, 1, axis=0), axis=1).sum() * pixel_m for c in corners], np.float32
+        )
+        band = np.array(
+            [self.config.area_band_height_m if r[2] == "height_gain" else self.config.area_band_appearance_m
+             for r in rows],
+            np.float32,
+        )
         return Detections(
             xyxy=xyxy.astype(np.float32),
             confidence=np.array([r[1] for r in rows], np.float32),
@@ -309,9 +333,11 @@ class ChangeDetector:
                 "class_key": np.array([LABEL] * len(rows), dtype="<U32"),
                 "footprint_xy": corners,
                 "area_m2": np.array([r[0].area_m2 for r in rows], np.float32),
+                "area_uncertainty_m2": perimeter_m * band,
                 "kind": np.array([r[2] for r in rows], dtype="<U16"),
                 "height_gain_m": np.array([r[3] for r in rows], np.float32),
                 "crop_before": crops_before,
                 "crop_after": crops_after,
+                "box_in_crop_xyxy": in_crop,
             },
         )

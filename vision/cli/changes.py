@@ -6,7 +6,9 @@ feature: its ground point, footprint polygon and area in m², score, how it was 
 height_gain, appearance, new_blue_roof) and, with --evidence DIR, both epochs' crops as
 PNGs (before/after) named in its properties. One JSON summary on stdout: the measured
 misregistration and the count. Rasters that cannot be compared (no CRS, no overlap, a
-shift beyond the limit) exit 2 with the reason.
+shift beyond the limit) exit 2 with the reason. This writes files only; to record the changes
+as ledger candidates (before/after crops as evidence), submit both orthomosaics as surveys and run
+`patrol surveys changes LATER --before EARLIER` (local ledger) or POST /v1/surveys/{id}/changes.
 """
 
 from __future__ import annotations

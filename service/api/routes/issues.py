@@ -139,8 +139,11 @@ def get_evidence(
     session: SessionDep,
     _: Annotated[ApiKey, require_role(*READERS)],
     view: Annotated[
-        Literal["crop", "frame"] | None,
-        Query(description="crop (the detection) or frame (the whole image); default: crop when there is one"),
+        Literal["crop", "frame", "before"] | None,
+        Query(
+            description="crop (the detection), frame (the whole image) or before (a change between "
+            "surveys: the same ground in the earlier survey); default: crop when there is one"
+        ),
     ] = None,
 ) -> FileResponse:
     _issue(session, issue_id)
@@ -148,13 +151,16 @@ def get_evidence(
     if not 1 <= n <= len(items):
         raise NotFoundError(f"issue {issue_id} has evidence 1..{len(items)}, not {n}")
     item = items[n - 1]
-    if view == "crop" and item.observation is None:
+    if view in ("crop", "before") and item.observation is None:
         raise NotFoundError(f"evidence {n} of issue {issue_id} is a clear pass: it has a frame but no crop")
-    relative = (
-        item.observation.crop_path
-        if item.observation is not None and view != "frame"
-        else item.frame.image_path
-    )
+    if item.observation is not None and view == "before":
+        if item.observation.before_crop_path is None:
+            raise NotFoundError(f"evidence {n} of issue {issue_id} is no change between surveys: no before")
+        relative = item.observation.before_crop_path
+    elif item.observation is not None and view != "frame":
+        relative = item.observation.crop_path
+    else:
+        relative = item.frame.image_path
     path = state.evidence_store().path_of(relative)
     return FileResponse(path, media_type="image/jpeg")
 

@@ -126,6 +126,10 @@ MATRIX = [
     Case("GET", "/v1/tiles/{job_id}/tilejson.json", STAFF, 404, lambda i: {}),
     Case("GET", "/v1/tiles/{job_id}/{z}/{x}/{y}.png", STAFF, 404, lambda i: {}),
     Case("POST", "/v1/surveys", INGEST, 202, _survey),
+    # {job_id} is a drone-photo job and the earlier survey does not exist: past the role gate, 404
+    Case("POST", "/v1/surveys/{job_id}/changes", INGEST, 404, lambda i: {"json": {"before": "0" * 32}}),
+    # {job_id} is a drone-photo job, and the file no DSM: past the role gate, 422
+    Case("PUT", "/v1/surveys/{job_id}/dsm", INGEST, 422, lambda i: {"files": {"file": ("d.tif", b"no", "")}}),
     Case("GET", "/v1/jobs/{job_id}", INGEST, 200, lambda i: {}),
     # the job has finished: callers past the role gate get 409, the others 403
     Case("POST", "/v1/jobs/{job_id}/cancel", INGEST, 409, lambda i: {}),
