@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from training.run_record import (
     RunRecord,
+    data_labels,
     describe_code,
     describe_data,
     describe_hardware,
@@ -159,6 +160,28 @@ def resolve_base(base: str, models_dir: Path | None = None) -> str:
         raise TrainingError(str(exc)) from exc
 
 
+def _fit_head(yolo: Any, labels: list[str]) -> dict[str, Any]:
+    """Make a checkpoint's head report the data's labels, and say how, for the run record.
+
+    Same labels: kept. The base's labels followed by new ones: grown, the learned class rows
+    kept (training/grow_head.py). Anything else: ultralytics re-initialises the class rows (the
+    shapes differ) or, with the same count, would teach old rows new meanings: refused, since
+    either way the base's class knowledge is silently lost.
+    """
+    from training.grow_head import grow_classes
+
+    model = yolo.model
+    known = [model.names[i] for i in sorted(model.names)]
+    if known == labels:
+        return {"labels": known, "action": "kept"}
+    if labels[:len(known)] == known:
+        yolo.model = grow_classes(model, labels)
+        return {"labels": known, "action": "grown", "added": labels[len(known):]}
+    raise TrainingError(f"the base checkpoint's labels {known} are not the data's labels {labels} nor their "
+                        f"first labels; start from an architecture .yaml or a transplanted base for a new "
+                        f"label set, or list the base's labels first in the dataset spec")
+
+
 def _describe_base(base: str, run_dir: Path) -> dict[str, Any]:
     path = Path(base)
     if path.suffix == ".pt":
@@ -244,6 +267,7 @@ def train(options: TrainOptions, argv: list[str], callbacks: Callbacks | None = 
         rebuilt = model.ckpt.get("rebuilt_from_onnx")
         if rebuilt:
             base["rebuilt_from_onnx"] = {"onnx_sha256": rebuilt.get("onnx_sha256")}
+        base["head"] = _fit_head(model, data_labels(options.data))
     train_args: dict[str, Any] = {
         "data": str(options.data.resolve()), "epochs": options.epochs, "imgsz": options.imgsz,
         "batch": options.batch, "device": options.device, "seed": options.seed, "deterministic": True,

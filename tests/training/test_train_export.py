@@ -215,6 +215,9 @@ def test_export_install_and_evaluate(trained_run):
     assert card.training["run"]["data"]["hash"] == RunRecord.read(trained_run.run_dir).data.hash
     assert card.training["export"]["parity"] == parity
     assert card.training["run_id"] == "tiny" and card.training["weights"] == "weights/best.pt"
+    # The checkpoint ships beside the ONNX file, verified by its hash, for later fine-tunes.
+    assert card.pytorch is not None and card.pytorch.sha256 == card.training["weights_sha256"]
+    assert installed.pytorch_weights() == installed.folder / "model.pt"
     assert not [value for value in _strings(card.model_dump()) if value.startswith("/")]
     assert (installed.folder / "card.md").read_text().startswith("# Model tiny")
 
