@@ -9,6 +9,8 @@ workers on Redis (`PATROL_BROKER_URL`). Rooms:
   path traversal, corrupt GeoTIFFs); `store`: where inputs live under the data dir.
 - `queue`: create, claim (with a lease), heartbeat, finish, cancel - SQL only.
 - `work`, `drone_survey`, `ortho_survey`: the job function, the same for both runners.
+- `survey_changes`: two orthomosaic surveys compared (vision.change), each new structure a
+  candidate; `change_request`: what it compares, checked at submit; `survey_dsm`: a survey's DSM.
 - `runner` (in-process thread), `celery_app` (Celery task), `dispatch` (how the API hands
   a job over).
 """

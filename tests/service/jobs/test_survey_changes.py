@@ -76,6 +76,8 @@ def test_changes_become_candidates_with_before_and_after_evidence(client, keys, 
     assert (job["kind"], job["state"]) == ("changes", "succeeded"), job
     assert job["model_version"].startswith("change-rule@")
     assert job["summary"]["issues_opened"] == 2 and job["summary"]["recorded"] == 2
+    # progress: the windows compared (one: 80 m of overlap in a 120 m window), then the changes recorded
+    assert (job["progress"], job["stage"]) == ({"done": 3, "total": 3}, "succeeded")
 
     found = candidates(client, keys)
     assert len(found) == 2 and {f["properties"]["state"] for f in found} == {"candidate"}
