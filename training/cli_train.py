@@ -13,6 +13,8 @@ from typing import Annotated
 
 import typer
 
+from training.augmentation import AugmentName
+
 
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
@@ -85,20 +87,30 @@ def train_command(
     hold_replay_labels: Annotated[bool, typer.Option(
         "--hold-replay-labels", help="With --replay: the replay set's labels keep their own head outputs "
                                      "(only the labels --data adds learn there).")] = False,
+    augment: Annotated[AugmentName, typer.Option(
+        "--augment", help="Augmentation settings (training/augmentation.py): ultralytics' defaults, or "
+                          "generalise (chosen from the corruption suite).")] = "ultralytics",
+    stop_after_epochs: Annotated[int | None, typer.Option(
+        "--stop-after-epochs", min=1, help="Pause the run after this many epochs of this process "
+                                           "(status paused; --resume continues it).")] = None,
+    stop_after_minutes: Annotated[float | None, typer.Option(
+        "--stop-after-minutes", min=0.1, help="Pause after the epoch that leaves less than one more epoch's "
+                                              "time within this many minutes of this process.")] = None,
 ) -> None:
     """Fine-tune a detector offline; writes PROJECT/NAME/{weights/best.pt, run_record.json}."""
     from pydantic import ValidationError
 
     from training.finetune import Recipe, hold_class_rows, replay_data_yaml
     from training.run_record import data_labels
-    from training.train import TrainOptions, resolve_base, train
+    from training.train import Chunk, TrainOptions, resolve_base, train
     from training.train import resume as resume_run
     from vision.errors import ModelError
 
     argv = list(sys.argv)
+    chunk = Chunk(epochs=stop_after_epochs, minutes=stop_after_minutes)
     try:
         if resume:
-            result = resume_run(project / name, argv)
+            result = resume_run(project / name, argv, chunk=chunk)
         elif data is None:
             raise _fail("--data is required unless --resume")
         else:
@@ -110,15 +122,17 @@ def train_command(
                     callbacks = hold_class_rows(range(len(data_labels(replay))))
             options = TrainOptions(data=data, base=resolve_base(base), name=name, project=project,
                                    epochs=epochs, imgsz=imgsz, batch=batch, freeze=freeze, seed=seed,
-                                   device=device, workers=workers, patience=patience, cache=cache)
+                                   device=device, workers=workers, patience=patience, cache=cache,
+                                   augment=augment)
             if fine_tune:
                 recipe = Recipe() if freeze is None else Recipe(freeze=freeze)
                 options = recipe.apply(options)
-            result = train(options, argv, callbacks)
+            result = train(options, argv, callbacks, chunk)
     except (ModelError, ValidationError) as exc:  # TrainingError, UnsafeCheckpointError
         raise _fail(str(exc)) from exc
-    typer.echo(json.dumps({"run_dir": str(result.run_dir), "best": str(result.best),
-                           "wall_seconds": result.record.wall_seconds, "metrics": result.record.metrics},
+    typer.echo(json.dumps({"run_dir": str(result.run_dir), "status": result.record.status,
+                           "best": str(result.best), "wall_seconds": result.record.wall_seconds,
+                           "metrics": result.record.metrics},
                           indent=2))
 
 

@@ -74,7 +74,8 @@ class RunRecord(BaseModel):
                                            "relative to `cwd`.")
     command_line: str = Field(description="The same, shell-quoted, to paste and rerun in `cwd`.")
     cwd: str = Field(description="Working directory the command ran in, relative to the run folder.")
-    status: Literal["running", "finished", "failed"]
+    # paused: stopped on purpose after a chunk of epochs (`patrol train --stop-after-*`); resumable.
+    status: Literal["running", "paused", "finished", "failed"]
     started_at: str
     finished_at: str | None = None
     wall_seconds: float | None = Field(default=None, description="All sessions, resumes included.")

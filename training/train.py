@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from training.augmentation import AugmentName, augmentation_args
 from training.run_record import (
     RunRecord,
     data_labels,
@@ -50,6 +51,10 @@ _FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
 
 class TrainingError(ModelError):
     """A training run could not start or did not finish."""
+
+
+class TrainingPaused(Exception):
+    """Raised after an epoch's checkpoint is saved, to end a chunk of a longer run on purpose."""
 
 
 class TrainOptions(BaseModel):
@@ -82,6 +87,8 @@ class TrainOptions(BaseModel):
     lr0: float | None = Field(default=None, gt=0.0, le=1.0, description="Initial learning rate; None = "
                                                                           "ultralytics' default.")
     warmup_epochs: float | None = Field(default=None, ge=0.0, description="None = ultralytics' default (3).")
+    augment: AugmentName = Field(default="ultralytics", description="Named augmentation settings "
+                                                                     "(training/augmentation.py).")
 
 
 @dataclass(frozen=True)
@@ -211,6 +218,36 @@ def _run_dir(options: TrainOptions) -> Path:
 Callbacks = Mapping[str, Callable[[Any], None]]
 
 
+@dataclass(frozen=True)
+class Chunk:
+    """End this process's share of a run early: after `epochs` epochs, or after the epoch that
+    leaves less than one more epoch's time within `minutes`. The run is then `paused` and
+    `patrol train --resume` continues it (a device call of 10 minutes runs one chunk)."""
+
+    epochs: int | None = None
+    minutes: float | None = None
+
+    def callbacks(self) -> dict[str, Callable[[Any], None]]:
+        if self.epochs is None and self.minutes is None:
+            return {}
+        started = time.perf_counter()
+        done: list[float] = []  # seconds since start at the end of each epoch of this chunk
+
+        def stop_when_due(trainer: Any) -> None:
+            done.append(time.perf_counter() - started)
+            if int(getattr(trainer, "epoch", 0)) + 1 >= int(getattr(trainer, "epochs", 0)):
+                return  # the last epoch: let ultralytics finish the run
+            if self.epochs is not None and len(done) >= self.epochs:
+                raise TrainingPaused(f"paused after {len(done)} epochs of this chunk")
+            longest = max(b - a for a, b in zip([0.0, *done], done, strict=False))
+            if self.minutes is not None and done[-1] + longest > self.minutes * 60:
+                raise TrainingPaused(f"paused after {len(done)} epochs: one more would pass "
+                                     f"{self.minutes} min")
+
+        # on_fit_epoch_end runs after ultralytics saved weights/last.pt with its optimizer state.
+        return {"on_fit_epoch_end": stop_when_due}
+
+
 def _use_all_cores(trainer: Any) -> None:
     """ultralytics' select_device() sets torch to cores - 1 threads (1 on a 2-core machine)
     when the trainer picks its device; on CPU that halves training speed, so restore all."""
@@ -220,9 +257,10 @@ def _use_all_cores(trainer: Any) -> None:
         torch.set_num_threads(os.cpu_count() or 1)
 
 
-def _add_callbacks(model: Any, callbacks: Callbacks | None) -> None:
+def _add_callbacks(model: Any, callbacks: Callbacks | None, chunk: Chunk | None = None) -> None:
     model.add_callback("on_pretrain_routine_end", _use_all_cores)
-    for event, function in (callbacks or {}).items():
+    # ultralytics keeps a list per event: the chunk's stop runs after the caller's callbacks.
+    for event, function in [*(callbacks or {}).items(), *(chunk.callbacks() if chunk else {}).items()]:
         model.add_callback(event, function)
 
 
@@ -241,11 +279,12 @@ def optimiser_args(options: TrainOptions) -> dict[str, Any]:
     return args
 
 
-def train(options: TrainOptions, argv: list[str], callbacks: Callbacks | None = None) -> TrainResult:
+def train(options: TrainOptions, argv: list[str], callbacks: Callbacks | None = None,
+          chunk: Chunk | None = None) -> TrainResult:
     """Train from `options.base`; writes run_record.json beside ultralytics' outputs.
 
     `callbacks` maps ultralytics event names (e.g. "on_fit_epoch_end") to functions of the
-    trainer, for progress reports.
+    trainer, for progress reports. `chunk` pauses the run early (see Chunk).
     """
     if not options.data.is_file():
         raise TrainingError(f"data file {options.data} not found; build one with `patrol datasets build`")
@@ -258,7 +297,7 @@ def train(options: TrainOptions, argv: list[str], callbacks: Callbacks | None = 
                             f"--resume to continue it")
     ultralytics, offline = _prepare_offline(options.device)
     model = ultralytics.YOLO(options.base, task="detect")
-    _add_callbacks(model, callbacks)
+    _add_callbacks(model, callbacks, chunk)
     if base["kind"] == "checkpoint" and isinstance(getattr(model, "ckpt", None), dict):
         transplant = model.ckpt.get("transplant")
         if transplant:
@@ -282,6 +321,7 @@ def train(options: TrainOptions, argv: list[str], callbacks: Callbacks | None = 
     if options.freeze is not None:
         train_args["freeze"] = options.freeze
     train_args.update(optimiser_args(options))
+    train_args.update(augmentation_args(options.augment))
     # The record names no absolute path of this machine (it goes into the model card).
     command = portable_command(list(argv), Path.cwd())
     recorded_args = {**train_args, "data": relative_path(options.data, run_dir),
@@ -294,7 +334,8 @@ def train(options: TrainOptions, argv: list[str], callbacks: Callbacks | None = 
     return _fit(lambda: model.train(**train_args), model, record, run_dir, previous_seconds=0.0)
 
 
-def resume(run_dir: Path, argv: list[str], callbacks: Callbacks | None = None) -> TrainResult:
+def resume(run_dir: Path, argv: list[str], callbacks: Callbacks | None = None,
+           chunk: Chunk | None = None) -> TrainResult:
     """Continue an interrupted run from its weights/last.pt with the arguments it started with."""
     last = run_dir / "weights" / "last.pt"
     if not last.is_file():
@@ -306,7 +347,7 @@ def resume(run_dir: Path, argv: list[str], callbacks: Callbacks | None = None) -
     check_ultralytics_checkpoint(last)
     ultralytics, offline = _prepare_offline(record.train_args.get("device", "cpu"))
     model = ultralytics.YOLO(str(last), task="detect")
-    _add_callbacks(model, callbacks)
+    _add_callbacks(model, callbacks, chunk)
     record = record.model_copy(update={
         "status": "running", "resumed_at": [*record.resumed_at, now_iso()],
         "offline": {**record.offline, **offline}, "error": None,
@@ -322,6 +363,14 @@ def _fit(run: Any, model: Any, record: RunRecord, run_dir: Path, previous_second
     record.write(run_dir)
     try:
         run()
+    except TrainingPaused:
+        record = record.model_copy(update={
+            "status": "paused", "error": None, "metrics": _metrics_of(model.trainer),
+            "wall_seconds": round(previous_seconds + time.perf_counter() - started, 1)})
+        record.write(run_dir)
+        last = run_dir / "weights" / "last.pt"
+        best = run_dir / "weights" / "best.pt"
+        return TrainResult(run_dir=run_dir, best=best if best.is_file() else last, last=last, record=record)
     except BaseException as exc:  # KeyboardInterrupt included: the record must say the run stopped
         failed = record.model_copy(update={
             "status": "failed", "finished_at": now_iso(), "error": f"{type(exc).__name__}: {exc}",

@@ -18,7 +18,7 @@ runner = CliRunner()
 COMMANDS = {
     "vision": {"detect", "models", "geotag", "changes"},
     "training": {"datasets", "evaluate", "promote", "transplant", "train", "export", "quantize",
-                 "rebuild-pt"},
+                 "rebuild-pt", "recipes"},
     "service": {"serve", "keys", "regions", "demo", "demo-camera", "watch", "alerts", "review", "surveys"},
 }
 

@@ -137,7 +137,9 @@ def hash_built_folder(folder: Path, labels: Iterable[str]) -> str:
     files = []
     for sub in HASHED_FOLDERS:
         for path in sorted((folder / sub).rglob("*")):
-            if path.is_file():
+            # ultralytics writes labels/<split>.cache beside the label folders when it trains on
+            # the build; it is derived from the files hashed here, not part of the dataset.
+            if path.is_file() and path.suffix != ".cache":
                 files.append((path.relative_to(folder).as_posix(), sha256_bytes(path.read_bytes())))
     return dataset_hash(files, labels)
 

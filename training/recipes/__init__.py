@@ -1,0 +1,1 @@
+"""Multi-step recipes that produce a model from `patrol` commands (`patrol recipes ...`)."""
