@@ -5,6 +5,7 @@ one stream per lane, and a clear error naming the extra when openvino is missing
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -126,3 +127,19 @@ def test_without_openvino_the_error_names_the_extra(tiny_model, monkeypatch) -> 
     monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` raises ImportError
     with pytest.raises(BackendUnavailableError, match=r"patrol-vision\[openvino\]"):
         OpenVinoDetector.from_config(OpenVinoConfig(model=tiny_model.onnx_path))
+
+
+@needs_openvino
+def test_lane_threads_keep_their_own_requests(tiny_model) -> None:
+    """Lanes call at once, each with its own infer request and input array: every call's boxes
+    are its own image's, as found alone (shapes differ, so a mixed-up input shows)."""
+    detector = OpenVinoDetector.from_config(OpenVinoConfig(model=tiny_model.onnx_path, conf=0.001, lanes=2))
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((96, 160), (128, 128), (200, 90))]
+    alone = [detector.predict_batch([image])[0] for image in images]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda i: (i % 3, detector.predict_batch([images[i % 3]])[0]), range(24)))
+    for index, found in together:
+        assert found.metadata["resolution_wh"] == alone[index].metadata["resolution_wh"]
+        np.testing.assert_array_equal(found.xyxy, alone[index].xyxy)
+        np.testing.assert_array_equal(found.confidence, alone[index].confidence)
