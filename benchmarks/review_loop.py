@@ -8,9 +8,10 @@ on sidewalks, from the air) are reviewed, chosen by the review queue's ranking
 near-duplicates skipped by dHash; the class being taught counted alone, by diversity while none
 of it is reviewed) or at random, and the last round's model is fine-tuned on the round's images
 and a few of earlier rounds', with training/finetune.py's controls against forgetting (public
-training images replayed as two thirds of every round's list, a fresh sample per round by seed and
-round; backbone frozen, AdamW at a fixed rate, no warmup; the public labels' rows of the head's
-last class convolution held) for a few epochs on the CPU, through
+training images replayed as two thirds of every round's list, balanced by class, a fresh sample
+per round by seed and round; backbone frozen, AdamW at a fixed rate, no warmup; the public labels'
+rows of the head's last class convolution held; the reviewed images, labelled for the new class
+only, teach nothing about the public labels: training/partial_labels.py) for a few epochs on the CPU, through
 training/train.py (ultralytics offline; one torch thread, see torch_threads). After each round:
 the class's AP50 on that set's fixed test split (by content hash, `patrol datasets build`), the
 public test split's AP50 for the public labels, and the round's wall time. public_max_drop is
@@ -27,9 +28,10 @@ for 3 epochs left public AP50 at 0.02-0.05, which any replay only raised: no tes
 so its public figures are still low and the public drop is measured against that start (on the whole
 public test split: a 32-image subset held 3 smoke boxes, and its smoke AP50 swung by 0.4 between
 runs); reviewers draw from 100 of the vendor training images. The last line with --json is one
-JSON object.
+JSON object. --seed N changes the base's and the rounds' training, the random arm's draws and the
+replay samples (the sets stay): public_max_drop moves by several points between seeds.
 
-    python benchmarks/review_loop.py --quick --json
+    python benchmarks/review_loop.py --quick --json [--seed 1]
 """
 
 from __future__ import annotations
@@ -58,8 +60,10 @@ from training.datasets.build import build_dataset  # noqa: E402
 from training.datasets.labels import read_label_file  # noqa: E402
 from training.datasets.spec import DatasetSpec, LabelSpec, SourceSpec  # noqa: E402
 from training.datasets.yolo import label_path_for, list_images  # noqa: E402
-from training.finetune import Recipe, Replay, hold_class_rows  # noqa: E402
+from training.finetune import Recipe, Replay, chained, hold_class_rows  # noqa: E402
 from training.metrics import CocoEvaluation, ImageBoxes  # noqa: E402
+from training.partial_labels import ignore_unlabelled_classes  # noqa: E402
+from training.pseudo_labels import PseudoLabels, write_pseudo_labelled  # noqa: E402
 from training.train import TrainOptions, train  # noqa: E402
 from training.transplant import save_ultralytics_checkpoint, transplant  # noqa: E402
 from vision.detections import Detections  # noqa: E402
@@ -103,6 +107,11 @@ class Loop:
     imgsz: int = 320
     batch: int = 8
     recipe: Recipe = Recipe()  # each round's fine-tune (the base is trained without it)
+    # The base's boxes of the public labels added to the reviewed images' labels (None: not).
+    pseudo: PseudoLabels | None = None
+    # The reviewed images teach only the new label: their loss ignores the other labels' outputs.
+    ignore_unlabelled: bool = False
+    hold_rows: bool = True  # the public labels' rows of the head's last class convolution held
     base_freeze: int | None = 10
     seed: int = 0
     threads: int = 1  # torch threads; see one_thread()
@@ -184,17 +193,22 @@ def torch_threads(n: int) -> dict[str, Callable[[Any], None]]:
 
 
 def fine_tune(loop: Loop, base: Path, train_images: Sequence[Path], name: str,
-              recipe: Recipe | None = None, epochs: int | None = None) -> Path:
-    """`recipe`: a round's fine-tune; None: the base's training (ultralytics' optimiser)."""
+              recipe: Recipe | None = None, epochs: int | None = None, reviewed: Sequence[Path] = ()) -> Path:
+    """`recipe`: a round's fine-tune; None: the base's training (ultralytics' optimiser).
+    `reviewed`: the images of `train_images` labelled for the new label only."""
     data = write_data_yaml(loop.work / "data" / name, train_images, loop.val, loop.labels)
     options = TrainOptions(data=data, base=str(base), name=name, project=loop.work / "runs",
                            epochs=epochs or loop.epochs, imgsz=loop.imgsz, batch=loop.batch,
                            freeze=loop.base_freeze, seed=loop.seed, workers=0)
-    callbacks = dict(torch_threads(loop.threads))
+    callbacks = torch_threads(loop.threads)
     if recipe is not None:
         options = recipe.apply(options)
-        # The public labels' own outputs learn nothing from images that only teach the new class.
-        callbacks |= hold_class_rows(i for i, label in enumerate(loop.labels) if label != loop.new_label)
+        new_id = loop.labels.index(loop.new_label)
+        if loop.hold_rows:
+            # The public labels' own outputs learn nothing from images that only teach the new class.
+            callbacks = chained(callbacks, hold_class_rows(i for i in range(len(loop.labels)) if i != new_id))
+        if loop.ignore_unlabelled and reviewed:
+            callbacks = chained(callbacks, ignore_unlabelled_classes(reviewed, [new_id]))
     return train(options, ["benchmarks/review_loop.py", name], callbacks).last
 
 
@@ -242,6 +256,9 @@ def run_loop(loop: Loop, log: Callable[[str], None] = lambda _: None) -> dict[st
         return rank_pool(weights, pool, loop, reviewed, hashes, n)
 
     choosers: dict[str, Chooser] = {"active": active_choice, "random": random_choice}
+    # The base's answers on every image a reviewer may label, for the pseudo-labels of each round.
+    base_found = dict(zip(loop.pool, predict(loop.base, loop.pool, loop.imgsz), strict=True)) \
+        if loop.pseudo else {}
     curves: dict[str, list[float]] = {arm: [] for arm in ARMS}
     public: dict[str, list[dict[str, float | None]]] = {arm: [] for arm in ARMS}
     round_s: dict[str, list[float]] = {arm: [] for arm in ARMS}
@@ -257,8 +274,11 @@ def run_loop(loop: Loop, log: Callable[[str], None] = lambda _: None) -> dict[st
             earlier = rng_replay.sample(reviewed, min(loop.reviewed_replay, len(reviewed)))
             reviewed += new
             taught_on = [*new, *earlier]
+            if loop.pseudo:
+                taught_on = write_pseudo_labelled(taught_on, [base_found[p] for p in taught_on],
+                                                  loop.work / "pseudo" / f"{arm}-r{k}", loop.pseudo)
             weights = fine_tune(loop, weights, [*taught_on, *loop.replay.sample(len(taught_on), k)],
-                                f"{arm}-r{k}", recipe=loop.recipe)
+                                f"{arm}-r{k}", recipe=loop.recipe, reviewed=taught_on)
             taught = ap50(weights, loop.test, loop, [loop.new_label])[loop.new_label]
             public[arm].append(ap50(weights, loop.public_test, loop, loop.public_labels))
             curves[arm].append(round(taught or 0.0, 4))
@@ -281,7 +301,9 @@ def run_loop(loop: Loop, log: Callable[[str], None] = lambda _: None) -> dict[st
                      "batch": loop.batch, "threads": loop.threads, "pool": len(loop.pool),
                      "test_images": len(loop.test), "public_test_images": len(loop.public_test),
                      "replay_pool": len(loop.replay.images), "replay_share": loop.replay.share,
-                     "reviewed_replay": loop.reviewed_replay},
+                     "reviewed_replay": loop.reviewed_replay, "hold_rows": loop.hold_rows,
+                     "ignore_unlabelled": loop.ignore_unlabelled,
+                     "pseudo": None if loop.pseudo is None else loop.pseudo.model_dump()},
     }
 
 
@@ -335,8 +357,10 @@ def _first(items: list[Path], n: int | None, rng: random.Random | None = None) -
     return rng.sample(items, n) if rng is not None else items[::len(items) // n][:n]
 
 
-def real_loop(work: Path, sizes: Sizes, log: Callable[[str], None]) -> Loop:
-    """The vendors set and the public sets built by `patrol datasets build`, and the base model."""
+def real_loop(work: Path, sizes: Sizes, log: Callable[[str], None], seed: int = 0) -> Loop:
+    """The vendors set and the public sets built by `patrol datasets build`, and the base model.
+    `seed`: the base's and every round's training, the random arm's draws and the replay samples
+    (the images drawn for the base, the pool and the sets stay the same for every seed)."""
     taxonomy = Taxonomy.default()
     public = with_new_label(DatasetSpec.from_yaml(PUBLIC_SPEC))
     data_root = SHARED / "datasets"
@@ -361,8 +385,10 @@ def real_loop(work: Path, sizes: Sizes, log: Callable[[str], None]) -> Loop:
         public_test=tuple(_first(list_images(work / "public" / "images" / "test"), sizes.public_test)),
         # Replay draws from what the base learned from, as a fine-tune of the shipped model would
         # from the public training split: no public image the base has not seen.
-        replay=Replay(images=tuple(public_train), share=2 / 3), val=tuple(vendor_val[:8]),
-        thresholds=thresholds, rounds=sizes.rounds, epochs=sizes.epochs, imgsz=sizes.imgsz)
+        # Balanced by class: 24 of the 192 hold fire, and a uniform sample let it fade.
+        replay=Replay.by_class(public_train, share=2 / 3, seed=seed), val=tuple(vendor_val[:8]),
+        ignore_unlabelled=True, seed=seed, thresholds=thresholds, rounds=sizes.rounds, epochs=sizes.epochs,
+        imgsz=sizes.imgsz)
     started = time.perf_counter()
     # The stand-in for the shipped model: public images only, so it has never seen the new class.
     base = fine_tune(loop, loop.base, public_train, "base", epochs=sizes.base_epochs)
@@ -375,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small CPU settings (about 15 minutes)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     parser.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
+    parser.add_argument("--seed", type=int, default=0, help="training and draws (real_loop)")
     args = parser.parse_args(argv)
 
     def log(line: str) -> None:
@@ -383,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="review-loop-") as tmp:
         work = args.work or Path(tmp)
         started = time.perf_counter()
-        result = run_loop(real_loop(work, QUICK if args.quick else FULL, log), log)
+        result = run_loop(real_loop(work, QUICK if args.quick else FULL, log, seed=args.seed), log)
+        result["seed"] = args.seed
         result["wall_s"] = round(time.perf_counter() - started, 1)
         result["quick"] = args.quick
         result["note"] = (

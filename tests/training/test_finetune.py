@@ -10,7 +10,14 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from training.finetune import Recipe, Replay, hold_class_rows, mixed_train_list, replay_data_yaml
+from training.finetune import (
+    Recipe,
+    Replay,
+    chained,
+    hold_class_rows,
+    mixed_train_list,
+    replay_data_yaml,
+)
 from training.train import TrainingError, TrainOptions, optimiser_args
 
 IMAGES = tuple(Path(f"/public/{i:04d}.jpg") for i in range(200))
@@ -94,3 +101,35 @@ def test_held_class_rows_learn_nothing_and_the_others_do() -> None:
         assert torch.any(branch[0].weight.grad != 0)  # shared layers still learn
     with pytest.raises(TrainingError, match="beyond"):
         hold_class_rows([5])["on_train_start"](trainer)
+
+
+def test_chained_callbacks_run_every_one_of_an_event_in_order() -> None:
+    calls: list[str] = []
+    merged = chained({"on_train_start": lambda _t: calls.append("hold")},
+                     {"on_train_start": lambda _t: calls.append("loss"),
+                      "on_fit_epoch_end": lambda _t: calls.append("e")})
+    merged["on_train_start"](None)
+    merged["on_fit_epoch_end"](None)
+    assert calls == ["hold", "loss", "e"]
+
+
+def test_a_replay_by_class_draws_rare_classes_whole_and_stays_reproducible(tmp_path: Path) -> None:
+    folder = tmp_path / "images"
+    (tmp_path / "labels").mkdir()
+    folder.mkdir()
+    images = []
+    # 40 images of class 0, 4 of class 1, 2 with both, 4 without boxes.
+    for i, classes in enumerate([[0]] * 40 + [[1]] * 4 + [[0, 1]] * 2 + [[]] * 4):
+        image = folder / f"{i:03d}.jpg"
+        image.write_bytes(b"")
+        (tmp_path / "labels" / f"{i:03d}.txt").write_text("".join(f"{c} 0.5 0.5 0.2 0.2\n" for c in classes))
+        images.append(image)
+    replay = Replay.by_class(images, share=0.5, seed=1)
+    drawn = replay.sample(18, round_=1)  # 18 turns: 6 for each of class 0, class 1, no boxes
+    assert len(drawn) == len(set(drawn)) == 18
+    with_one = [p for p in drawn if 40 <= int(p.stem) < 46]
+    assert len(with_one) == 6  # every image holding the rare class (a uniform draw expects 2.2)
+    assert sum(int(p.stem) >= 46 for p in drawn) == 4  # images without boxes take their turn too
+    assert drawn == Replay.by_class(list(reversed(images)), share=0.5, seed=1).sample(18, round_=1)
+    assert drawn != replay.sample(18, round_=2)
+    assert len(replay.sample(100, round_=1)) == 50  # capped by what there is

@@ -32,7 +32,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Loop:
                  val=tuple(i.image_path for i in shapes.split("val"))[:2],
                  thresholds={"garbage_pile": 0.35, "smoke": 0.3, "roadside_clutter": 0.35},
                  rounds=2, per_round=4, reviewed_replay=2, epochs=1, imgsz=64, batch=4,
-                 base_freeze=0, recipe=Recipe(freeze=0))
+                 base_freeze=0, recipe=Recipe(freeze=0), ignore_unlabelled=True)
     # A .pt base from the architecture: the loop predicts with it before any round.
     base = fine_tune(start, Path("yolov5nu.yaml"), train[:4], "base")
     return replace(start, base=base)
