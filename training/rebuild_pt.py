@@ -245,8 +245,8 @@ def rebuild_installed(model: InstalledModel, folders: list[Path], count: int = 6
         if not parity.passed:
             raise ModelError(f"the rebuilt weights disagree with {model.weights.name}: "
                              + "; ".join(parity.failures))
-        folders = sorted({name.split("::")[0] for name in names})
-        details = {"rebuild": report.as_dict(), "calibration": {"images": len(names), "folders": folders},
+        sources = sorted({name.split("::")[0] for name in names})
+        details = {"rebuild": report.as_dict(), "calibration": {"images": len(names), "folders": sources},
                    "parity": parity.as_dict()}
         return attach_pytorch_weights(
             model, checkpoint,
