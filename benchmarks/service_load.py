@@ -25,7 +25,8 @@ decode is the overhead ratio (goal >= 0.8), so a decode the service saves is not
 gain; the ratio over the full-decode core is printed beside it. Rates on a shared 2-core box move
 with other jobs' load between the phases, so the server's CPU per photo (/proc/PID/stat) and the
 core's CPU per image are printed too, and their ratio (the rate ratio if CPU-bound, the client's
-share left out) with its own verdict.
+share left out) with its own verdict. The event loop's thread's share of the server's CPU
+(/proc/PID/task/PID/stat: HTTP, multipart, routing, dependencies) is printed beside it.
 Loopback only; nothing is downloaded.
 """
 
@@ -99,9 +100,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process `pid` so far (/proc/PID/stat utime and stime)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_s(pid: int, tid: int | None = None) -> float:
+    """User + system CPU seconds of process `pid` so far (/proc/PID/stat utime and stime), or of
+    its thread `tid` only."""
+    stat = Path(f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -153,6 +156,10 @@ class Server:
     def cpu_s(self) -> float:
         return cpu_s(self.process.pid)
 
+    def loop_cpu_s(self) -> float:
+        """The main thread's: uvicorn's event loop (HTTP, multipart, routing, dependencies)."""
+        return cpu_s(self.process.pid, self.process.pid)
+
     def peak_mb(self) -> float:
         return status_kb(self.process.pid, "VmHWM") / 1024
 
@@ -179,7 +186,7 @@ async def run_phase(server: Server, base: bytes, clients: int, seconds: float, c
     headers = {"Authorization": f"Bearer {server.key}"}
     deadline = time.monotonic() + seconds
     rss_before = server.rss_mb()
-    cpu_before = server.cpu_s()
+    cpu_before, loop_before = server.cpu_s(), server.loop_cpu_s()
 
     async def good(client: httpx.AsyncClient) -> None:
         while time.monotonic() < deadline:
@@ -220,7 +227,7 @@ async def run_phase(server: Server, base: bytes, clients: int, seconds: float, c
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - started
     ok = len(latencies) - sum(errors.values())
-    cpu = server.cpu_s() - cpu_before
+    cpu, loop_cpu = server.cpu_s() - cpu_before, server.loop_cpu_s() - loop_before
     q = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [float("nan")] * 99
     return {
         "clients": clients,
@@ -230,6 +237,8 @@ async def run_phase(server: Server, base: bytes, clients: int, seconds: float, c
         # The server's CPU per answered photo: unlike the rate, not moved by what else the
         # machine runs (the client here, other jobs on a shared box).
         "server_cpu_ms_per_photo": round(cpu * 1000 / ok, 2) if ok else None,
+        # Of it, the event loop's share (the rest: the route's worker threads and inference).
+        "server_loop_cpu_ms_per_photo": round(loop_cpu * 1000 / ok, 2) if ok else None,
         "p50_ms": round(q[49] * 1000, 1),
         "p95_ms": round(q[94] * 1000, 1),
         "p99_ms": round(q[98] * 1000, 1),
@@ -341,7 +350,8 @@ def main() -> None:
                   f"p95 {phase['p95_ms']:7.0f} ms  p99 {phase['p99_ms']:7.0f} ms  errors {phase['errors']}  "
                   f"RSS {phase['rss_before_mb']:.0f} -> {phase['rss_after_mb']:.0f} MB "
                   f"(peak {phase['rss_peak_mb']:.0f})  "
-                  f"server CPU {phase['server_cpu_ms_per_photo']} ms/photo")
+                  f"server CPU {phase['server_cpu_ms_per_photo']} ms/photo "
+                  f"(event loop {phase['server_loop_cpu_ms_per_photo']})")
         for name, (rate, cpu) in cores.items():
             print(f"core {name:12s} {rate:7.2f} images/s  CPU {cpu:.2f} ms/image")
         print(f"service/core {result['service_over_core']} (same decode; "

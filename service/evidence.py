@@ -77,9 +77,13 @@ class EvidenceStore:
         path = self.root / relative
         if path.exists():  # frames are content-addressed: the same bytes are already there
             return relative
-        path.parent.mkdir(parents=True, exist_ok=True)
+        data = encode_jpeg(pixels) if encoded is None else encoded
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_bytes(encode_jpeg(pixels) if encoded is None else encoded)
+        try:
+            tmp.write_bytes(data)
+        except FileNotFoundError:  # the folder's first file: mkdir then, not a syscall every write
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
         os.replace(tmp, path)  # readers never see half a file
         self.written.append(path)
         return relative
