@@ -58,9 +58,10 @@ def train_command(
     data: Annotated[Path | None, typer.Option(
         "--data", help="YOLO data.yaml (from `patrol datasets build`); not needed with --resume.")] = None,
     base: Annotated[str, typer.Option(
-        "--base", help="Starting weights: an installed model's name (its shipped model.pt: fine-tune "
-                       "the model that serves), a .pt (from `patrol transplant`) or an architecture "
-                       "YAML such as yolov5nu.yaml to train from scratch.",
+        "--base", "--from",
+        help="Starting weights: an installed model's name (its shipped model.pt: fine-tune the model "
+             "that serves), a .pt (from `patrol transplant`) or an architecture YAML such as "
+             "yolov5nu.yaml to train from scratch.",
     )] = "yolov5nu.yaml",
     project: Annotated[Path, typer.Option("--project", help="Folder that holds runs.")] = Path("runs"),
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 50,

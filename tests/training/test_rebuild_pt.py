@@ -149,3 +149,16 @@ def test_calibrated_batch_norms_keep_training_mode_near_serving() -> None:
     calibrated_gap, identity_gap = gap(calibrated), gap(identity)
     assert all(c < 0.75 * i for c, i in zip(calibrated_gap, identity_gap, strict=True)), (
         calibrated_gap, identity_gap)
+
+
+def test_patrol_train_from_names_what_it_accepts(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from patrol_cli.main import app
+
+    data = tmp_path / "data.yaml"
+    data.write_text("path: .\ntrain: images\nval: images\nnames: [garbage_pile]\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["train", "--name", "x", "--project", str(tmp_path / "runs"),
+                                      "--data", str(data), "--from", "no-such-model-anywhere"])
+    assert result.exit_code == 2
+    assert "installed model" in result.output
