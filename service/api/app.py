@@ -44,9 +44,10 @@ PUBLIC_ROUTES = frozenset(
     {"health", "metrics", "openapi", "swagger_ui_html", "swagger_ui_redirect", "redoc_html"}
     # the office's page shell, its map settings and its static files (service/web); no data
     | {"web_page", "web_config", "static", "report_page"}
-    # Label Studio's ways in (routes/review.py): a frame by its signed, expiring URL (403 unless the
-    # HMAC matches), and the webhook (401 unless its secret header matches); no API key for either.
-    | {"review_frame", "review_webhook"}
+    # Label Studio's ways in (routes/review.py): a frame or a change's earlier crop by its signed,
+    # expiring URL (403 unless the HMAC matches), and the webhook (401 unless its secret header
+    # matches); no API key for any.
+    | {"review_frame", "review_before", "review_webhook"}
 )
 
 

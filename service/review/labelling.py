@@ -2,6 +2,9 @@
 
 One RectangleLabels tag (a label per class: Chinese and English name, the class's colour) and
 one per-task Choices tag for the verdicts that are no box ("not a violation", "cannot tell").
+Above the image, a HyperText block shows a change candidate's earlier-survey crop (the task's
+`before_html`, made by service/review/tasks.py); for any other task that value is empty and
+Label Studio draws nothing there (a second <Image> with no URL would show a loading error).
 A label's value is what Label Studio stores in annotations, so `class_of_label` maps it back.
 """
 
@@ -15,6 +18,8 @@ from vision.taxonomy import ClassSpec, Taxonomy
 IMAGE = "image"  # the task's data key and the Image tag's name
 BOXES = "label"  # from_name of every box (predictions must use the same, or they are silently not shown)
 VERDICT = "verdict"
+BEFORE = "before"  # the HyperText tag's name
+BEFORE_HTML = "before_html"  # its task data key: "" when the task has no earlier crop
 
 
 class Verdict(StrEnum):
@@ -46,6 +51,7 @@ def label_config(taxonomy: Taxonomy) -> str:
     choices = "\n".join(f"    <Choice value={quoteattr(v.value)}/>" for v in Verdict)
     return (
         "<View>\n"
+        f'  <HyperText name="{BEFORE}" value="${BEFORE_HTML}" inline="true"/>\n'
         f'  <Image name="{IMAGE}" value="${IMAGE}" zoom="true"/>\n'
         f'  <RectangleLabels name="{BOXES}" toName="{IMAGE}" strokeWidth="3">\n'
         f"{labels}\n  </RectangleLabels>\n"

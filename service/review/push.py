@@ -25,7 +25,7 @@ from service.db.models import Frame
 from service.evidence import EvidenceStore
 from service.review.decisions import AnnotationIn, UnknownTask, apply_annotation
 from service.review.models import ReviewTask
-from service.review.tasks import FRAME_KEY, UrlPolicy, observations_of, pending_frames, task_of
+from service.review.tasks import FRAME_KEY, UrlPolicy, pending_frames, tasks_of
 from vision.taxonomy import Taxonomy
 
 if TYPE_CHECKING:
@@ -101,9 +101,7 @@ def _import(
     urls: UrlPolicy,
 ) -> dict[int, int]:
     """Frame id → Label Studio's id of the new task made for it (one import request)."""
-    boxes = observations_of(session, [f.id for f in frames])
-    now_s = time.time()
-    tasks = [task_of(f, boxes[f.id], taxonomy, urls.frame_url(f.id, now_s)) for f in frames]
+    tasks = tasks_of(session, frames, taxonomy, urls, time.time())
     # Plain dicts: the SDK's request models would only be dumped back to the same JSON.
     answer = ls.projects.import_tasks(id=project_id, request=cast(Any, tasks), return_task_ids=True)
     task_ids = list(getattr(answer, "task_ids", None) or [])  # an extra field of the response

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from service.errors import ServiceError
 
 FRAME_PATH = "/v1/review/frames/{frame_id}.jpg"
+# A change candidate's earlier-survey crop (observations.before_crop_path): its own path, so a
+# frame's signature never opens the before crop and the other way round.
+BEFORE_PATH = "/v1/review/frames/{frame_id}/before.jpg"
 
 
 class BadSignature(ServiceError):
@@ -44,3 +47,7 @@ class UrlSigner:
 
 def frame_path(frame_id: int) -> str:
     return FRAME_PATH.format(frame_id=frame_id)
+
+
+def before_path(frame_id: int) -> str:
+    return BEFORE_PATH.format(frame_id=frame_id)

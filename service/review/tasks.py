@@ -4,12 +4,16 @@ A task carries the frame's signed evidence URL (never the signing secret), the f
 one prediction: the model's name and version (the frame's `model_version`, name:version:hash),
 and per box its class label, score and position in Label Studio's percent coordinates. Each
 box's result id is `obs-<observation id>`, so the reviewer's annotation says which box it kept.
+A change between surveys (an observation with a before crop) also carries the earlier crop's
+signed URL (`before_url`) and the HTML that shows it beside the later one (`before_html`); other
+tasks carry both empty, since Label Studio wants every task to have the config's data keys.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from html import escape
 from typing import Any
 
 from sqlalchemy import select
@@ -17,13 +21,14 @@ from sqlalchemy.orm import Session
 
 from service.db.models import Frame, Issue, Observation
 from service.ledger.states import State
-from service.review.labelling import BOXES, IMAGE, label_value
+from service.review.labelling import BEFORE_HTML, BOXES, IMAGE, label_value
 from service.review.models import ReviewTask
-from service.review.signing import UrlSigner, frame_path
+from service.review.signing import UrlSigner, before_path, frame_path
 from vision.taxonomy import Taxonomy
 
 RESULT_PREFIX = "obs-"
 FRAME_KEY = "frame_id"  # the task's data key for our frame id (push asks Label Studio by it)
+BEFORE_URL = "before_url"  # the task's data key for the earlier crop's signed URL ("" when none)
 
 
 @dataclass(frozen=True)
@@ -35,8 +40,14 @@ class UrlPolicy:
     ttl_s: int
 
     def frame_url(self, frame_id: int, now_s: float) -> str:
-        signed = self.signer.sign(frame_path(frame_id), now_s=now_s, ttl_s=self.ttl_s)
-        return self.public_url.rstrip("/") + signed
+        return self._signed(frame_path(frame_id), now_s)
+
+    def before_url(self, frame_id: int, now_s: float) -> str:
+        """The frame's change candidate's earlier-survey crop (GET …/frames/{id}/before.jpg)."""
+        return self._signed(before_path(frame_id), now_s)
+
+    def _signed(self, path: str, now_s: float) -> str:
+        return self.public_url.rstrip("/") + self.signer.sign(path, now_s=now_s, ttl_s=self.ttl_s)
 
 
 def pending_frames(session: Session, project_id: int, limit: int) -> list[Frame]:
@@ -83,12 +94,38 @@ def box_result(
     }
 
 
+def has_before(observations: Sequence[Observation]) -> bool:
+    """Whether the frame is a change between surveys: an observation kept the earlier crop."""
+    return any(o.before_crop_path is not None for o in observations)
+
+
+def before_html(url: str) -> str:
+    """The earlier crop, labelled, above the later image (which carries the boxes)."""
+    return (
+        '<div style="display:flex;gap:8px;align-items:flex-start">'
+        f'<figure style="margin:0"><img src="{escape(url)}" alt="before" style="max-width:320px"/>'
+        "<figcaption>前一期 earlier survey</figcaption></figure>"
+        "<p>↓ 本期 later survey (boxes below)</p></div>"
+    )
+
+
 def task_of(
-    frame: Frame, observations: Sequence[Observation], taxonomy: Taxonomy, image_url: str
+    frame: Frame,
+    observations: Sequence[Observation],
+    taxonomy: Taxonomy,
+    image_url: str,
+    before_url: str | None = None,
 ) -> dict[str, Any]:
+    """`before_url`: the earlier crop's signed URL for a change candidate (see has_before)."""
     results = [box_result(o, frame, taxonomy) for o in observations if o.class_key in taxonomy]
     return {
-        "data": {IMAGE: image_url, FRAME_KEY: frame.id, "captured_at": frame.captured_at.isoformat()},
+        "data": {
+            IMAGE: image_url,
+            FRAME_KEY: frame.id,
+            "captured_at": frame.captured_at.isoformat(),
+            BEFORE_URL: before_url or "",
+            BEFORE_HTML: before_html(before_url) if before_url else "",
+        },
         "predictions": [
             {
                 "model_version": frame.model_version,
@@ -97,6 +134,20 @@ def task_of(
             }
         ],
     }
+
+
+def tasks_of(
+    session: Session, frames: Sequence[Frame], taxonomy: Taxonomy, urls: UrlPolicy, now_s: float
+) -> list[dict[str, Any]]:
+    """The frames as tasks, in order: signed URLs valid from `now_s`, a before URL for changes."""
+    boxes = observations_of(session, [f.id for f in frames])
+    return [
+        task_of(
+            f, boxes[f.id], taxonomy, urls.frame_url(f.id, now_s),
+            urls.before_url(f.id, now_s) if has_before(boxes[f.id]) else None,
+        )
+        for f in frames
+    ]
 
 
 def observations_of(session: Session, frame_ids: Sequence[int]) -> dict[int, list[Observation]]:

@@ -4,6 +4,9 @@
   authorised by its HMAC signature over the path and expiry (service/review/signing.py): 403 when
   the signature is bad or expired, and no other file can be reached with it (the path names a
   frame id; the file is the one the ledger holds for that frame).
+- GET /v1/review/frames/{frame_id}/before.jpg?expires=…&sig=…: the earlier survey's crop of a
+  change candidate's frame (observations.before_crop_path), signed the same way over its own path;
+  404 for a frame that is no change between surveys.
 - POST /v1/review/webhook: annotation created, updated or deleted, authorised by a shared secret
   header compared in constant time (401 without it); each annotation revision is applied once.
 """
@@ -13,19 +16,21 @@ from __future__ import annotations
 import hmac
 import json
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import NowDep, SessionDep, StateDep
-from service.db.models import Frame
+from service.db.models import Frame, Observation
 from service.review.decisions import AnnotationIn, UnknownTask, apply_annotation, record_deletion
 from service.review.settings import ReviewSettings
-from service.review.signing import BadSignature, UrlSigner, frame_path
+from service.review.signing import BadSignature, UrlSigner, before_path, frame_path
 from service.runtime import Runtime
 
 router = APIRouter(prefix="/v1/review", tags=["review"])
@@ -40,39 +45,80 @@ def review_settings(request: Request) -> ReviewSettings:
     return settings
 
 
-@router.get(
-    "/frames/{frame_id}.jpg",
-    name="review_frame",
-    response_class=FileResponse,
-    responses={200: {"content": {"image/jpeg": {}}}, 403: {"description": "Bad or expired signature."}},
-)
-def review_frame(
-    frame_id: int,
+SIGNED: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/jpeg": {}}},
+    403: {"description": "Bad or expired signature."},
+}
+
+
+@dataclass(frozen=True)
+class SignedQuery:
+    """A signed URL's query (expires, sig), checked against the path the route serves."""
+
+    request: Request
+    expires: int
+    sig: str
+
+    def check(self, path: str) -> None:
+        """403 unless signed URLs are on and `sig` signs (path, expires) with an expiry ahead."""
+        secret = review_settings(self.request).review_url_secret
+        if secret is None:
+            off = "signed URLs are off (no PATROL_REVIEW_URL_SECRET)"
+            raise HTTPException(status.HTTP_403_FORBIDDEN, off)
+        signer = UrlSigner(secret.get_secret_value().encode())
+        try:
+            signer.check(path, self.expires, self.sig, now_s=time.time())
+        except BadSignature as exc:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
+
+
+def signed_query(
     request: Request,
-    state: StateDep,
-    session: SessionDep,
     expires: Annotated[int, Query(ge=0, le=2**40)],
     sig: Annotated[str, Query(max_length=128)],
-) -> FileResponse:
-    secret = review_settings(request).review_url_secret
-    if secret is None:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "signed URLs are off (no PATROL_REVIEW_URL_SECRET)")
-    signer = UrlSigner(secret.get_secret_value().encode())
-    try:
-        signer.check(frame_path(frame_id), expires, sig, now_s=time.time())
-    except BadSignature as exc:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
-    frame = session.get(Frame, frame_id)
-    if frame is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no frame {frame_id}")
+) -> SignedQuery:
+    return SignedQuery(request, expires, sig)
+
+
+SignedDep = Annotated[SignedQuery, Depends(signed_query)]
+
+
+def _jpeg(state: Runtime, relative: str) -> FileResponse:
     # Label Studio's editor loads the image cross-origin (an <img crossorigin> and an XHR from its
     # own origin): without this header the browser hides it. Any origin may read it: the signature
     # in the URL is the authorisation, no cookie or key is involved.
     return FileResponse(
-        state.evidence_store().path_of(frame.image_path),
+        state.evidence_store().path_of(relative),
         media_type="image/jpeg",
         headers={"Access-Control-Allow-Origin": "*"},
     )
+
+
+@router.get("/frames/{frame_id}.jpg", name="review_frame", response_class=FileResponse, responses=SIGNED)
+def review_frame(frame_id: int, state: StateDep, session: SessionDep, signed: SignedDep) -> FileResponse:
+    signed.check(frame_path(frame_id))
+    frame = session.get(Frame, frame_id)
+    if frame is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no frame {frame_id}")
+    return _jpeg(state, frame.image_path)
+
+
+@router.get(
+    "/frames/{frame_id}/before.jpg", name="review_before", response_class=FileResponse, responses=SIGNED
+)
+def review_before(frame_id: int, state: StateDep, session: SessionDep, signed: SignedDep) -> FileResponse:
+    """A change candidate's earlier-survey crop (the first of the frame's observations that kept one)."""
+    signed.check(before_path(frame_id))
+    relative = session.scalars(
+        select(Observation.before_crop_path)
+        .where(Observation.frame_id == frame_id, Observation.before_crop_path.is_not(None))
+        .order_by(Observation.id)
+        .limit(1)
+    ).first()
+    if relative is None:
+        detail = f"frame {frame_id} is no change between surveys: no before"
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail)
+    return _jpeg(state, relative)
 
 
 @router.post(

@@ -51,7 +51,16 @@ async function evidenceCard(title, item, colour, label) {
     el("h4", {}, `${title} · ${when(item.captured_at)}`),
     el("div", { class: "muted" }, `${source}${item.score != null ? ` · score ${item.score}` : " · 复查无发现 clear pass"}`));
   const images = el("div", { class: "images" });
-  if (item.crop_url) images.append(el("div", { class: "crop" }, await image(item.crop_url, `crop ${item.n}`)));
+  if (item.before_url) {
+    // A change between surveys: the same ground in the earlier survey, beside the later crop.
+    images.append(
+      el("figure", { class: "crop before" }, await image(item.before_url, `before ${item.n}`),
+        el("figcaption", {}, "前一期 earlier survey")),
+      el("figure", { class: "crop after" }, await image(item.crop_url, `crop ${item.n}`),
+        el("figcaption", {}, "本期 later survey")));
+  } else if (item.crop_url) {
+    images.append(el("div", { class: "crop" }, await image(item.crop_url, `crop ${item.n}`)));
+  }
   images.append(await frameWithBox(item, colour, label));
   card.append(images);
   return card;

@@ -55,9 +55,9 @@ def test_only_health_metrics_and_docs_are_public(client):
         "/health", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
         "/", "/web/config.json", "/static",  # the office's page shell, its map settings, its JS and CSS
         "/report",  # the monthly report's shell; the report itself comes from /v1 with a key
-        # Label Studio's: a signed, expiring frame URL and the webhook with its secret header
-        # (tests/service/review/test_review_routes.py: 403 and 401 without them)
-        "/v1/review/frames/{frame_id}.jpg", "/v1/review/webhook",
+        # Label Studio's: a signed, expiring frame URL (and a change's earlier crop) and the webhook
+        # with its secret header (tests/service/review/test_review_routes.py: 403 and 401 without them)
+        "/v1/review/frames/{frame_id}.jpg", "/v1/review/frames/{frame_id}/before.jpg", "/v1/review/webhook",
     }
     for path in ("/health", "/metrics", "/openapi.json", "/docs", "/", "/web/config.json", "/report"):
         assert client.get(path).status_code == 200, path

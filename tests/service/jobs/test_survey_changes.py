@@ -18,20 +18,19 @@ from pyproj import Transformer
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
-from benchmarks.change_scenes import CRS, EpochPairFiles, make_epoch_pair
+from benchmarks.change_scenes import CRS, EpochPairFiles
 from patrol_cli.main import app as patrol
 from service.db.models import Observation
 from service.db.session import make_engine, make_session_factory, session_scope
 from service.jobs.models import Job, JobState
 from tests.service.conftest import Keys
-from tests.service.helpers import issue, issues, upload_ok
+from tests.service.helpers import issue, upload_ok
 from tests.service.images import BASE_LAT, BASE_LON, GARBAGE, painted, png
 from tests.service.jobs.conftest import enqueue, ledger_counts
 from tests.service.jobs.surveys import drone_zip, finished_job, wait_for_job, write_geotiff
 from tests.service.jobs.test_surveys_api import counts
+from tests.service.survey_changes import SHIFT_M, candidates, compare, epoch_pair, survey
 from vision.geo.local_frame import area_m2
-
-SHIFT_M = 1.5
 
 
 @pytest.fixture
@@ -42,30 +41,7 @@ def settings(settings):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def epochs(tmp_path_factory: pytest.TempPathFactory) -> EpochPairFiles:
-    folder = tmp_path_factory.mktemp("epochs")
-    return make_epoch_pair(np.random.default_rng(2), folder, shift_m=SHIFT_M, new_sheds=2, dsm=True)
-
-
-def survey(client: TestClient, keys: Keys, path: Path, who: str = "ingest") -> str:
-    return str(finished_job(client, keys, path.read_bytes())["id"]) if who == "ingest" else _other(
-        client, keys, path, who
-    )
-
-
-def _other(client: TestClient, keys: Keys, path: Path, who: str) -> str:
-    response = client.post(
-        "/v1/surveys", headers=keys.headers(who), files={"file": ("o.tif", path.read_bytes(), "image/tiff")}
-    )
-    assert response.status_code == 202, response.text
-    return str(wait_for_job(client, keys, response.json()["id"], who=who)["id"])
-
-
-def compare(client: TestClient, keys: Keys, after: str, before: str, who: str = "ingest") -> Any:
-    return client.post(f"/v1/surveys/{after}/changes", headers=keys.headers(who), json={"before": before})
-
-
-def candidates(client: TestClient, keys: Keys) -> list[dict[str, Any]]:
-    return issues(client, keys, **{"class": "illegal_structure"})
+    return epoch_pair(tmp_path_factory.mktemp("epochs"))
 
 
 def test_changes_become_candidates_with_before_and_after_evidence(client, keys, settings, epochs):
@@ -250,7 +226,7 @@ def test_pairs_that_cannot_be_compared_are_refused_without_a_job(client, keys, s
 
 def test_another_keys_survey_is_not_found(client, keys, settings, epochs, tmp_path):
     mine = survey(client, keys, epochs.after)
-    theirs = _other(client, keys, far_away(tmp_path), "admin")
+    theirs = survey(client, keys, far_away(tmp_path), "admin")
     response = compare(client, keys, mine, theirs)
     assert response.status_code == 404
 

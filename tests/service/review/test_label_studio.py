@@ -13,8 +13,8 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.review.labelling import label_value
-from service.review.project import SECRET_HEADER, WEBHOOK_PATH, setup
+from service.review.labelling import BEFORE, label_config, label_value
+from service.review.project import SECRET_HEADER, WEBHOOK_PATH, find_project_id, setup
 from service.review.push import push_pending, reconcile
 from tests.service.images import BASE_LON
 from tests.service.review.conftest import (
@@ -109,3 +109,23 @@ def _wait_state(live: LiveServer, issue_id: int, state: str, timeout_s: float = 
         if now == state or time.monotonic() > deadline:
             return str(now)
         time.sleep(0.2)
+
+
+def test_setup_brings_a_project_made_before_the_earlier_survey_block_up_to_date(
+    ls: LabelStudio, service: LiveServer
+) -> None:
+    """A project (with a task) whose config predates the before block: setup replaces the config
+    once (Label Studio accepts it over tasks without before_html), then leaves it alone."""
+    title, first = new_project(ls, service)
+    current = label_config(TAXONOMY)
+    older = "".join(line for line in current.splitlines(keepends=True) if f'name="{BEFORE}"' not in line)
+    assert older != current
+    ls.projects.update(id=first.project_id, label_config=older)
+    ls.projects.import_tasks(id=first.project_id, request=[{"data": {"image": service.url + "/x.jpg"}}])
+    updated, again = (
+        setup(ls, title=title, taxonomy=TAXONOMY, public_url=service.url, webhook_secret=WEBHOOK_SECRET)
+        for _ in range(2)
+    )
+    assert (updated.project, again.project) == ("updated", "unchanged")
+    assert find_project_id(ls, title) == first.project_id == updated.project_id
+    assert (ls.projects.get(id=first.project_id).label_config or "").strip() == current.strip()

@@ -7,7 +7,16 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from service.review.labelling import BOXES, IMAGE, VERDICT, class_of_label, label_config, label_value
+from service.review.labelling import (
+    BEFORE,
+    BEFORE_HTML,
+    BOXES,
+    IMAGE,
+    VERDICT,
+    class_of_label,
+    label_config,
+    label_value,
+)
 from vision.taxonomy import Taxonomy
 
 
@@ -36,3 +45,15 @@ def test_a_new_class_appears_without_code():
     assert class_of_label(taxonomy, "排污口 Sewage outfall") == "sewage_outfall"
     with pytest.raises(KeyError, match="no class of the taxonomy"):
         class_of_label(taxonomy, "Sewage outfall")
+
+
+def test_the_earlier_survey_shows_above_the_image_from_the_tasks_html():
+    """A change candidate's earlier crop: a HyperText of the task's before_html ("" for other
+    tasks, which Label Studio renders as nothing), above the image the boxes are drawn on."""
+    root = ET.fromstring(label_config(Taxonomy.default()))
+    tags = [child.tag for child in root]
+    (before,) = root.findall(f"HyperText[@name='{BEFORE}']")
+    assert before.get("value") == f"${BEFORE_HTML}" and before.get("inline") == "true"
+    assert tags.index("HyperText") < tags.index("Image")
+    # no tag points its labels at the before block: boxes and verdicts stay on the later image
+    assert {t.get("toName") for t in root if t.get("toName")} == {IMAGE}

@@ -96,7 +96,7 @@ def session(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Sessio
     print(f"screenshots: {shots}")
 
 
-def sign_in(session: Session, server: LiveServer, who: str) -> None:
+def sign_in(session: Session, server: LiveServer, who: str, issues: int = 4) -> None:
     page = session.page
     page.goto(server.url + "/")
     expect(page.locator("#key-input")).to_be_visible()
@@ -104,7 +104,7 @@ def sign_in(session: Session, server: LiveServer, who: str) -> None:
     session.shot("signed-out")
     page.fill("#key-input", server.keys.tokens[who])
     page.click("#sign-in button[type=submit]")
-    expect(page.locator("#issue-count")).to_have_text("4 条 issues")
+    expect(page.locator("#issue-count")).to_have_text(f"{issues} 条 issues")
     expect(page.locator("#who")).to_contain_text(who)
 
 
