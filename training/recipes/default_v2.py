@@ -14,6 +14,7 @@ Exit status: 0 done (or --until reached), 3 training paused (run the same comman
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 import sys
@@ -147,8 +148,6 @@ def assess_build(settings: Settings) -> Assessment:
 
 
 def json_of(path: Path) -> dict[str, object]:
-    import json
-
     return json.loads(path.read_text(encoding="utf-8"))
 
 
