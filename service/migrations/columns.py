@@ -36,6 +36,16 @@ def one_of(table: str, column: str, values: tuple[str, ...]) -> sa.CheckConstrai
     return sa.CheckConstraint(in_values(column, values), name=op.f(f"ck_{table}_{column}"))
 
 
+def replace_one_of(table: str, column: str, values: tuple[str, ...]) -> None:
+    """Swap the `one_of` CHECK on `table.column` for one allowing `values` (a kind added or taken
+    back). Dropped and created in one batch: SQLite has no ALTER of a constraint, so the batch
+    rebuilds the table there, and PostgreSQL gets DROP CONSTRAINT and ADD CONSTRAINT."""
+    name = op.f(f"ck_{table}_{column}")
+    with op.batch_alter_table(table) as batch:
+        batch.drop_constraint(name, type_="check")
+        batch.create_check_constraint(name, in_values(column, values))
+
+
 def created_updated_at() -> list[sa.Column[Any]]:
     return [
         sa.Column("created_at", sa.DateTime(), nullable=False),

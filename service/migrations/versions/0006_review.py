@@ -7,7 +7,14 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from service.migrations.columns import box_xyxy, create_keyed_table, foreign_key, in_values, one_of, unique
+from service.migrations.columns import (
+    box_xyxy,
+    create_keyed_table,
+    foreign_key,
+    one_of,
+    replace_one_of,
+    unique,
+)
 
 revision = "0006"
 down_revision = "0005"
@@ -17,14 +24,8 @@ EVENT_KINDS = (*EVENT_KINDS_BEFORE, "reviewed")
 LABEL_DECISIONS = ("kept", "moved", "relabelled", "added", "removed", "not_a_violation", "cannot_tell")
 
 
-def _event_kinds(kinds: tuple[str, ...]) -> None:
-    with op.batch_alter_table("issue_events") as batch:
-        batch.drop_constraint(op.f("ck_issue_events_kind"), type_="check")
-        batch.create_check_constraint(op.f("ck_issue_events_kind"), in_values("kind", kinds))
-
-
 def upgrade() -> None:
-    _event_kinds(EVENT_KINDS)
+    replace_one_of("issue_events", "kind", EVENT_KINDS)
     create_keyed_table(
         "review_tasks",
         sa.Column("frame_id", sa.Integer(), nullable=False),
@@ -74,4 +75,4 @@ def downgrade() -> None:
     op.drop_table("review_deliveries")
     op.drop_table("review_tasks")
     op.execute("DELETE FROM issue_events WHERE kind = 'reviewed'")
-    _event_kinds(EVENT_KINDS_BEFORE)
+    replace_one_of("issue_events", "kind", EVENT_KINDS_BEFORE)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from service.migrations.columns import in_values
+from service.migrations.columns import replace_one_of
 
 revision = "0008"
 down_revision = "0007"
@@ -17,14 +17,8 @@ JOB_KINDS_BEFORE = ("drone_photos", "orthomosaic")
 JOB_KINDS = (*JOB_KINDS_BEFORE, "changes")
 
 
-def _job_kinds(kinds: tuple[str, ...]) -> None:
-    with op.batch_alter_table("jobs") as batch:
-        batch.drop_constraint(op.f("ck_jobs_kind"), type_="check")
-        batch.create_check_constraint(op.f("ck_jobs_kind"), in_values("kind", kinds))
-
-
 def upgrade() -> None:
-    _job_kinds(JOB_KINDS)
+    replace_one_of("jobs", "kind", JOB_KINDS)
     with op.batch_alter_table("observations") as batch:
         batch.add_column(sa.Column("before_crop_path", sa.String(length=200), nullable=True))
         batch.add_column(sa.Column("details", sa.Text(), nullable=True))
@@ -36,4 +30,4 @@ def downgrade() -> None:
     with op.batch_alter_table("observations") as batch:
         batch.drop_column("details")
         batch.drop_column("before_crop_path")
-    _job_kinds(JOB_KINDS_BEFORE)
+    replace_one_of("jobs", "kind", JOB_KINDS_BEFORE)
