@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from vision.detections import Detections
+from vision.errors import ModelError
 
 
 class DetectorConfigBase(BaseModel):
@@ -31,6 +32,13 @@ class DetectorConfigBase(BaseModel):
                                     "thresholds from the model card are applied later, above it.")
     iou: float = Field(default=0.5, gt=0.0, le=1.0, description="NMS IoU threshold (class-aware).")
     max_det: int = Field(default=300, ge=1, le=10_000, description="Most boxes kept per image.")
+
+    def model_file(self, kind: str) -> Path:
+        """`model`, refused (ModelError, naming it as `kind`) unless it is a file: before a runtime
+        is asked to load it (ultralytics would try to download a missing "name.pt")."""
+        if not self.model.is_file():
+            raise ModelError(f"{kind} {self.model} does not exist")
+        return self.model
 
 
 class LanesConfig(DetectorConfigBase):

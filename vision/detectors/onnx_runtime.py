@@ -9,7 +9,6 @@ letterbox, decoding and lanes are vision.detectors.yolo_export's, shared with Op
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, Unpack
 
 import numpy as np
@@ -20,10 +19,11 @@ from vision.detectors.yolo_export import (
     DYNAMIC_MAX_BATCH,
     BackendOptions,
     ExportedYoloBackend,
+    ExportOverrides,
     OnnxModelInfo,
     cpu_lanes,
     model_info,
-    model_name_of,
+    options_from_config,
     parse_labels,
     physical_core_count,
 )
@@ -120,22 +120,11 @@ class OnnxRuntimeDetector(ExportedYoloBackend):
 
     @classmethod
     def from_config(
-        cls,
-        config: OnnxRuntimeConfig,
-        *,
-        labels: Sequence[str] | None = None,
-        end2end: bool | None = None,
-        rect: bool | None = None,
+        cls, config: OnnxRuntimeConfig, **overrides: Unpack[ExportOverrides]
     ) -> OnnxRuntimeDetector:
-        """Open the model; `labels`/`end2end` override the ONNX metadata (e.g. from a model card).
-
-        `rect` chooses rectangular inputs (default: when the model's height and width are
-        dynamic) or square ones.
-        """
+        """Open the model; `overrides` (labels, end2end, rect) take the place of the ONNX metadata."""
         ort = _import_onnxruntime()
-        path = Path(config.model)
-        if not path.is_file():
-            raise ModelError(f"ONNX model {path} does not exist")
+        path = config.model_file("ONNX model")
         providers = choose_providers(config.device, ort.get_available_providers())
         errors: tuple[type[BaseException], ...] = (*_ort_errors(), RuntimeError, ValueError)
         # On CPU the DFL head's Softmax runs on the last axis (same outputs, ~10 % faster per run;
@@ -145,9 +134,7 @@ class OnnxRuntimeDetector(ExportedYoloBackend):
             session = ort.InferenceSession(model, sess_options=session_options(config), providers=providers)
         except errors as exc:
             raise ModelError(f"onnxruntime cannot load {path}: {exc}") from exc
-        return cls(session, conf=config.conf, iou=config.iou, max_det=config.max_det, imgsz=config.imgsz,
-                   labels=labels, end2end=end2end, rect=rect, model_name=model_name_of(path),
-                   lanes=resolve_lanes(config))
+        return cls(session, **options_from_config(config, path, resolve_lanes(config), overrides))
 
     # -- runtime --------------------------------------------------------------------------
 

@@ -14,8 +14,7 @@ the accuracy measured both ways.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Unpack
 
 import numpy as np
@@ -25,10 +24,11 @@ from vision.detectors.yolo_export import (
     BackendOptions,
     Dim,
     ExportedYoloBackend,
+    ExportOverrides,
     OnnxModelInfo,
     cpu_lanes,
     model_info,
-    model_name_of,
+    options_from_config,
 )
 from vision.errors import BackendUnavailableError, ModelError
 
@@ -81,19 +81,10 @@ class OpenVinoDetector(ExportedYoloBackend):
         self._requests = threading.local()  # each lane thread's own infer request
 
     @classmethod
-    def from_config(
-        cls,
-        config: OpenVinoConfig,
-        *,
-        labels: Sequence[str] | None = None,
-        end2end: bool | None = None,
-        rect: bool | None = None,
-    ) -> OpenVinoDetector:
-        """Open the model; `labels`/`end2end`/`rect` as for `OnnxRuntimeDetector.from_config`."""
+    def from_config(cls, config: OpenVinoConfig, **overrides: Unpack[ExportOverrides]) -> OpenVinoDetector:
+        """Open the model; `overrides` as for `OnnxRuntimeDetector.from_config`."""
         openvino = import_openvino()
-        path = Path(config.model)
-        if not path.is_file():
-            raise ModelError(f"ONNX model {path} does not exist")
+        path = config.model_file("ONNX model")
         lanes = cpu_lanes(config.lanes, config.intra_op_threads)
         core = openvino.Core()
         try:
@@ -101,9 +92,7 @@ class OpenVinoDetector(ExportedYoloBackend):
             compiled = core.compile_model(model, "CPU", compile_options(config, lanes))
         except (RuntimeError, ValueError) as exc:  # OpenVINO's errors derive from RuntimeError
             raise ModelError(f"openvino cannot load {path}: {exc}") from exc
-        return cls(compiled, model, conf=config.conf, iou=config.iou, max_det=config.max_det,
-                   imgsz=config.imgsz, labels=labels, end2end=end2end, rect=rect,
-                   model_name=model_name_of(path), lanes=lanes)
+        return cls(compiled, model, **options_from_config(config, path, lanes, overrides))
 
     # -- runtime --------------------------------------------------------------------------
 

@@ -56,10 +56,7 @@ class UltralyticsDetector(SquareInputBackend):
     def from_config(
         cls, config: UltralyticsConfig, *, labels: Sequence[str] | None = None,
     ) -> UltralyticsDetector:
-        path = Path(config.model)
-        # Checked here because YOLO("name.pt") would otherwise try to download a missing file.
-        if not path.is_file():
-            raise ModelError(f"weights {path} do not exist")
+        path = config.model_file("weights file")
         if path.suffix != ".pt":
             raise ModelError(f"expected a .pt weights file for the ultralytics backend, got {path.name}; "
                              f"use type: onnxruntime for .onnx")

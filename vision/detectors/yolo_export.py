@@ -20,7 +20,7 @@ from typing import Required, TypedDict, Unpack
 import numpy as np
 
 from vision.detections import Detections
-from vision.detectors.base import SquareInputBackend
+from vision.detectors.base import DetectorConfigBase, SquareInputBackend
 from vision.errors import ModelError
 from vision.postprocess import RawBoxes, decode_output
 from vision.preprocess import LetterboxMeta, check_image, letterbox_batch, letterbox_shape, rect_canvas_wh
@@ -144,18 +144,34 @@ def model_info(input_names: Sequence[str], input_shape: Sequence[Dim], output_na
     )
 
 
-class BackendOptions(TypedDict, total=False):
+class ExportOverrides(TypedDict, total=False):
+    """What a runtime's `from_config` takes instead of the export's metadata (e.g. from a model card):
+    `labels`, `end2end`, and `rect`, rectangular inputs (default: when the model's height and width
+    are dynamic) or square ones. None or absent: the metadata's choice."""
+
+    labels: Sequence[str] | None
+    end2end: bool | None
+    rect: bool | None
+
+
+class BackendOptions(ExportOverrides, total=False):
     """`ExportedYoloBackend`'s options, for a runtime's constructor to pass on."""
 
     conf: Required[float]
     iou: Required[float]
     max_det: Required[int]
     imgsz: int | None
-    labels: Sequence[str] | None
-    end2end: bool | None
-    rect: bool | None
     model_name: str
     lanes: int
+
+
+def options_from_config(
+    config: DetectorConfigBase, path: Path, lanes: int, overrides: ExportOverrides
+) -> BackendOptions:
+    """A runtime's `from_config` options: the config's thresholds and size, the model's name (from
+    `path`), the lanes the runtime resolved and the caller's overrides."""
+    return {"conf": config.conf, "iou": config.iou, "max_det": config.max_det, "imgsz": config.imgsz,
+            "model_name": model_name_of(path), "lanes": lanes, **overrides}
 
 
 class ExportedYoloBackend(SquareInputBackend):

@@ -74,7 +74,7 @@ def test_labels_override(responsive_model) -> None:
 @pytest.mark.parametrize(
     ("name", "content", "match"),
     [
-        ("yolov8n.pt", None, "do not exist"),  # must not trigger ultralytics' download
+        ("yolov8n.pt", None, "weights file .* does not exist"),  # must not trigger ultralytics' download
         ("model.onnx", b"onnx", "expected a .pt weights file"),
         ("broken.pt", b"not a checkpoint", "ultralytics cannot load"),
     ],
