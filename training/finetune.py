@@ -207,6 +207,25 @@ def hold_class_rows(held: Iterable[int]) -> dict[str, Callable[[Any], None]]:
 
 
 
+def keep_batch_norm_statistics() -> dict[str, Callable[[Any], None]]:
+    """ultralytics callbacks that keep every batch norm's running statistics as the base has
+    them (evaluation mode in each training step; their scale and shift still learn).
+
+    ultralytics already does this for frozen layers only. A fine-tune's batches mix the new
+    images (aerial views of stalls) with replayed ones, and statistics drifting towards that mix
+    change what the neck computes on the public classes' images: forgetting without any
+    gradient to the public classes' rows.
+    """
+    def hold(trainer: Any) -> None:
+        from torch import nn
+
+        for module in trainer.model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
+
+    return {"on_train_batch_start": hold}
+
+
 def chained(*callbacks: Mapping[str, Callable[[Any], None]]) -> dict[str, Callable[[Any], None]]:
     """One callback per ultralytics event that runs each given one of that event, in order (a dict
     union would keep only the last: holding rows and a partial-label loss both start on

@@ -133,3 +133,21 @@ def test_a_replay_by_class_draws_rare_classes_whole_and_stays_reproducible(tmp_p
     assert drawn == Replay.by_class(list(reversed(images)), share=0.5, seed=1).sample(18, round_=1)
     assert drawn != replay.sample(18, round_=2)
     assert len(replay.sample(100, round_=1)) == 50  # capped by what there is
+
+
+def test_kept_batch_norm_statistics_do_not_drift_while_the_rest_trains() -> None:
+    import torch
+    from torch import nn
+
+    from training.finetune import keep_batch_norm_statistics
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.SiLU())
+    trainer = SimpleNamespace(model=model)
+    before = model[1].running_mean.clone()
+    model.train()  # what ultralytics does at the start of each epoch
+    keep_batch_norm_statistics()["on_train_batch_start"](trainer)
+    out = model(torch.rand(2, 3, 8, 8) * 5 + 3)
+    out.mean().backward()
+    assert torch.equal(model[1].running_mean, before)
+    assert model[1].weight.grad is not None  # the scale still learns
+    assert model[0].training  # only batch norms leave training mode
