@@ -19,10 +19,11 @@ absent). Contenders:
   parallelism without the pipeline), reported beside the others, not as "best bare".
 - OpenVINO: letterbox + the compiled model (CPU, its default latency hint), no NMS.
 - pipeline: `Pipeline.from_model` at its defaults (engine "auto": OpenVINO for the float model
-  when installed, vision.detectors.engines); from files `detect_many`, from arrays `detect`
-  from 2 x lanes caller threads (a server's concurrent requests).
-- pipeline onnxruntime: the same with engine="onnxruntime" (the default before issue #12's
-  OpenVINO engine), so both engines are measured side by side. With `--variants`, also
+  when installed and it runs bf16/f16 on this CPU, else ONNX Runtime; vision.detectors.engines);
+  from files `detect_many`, from arrays `detect` from 2 x lanes caller threads (a server's
+  concurrent requests).
+- pipeline onnxruntime / pipeline openvino: the same with the engine "auto" did not choose
+  (OpenVINO only when installed), so both engines are measured side by side. With `--variants`, also
   1 lane x all cores (default engine) and ONNX Runtime's 1 lane x all cores with spinning,
   for the per-deployment recommendation in benchmarks/README.md.
 
@@ -448,6 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rich.table import Table
 
     from vision.detectors.base import OnnxRuntimeConfig
+    from vision.detectors.engines import openvino_importable
     from vision.detectors.onnx_runtime import physical_core_count, session_options
     from vision.model_registry import resolve_model
     from vision.taxonomy import Taxonomy
@@ -468,10 +470,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"{len(paths)} images: {source}; {reps} reps; {cores} cores; "
                       f"loaded = {load.describe()}; "
                       f"load average before {load_before[0]:.2f}")
-        pipelines = {"pipeline": PipelineRun(args.model_dir),
-                     "pipeline onnxruntime": PipelineRun(args.model_dir, engine="onnxruntime")}
+        pipelines = {"pipeline": PipelineRun(args.model_dir)}
         engine = pipelines["pipeline"].pipeline.engine
-        console.print(f"pipeline engine at its defaults: {engine}")
+        # the engine "auto" did not choose, measured beside it (when it can run here)
+        other_engine = ("onnxruntime" if engine == "openvino"
+                        else "openvino" if openvino_importable() else None)
+        if other_engine is not None:
+            pipelines[f"pipeline {other_engine}"] = PipelineRun(args.model_dir, engine=other_engine)
+        console.print(f"pipeline engine at its defaults: {engine}"
+                      + (f" (also measured: {other_engine})" if other_engine else ""))
         if args.variants:
             pipelines["pipeline 1 lane x all cores"] = PipelineRun(
                 args.model_dir, intra_op_threads=0, lanes=1)
@@ -538,11 +545,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "ratio_vs_bare_best_arrays": round(pipe[("arrays", "quiet")] / best_bare("arrays", "quiet"), 3),
             "ratio_vs_bare_best_loaded": round(pipe[("files", "loaded")] / best_bare("files", "loaded"), 3),
             "ratio_vs_bare_lanes": round(pipe[("files", "quiet")] / rate(f"bare ORT ours, {cores} lanes"), 3),
-            "ratio_vs_pipeline_onnxruntime": round(
-                pipe[("files", "quiet")] / rate("pipeline onnxruntime"), 3),
-            "ratio_vs_pipeline_onnxruntime_loaded": round(
-                pipe[("files", "loaded")] / rate("pipeline onnxruntime", condition="loaded"), 3),
         }
+        if other_engine is not None:
+            summary[f"ratio_vs_pipeline_{other_engine}"] = round(
+                pipe[("files", "quiet")] / rate(f"pipeline {other_engine}"), 3)
+            summary[f"ratio_vs_pipeline_{other_engine}_loaded"] = round(
+                pipe[("files", "loaded")] / rate(f"pipeline {other_engine}", condition="loaded"), 3)
         for condition, suffix in (("quiet", ""), ("loaded", "_loaded")):
             for mode, msuffix in (("files", ""), ("arrays", "_arrays")):
                 summary[f"ratio_vs_ultralytics_onnx{msuffix}{suffix}"] = round(
@@ -556,8 +564,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             summary["ratio_int8_vs_ultralytics_onnx_loaded"] = round(
                 rate("pipeline int8", condition="loaded") / rate("ultralytics ONNX", condition="loaded"), 3)
             summary["ratio_int8_vs_pipeline"] = round(rate("pipeline int8") / pipe[("files", "quiet")], 3)
+            onnxruntime_pipeline = "pipeline" if engine == "onnxruntime" else "pipeline onnxruntime"
             summary["ratio_int8_vs_pipeline_onnxruntime"] = round(
-                rate("pipeline int8") / rate("pipeline onnxruntime"), 3)
+                rate("pipeline int8") / rate(onnxruntime_pipeline), 3)
         console.print(
             f"from files, quiet: pipeline {pipe[('files', 'quiet')]:.1f} images/s = "
             f"{summary['ratio_vs_bare_best']:.2f}x the best bare runtime (goal 0.95), "

@@ -71,7 +71,8 @@ class Settings(BaseSettings):
     engine: Literal["auto", "onnxruntime", "openvino"] = Field(
         default="auto",
         description="Runtime of the model's ONNX export: openvino (the openvino extra, cpu only), "
-        "onnxruntime, or auto: openvino for a float model on cpu when installed, else onnxruntime "
+        "onnxruntime, or auto: openvino for a float model on cpu when installed and it runs bf16/f16 "
+        "on this cpu, else onnxruntime "
         "(vision.detectors.engines; benchmarks/README.md gives the measurements).",
     )
     bootstrap_admin_key: SecretStr | None = Field(

@@ -261,7 +261,8 @@ class Pipeline:
         """Open an installed model's ONNX weights, labels from its card.
 
         `engine`: "onnxruntime", "openvino" or "auto" (OpenVINO for a float model on CPU when
-        the openvino extra is installed, else ONNX Runtime; vision.detectors.engines).
+        the openvino extra is installed and runs bf16/f16 on this CPU, else ONNX Runtime;
+        vision.detectors.engines).
         `intra_op_threads`, `lanes` and `allow_spinning` as in OnnxRuntimeConfig (OpenVinoConfig
         takes the first two); the defaults (one thread per run, one run per core) won quiet and
         loaded on the reference box; benchmarks/README.md gives the setting per deployment.

@@ -318,7 +318,8 @@ def detect_command(
     engine: Annotated[EngineChoice, typer.Option(
         "--engine", envvar="PATROL_ENGINE",
         help="Runtime of the ONNX model: onnxruntime, openvino (the openvino extra, cpu only) or auto "
-             "(openvino for a float model on cpu when installed, else onnxruntime).")] = EngineChoice.auto,
+             "(openvino for a float model on cpu when installed and it runs bf16/f16 here, "
+             "else onnxruntime).")] = EngineChoice.auto,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="JSON lines file; default stdout.")] = None,
     annotate: Annotated[Path | None, typer.Option(
         "--annotate", help="Folder to write annotated copies of the images into.")] = None,
