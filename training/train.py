@@ -42,7 +42,7 @@ from training.run_record import (
 )
 from training.run_record import command_line as quote_command
 from training.transplant import check_ultralytics_checkpoint
-from vision.errors import ModelError
+from vision.errors import ModelError, PatrolVisionError
 from vision.model_registry import sha256_file
 
 # Names check_font() looks for in the config dir (ASCII labels, then any other labels).
@@ -53,8 +53,9 @@ class TrainingError(ModelError):
     """A training run could not start or did not finish."""
 
 
-class TrainingPaused(Exception):
-    """Raised after an epoch's checkpoint is saved, to end a chunk of a longer run on purpose."""
+class TrainingPaused(PatrolVisionError):
+    """Raised after an epoch's checkpoint is saved, to end a chunk of a longer run on purpose.
+    Not a failure: `_fit` catches it before anything else and records the run as paused."""
 
 
 class TrainOptions(BaseModel):

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Annotated, Literal, get_args
 
 import typer
 
+from vision.errors import ModelError
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -94,7 +96,7 @@ class Assessment:
     command: list[str] | None = None  # patrol's arguments; None when skipped or blocked
 
 
-class RecipeError(Exception):
+class RecipeError(ModelError):
     """A step cannot go on (its message says what to do)."""
 
 
@@ -122,7 +124,6 @@ def _dataset_hash(settings: Settings) -> str | None:
 
 
 def _installed(name: str, settings: Settings) -> InstalledModel | None:
-    from vision.errors import ModelError
     from vision.model_registry import resolve_model
 
     try:
