@@ -52,10 +52,12 @@ demo-camera: install-serve
 # Then mypy ([tool.mypy]): a type error, or a `# type: ignore` that hides none, fails it too.
 # Label Studio first too: the review tests start a throwaway one from its virtualenv, and without
 # it the run stops and says so (installed once, outside the clone; a no-op once there).
+# pytest runs as two processes at once, the `server` tests and the rest (tests/run_suite.py says
+# why); PATROL_TEST_SPLIT=0 runs one.
 test: install-dev label-studio
 	$(BIN)/lint-imports --no-logo
 	$(BIN)/mypy
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python tests/run_suite.py $(PYTEST_ARGS)
 
 # Regenerate the lock after changing dependencies in pyproject.toml.
 lock: $(UV)
