@@ -23,6 +23,7 @@ SIGINT and SIGTERM are passed on to both, so each stops its own servers.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,9 +89,10 @@ def main(argv: Sequence[str]) -> int:
         statuses = [0, 0]
         statuses[1] = wait(children[1])
         statuses[0] = wait(children[0])
-    print(f"\n{'=' * 30} the server tests' output ({log}) {'=' * 30}", flush=True)
+    print(f"\n{'=' * 30} the server tests' output {'=' * 30}", flush=True)
     sys.stdout.buffer.write(log.read_bytes())
     sys.stdout.flush()
+    shutil.rmtree(log.parent)  # printed whole above
     status = combined_status(statuses)
     print(f"run_suite: server tests exited {statuses[0]}, the rest {statuses[1]}: {status}", flush=True)
     return status

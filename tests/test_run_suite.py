@@ -62,6 +62,8 @@ def test_both_groups_run_in_processes_of_their_own_and_a_failure_fails_the_run(t
     rest_pid = (tmp_path / "rest.pid").read_text().split()[1]
     assert server_pid != rest_pid
     assert "the server tests' output" in passed.stdout and "1 passed" in passed.stdout
+    log_folder = Path(passed.stdout.split(" their output in ")[1].split()[0]).parent
+    assert not log_folder.exists()  # removed once printed
 
     _project(tmp_path, failing=True)
     failed = subprocess.run([sys.executable, str(RUN_SUITE), "-q", "-p", "no:cacheprovider"],
