@@ -86,9 +86,8 @@ def main(argv: Sequence[str]) -> int:
         print(f"run_suite: server tests in a process of their own (pid {children[0].pid}), "
               f"their output in {log} and below when they end", flush=True)
         children.append(subprocess.Popen([*pytest, "-m", group_marker(expr, "not server"), *args]))
-        statuses = [0, 0]
-        statuses[1] = wait(children[1])
-        statuses[0] = wait(children[0])
+        rest_status = children[1].wait()
+        statuses = [children[0].wait(), rest_status]
     print(f"\n{'=' * 30} the server tests' output {'=' * 30}", flush=True)
     sys.stdout.buffer.write(log.read_bytes())
     sys.stdout.flush()
@@ -96,15 +95,6 @@ def main(argv: Sequence[str]) -> int:
     status = combined_status(statuses)
     print(f"run_suite: server tests exited {statuses[0]}, the rest {statuses[1]}: {status}", flush=True)
     return status
-
-
-def wait(child: subprocess.Popen[bytes]) -> int:
-    # A signal interrupts wait(); the handler forwards it, and the child is waited for again.
-    while True:
-        try:
-            return child.wait()
-        except InterruptedError:  # pragma: no cover - Python retries wait() itself (PEP 475)
-            continue
 
 
 if __name__ == "__main__":

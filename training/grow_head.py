@@ -46,15 +46,16 @@ def grow_classes(model: Any, labels: Sequence[str]) -> Any:
     same = {k: v.float() for k, v in source.items() if k in target and v.shape == target[k].shape}
     grown.load_state_dict(same, strict=False)
     old_rows = len(known)
+    grown_rows = class_convolutions(grown)
     with torch.no_grad():
-        for old, new in zip(class_convolutions(model), class_convolutions(grown), strict=True):
+        for old, new in zip(class_convolutions(model), grown_rows, strict=True):
             new.weight[:old_rows].copy_(old.weight.float())
             new.bias[:old_rows].copy_(old.bias.float())
             # Random rows on trained features score some anchors at 0.6 and more; zero rows
             # score every anchor at the prior, and still learn (the layer is linear).
             new.weight[old_rows:].zero_()
     copied = set(same) | {f"{name}.{part}" for name, module in grown.named_modules()
-                          if any(module is conv for conv in class_convolutions(grown))
+                          if any(module is conv for conv in grown_rows)
                           for part in ("weight", "bias")}
     missing = [k for k in target if k not in copied]
     if missing:
