@@ -7,9 +7,10 @@ silently in some folder (`keys create` and `regions import` take `--create-datab
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypedDict
 
 import typer
 
@@ -88,7 +89,21 @@ def serve(
 
     from service.api.app import create_app
 
-    uvicorn.run(create_app(_settings(database_url)), host=host, port=port, proxy_headers=True)
+    app = create_app(_settings(database_url))
+    uvicorn.run(app, host=host, port=port, proxy_headers=True, **server_options())
+
+
+class ServerOptions(TypedDict):
+    http: Literal["httptools"]
+    loop: Literal["uvloop", "asyncio"]
+
+
+def server_options() -> ServerOptions:
+    """uvicorn's parser and event loop for the API: httptools' C parser and uvloop, named rather
+    than left to "auto", which falls back to pure-Python h11 and asyncio without a word when they
+    are missing (they were, until they became dependencies: pyproject.toml's comment has what
+    they save). uvloop does not build on Windows."""
+    return ServerOptions(http="httptools", loop="asyncio" if sys.platform == "win32" else "uvloop")
 
 
 @keys_app.command("create", help="Create an API key and print it once; only its hash is stored.")

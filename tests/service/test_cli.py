@@ -151,3 +151,22 @@ def _township(tmp_path):  # type: ignore[no-untyped-def]
     path = tmp_path / "township.geojson"
     path.write_text(json.dumps(TOWNSHIP, ensure_ascii=False), encoding="utf-8")
     return path
+
+
+
+def test_serve_runs_on_httptools_and_uvloop():
+    """The parser and loop `patrol serve` asks for are the installed C ones; "auto" would fall back
+    to h11 and asyncio silently (pyproject.toml says what they save)."""
+    import uvicorn
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from service.cli import server_options
+
+    options = server_options()
+    config = uvicorn.Config(create_app(Settings(database_url="sqlite://"), analyzer=object()), **options)
+    config.load()  # fails here if httptools is not installed
+    assert config.http_protocol_class is HttpToolsProtocol
+    assert options["loop"] == "uvloop"
+    import uvloop
+
+    uvloop.new_event_loop().close()  # what uvicorn's "uvloop" setup creates
