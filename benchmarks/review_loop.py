@@ -207,7 +207,8 @@ def fine_tune(loop: Loop, base: Path, train_images: Sequence[Path], name: str,
                            freeze=loop.base_freeze, seed=loop.seed, workers=0)
     callbacks = torch_threads(loop.threads)
     if recipe is not None:
-        options = recipe.apply(options)
+        # Every round teaches the new label: its rows learn at the recipe's taught_rate.
+        options = recipe.apply(options).model_copy(update={"taught_labels": (loop.new_label,)})
         new_id = loop.labels.index(loop.new_label)
         if loop.hold_rows:
             # The public labels' own outputs learn nothing from images that only teach the new class.

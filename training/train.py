@@ -90,6 +90,11 @@ class TrainOptions(BaseModel):
     warmup_epochs: float | None = Field(default=None, ge=0.0, description="None = ultralytics' default (3).")
     augment: AugmentName = Field(default="ultralytics", description="Named augmentation settings "
                                                                      "(training/augmentation.py).")
+    taught_labels: tuple[str, ...] = Field(
+        default=(), description="Labels the data teaches anew: their class rows learn `taught_rate` times "
+                                "as fast. Empty: the labels a grown head adds.")
+    taught_rate: float = Field(default=1.0, ge=1.0, le=1000.0, description="See taught_labels "
+                                                                            "(training/grow_head.faster_rows).")
 
 
 @dataclass(frozen=True)
@@ -308,6 +313,9 @@ def train(options: TrainOptions, argv: list[str], callbacks: Callbacks | None = 
         if rebuilt:
             base["rebuilt_from_onnx"] = {"onnx_sha256": rebuilt.get("onnx_sha256")}
         base["head"] = _fit_head(model, data_labels(options.data))
+    added = tuple(base.get("head", {}).get("added", ()))
+    base["taught"] = _add_taught_rows(model, options.taught_labels or added, options.taught_rate,
+                                      data_labels(options.data))
     train_args: dict[str, Any] = {
         "data": str(options.data.resolve()), "epochs": options.epochs, "imgsz": options.imgsz,
         "batch": options.batch, "device": options.device, "seed": options.seed, "deterministic": True,
@@ -335,6 +343,21 @@ def train(options: TrainOptions, argv: list[str], callbacks: Callbacks | None = 
     return _fit(lambda: model.train(**train_args), model, record, run_dir, previous_seconds=0.0)
 
 
+def _add_taught_rows(model: Any, taught_labels: tuple[str, ...], rate: float, labels: list[str]
+                     ) -> dict[str, Any] | None:
+    """The faster class rows of `taught_labels` registered on `model`, and what the record says."""
+    from training.grow_head import faster_rows
+
+    if not taught_labels or rate == 1.0:
+        return None
+    unknown = [label for label in taught_labels if label not in labels]
+    if unknown:
+        raise TrainingError(f"taught labels {unknown} are not among the data's labels {labels}")
+    rows = [labels.index(label) for label in taught_labels]
+    _add_callbacks(model, faster_rows(rows, rate))
+    return {"labels": list(taught_labels), "rows": rows, "rate": rate}
+
+
 def resume(run_dir: Path, argv: list[str], callbacks: Callbacks | None = None,
            chunk: Chunk | None = None) -> TrainResult:
     """Continue an interrupted run from its weights/last.pt with the arguments it started with."""
@@ -349,6 +372,11 @@ def resume(run_dir: Path, argv: list[str], callbacks: Callbacks | None = None,
     ultralytics, offline = _prepare_offline(record.train_args.get("device", "cpu"))
     model = ultralytics.YOLO(str(last), task="detect")
     _add_callbacks(model, callbacks, chunk)
+    taught = record.base.get("taught")
+    if taught:  # the run's own setting: its taught rows keep their rate after a pause
+        from training.grow_head import faster_rows
+
+        _add_callbacks(model, faster_rows(taught["rows"], float(taught["rate"])))
     record = record.model_copy(update={
         "status": "running", "resumed_at": [*record.resumed_at, now_iso()],
         "offline": {**record.offline, **offline}, "error": None,

@@ -103,6 +103,52 @@ def test_held_class_rows_learn_nothing_and_the_others_do() -> None:
         hold_class_rows([5])["on_train_start"](trainer)
 
 
+def test_taught_rows_step_rate_times_as_far_and_nothing_else_moves_differently() -> None:
+    import copy
+
+    import torch
+    from torch import nn
+
+    from training.grow_head import faster_rows
+
+    torch.manual_seed(0)
+    head = nn.Module()
+    head.cv3 = nn.ModuleList(nn.Sequential(nn.Conv2d(4, 4, 1), nn.Conv2d(4, 3, 1)) for _ in range(2))
+    with torch.no_grad():
+        for branch in head.cv3:  # a grown row: zero weights, a prior bias
+            branch[-1].weight[2].zero_()
+            branch[-1].bias[2] = -8.0
+    x = torch.randn(2, 4, 5, 5)
+    steps = {}
+    for rate in (1.0, 20.0):
+        model = copy.deepcopy(head)
+        start = [p.detach().clone() for p in model.parameters()]
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.001, weight_decay=0.0005)
+        trainer = SimpleNamespace(model=SimpleNamespace(model=[nn.Identity(), model]), optimizer=optimizer)
+        for event, callback in faster_rows([2], rate).items():
+            assert event == "on_train_start"
+            callback(trainer)
+        # One step from the same state and gradients (after it, the gradients differ with row 2).
+        sum(branch(x).square().sum() for branch in model.cv3).backward()
+        optimizer.step()
+        steps[rate] = [p.detach() - s for p, s in zip(model.parameters(), start, strict=True)]
+    # Parameters in order per branch: conv0 weight, conv0 bias, final weight, final bias.
+    for i, (plain, fast) in enumerate(zip(steps[1.0], steps[20.0], strict=True)):
+        if i % 4 in (2, 3):  # a final convolution: row 2 moved 20x, rows 0-1 as before
+            assert torch.allclose(fast[2], 20 * plain[2], rtol=1e-3, atol=1e-7) and plain[2].abs().sum() > 0
+            assert torch.allclose(fast[:2], plain[:2], atol=1e-6)
+        else:
+            assert torch.allclose(fast, plain, atol=1e-6)
+    assert faster_rows([2], 1.0) == {} and faster_rows([], 20.0) == {}
+    with pytest.raises(ValueError, match="rate"):
+        faster_rows([2], 0.0)
+
+
+def test_the_recipe_teaches_new_labels_faster(tmp_path: Path) -> None:
+    plain = TrainOptions(data=tmp_path / "d.yaml", base="b.pt", name="n")
+    assert plain.taught_rate == 1.0 and Recipe().apply(plain).taught_rate == 20.0
+
+
 def test_chained_callbacks_run_every_one_of_an_event_in_order() -> None:
     calls: list[str] = []
     merged = chained({"on_train_start": lambda _t: calls.append("hold")},

@@ -81,14 +81,19 @@ def test_training_from_a_checkpoint_grows_its_head_for_added_labels(tmp_path: Pa
     labels = ("garbage", "garbage_bin", "smoke")
     dataset = make_synthetic_dataset(tmp_path / "shapes", n_train=8, n_val=4, seed=5, labels=labels)
     options = TrainOptions(data=dataset.data_yaml, base=str(base), name="grown",
-                           project=tmp_path / "runs", epochs=1, imgsz=64, batch=8, workers=0)
+                           project=tmp_path / "runs", epochs=1, imgsz=64, batch=8, workers=0, taught_rate=20)
     result = train(options, ["patrol", "train"])
-    head = RunRecord.read(result.run_dir).base["head"]
+    record = RunRecord.read(result.run_dir)
+    head = record.base["head"]
     assert head == {"labels": ["garbage", "garbage_bin"], "action": "grown", "added": ["smoke"]}
+    # The added label's rows learnt 20x as fast (training/grow_head.faster_rows), and the record says so.
+    assert record.base["taught"] == {"labels": ["smoke"], "rows": [2], "rate": 20.0}
     assert _load(result.best).names == dict(enumerate(labels))
 
     shuffled = make_synthetic_dataset(tmp_path / "shuffled", n_train=8, n_val=4, seed=5,
                                       labels=("garbage_bin", "garbage", "smoke"))
+    with pytest.raises(TrainingError, match="taught labels"):
+        train(options.model_copy(update={"name": "unknown", "taught_labels": ("fire",)}), ["patrol", "train"])
     with pytest.raises(TrainingError, match="not the data's labels"):
         train(options.model_copy(update={"data": shuffled.data_yaml, "name": "shuffled"}),
               ["patrol", "train"])
