@@ -314,8 +314,10 @@ def train(options: TrainOptions, argv: list[str], callbacks: Callbacks | None = 
             base["rebuilt_from_onnx"] = {"onnx_sha256": rebuilt.get("onnx_sha256")}
         base["head"] = _fit_head(model, data_labels(options.data))
     added = tuple(base.get("head", {}).get("added", ()))
-    base["taught"] = _add_taught_rows(model, options.taught_labels or added, options.taught_rate,
-                                      data_labels(options.data))
+    taught = _add_taught_rows(model, options.taught_labels or added, options.taught_rate,
+                              data_labels(options.data))
+    if taught is not None:  # the record names it only when a run has one
+        base["taught"] = taught
     train_args: dict[str, Any] = {
         "data": str(options.data.resolve()), "epochs": options.epochs, "imgsz": options.imgsz,
         "batch": options.batch, "device": options.device, "seed": options.seed, "deterministic": True,
