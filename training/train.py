@@ -304,6 +304,7 @@ def train(options: TrainOptions, argv: list[str], callbacks: Callbacks | None = 
     ultralytics, offline = _prepare_offline(options.device)
     model = ultralytics.YOLO(options.base, task="detect")
     _add_callbacks(model, callbacks, chunk)
+    labels = data_labels(options.data)  # read once: the head's fit and the taught rows both need them
     if base["kind"] == "checkpoint" and isinstance(getattr(model, "ckpt", None), dict):
         transplant = model.ckpt.get("transplant")
         if transplant:
@@ -312,10 +313,9 @@ def train(options: TrainOptions, argv: list[str], callbacks: Callbacks | None = 
         rebuilt = model.ckpt.get("rebuilt_from_onnx")
         if rebuilt:
             base["rebuilt_from_onnx"] = {"onnx_sha256": rebuilt.get("onnx_sha256")}
-        base["head"] = _fit_head(model, data_labels(options.data))
+        base["head"] = _fit_head(model, labels)
     added = tuple(base.get("head", {}).get("added", ()))
-    taught = _add_taught_rows(model, options.taught_labels or added, options.taught_rate,
-                              data_labels(options.data))
+    taught = _add_taught_rows(model, options.taught_labels or added, options.taught_rate, labels)
     if taught is not None:  # the record names it only when a run has one
         base["taught"] = taught
     train_args: dict[str, Any] = {

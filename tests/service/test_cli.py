@@ -153,7 +153,6 @@ def _township(tmp_path):  # type: ignore[no-untyped-def]
     return path
 
 
-
 def test_serve_runs_on_httptools_and_uvloop():
     """The parser and loop `patrol serve` asks for are the installed C ones; "auto" would fall back
     to h11 and asyncio silently (pyproject.toml says what they save)."""
