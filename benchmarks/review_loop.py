@@ -12,7 +12,11 @@ training images replayed as two thirds of every round's list, balanced by class,
 per round by seed and round; backbone frozen, AdamW at a fixed rate, no warmup; the public labels'
 rows of the head's last class convolution held; the reviewed images, labelled for the new class
 only, teach nothing about the public labels: training/partial_labels.py) for a few epochs on the CPU, through
-training/train.py (ultralytics offline; one torch thread, see torch_threads). After each round:
+training/train.py (ultralytics offline; one torch thread, see torch_threads). Each round's model
+is served branched (training/branches.py, `--branch on`, the default): the base's own layers score
+the public labels and the fine-tuned layers after the frozen backbone the new class; the
+fine-tuned model alone is scored on the public test too (`public_max_drop_taught_alone`), and
+`served_public_s_ratio` is what the branch costs in prediction time. After each round:
 the class's AP50 on that set's fixed test split (by content hash, `patrol datasets build`), the
 public test split's AP50 for the public labels, and the round's wall time. public_max_drop is
 the largest fall of a public label's AP50 below the base's, over every round of both arms.
@@ -43,6 +47,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -60,6 +65,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from service.review.ranking import BoxEvidence, Candidate, Policy, Reviewed, choose  # noqa: E402
+from training.branches import compose_checkpoints  # noqa: E402
 from training.datasets.build import build_dataset  # noqa: E402
 from training.datasets.labels import read_label_file  # noqa: E402
 from training.datasets.spec import DatasetSpec, LabelSpec, SourceSpec  # noqa: E402
@@ -118,6 +124,9 @@ class Loop:
     keep_bn_stats: bool = False  # batch norms' running statistics kept as the base has them
     hold_rows: bool = True  # the public labels' rows of the head's last class convolution held
     base_freeze: int | None = 10
+    # Each round's model served as the base and the taught branch side by side (training/branches.py):
+    # the public labels scored by the base's own layers; False: the fine-tuned model alone.
+    branch: bool = True
     seed: int = 0
     threads: int = 1  # torch threads; see one_thread()
 
@@ -252,7 +261,9 @@ def run_loop(loop: Loop, log: Callable[[str], None] = lambda _: None) -> dict[st
     """Both arms from the same base; per round the AP50 of the new class and of the public ones."""
     torch_threads(loop.threads)
     hashes = {p: dhash64(p) for p in loop.pool}
+    started = time.perf_counter()
     base_public = ap50(loop.base, loop.public_test, loop, loop.public_labels)
+    base_public_s = time.perf_counter() - started  # against the served models' (the branch's cost)
     base_new = ap50(loop.base, loop.test, loop, [loop.new_label])[loop.new_label]
     log(f"base: {loop.new_label} AP50 {base_new}, public {base_public}")
     rng, rng_replay = random.Random(loop.seed), random.Random(loop.seed + 1)
@@ -270,8 +281,12 @@ def run_loop(loop: Loop, log: Callable[[str], None] = lambda _: None) -> dict[st
     curves: dict[str, list[float]] = {arm: [] for arm in ARMS}
     public: dict[str, list[dict[str, float | None]]] = {arm: [] for arm in ARMS}
     round_s: dict[str, list[float]] = {arm: [] for arm in ARMS}
+    public_s: list[float] = []
+    # With the branch: the fine-tuned model alone on the public labels too, what the branch spares
+    alone: dict[str, list[dict[str, float | None]]] = {arm: [] for arm in ARMS}
     for arm in ARMS:
-        weights, reviewed = loop.base, list[Path]()
+        # `weights` is what the round serves (and ranks with); `taught` what the next round tunes
+        weights, taught_weights, reviewed = loop.base, loop.base, list[Path]()
         for k in range(1, loop.rounds + 1):
             started = time.perf_counter()
             pool = [p for p in loop.pool if p not in set(reviewed)]
@@ -285,24 +300,41 @@ def run_loop(loop: Loop, log: Callable[[str], None] = lambda _: None) -> dict[st
             if loop.pseudo:
                 taught_on = write_pseudo_labelled(taught_on, [base_found[p] for p in taught_on],
                                                   loop.work / "pseudo" / f"{arm}-r{k}", loop.pseudo)
-            weights = fine_tune(loop, weights, [*taught_on, *loop.replay.sample(len(taught_on), k)],
-                                f"{arm}-r{k}", recipe=loop.recipe, reviewed=taught_on)
+            listed = [*taught_on, *loop.replay.sample(len(taught_on), k)]
+            taught_weights = fine_tune(loop, taught_weights, listed, f"{arm}-r{k}", recipe=loop.recipe,
+                                       reviewed=taught_on)
+            weights = compose_checkpoints(loop.base, taught_weights, loop.work / "served" / f"{arm}-r{k}.pt",
+                                          shared=loop.recipe.freeze) if loop.branch else taught_weights
             taught = ap50(weights, loop.test, loop, [loop.new_label])[loop.new_label]
+            public_started = time.perf_counter()
             public[arm].append(ap50(weights, loop.public_test, loop, loop.public_labels))
+            public_s.append(time.perf_counter() - public_started)
+            if loop.branch:
+                alone[arm].append(ap50(taught_weights, loop.public_test, loop, loop.public_labels))
             curves[arm].append(round(taught or 0.0, 4))
             round_s[arm].append(round(time.perf_counter() - started, 1))
             log(f"{arm} round {k}: {len(reviewed)} reviewed, {loop.new_label} AP50 {curves[arm][-1]}, "
                 f"public {public[arm][-1]}, {round_s[arm][-1]} s")
     # Every round's model is one a promotion could weigh: the drop is the worst of them all.
-    drops = [(base_public[c] or 0.0) - (row[c] or 0.0) for arm in ARMS for row in public[arm]
-             for c in loop.public_labels if base_public[c] is not None]
+    def max_drop(rows: dict[str, list[dict[str, float | None]]]) -> float:
+        drops = [(base_public[c] or 0.0) - (row[c] or 0.0) for arm in ARMS for row in rows[arm]
+                 for c in loop.public_labels if base_public[c] is not None]
+        return round(max(drops, default=0.0), 4)
+
+    branch = {"public_ap50_taught_alone": {arm: [{c: _r(v) for c, v in row.items()} for row in alone[arm]]
+                                           for arm in ARMS},
+              "public_max_drop_taught_alone": max_drop(alone),
+              # wall time of the public test's predictions, served model over base (same images)
+              "served_public_s_ratio": round(statistics.median(public_s) / base_public_s, 3)} \
+        if loop.branch else {}
     return {
         "rounds": loop.rounds, "per_round": loop.per_round, "class": loop.new_label,
         "base_ap50": round(base_new or 0.0, 4),
         "active_ap50": curves["active"], "random_ap50": curves["random"],
         "public_base_ap50": {c: _r(v) for c, v in base_public.items()},
         "public_ap50": {arm: [{c: _r(v) for c, v in row.items()} for row in public[arm]] for arm in ARMS},
-        "public_max_drop": round(max(drops, default=0.0), 4),
+        "public_max_drop": max_drop(public),
+        **branch,
         "round_s": [round(a + b, 1) for a, b in zip(round_s["active"], round_s["random"], strict=True)],
         "round_s_by_arm": round_s,
         "settings": {"epochs": loop.epochs, "imgsz": loop.imgsz, "recipe": loop.recipe.model_dump(),
@@ -310,6 +342,7 @@ def run_loop(loop: Loop, log: Callable[[str], None] = lambda _: None) -> dict[st
                      "test_images": len(loop.test), "public_test_images": len(loop.public_test),
                      "replay_pool": len(loop.replay.images), "replay_share": loop.replay.share,
                      "reviewed_replay": loop.reviewed_replay, "hold_rows": loop.hold_rows,
+                     "branch": loop.branch,
                      "ignore_unlabelled": loop.ignore_unlabelled, "keep_bn_stats": loop.keep_bn_stats,
                      "pseudo": None if loop.pseudo is None else loop.pseudo.model_dump()},
     }
@@ -373,7 +406,7 @@ def shipped_base() -> Path:
 
 
 def real_loop(work: Path, sizes: Sizes, log: Callable[[str], None], seed: int = 0,
-              base: str = "shipped", keep_bn_stats: bool = False) -> Loop:
+              base: str = "shipped", keep_bn_stats: bool = False, branch: bool = True) -> Loop:
     """The vendors set and the public sets built by `patrol datasets build`, and the base model.
     `seed`: the base's and every round's training, the random arm's draws and the replay samples
     (the images drawn for the base, the pool and the sets stay the same for every seed).
@@ -407,7 +440,7 @@ def real_loop(work: Path, sizes: Sizes, log: Callable[[str], None], seed: int = 
         # from the public training split: no public image the base has not seen.
         # Balanced by class: 24 of the 192 hold fire, and a uniform sample let it fade.
         replay=Replay.by_class(public_train, share=2 / 3, seed=seed), val=tuple(vendor_val[:8]),
-        ignore_unlabelled=True, keep_bn_stats=keep_bn_stats, seed=seed, thresholds=thresholds,
+        ignore_unlabelled=True, keep_bn_stats=keep_bn_stats, branch=branch, seed=seed, thresholds=thresholds,
         rounds=sizes.rounds, epochs=sizes.epochs,
         imgsz=sizes.imgsz)
     if base == "shipped":
@@ -432,6 +465,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", choices=("shipped", "stand-in"), default="shipped",
                         help="shipped: the serving model (models/default/model.pt); stand-in: "
                              "transplanted COCO weights briefly trained on public images")
+    parser.add_argument("--branch", choices=("on", "off"), default="on",
+                        help="on: each round serves the base and the taught branch side by side "
+                             "(training/branches.py); off: the fine-tuned model alone")
     args = parser.parse_args(argv)
 
     def log(line: str) -> None:
@@ -441,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         work = args.work or Path(tmp)
         started = time.perf_counter()
         loop = real_loop(work, QUICK if args.quick else FULL, log, seed=args.seed, base=args.base,
-                         keep_bn_stats=args.bn_stats == "keep")
+                         keep_bn_stats=args.bn_stats == "keep", branch=args.branch == "on")
         result = run_loop(loop, log)
         result["seed"] = args.seed
         result["wall_s"] = round(time.perf_counter() - started, 1)

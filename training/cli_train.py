@@ -91,6 +91,11 @@ def train_command(
     augment: Annotated[AugmentName, typer.Option(
         "--augment", help="Augmentation settings (training/augmentation.py): ultralytics' defaults, or "
                           "generalise (chosen from the corruption suite).")] = "ultralytics",
+    branch: Annotated[bool, typer.Option(
+        "--branch", help="With --fine-tune: also write weights/branched.pt, the base and the fine-tuned "
+                         "layers after the frozen ones side by side (training/branches.py): the base's "
+                         "classes scored exactly as the base scores them. Export that file to serve "
+                         "it.")] = False,
     stop_after_epochs: Annotated[int | None, typer.Option(
         "--stop-after-epochs", min=1, help="Pause the run after this many epochs of this process "
                                            "(status paused; --resume continues it).")] = None,
@@ -125,15 +130,24 @@ def train_command(
                                    epochs=epochs, imgsz=imgsz, batch=batch, freeze=freeze, seed=seed,
                                    device=device, workers=workers, patience=patience, cache=cache,
                                    augment=augment)
+            if branch and not (fine_tune and options.base.endswith(".pt")):
+                raise _fail("--branch needs --fine-tune from trained weights (an installed model or a .pt)")
             if fine_tune:
                 recipe = Recipe() if freeze is None else Recipe(freeze=freeze)
                 options = recipe.apply(options)
             result = train(options, argv, callbacks, chunk)
+        branched = None
+        if branch and result.record.status == "finished":
+            from training.branches import compose_checkpoints
+
+            branched = compose_checkpoints(Path(options.base), result.best,
+                                           result.best.parent / "branched.pt", shared=options.freeze or 0)
     except (ModelError, ValidationError) as exc:  # TrainingError, UnsafeCheckpointError
         raise _fail(str(exc)) from exc
     typer.echo(json.dumps({"run_dir": str(result.run_dir), "status": result.record.status,
                            "best": str(result.best), "wall_seconds": result.record.wall_seconds,
-                           "metrics": result.record.metrics},
+                           "metrics": result.record.metrics,
+                           **({"branched": str(branched)} if branched else {})},
                           indent=2))
 
 

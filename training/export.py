@@ -275,7 +275,8 @@ def _read_checkpoint_facts(weights: Path) -> dict[str, Any]:
     yaml_file = str((getattr(yolo.model, "yaml", None) or {}).get("yaml_file", ""))
     labels = [str(yolo.names[i]) for i in range(len(yolo.names))]
     return {"labels": labels, "train_args": train_args, "architecture": Path(yaml_file).stem,
-            "imgsz": train_args.get("imgsz"), "data": train_args.get("data")}
+            "imgsz": train_args.get("imgsz"), "data": train_args.get("data"),
+            "branched": ckpt.get("branched")}
 
 
 def _run_record_for(weights: Path) -> dict[str, Any] | None:
@@ -349,6 +350,8 @@ def export_model(weights: Path, name: str, models_dir: Path | None = None, *, im
                          "weights": relative_path(weights, run_dir) if run_dir is not None else weights.name,
                          "weights_sha256": sha256_file(weights),
                          "run": record or {},
+                         # a base and a taught branch served together (training/branches.py)
+                         **({"branched": facts["branched"]} if facts["branched"] else {}),
                          "export": {"opset": OPSET, "dynamic": True, "simplify": True, "samples": source,
                                     "parity": parity.as_dict()}},
             "attribution": list(data_record.get("attribution") or []),

@@ -24,6 +24,11 @@ after two rounds). Two controls, both data here so a run records them:
   (training/partial_labels.py), so they stop teaching "no garbage here"; or, instead, the base
   model's own boxes for those classes added to their labels (training/pseudo_labels.py).
 
+These controls slow the drift of the shared layers; they do not stop it: from the shipped model,
+a round that taught the new class to 0.3-0.5 AP50 still cost a public class 0.07-0.11. What stops
+it is serving the base's own layers for the classes it knew beside the fine-tuned ones for the
+new class (training/branches.py, `patrol train --branch`), at the price of the neck and head twice.
+
 Measured on one round of the review loop (benchmarks/README.md): uniform replay, AdamW 0.001:
 public max drop 0.144 (fire, smoke); rates low enough to keep the public classes (0.0003, or
 0.0003 with 0.005 for the head's last class convolutions alone) taught the new class nothing;

@@ -306,6 +306,12 @@ def train(options: TrainOptions, argv: list[str], callbacks: Callbacks | None = 
     _add_callbacks(model, callbacks, chunk)
     labels = data_labels(options.data)  # read once: the head's fit and the taught rows both need them
     if base["kind"] == "checkpoint" and isinstance(getattr(model, "ckpt", None), dict):
+        branched = model.ckpt.get("branched")
+        if branched:
+            # ultralytics would rebuild it as one plain model from the base's layers: the taught
+            # branch, the reviewers' work, silently gone (training/branches.py)
+            raise TrainingError(f"{options.base} is a branched model, served as is; fine-tune its taught "
+                                f"checkpoint ({branched.get('taught')}) and compose again")
         transplant = model.ckpt.get("transplant")
         if transplant:
             base["transplant"] = {"source_sha256": transplant.get("source_sha256"),

@@ -181,6 +181,9 @@ _ULTRALYTICS_CHECKPOINT_NAMES = frozenset({
     "torch.CharStorage", "torch.BoolStorage",
     "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "numpy.dtype",
     "ultralytics.utils.IterableSimpleNamespace",  # training args in a mid-run last.pt; attributes only
+    # A base and a taught branch served together (training/branches.py): a DetectionModel subclass
+    # of ours that adds no state of its own to unpickle, only a forward.
+    "training.branches.BranchedDetectionModel",
 })
 
 

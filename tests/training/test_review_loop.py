@@ -32,9 +32,12 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Loop:
                  val=tuple(i.image_path for i in shapes.split("val"))[:2],
                  thresholds={"garbage_pile": 0.35, "smoke": 0.3, "roadside_clutter": 0.35},
                  rounds=2, per_round=4, reviewed_replay=2, epochs=1, imgsz=64, batch=4,
-                 base_freeze=0, recipe=Recipe(freeze=0), ignore_unlabelled=True)
-    # A .pt base from the architecture: the loop predicts with it before any round.
-    base = fine_tune(start, Path("yolov5nu.yaml"), train[:4], "base")
+                 base_freeze=0, recipe=Recipe(freeze=10), ignore_unlabelled=True)
+    # A .pt base that knows only the public labels, as the shipped model does: the rounds grow its
+    # head by the new one, and each round's model is served beside it (training/branches.py).
+    public = make_synthetic_dataset(root / "public", n_train=8, n_val=2, labels=LABELS[:2], seed=4)
+    base = fine_tune(replace(start, labels=LABELS[:2], val=tuple(i.image_path for i in public.split("val"))),
+                     Path("yolov5nu.yaml"), tuple(i.image_path for i in public.split("train")), "base")
     return replace(start, base=base)
 
 
@@ -48,7 +51,15 @@ def test_both_arms_report_a_curve_public_figures_and_round_times(loop: Loop) -> 
     assert len(result["round_s"]) == 2 and all(s > 0 for s in result["round_s"])
     assert set(result["public_base_ap50"]) == {"garbage_pile", "smoke"}
     assert all(len(rows) == 2 for rows in result["public_ap50"].values())
-    assert result["public_max_drop"] <= 1.0
+    # Served branched, the public labels are the base's own outputs: the same AP50 every round,
+    # where the fine-tuned model alone moved them (its figures reported beside).
+    assert result["public_max_drop"] == 0.0
+    assert all(row == result["public_base_ap50"] for rows in result["public_ap50"].values() for row in rows)
+    assert all(len(rows) == 2 for rows in result["public_ap50_taught_alone"].values())
+    assert 0.0 <= result["public_max_drop_taught_alone"] <= 1.0
+    assert result["served_public_s_ratio"] > 0
+    assert sorted(p.name for p in (loop.work / "served").iterdir()) == [
+        "active-r1.pt", "active-r2.pt", "random-r1.pt", "random-r2.pt"]
     assert sum("round" in line for line in logged) == 4  # 2 arms x 2 rounds
     for arm in ("active", "random"):
         first = (loop.work / "data" / f"{arm}-r1" / "train.txt").read_text().split()
@@ -59,6 +70,14 @@ def test_both_arms_report_a_curve_public_figures_and_round_times(loop: Loop) -> 
         assert len(second) == len(set(second)) == loop.per_round + 2 + loop.replay.count(loop.per_round + 2)
         assert set(loop.replay.images) <= set(map(Path, second))
         assert len(fresh) == loop.per_round
+
+
+def test_without_the_branch_the_fine_tuned_model_is_served(loop: Loop, tmp_path: Path) -> None:
+    result = run_loop(replace(loop, work=tmp_path, branch=False, rounds=1))
+    assert len(result["active_ap50"]) == 1
+    assert "public_ap50_taught_alone" not in result
+    assert not (tmp_path / "served").exists()
+    assert result["settings"]["branch"] is False
 
 
 def test_the_ranking_picks_fresh_images_and_skips_reviewed_twins(loop: Loop) -> None:
