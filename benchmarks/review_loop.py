@@ -16,7 +16,9 @@ training/train.py (ultralytics offline; one torch thread, see torch_threads). Ea
 is served branched (training/branches.py, `--branch on`, the default): the base's own layers score
 the public labels and the fine-tuned layers after the frozen backbone the new class; the
 fine-tuned model alone is scored on the public test too (`public_max_drop_taught_alone`), and
-`served_public_s_ratio` is what the branch costs in prediction time. After each round:
+`served_onnx_s_ratio` is what the branch costs to serve (the last served model and the base
+exported to ONNX, run side by side on 32 public test images; `served_public_s_ratio` the same
+for the PyTorch prediction calls of the public AP50). After each round:
 the class's AP50 on that set's fixed test split (by content hash, `patrol datasets build`), the
 public test split's AP50 for the public labels, and the round's wall time. public_max_drop is
 the largest fall of a public label's AP50 below the base's, over every round of both arms.
@@ -325,7 +327,8 @@ def run_loop(loop: Loop, log: Callable[[str], None] = lambda _: None) -> dict[st
                                            for arm in ARMS},
               "public_max_drop_taught_alone": max_drop(alone),
               # wall time of the public test's predictions, served model over base (same images)
-              "served_public_s_ratio": round(statistics.median(public_s) / base_public_s, 3)} \
+              "served_public_s_ratio": round(statistics.median(public_s) / base_public_s, 3),
+              **serving_cost(loop, weights)} \
         if loop.branch else {}
     return {
         "rounds": loop.rounds, "per_round": loop.per_round, "class": loop.new_label,
@@ -346,6 +349,33 @@ def run_loop(loop: Loop, log: Callable[[str], None] = lambda _: None) -> dict[st
                      "ignore_unlabelled": loop.ignore_unlabelled, "keep_bn_stats": loop.keep_bn_stats,
                      "pseudo": None if loop.pseudo is None else loop.pseudo.model_dump()},
     }
+
+
+def serving_cost(loop: Loop, served: Path, images: int = 32, passes: int = 4) -> dict[str, float]:
+    """The base and the last served model exported to ONNX the same way and run side by side by the
+    serving backend on the same public test images, alternating: seconds per image and the ratio."""
+    from training.export import export_onnx
+    from vision.detectors.engines import open_export
+    from vision.detectors.ultralytics_offline import import_ultralytics
+
+    frames = [read_image(p) for p in loop.public_test[:images]]
+    folder = loop.work / "serving-cost"
+    detectors = {}
+    for name, weights in (("base", loop.base), ("served", served)):
+        onnx = export_onnx(weights, folder / f"{name}.onnx", loop.imgsz)
+        names = import_ultralytics().YOLO(str(weights), task="detect").names
+        detectors[name] = open_export("onnxruntime", onnx, imgsz=loop.imgsz, conf=CANDIDATE_CONF,
+                                      labels=[str(names[i]) for i in sorted(names)], end2end=False)
+        detectors[name].predict_batch(frames[:2])  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in detectors}
+    for turn in range(passes):
+        for name in (("base", "served") if turn % 2 == 0 else ("served", "base")):
+            started = time.perf_counter()
+            detectors[name].predict_batch(frames)
+            times[name].append((time.perf_counter() - started) / len(frames))
+    base_s, served_s = statistics.median(times["base"]), statistics.median(times["served"])
+    return {"base_onnx_s_per_image": round(base_s, 5), "served_onnx_s_per_image": round(served_s, 5),
+            "served_onnx_s_ratio": round(served_s / base_s, 3)}
 
 
 def _r(value: float | None) -> float | None:

@@ -58,6 +58,10 @@ def test_both_arms_report_a_curve_public_figures_and_round_times(loop: Loop) -> 
     assert all(len(rows) == 2 for rows in result["public_ap50_taught_alone"].values())
     assert 0.0 <= result["public_max_drop_taught_alone"] <= 1.0
     assert result["served_public_s_ratio"] > 0
+    # the branch costs the neck and head again to serve: more time per image than the base
+    assert result["served_onnx_s_per_image"] > 0 and result["base_onnx_s_per_image"] > 0
+    assert result["served_onnx_s_ratio"] == pytest.approx(
+        result["served_onnx_s_per_image"] / result["base_onnx_s_per_image"], rel=0.01)
     assert sorted(p.name for p in (loop.work / "served").iterdir()) == [
         "active-r1.pt", "active-r2.pt", "random-r1.pt", "random-r2.pt"]
     assert sum("round" in line for line in logged) == 4  # 2 arms x 2 rounds
