@@ -14,8 +14,10 @@ its ONNX export and this project's decoder read it as they read any model.
 
 The price is the neck and head twice per image (`BranchedDetectionModel.branch_cost` says how
 much of the network that is); the base's scores are exactly the base's, which is what a tower
-driving a loudspeaker needs from its next model. A further fine-tune starts from the taught
-model (a plain ultralytics checkpoint), never from the branched one: `compose` is the last step.
+driving a loudspeaker needs from its next model. What it keeps it also freezes: reviewers'
+corrections of the base's own classes (rejected false alarms) change nothing there; they need a
+plain fine-tune, weighed by `patrol promote`. A further fine-tune starts from the taught model
+(a plain ultralytics checkpoint), never from the branched one: `compose` is the last step.
 """
 
 from __future__ import annotations
