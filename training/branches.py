@@ -145,9 +145,16 @@ def compose(base: Any, taught: Any, shared: int) -> BranchedDetectionModel:
 def compose_checkpoints(base_pt: Path, taught_pt: Path, out_pt: Path, shared: int) -> Path:
     """`compose` on two ultralytics checkpoints, written as a checkpoint ultralytics loads
     (YOLO(out_pt) predicts and exports it); the taught checkpoint's training facts kept."""
+    import os
+
     import torch
     from ultralytics.nn.tasks import load_checkpoint
 
+    from training.transplant import check_ultralytics_checkpoint
+    from vision.model_registry import sha256_file
+
+    for path in (base_pt, taught_pt):
+        check_ultralytics_checkpoint(path)  # before unpickling either in full
     base, _ = load_checkpoint(str(base_pt), device="cpu")
     taught, taught_ckpt = load_checkpoint(str(taught_pt), device="cpu")
     model = compose(base, taught, shared)
@@ -155,8 +162,13 @@ def compose_checkpoints(base_pt: Path, taught_pt: Path, out_pt: Path, shared: in
     # file with this model at 1e-4 on scores.
     ckpt = {key: value for key, value in taught_ckpt.items()
             if key not in ("model", "ema", "optimizer", "scaler", "modelopt")}
-    ckpt.update({"model": model, "ema": None,
-                 "branched": {"base": str(base_pt), "taught": str(taught_pt), "shared": shared}})
+    # Named by file and hash, never by this machine's paths (the record reaches model cards);
+    # the taught checkpoint relative to this file, where a further fine-tune starts.
+    ckpt.update({"model": model, "ema": None, "branched": {
+        "base": {"file": base_pt.name, "sha256": sha256_file(base_pt)},
+        "taught": {"file": os.path.relpath(taught_pt.resolve(), out_pt.resolve().parent),
+                   "sha256": sha256_file(taught_pt)},
+        "shared": shared}})
     out_pt.parent.mkdir(parents=True, exist_ok=True)
     torch.save(ckpt, out_pt)
     return out_pt

@@ -310,8 +310,9 @@ def train(options: TrainOptions, argv: list[str], callbacks: Callbacks | None = 
         if branched:
             # ultralytics would rebuild it as one plain model from the base's layers: the taught
             # branch, the reviewers' work, silently gone (training/branches.py)
+            taught = (branched.get("taught") or {}).get("file")
             raise TrainingError(f"{options.base} is a branched model, served as is; fine-tune its taught "
-                                f"checkpoint ({branched.get('taught')}) and compose again")
+                                f"checkpoint ({taught}, beside it) and compose again")
         transplant = model.ckpt.get("transplant")
         if transplant:
             base["transplant"] = {"source_sha256": transplant.get("source_sha256"),

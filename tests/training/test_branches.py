@@ -177,6 +177,10 @@ def test_patrol_train_branch_writes_a_branched_checkpoint(tmp_path: Path) -> Non
     assert branched == tmp_path / "runs" / "taught" / "weights" / "branched.pt"
     saved = __import__("torch").load(branched, weights_only=False)
     assert saved["branched"]["shared"] == SHARED_LAYERS
+    # the record names files by name and hash, relative to the branched file: no machine paths
+    assert saved["branched"]["taught"]["file"] == "best.pt"
+    assert saved["branched"]["base"]["file"] == "base.pt"
+    assert len(saved["branched"]["base"]["sha256"]) == 64
     assert saved["model"].names == dict(enumerate(labels))
 
     refused = CliRunner().invoke(app, [*common, "--name", "whole", "--branch"])
@@ -187,4 +191,4 @@ def test_patrol_train_branch_writes_a_branched_checkpoint(tmp_path: Path) -> Non
     # rebuilt by ultralytics as one model of the base's layers.
     again = CliRunner().invoke(app, [*common, "--base", str(branched), "--name", "again", "--fine-tune"])
     assert again.exit_code != 0
-    assert "is a branched model" in again.output
+    assert "is a branched model" in again.output and "(best.pt, beside it)" in again.output
