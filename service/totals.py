@@ -13,7 +13,8 @@ a month and class counts every issue, those outside any region included.
 Where the m² come from: `issues.area_m2`, the ground area of the footprint of the observation
 that opened the issue (vision.geo projects the detection's box onto the ground when the frame is
 geotagged: `ObservationDraft.area_m2` in service/analysis.py, stored by `_open_issue` in
-service/ledger/intake.py). Later sightings do not change it. An issue without one (no camera pose
+service/ledger/intake.py), replaced by a later sighting's when that one measured it with a
+smaller uncertainty (`_take_tighter_area`, in the issue's history). An issue without one (no camera pose
 or no footprint) counts in the number but adds nothing to the m²; `*_m2_missing` says how many
 of the counted issues that is, so a total is never silently short.
 """

@@ -149,3 +149,31 @@ def test_search_box_never_cuts_off_a_point_within_the_radius(lat, radius):
             assert box.min_lon <= lon2 <= box.max_lon and box.min_lat <= lat2 <= box.max_lat
     # and the box is not needlessly large: under 2 % wider than the radius in latitude
     assert (box.max_lat - lat) * 110_574 < radius * 1.02
+
+
+def test_a_sighting_that_measures_the_area_better_gives_the_issue_its_area(client, keys, clock):
+    """A survey sees one pile in overlapping photos: the issue keeps the footprint and area measured
+    with the smallest uncertainty, and its history says when that changed; a worse view changes
+    nothing."""
+    east_m = 20.0  # seen near the first photo's edge, then straight below the second
+    edge = upload_ok(client, keys, drone_photo(BASE_LON, BASE_LAT, [("garbage", drone_box_at(east_m, 0), 0.9)],
+                                               shade=1), who="ingest")
+    first = edge["observations"][0]
+    clock.advance(minutes=1)
+    lon, lat = offset(BASE_LON, BASE_LAT, east_m=east_m)
+    below = upload_ok(client, keys, drone_photo(lon, lat, [("garbage", drone_box_at(0, 0), 0.9)], shade=2),
+                      who="ingest")
+    second = below["observations"][0]
+    assert below["issues"][0]["outcome"] == "joined"
+    assert second["area_uncertainty_m2"] < first["area_uncertainty_m2"]
+    props = issue(client, keys, edge["issues"][0]["id"])["properties"]
+    assert (props["area_m2"], props["area_uncertainty_m2"]) == (second["area_m2"], second["area_uncertainty_m2"])
+    assert f"(was {first['area_m2']:.1f} ± {first['area_uncertainty_m2']:.1f} m²)" in props["history"][1]["reason"]
+
+    clock.advance(minutes=1)
+    again = upload_ok(client, keys, drone_photo(BASE_LON, BASE_LAT, [("garbage", drone_box_at(east_m, 0), 0.9)],
+                                                shade=3), who="ingest")
+    assert again["issues"][0]["outcome"] == "joined"
+    props = issue(client, keys, edge["issues"][0]["id"])["properties"]
+    assert props["area_uncertainty_m2"] == second["area_uncertainty_m2"]  # the better one stays
+    assert "area now" not in props["history"][2]["reason"]
