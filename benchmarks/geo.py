@@ -30,6 +30,11 @@ of sheds seen 0, 10, 20 and 30 degrees off nadir, from their rendered boxes and 
 height prior (benchmarks/geo_standing.py); target p95 <= 10 % up to 30 degrees.
 `area_error_p95_pct_by_offnadir_known_height` is the same sheds with each one's true height given
 instead of the prior: the part of the error that one box cannot remove (it cannot tell a height).
+`survey_area_error_p95_pct` (and the median) is what the office reports: the same sheds in a
+mapping survey (nadir photos on a grid, 80 % forward and 70 % side overlap, each photo with its
+own pose error), the issue keeping the area of the sighting with the smallest reported
+uncertainty (service/ledger/intake._take_tighter_area); `..._any_view` keeps one sighting at
+random instead, and `survey_kept_view_offnadir_p95_deg` says how far off nadir the kept view was.
 
 Cost: `footprint_ms` is the wall time of `geotag_detections` per detection (point, footprint and
 its area uncertainty) on synthetic drone frames of 20 sheds each, nadir and tilted, the same boxes

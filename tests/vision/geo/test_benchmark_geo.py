@@ -44,6 +44,11 @@ def test_benchmark_reports_required_keys(
     assert set(p95) == set(before) == set(median) == {"0", "10", "20", "30"}
     assert all(0 <= v < 100 for v in p95.values()) and p95["0"] < before["0"]
     assert 0 <= result["area_uncertainty_coverage"] <= 1
+    # The same sheds in a mapping survey: each seen in several overlapping photos, the issue keeping
+    # the view measured with the smallest uncertainty (nearer straight down than a view at random).
+    assert result["survey_views_per_shed_median"] >= 2
+    assert 0 <= result["survey_area_error_p95_pct"] <= result["survey_area_error_p95_pct_any_view"]
+    assert 0 <= result["survey_kept_view_offnadir_p95_deg"] < 45
     # What geotagging costs per detection (measured, not a target here: the machine may be busy).
     assert set(result["footprint_ms"]) == {"flat", "standing"}
     assert all(v > 0 for v in result["footprint_ms"].values())
