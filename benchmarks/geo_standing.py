@@ -77,6 +77,18 @@ def shed_box(truth: FrameProjector, centre: np.ndarray, size: np.ndarray, height
     return np.array([*px.min(axis=0), *px.max(axis=0)])
 
 
+def _shed_prior() -> HeightPrior:
+    prior = Taxonomy.default().get("illegal_structure").height_m
+    assert prior is not None, "the taxonomy's illegal_structure has no height prior"
+    return prior
+
+
+def _budget(noise: NoiseLike) -> PoseUncertainty:
+    """The estimator's uncertainty budget: the noise profile the benchmark draws from."""
+    return PoseUncertainty(horizontal_m=noise.horizontal_m, vertical_m=noise.vertical_m,
+                           pitch_roll_deg=noise.tilt_deg, yaw_deg=noise.yaw_deg, pixel_px=noise.pixel_px)
+
+
 def standing_area_errors(
     rng: np.random.Generator,
     objects: int,
@@ -88,15 +100,7 @@ def standing_area_errors(
     """Percent area errors of `objects` sheds seen `angle_deg` off nadir, whether each error was
     within the reported 95 % half-width, the errors without the height prior, and the errors with
     each shed's true height in place of the prior."""
-    prior = Taxonomy.default().get("illegal_structure").height_m
-    assert prior is not None, "the taxonomy's illegal_structure has no height prior"
-    budget = PoseUncertainty(
-        horizontal_m=noise.horizontal_m,
-        vertical_m=noise.vertical_m,
-        pitch_roll_deg=noise.tilt_deg,
-        yaw_deg=noise.yaw_deg,
-        pixel_px=noise.pixel_px,
-    )
+    prior, budget = _shed_prior(), _budget(noise)
     errors: list[float] = []
     covered: list[bool] = []
     without: list[float] = []
@@ -145,22 +149,24 @@ def standing_area_errors(
 SURVEY_OVERLAP = (0.8, 0.7)  # forward and side overlap of a mapping flight (DJI's defaults)
 
 
-def survey_area_errors(
-    rng: np.random.Generator,
-    objects: int,
-    pose_pair: PosePair,
-    cameras: Sequence[tuple[int, int, float]],
-    noise: NoiseLike,
-) -> dict[str, object]:
+@dataclasses.dataclass(frozen=True)
+class Flights:
+    """How the benchmark's drones fly: their cameras, how the estimator sees each pose (true and
+    believed), and the noise profile that is also the estimator's uncertainty budget."""
+
+    pose_pair: PosePair
+    cameras: Sequence[tuple[int, int, float]]
+    noise: NoiseLike
+
+
+def survey_area_errors(rng: np.random.Generator, objects: int, flights: Flights) -> dict[str, object]:
     """The same sheds seen as a mapping survey sees them: nadir photos, north up, on a grid with
     SURVEY_OVERLAP, each photo with its own pose error. Every photo that holds a shed whole is one
     sighting; the ledger keeps the area of the sighting with the smallest reported uncertainty
     (service/ledger/intake._take_tighter_area). Percent area errors of that choice and of one
     sighting drawn at random (a ledger that kept the first), and the chosen view's off-nadir angle."""
-    prior = Taxonomy.default().get("illegal_structure").height_m
-    assert prior is not None, "the taxonomy's illegal_structure has no height prior"
-    budget = PoseUncertainty(horizontal_m=noise.horizontal_m, vertical_m=noise.vertical_m,
-                             pitch_roll_deg=noise.tilt_deg, yaw_deg=noise.yaw_deg, pixel_px=noise.pixel_px)
+    prior, budget = _shed_prior(), _budget(flights.noise)
+    pose_pair, cameras, noise = flights.pose_pair, flights.cameras, flights.noise
     forward, side = SURVEY_OVERLAP
     kept: list[float] = []
     drawn: list[float] = []
@@ -233,7 +239,7 @@ def area_error_by_offnadir(
         p95_known[str(angle)] = round(float(np.percentile(known, 95)), 2)
         coverage.append(covered)
     return {
-        **survey_area_errors(rng, objects, pose_pair, cameras, noise),
+        **survey_area_errors(rng, objects, Flights(pose_pair, cameras, noise)),
         "area_error_p95_pct_by_offnadir": p95,
         "area_error_median_pct_by_offnadir": median,
         "area_error_p95_pct_by_offnadir_without_prior": p95_without,
