@@ -354,18 +354,21 @@ def run_loop(loop: Loop, log: Callable[[str], None] = lambda _: None) -> dict[st
 def serving_cost(loop: Loop, served: Path, images: int = 32, passes: int = 4) -> dict[str, float]:
     """The base and the last served model exported to ONNX the same way and run side by side by the
     serving backend on the same public test images, alternating: seconds per image and the ratio."""
+    import onnx
+
     from training.export import export_onnx
     from vision.detectors.engines import open_export
-    from vision.detectors.ultralytics_offline import import_ultralytics
+    from vision.detectors.yolo_export import parse_labels
 
     frames = [read_image(p) for p in loop.public_test[:images]]
     folder = loop.work / "serving-cost"
     detectors = {}
     for name, weights in (("base", loop.base), ("served", served)):
-        onnx = export_onnx(weights, folder / f"{name}.onnx", loop.imgsz)
-        names = import_ultralytics().YOLO(str(weights), task="detect").names
-        detectors[name] = open_export("onnxruntime", onnx, imgsz=loop.imgsz, conf=CANDIDATE_CONF,
-                                      labels=[str(names[i]) for i in sorted(names)], end2end=False)
+        exported = export_onnx(weights, folder / f"{name}.onnx", loop.imgsz)
+        # the labels the exported file carries (ultralytics' `names` metadata), not a second load of the .pt
+        meta = {p.key: p.value for p in onnx.load(str(exported), load_external_data=False).metadata_props}
+        detectors[name] = open_export("onnxruntime", exported, imgsz=loop.imgsz, conf=CANDIDATE_CONF,
+                                      labels=parse_labels(meta["names"]), end2end=False)
         detectors[name].predict_batch(frames[:2])  # warm-up
     times: dict[str, list[float]] = {name: [] for name in detectors}
     for turn in range(passes):

@@ -188,6 +188,7 @@ def _place_observation(
     match = None
     rejected: RejectedMatch | None = None
     refined: str | None = None
+    footprint = to_geojson_text(draft.footprint) if draft.footprint is not None else None
     if draft.point is not None:
         lon, lat = draft.point.lon, draft.point.lat
         match = find_match(
@@ -217,7 +218,7 @@ def _place_observation(
         outcome = Outcome.rebound if match.action == MatchAction.rebound else Outcome.joined
         _widen_seen(issue, observed_at, now)
         issue.max_score = max(issue.max_score, draft.score)
-        refined = _take_tighter_area(issue, draft)
+        refined = _take_tighter_area(issue, draft, footprint)
     obs = Observation(
         frame_id=frame.id,
         issue_id=issue.id,
@@ -231,7 +232,7 @@ def _place_observation(
         lat=draft.point.lat if draft.point else None,
         location_uncertainty_m=draft.point.uncertainty_m if draft.point else None,
         location_reason=draft.location_reason,
-        footprint=to_geojson_text(draft.footprint) if draft.footprint is not None else None,
+        footprint=footprint,
         area_m2=draft.area_m2,
         area_uncertainty_m2=draft.area_uncertainty_m2,
         crop_path=store.save_crop(analysis.pixels, draft.box_xyxy, analysis.resolution_wh),
@@ -292,9 +293,9 @@ def _widen_seen(issue: Issue, observed_at: datetime, now: datetime) -> None:
     issue.updated_at = now
 
 
-def _take_tighter_area(issue: Issue, draft: ObservationDraft) -> str | None:
-    """The sighting's footprint and area for the issue's when the sighting measured it with a
-    smaller uncertainty; what changed, for the joining event, else None.
+def _take_tighter_area(issue: Issue, draft: ObservationDraft, footprint: str | None) -> str | None:
+    """The sighting's footprint (`footprint`, its GeoJSON text) and area for the issue's when the
+    sighting measured it with a smaller uncertainty; what changed, for the joining event, else None.
 
     Why: a survey sees a shed in several overlapping photos, and the one that opened the issue
     may have seen it far off nadir, where its area is least certain (benchmarks/geo.py: p95
@@ -304,13 +305,13 @@ def _take_tighter_area(issue: Issue, draft: ObservationDraft) -> str | None:
     """
     if issue.area_m2 is None or issue.area_uncertainty_m2 is None:
         return None
-    if draft.area_m2 is None or draft.area_uncertainty_m2 is None or draft.footprint is None:
+    if draft.area_m2 is None or draft.area_uncertainty_m2 is None or footprint is None:
         return None
     if draft.area_uncertainty_m2 >= issue.area_uncertainty_m2:
         return None
     was = f"{issue.area_m2:.1f} ± {issue.area_uncertainty_m2:.1f} m²"
     issue.area_m2, issue.area_uncertainty_m2 = draft.area_m2, draft.area_uncertainty_m2
-    issue.footprint = to_geojson_text(draft.footprint)
+    issue.footprint = footprint
     return f"area now {draft.area_m2:.1f} ± {draft.area_uncertainty_m2:.1f} m² from this sighting (was {was})"
 
 
